@@ -1,0 +1,36 @@
+// Plain HTTP request/response values exchanged between the network layer (http/, Boost.Beast)
+// and the API logic (api/), so that the API is tested without sockets.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace hearth::api {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query, e.g. "/v1/vms?limit=10"
+  // Header names in lower case. Only the headers the API reads are kept.
+  std::map<std::string, std::string> headers;
+  std::string body;
+  // True when the request came over the root-only unix socket: no token is required.
+  bool trusted = false;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers, e.g. ETag
+};
+
+// The network layer calls Handle for every complete request. Implementations are thread-safe.
+class HttpHandler {
+ public:
+  virtual ~HttpHandler() = default;
+  virtual HttpResponse Handle(const HttpRequest& request) = 0;
+};
+
+}  // namespace hearth::api

@@ -1,0 +1,41 @@
+// The on-disk layout of a hearth node. Every path hearth writes is built here and nowhere else.
+//
+//   <data-dir>/                      default /var/lib/hearth, mode 0700
+//   ├── hearthd.sock                 API unix socket, mode 0600, root only, no token needed
+//   ├── hearthd.lock                 flock()ed by the running hearthd: one daemon per data dir
+//   ├── admin.token                  the admin bearer token for TCP clients, mode 0600
+//   ├── state.db, state.db-wal/-shm  the embedded SQLite store (WAL mode); token hashes live here
+//   ├── vms/<vm-id>/                 one directory per VM: console log, sockets, snapshots
+//   │   └── console.log              the guest's serial console (size capped)
+//   └── images/<name>/               guest images: kernel, initrd/rootfs and a manifest
+#pragma once
+
+#include <filesystem>
+#include <string_view>
+
+namespace hearth {
+
+class Paths {
+ public:
+  explicit Paths(std::filesystem::path data_dir) : data_dir_(std::move(data_dir)) {}
+
+  static constexpr std::string_view kDefaultDataDir = "/var/lib/hearth";
+
+  const std::filesystem::path& data_dir() const { return data_dir_; }
+  std::filesystem::path socket() const { return data_dir_ / "hearthd.sock"; }
+  std::filesystem::path lock_file() const { return data_dir_ / "hearthd.lock"; }
+  std::filesystem::path admin_token() const { return data_dir_ / "admin.token"; }
+  std::filesystem::path state_db() const { return data_dir_ / "state.db"; }
+  std::filesystem::path vms_dir() const { return data_dir_ / "vms"; }
+  std::filesystem::path vm_dir(std::string_view vm_id) const { return vms_dir() / vm_id; }
+  std::filesystem::path console_log(std::string_view vm_id) const {
+    return vm_dir(vm_id) / "console.log";
+  }
+  std::filesystem::path images_dir() const { return data_dir_ / "images"; }
+  std::filesystem::path image_dir(std::string_view name) const { return images_dir() / name; }
+
+ private:
+  std::filesystem::path data_dir_;
+};
+
+}  // namespace hearth

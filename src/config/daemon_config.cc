@@ -1,0 +1,119 @@
+#include "config/daemon_config.h"
+
+#include <charconv>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+namespace hearth::config {
+namespace {
+
+tl::unexpected<Error> Bad(std::string_view flag, std::string message) {
+  return Fail(Code::kInvalidArgument, fmt::format("--{}: {}", flag, message), std::string(flag));
+}
+
+}  // namespace
+
+Result<ListenAddress> ParseListen(std::string_view text) {
+  if (text == "none") return ListenAddress{};
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return Bad("listen", fmt::format("'{}' is not HOST:PORT (e.g. 127.0.0.1:7777) or none", text));
+  }
+  std::string host(text.substr(0, colon));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  std::string_view port_text = text.substr(colon + 1);
+  int port = -1;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc{} || end != port_text.data() + port_text.size() || port < 0 ||
+      port > 65535) {
+    return Bad("listen", fmt::format("'{}': port must be 0-65535", text));
+  }
+  return ListenAddress{host, static_cast<uint16_t>(port)};
+}
+
+Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path.string());
+  } catch (const YAML::Exception& e) {
+    return Bad("config", fmt::format("{}: {}", path.string(), e.what()));
+  }
+  if (root.IsNull()) return Ok();
+  if (!root.IsMap()) return Bad("config", fmt::format("{}: expected a mapping of keys", path.string()));
+  for (const auto& item : root) {
+    std::string key = item.first.as<std::string>();
+    const YAML::Node& v = item.second;
+    try {
+      if (key == "data-dir") {
+        config.data_dir = v.as<std::string>();
+      } else if (key == "listen") {
+        config.listen = v.as<std::string>();
+      } else if (key == "store") {
+        config.store = v.as<std::string>();
+      } else if (key == "clickhouse") {
+        config.clickhouse = v.as<std::string>();
+      } else if (key == "hypervisor") {
+        config.hypervisor = v.as<std::string>();
+      } else if (key == "memory-ratio") {
+        config.memory_ratio = v.as<double>();
+      } else if (key == "log-level") {
+        config.log_level = v.as<std::string>();
+      } else {
+        return Bad("config", fmt::format("{}: unknown key '{}'; known: data-dir, listen, store, "
+                                         "clickhouse, hypervisor, memory-ratio, log-level",
+                                         path.string(), key));
+      }
+    } catch (const YAML::Exception&) {
+      return Bad("config", fmt::format("{}: key '{}' has a value of the wrong type", path.string(),
+                                       key));
+    }
+  }
+  return Ok();
+}
+
+Result<std::filesystem::path> SqlitePath(std::string_view url) {
+  constexpr std::string_view kScheme = "sqlite://";
+  if (url.substr(0, kScheme.size()) != kScheme || url.size() == kScheme.size()) {
+    return Bad("store", fmt::format("'{}' is not sqlite://PATH", url));
+  }
+  return std::filesystem::path(url.substr(kScheme.size()));
+}
+
+Status Validate(DaemonConfig& config) {
+  if (config.data_dir.empty() || !config.data_dir.is_absolute()) {
+    return Bad("data-dir", fmt::format("'{}' is not an absolute path", config.data_dir.string()));
+  }
+  if (auto l = ParseListen(config.listen); !l) return Fail(l.error());
+  if (config.store.empty()) config.store = "sqlite://" + (config.data_dir / "state.db").string();
+  if (config.store.rfind("postgresql://", 0) == 0) {
+    return Bad("store", "PostgreSQL is not supported by this build yet; use sqlite://PATH");
+  }
+  if (auto p = SqlitePath(config.store); !p) return Fail(p.error());
+  if (!config.clickhouse.empty()) {
+    return Bad("clickhouse", "the ClickHouse sink is not supported by this build yet; omit it");
+  }
+  if (config.hypervisor != "auto" && config.hypervisor != "qemu" &&
+      config.hypervisor != "firecracker") {
+    return Bad("hypervisor", fmt::format("'{}' is not one of auto, qemu, firecracker",
+                                         config.hypervisor));
+  }
+  if (config.hypervisor != "auto") {
+    return Bad("hypervisor", fmt::format("'{}' is not available in this build; use auto",
+                                         config.hypervisor));
+  }
+  if (!(config.memory_ratio > 0 && config.memory_ratio <= 100)) {
+    return Bad("memory-ratio", fmt::format("{} is out of range; allowed (0, 100], e.g. 1.0 or 1.5",
+                                           config.memory_ratio));
+  }
+  static const char* kLevels[] = {"trace", "debug", "info", "warn", "error"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), config.log_level) == std::end(kLevels)) {
+    return Bad("log-level", fmt::format("'{}' is not one of trace, debug, info, warn, error",
+                                        config.log_level));
+  }
+  return Ok();
+}
+
+}  // namespace hearth::config

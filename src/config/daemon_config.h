@@ -1,0 +1,40 @@
+// hearthd's settings: from --config FILE (YAML, keys as the long flags without "--") and then
+// from flags, which win. Everything is checked before hearthd touches the host.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "common/result.h"
+
+namespace hearth::config {
+
+struct DaemonConfig {
+  std::filesystem::path data_dir = "/var/lib/hearth";
+  std::string listen = "127.0.0.1:7777";  // "none" disables TCP
+  std::string store;                      // default sqlite://<data-dir>/state.db
+  std::string clickhouse;
+  std::string hypervisor = "auto";
+  double memory_ratio = 1.0;
+  std::string log_level = "info";
+};
+
+struct ListenAddress {
+  std::string host;  // empty: TCP disabled
+  uint16_t port = 0;
+};
+
+// Parses "HOST:PORT", "[V6]:PORT" or "none".
+Result<ListenAddress> ParseListen(std::string_view text);
+
+// Reads a YAML config file onto `config`. Unknown keys and wrong types are errors.
+Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config);
+
+// Checks every value; fills the default store URL. Errors name the flag and the value.
+Status Validate(DaemonConfig& config);
+
+// The SQLite path of a "sqlite://PATH" store URL.
+Result<std::filesystem::path> SqlitePath(std::string_view store_url);
+
+}  // namespace hearth::config

@@ -1,0 +1,189 @@
+// hearthd: the node daemon. Parses and checks its configuration, takes the data directory's
+// lock, opens the store, and serves the API until SIGINT or SIGTERM.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "api/api_handler.h"
+#include "api/auth.h"
+#include "common/paths.h"
+#include "config/daemon_config.h"
+#include "http/server.h"
+#include "model/host.h"
+#include "node/node.h"
+#include "store/sqlite_state_store.h"
+
+namespace hearth {
+namespace {
+
+int Die(const Error& e) {
+  std::fprintf(stderr, "hearthd: %s\n", e.message.c_str());
+  return 1;
+}
+
+// Holds an exclusive flock on <data-dir>/hearthd.lock for the life of the process.
+Result<int> LockDataDir(const Paths& paths) {
+  int fd = open(paths.lock_file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Fail(Code::kUnavailable,
+                fmt::format("opening {}: {}", paths.lock_file().string(), strerror(errno)));
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+    (void)n;
+    close(fd);
+    return Fail(Code::kUnavailable,
+                fmt::format("another hearthd (pid {}) is using {}; stop it or pick another "
+                            "--data-dir",
+                            strtol(pid, nullptr, 10), paths.data_dir().string()));
+  }
+  std::string text = fmt::format("{}\n", getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, text.data(), text.size(), 0) < 0) {
+    spdlog::warn("could not write the pid to {}", paths.lock_file().string());
+  }
+  return fd;
+}
+
+int Run(config::DaemonConfig cfg) {
+  if (auto s = config::Validate(cfg); !s) {
+    Die(s.error());
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  auto listen = config::ParseListen(cfg.listen);
+  auto db_path = config::SqlitePath(cfg.store);
+
+  Paths paths(cfg.data_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(paths.data_dir(), ec);
+  if (ec) {
+    return Die(Error{Code::kUnavailable,
+                     fmt::format("--data-dir: creating {}: {}", paths.data_dir().string(),
+                                 ec.message())});
+  }
+  chmod(paths.data_dir().c_str(), 0700);
+  auto lock = LockDataDir(paths);
+  if (!lock) return Die(lock.error());
+
+  auto host = ReadLinuxHostInfo();
+  if (!host) return Die(host.error());
+  auto store = store::SqliteStateStore::Open(*db_path);
+  if (!store) return Die(store.error());
+  auto auth = api::TokenAuthenticator::Init(**store, paths);
+  if (!auth) return Die(auth.error());
+
+  LinuxFileProbe files;
+  SystemClock clock;
+  node::Node node(**store, *host, files, clock, paths, node::NodeOptions{cfg.memory_ratio});
+  if (auto s = node.Load(); !s) return Die(s.error());
+  api::ApiHandler handler(node, *auth);
+
+  http::ServerOptions options;
+  options.tcp_host = listen->host;
+  options.tcp_port = listen->port;
+  options.unix_socket = paths.socket();
+  http::Server server(handler, options);
+  if (auto s = server.Start(); !s) return Die(s.error());
+
+  std::string tcp = listen->host.empty()
+                        ? "no TCP"
+                        : fmt::format("http://{}:{}", listen->host, server.tcp_port());
+  // One line on stdout that scripts and tests wait for.
+  std::printf("hearthd %s: listening on %s and unix:%s\n", HEARTH_VERSION, tcp.c_str(),
+              paths.socket().c_str());
+  std::fflush(stdout);
+  spdlog::info("serving {} VMs from {}; {} CPUs, {} MiB RAM, memory ratio {}",
+               node.List().size(), cfg.store, host->cpus, host->memory.value, cfg.memory_ratio);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, shutting down", strsignal(sig));
+  server.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace hearth
+
+int main(int argc, char** argv) {
+  // Block the shutdown signals before any thread starts, so that only sigwait() sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  spdlog::set_default_logger(spdlog::stderr_color_mt("hearthd"));
+
+  hearth::config::DaemonConfig cfg;
+  CLI::App app{
+      "hearthd - the hearth node daemon: runs microVMs on this host and serves the hearth API.\n"
+      "Runs as root, in the foreground; logs go to stderr.\n\n"
+      "Examples:\n"
+      "  hearthd                                  # data in /var/lib/hearth, API on 127.0.0.1:7777\n"
+      "  hearthd --data-dir /srv/hearth --listen 0.0.0.0:7777\n"
+      "  hearthd --config /etc/hearth/hearthd.yaml   # YAML, same keys as the flags\n",
+      "hearthd"};
+  std::string config_file, data_dir;
+  app.add_option("--config", config_file, "YAML file with the same keys as the long flags")
+      ->check(CLI::ExistingFile);
+  app.add_option("--data-dir", data_dir, "where state, sockets, VMs and images live")
+      ->default_str("/var/lib/hearth");
+  auto* listen = app.add_option("--listen", cfg.listen, "TCP address of the API, or none")
+                     ->default_str(cfg.listen);
+  auto* store = app.add_option("--store", cfg.store, "sqlite://PATH (default <data-dir>/state.db)");
+  auto* clickhouse = app.add_option("--clickhouse", cfg.clickhouse, "ClickHouse URL for metering");
+  auto* hypervisor = app.add_option("--hypervisor", cfg.hypervisor, "auto, qemu or firecracker")
+                         ->default_str("auto");
+  auto* ratio = app.add_option("--memory-ratio", cfg.memory_ratio,
+                               "running VMs may hold at most this x host RAM")
+                    ->default_str("1.0");
+  auto* level = app.add_option("--log-level", cfg.log_level, "trace, debug, info, warn, error")
+                    ->default_str("info");
+  app.set_version_flag("--version", HEARTH_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::CallForVersion&) {
+    std::cout << HEARTH_VERSION << "\n";
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "hearthd: %s (see hearthd --help)\n", e.what());
+    return 2;
+  }
+  if (!config_file.empty()) {
+    // The file sets defaults; flags given on the command line win.
+    hearth::config::DaemonConfig from_file;
+    if (auto s = hearth::config::LoadConfigFile(config_file, from_file); !s) {
+      std::fprintf(stderr, "hearthd: %s\n", s.error().message.c_str());
+      return 2;
+    }
+    if (data_dir.empty()) data_dir = from_file.data_dir.string();
+    if (listen->count() == 0) cfg.listen = from_file.listen;
+    if (store->count() == 0) cfg.store = from_file.store;
+    if (clickhouse->count() == 0) cfg.clickhouse = from_file.clickhouse;
+    if (hypervisor->count() == 0) cfg.hypervisor = from_file.hypervisor;
+    if (ratio->count() == 0) cfg.memory_ratio = from_file.memory_ratio;
+    if (level->count() == 0) cfg.log_level = from_file.log_level;
+  }
+  if (!data_dir.empty()) cfg.data_dir = data_dir;
+  return hearth::Run(cfg);
+}

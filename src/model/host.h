@@ -1,0 +1,43 @@
+// What the validator needs to know about the host, behind interfaces so that unit tests run
+// without touching the real machine.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/result.h"
+#include "model/vm.h"
+
+namespace hearth {
+
+struct HostInfo {
+  int cpus = 0;
+  MiB memory;  // physical RAM
+};
+
+// Reads CPU count (sched_getaffinity) and MemTotal (/proc/meminfo) of this machine.
+Result<HostInfo> ReadLinuxHostInfo();
+
+enum class FileKind { kMissing, kRegular, kBlockDevice, kDirectory, kOther };
+
+struct FileFacts {
+  FileKind kind = FileKind::kMissing;
+  bool readable = false;  // opened and read by this process
+  uint64_t device = 0;    // st_dev and st_ino identify the file across different paths
+  uint64_t inode = 0;
+  std::string head;       // the first bytes (up to 1 KiB), to recognise kernels
+  std::string error;      // strerror of the failed stat/open, if any
+};
+
+class FileProbe {
+ public:
+  virtual ~FileProbe() = default;
+  virtual FileFacts Probe(const std::string& path) const = 0;
+};
+
+class LinuxFileProbe final : public FileProbe {
+ public:
+  FileFacts Probe(const std::string& path) const override;
+};
+
+}  // namespace hearth

@@ -1,0 +1,263 @@
+#include "model/validator.h"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace hearth {
+namespace {
+
+tl::unexpected<Error> Invalid(std::string field, std::string message) {
+  return Fail(Code::kInvalidArgument, fmt::format("{}: {}", field, message), field);
+}
+
+bool IsElf(const std::string& head) { return head.size() >= 4 && head.compare(0, 4, "\x7f" "ELF") == 0; }
+bool IsBzImage(const std::string& head) {
+  return head.size() >= 0x206 && head.compare(0x202, 4, "HdrS") == 0;
+}
+
+std::string_view KindName(FileKind k) {
+  switch (k) {
+    case FileKind::kMissing: return "missing";
+    case FileKind::kRegular: return "a regular file";
+    case FileKind::kBlockDevice: return "a block device";
+    case FileKind::kDirectory: return "a directory";
+    case FileKind::kOther: return "neither a file nor a block device";
+  }
+  return "unknown";
+}
+
+// Checks that `path` is absolute, exists, is readable and of an allowed kind.
+Result<FileFacts> CheckFile(std::string_view field, const std::string& path,
+                            const FileProbe& files, bool allow_block) {
+  if (path.empty() || path[0] != '/') {
+    return Invalid(std::string(field), fmt::format("'{}' is not an absolute path", path));
+  }
+  FileFacts f = files.Probe(path);
+  if (f.kind == FileKind::kMissing) {
+    return Invalid(std::string(field), fmt::format("'{}' does not exist ({})", path, f.error));
+  }
+  bool kind_ok = f.kind == FileKind::kRegular || (allow_block && f.kind == FileKind::kBlockDevice);
+  if (!kind_ok) {
+    return Invalid(std::string(field),
+                   fmt::format("'{}' is {}; expected a regular file{}", path, KindName(f.kind),
+                               allow_block ? " or a block device" : ""));
+  }
+  if (!f.readable) {
+    return Invalid(std::string(field), fmt::format("'{}' is not readable ({})", path, f.error));
+  }
+  return f;
+}
+
+Status CheckPort(const std::string& field, int port) {
+  if (port < 1 || port > 65535) {
+    return Invalid(field, fmt::format("port {} is out of range; allowed 1-65535", port));
+  }
+  return Ok();
+}
+
+Status CheckFiles(const VmSpec& spec, const ValidationContext& ctx) {
+  const FileProbe& files = *ctx.files;
+  if (!spec.image.empty()) {
+    if (auto s = ValidateName(spec.image); !s) {
+      return Invalid("image", fmt::format("'{}' is not a valid image name", spec.image));
+    }
+    if (ctx.paths) {
+      FileFacts f = files.Probe(ctx.paths->image_dir(spec.image).string());
+      if (f.kind != FileKind::kDirectory) {
+        return Invalid("image", fmt::format("no image named '{}' in {}; see `hearth image ls`",
+                                            spec.image, ctx.paths->images_dir().string()));
+      }
+    }
+  }
+  if (spec.kernel.empty() && spec.image.empty()) {
+    return Invalid("kernel", "required: give a kernel path or an image");
+  }
+  if (!spec.kernel.empty()) {
+    auto f = CheckFile("kernel", spec.kernel, files, false);
+    if (!f) return Fail(f.error());
+    if (!IsElf(f->head) && !IsBzImage(f->head)) {
+      return Invalid("kernel", fmt::format("'{}' is neither an ELF vmlinux nor a bzImage",
+                                           spec.kernel));
+    }
+  }
+  if (!spec.initrd.empty()) {
+    if (auto f = CheckFile("initrd", spec.initrd, files, false); !f) return Fail(f.error());
+  }
+  if (!spec.rootfs.empty()) {
+    auto f = CheckFile("rootfs", spec.rootfs, files, true);
+    if (!f) return Fail(f.error());
+    for (const VmRecord* other : ctx.others) {
+      if (other->spec.rootfs.empty()) continue;
+      if (spec.rootfs_readonly && other->spec.rootfs_readonly) continue;
+      FileFacts o = files.Probe(other->spec.rootfs);
+      bool same = other->spec.rootfs == spec.rootfs ||
+                  (o.kind != FileKind::kMissing && o.device == f->device && o.inode == f->inode);
+      if (same) {
+        return Invalid("rootfs",
+                       fmt::format("'{}' is already used by vm '{}' and one of them opens it "
+                                   "read-write; give each VM its own copy, or set "
+                                   "rootfs_readonly on both",
+                                   spec.rootfs, other->name));
+      }
+    }
+  }
+  return Ok();
+}
+
+Status CheckNetwork(const VmSpec& spec, const ValidationContext& ctx) {
+  std::set<std::pair<int, Protocol>> seen;
+  for (size_t i = 0; i < spec.publish.size(); ++i) {
+    const PortMapping& p = spec.publish[i];
+    std::string where = fmt::format("publish[{}]", i);
+    if (auto s = CheckPort(where + ".host_port", p.host_port); !s) return s;
+    if (auto s = CheckPort(where + ".guest_port", p.guest_port); !s) return s;
+    if (!seen.insert({p.host_port, p.protocol}).second) {
+      return Invalid(where + ".host_port",
+                     fmt::format("{}/{} is published twice", p.host_port, ToString(p.protocol)));
+    }
+    for (const VmRecord* other : ctx.others) {
+      for (const PortMapping& q : other->spec.publish) {
+        if (q.host_port == p.host_port && q.protocol == p.protocol) {
+          return Invalid(where + ".host_port",
+                         fmt::format("host port {}/{} is already published by vm '{}'",
+                                     p.host_port, ToString(p.protocol), other->name));
+        }
+      }
+    }
+  }
+  std::set<std::pair<int, Protocol>> wake_seen;
+  for (size_t i = 0; i < spec.wake_ports.size(); ++i) {
+    const WakePort& w = spec.wake_ports[i];
+    std::string where = fmt::format("wake_ports[{}]", i);
+    if (auto s = CheckPort(where, w.port); !s) return s;
+    if (!wake_seen.insert({w.port, w.protocol}).second) {
+      return Invalid(where, fmt::format("{} is listed twice", FormatWakePort(w)));
+    }
+  }
+  return Ok();
+}
+
+Status CheckTimers(const VmSpec& spec, const ValidationContext& ctx, const VmSpec* previous) {
+  const Timers& t = spec.timers;
+  bool stop_at_changed = !previous || previous->timers.stop_at != t.stop_at;
+  if (t.stop_at && stop_at_changed && *t.stop_at <= ctx.now) {
+    return Invalid("timers.stop_at", fmt::format("{} is in the past (now is {}); give a future time",
+                                                 FormatTime(*t.stop_at), FormatTime(ctx.now)));
+  }
+  if (t.stop_after && *t.stop_after < std::chrono::seconds(1)) {
+    return Invalid("timers.stop_after",
+                   fmt::format("{} is too short; the minimum is 1s", FormatDuration(*t.stop_after)));
+  }
+  if (t.idle_timeout && *t.idle_timeout < std::chrono::seconds(1)) {
+    return Invalid("timers.idle_timeout", fmt::format("{} is too short; the minimum is 1s",
+                                                      FormatDuration(*t.idle_timeout)));
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Status ValidateName(std::string_view name) {
+  auto bad = [&](std::string_view why) {
+    return Invalid("name", fmt::format("'{}' {}; a name is 1-63 characters of a-z, 0-9 and '-', "
+                                       "starting with a letter",
+                                       name, why));
+  };
+  if (name.empty()) return bad("is empty");
+  if (name.size() > 63) return bad(fmt::format("is {} characters long", name.size()));
+  if (!(name[0] >= 'a' && name[0] <= 'z')) return bad("does not start with a lowercase letter");
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) return bad(fmt::format("contains '{}'", c));
+  }
+  if (name.back() == '-') return bad("ends with '-'");
+  return Ok();
+}
+
+Status ValidateSpec(const VmSpec& spec, const ValidationContext& ctx, const VmSpec* previous) {
+  int max_vcpus = std::min(kMaxVcpus, ctx.host.cpus);
+  if (spec.vcpus < 1 || spec.vcpus > max_vcpus) {
+    return Invalid("vcpus", fmt::format("{} is out of range; allowed 1-{} (this host has {} CPUs)",
+                                        spec.vcpus, max_vcpus, ctx.host.cpus));
+  }
+  int64_t mem = spec.memory.value;
+  if (mem < kMinMemoryMib) {
+    return Invalid("memory_mib", fmt::format("{} is below the minimum of {}", mem, kMinMemoryMib));
+  }
+  if (mem > ctx.host.memory.value) {
+    return Invalid("memory_mib", fmt::format("{} is more than this host's {} MiB of RAM", mem,
+                                             ctx.host.memory.value));
+  }
+  if (mem % 2 != 0) {
+    return Invalid("memory_mib", fmt::format("{} is not a multiple of 2 MiB; use {} or {}", mem,
+                                             mem - 1, mem + 1));
+  }
+  if (spec.cmdline.size() > kMaxCmdline) {
+    return Invalid("cmdline", fmt::format("is {} bytes; the kernel accepts at most {}",
+                                          spec.cmdline.size(), kMaxCmdline));
+  }
+  if (spec.cmdline.find_first_of(std::string_view("\n\r\0", 3)) != std::string::npos) {
+    return Invalid("cmdline", "contains a newline or NUL byte");
+  }
+  if (auto s = CheckTimers(spec, ctx, previous); !s) return s;
+  if (auto s = CheckNetwork(spec, ctx); !s) return s;
+  return CheckFiles(spec, ctx);
+}
+
+std::vector<std::string> ChangedFields(const VmSpec& a, const VmSpec& b) {
+  std::vector<std::string> out;
+  auto check = [&](bool differs, const char* name) {
+    if (differs) out.emplace_back(name);
+  };
+  check(a.vcpus != b.vcpus, "vcpus");
+  check(a.memory != b.memory, "memory_mib");
+  check(a.kernel != b.kernel, "kernel");
+  check(a.initrd != b.initrd, "initrd");
+  check(a.rootfs != b.rootfs, "rootfs");
+  check(a.rootfs_readonly != b.rootfs_readonly, "rootfs_readonly");
+  check(a.image != b.image, "image");
+  check(a.cmdline != b.cmdline, "cmdline");
+  check(a.publish != b.publish, "publish");
+  check(a.timers != b.timers, "timers");
+  check(a.wake != b.wake, "wake");
+  check(a.wake_ports != b.wake_ports, "wake_ports");
+  check(a.restart != b.restart, "restart");
+  return out;
+}
+
+Status CheckEditAllowed(const VmRecord& current, const VmSpec& next, bool discard_state) {
+  std::vector<std::string> changed = ChangedFields(current.spec, next);
+  if (changed.empty()) return Ok();
+  std::string_view state = ToString(current.state);
+  if (IsTransitional(current.state)) {
+    return Fail(Code::kFailedPrecondition,
+                fmt::format("{}: vm '{}' is {}; retry when the transition is over", changed[0],
+                            current.name, state),
+                changed[0]);
+  }
+  static const std::set<std::string> kHardware = {"vcpus", "memory_mib", "kernel", "initrd",
+                                                  "rootfs", "rootfs_readonly", "image",
+                                                  "cmdline", "publish"};
+  for (const std::string& field : changed) {
+    if (!kHardware.count(field)) continue;
+    if (current.state == VmState::kRunning) {
+      return Fail(Code::kFailedPrecondition,
+                  fmt::format("{}: cannot change while vm '{}' is running; stop it first", field,
+                              current.name),
+                  field);
+    }
+    if (current.state == VmState::kSuspended && !discard_state) {
+      return Fail(Code::kFailedPrecondition,
+                  fmt::format("{}: vm '{}' is suspended and its saved state needs the current "
+                              "value; edit with --discard-state to drop the saved state (the "
+                              "next start cold-boots), or resume and stop it first",
+                              field, current.name),
+                  field);
+    }
+  }
+  return Ok();
+}
+
+}  // namespace hearth

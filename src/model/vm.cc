@@ -1,0 +1,148 @@
+#include "model/vm.h"
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+namespace hearth {
+namespace {
+
+template <class E, size_t N>
+Result<E> ParseEnum(std::string_view text, const std::pair<E, std::string_view> (&table)[N],
+                    std::string_view what) {
+  std::string allowed;
+  for (const auto& [value, name] : table) {
+    if (name == text) return value;
+    allowed += allowed.empty() ? "" : ", ";
+    allowed += name;
+  }
+  return Fail(Code::kInvalidArgument,
+              fmt::format("{} '{}' is not one of: {}", what, text, allowed));
+}
+
+template <class E, size_t N>
+std::string_view EnumName(E value, const std::pair<E, std::string_view> (&table)[N]) {
+  for (const auto& [v, name] : table) {
+    if (v == value) return name;
+  }
+  return "unknown";
+}
+
+constexpr std::pair<Protocol, std::string_view> kProtocols[] = {{Protocol::kTcp, "tcp"},
+                                                                {Protocol::kUdp, "udp"}};
+constexpr std::pair<TimerAction, std::string_view> kTimerActions[] = {
+    {TimerAction::kSuspend, "suspend"}, {TimerAction::kStop, "stop"}};
+constexpr std::pair<WakeMode, std::string_view> kWakeModes[] = {{WakeMode::kOnPacket, "on-packet"},
+                                                                {WakeMode::kNever, "never"}};
+constexpr std::pair<RestartPolicy, std::string_view> kRestartPolicies[] = {
+    {RestartPolicy::kNever, "never"},
+    {RestartPolicy::kOnFailure, "on-failure"},
+    {RestartPolicy::kAlways, "always"}};
+constexpr std::pair<VmState, std::string_view> kStates[] = {
+    {VmState::kCreated, "created"},       {VmState::kStarting, "starting"},
+    {VmState::kRunning, "running"},       {VmState::kSuspending, "suspending"},
+    {VmState::kSuspended, "suspended"},   {VmState::kResuming, "resuming"},
+    {VmState::kStopping, "stopping"},     {VmState::kStopped, "stopped"},
+    {VmState::kFailed, "failed"},         {VmState::kDeleting, "deleting"}};
+
+Result<int> ParsePort(std::string_view text, std::string_view whole) {
+  int value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) {
+    return Fail(Code::kInvalidArgument, fmt::format("'{}': '{}' is not a port number", whole, text));
+  }
+  return value;
+}
+
+}  // namespace
+
+std::string_view ToString(Protocol p) { return EnumName(p, kProtocols); }
+std::string_view ToString(TimerAction a) { return EnumName(a, kTimerActions); }
+std::string_view ToString(WakeMode w) { return EnumName(w, kWakeModes); }
+std::string_view ToString(RestartPolicy r) { return EnumName(r, kRestartPolicies); }
+std::string_view ToString(VmState s) { return EnumName(s, kStates); }
+Result<Protocol> ParseProtocol(std::string_view t) { return ParseEnum(t, kProtocols, "protocol"); }
+Result<TimerAction> ParseTimerAction(std::string_view t) {
+  return ParseEnum(t, kTimerActions, "timer action");
+}
+Result<WakeMode> ParseWakeMode(std::string_view t) { return ParseEnum(t, kWakeModes, "wake mode"); }
+Result<RestartPolicy> ParseRestartPolicy(std::string_view t) {
+  return ParseEnum(t, kRestartPolicies, "restart policy");
+}
+Result<VmState> ParseVmState(std::string_view t) { return ParseEnum(t, kStates, "state"); }
+
+Result<PortMapping> ParsePortMapping(std::string_view text) {
+  PortMapping out;
+  std::string_view rest = text;
+  if (auto slash = rest.find('/'); slash != std::string_view::npos) {
+    auto proto = ParseProtocol(rest.substr(slash + 1));
+    if (!proto) {
+      return Fail(Code::kInvalidArgument,
+                  fmt::format("'{}': {}; use HOSTPORT:GUESTPORT[/tcp|udp]", text,
+                              proto.error().message));
+    }
+    out.protocol = *proto;
+    rest = rest.substr(0, slash);
+  }
+  auto colon = rest.find(':');
+  if (colon == std::string_view::npos) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("'{}' is not HOSTPORT:GUESTPORT[/tcp|udp], e.g. 8080:80", text));
+  }
+  auto host = ParsePort(rest.substr(0, colon), text);
+  if (!host) return Fail(host.error());
+  auto guest = ParsePort(rest.substr(colon + 1), text);
+  if (!guest) return Fail(guest.error());
+  out.host_port = *host;
+  out.guest_port = *guest;
+  return out;
+}
+
+std::string FormatPortMapping(const PortMapping& p) {
+  return fmt::format("{}:{}/{}", p.host_port, p.guest_port, ToString(p.protocol));
+}
+
+Result<WakePort> ParseWakePort(std::string_view text) {
+  auto colon = text.find(':');
+  if (colon == std::string_view::npos) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("'{}' is not PROTOCOL:PORT, e.g. tcp:80 or udp:53", text));
+  }
+  auto proto = ParseProtocol(text.substr(0, colon));
+  if (!proto) return Fail(proto.error().Wrap(fmt::format("'{}'", text)));
+  auto port = ParsePort(text.substr(colon + 1), text);
+  if (!port) return Fail(port.error());
+  return WakePort{*proto, *port};
+}
+
+std::string FormatWakePort(const WakePort& p) {
+  return fmt::format("{}:{}", ToString(p.protocol), p.port);
+}
+
+bool HoldsMemory(VmState s) {
+  switch (s) {
+    case VmState::kStarting:
+    case VmState::kRunning:
+    case VmState::kSuspending:
+    case VmState::kResuming:
+    case VmState::kStopping:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool IsTransitional(VmState s) {
+  switch (s) {
+    case VmState::kStarting:
+    case VmState::kSuspending:
+    case VmState::kResuming:
+    case VmState::kStopping:
+    case VmState::kDeleting:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace hearth

@@ -1,0 +1,344 @@
+#include "model/vm_json.h"
+
+#include <algorithm>
+#include <limits>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace hearth {
+namespace {
+
+using nlohmann::json;
+
+std::string TypeName(const json& v) {
+  if (v.is_number_integer()) return "integer";
+  if (v.is_number_float()) return "number";
+  return v.type_name();
+}
+
+std::string Short(const json& v) {
+  std::string s = v.dump();
+  if (s.size() > 40) s = s.substr(0, 37) + "...";
+  return s;
+}
+
+tl::unexpected<Error> WrongType(std::string_view field, std::string_view expected, const json& v) {
+  return Fail(Code::kInvalidArgument,
+              fmt::format("{}: expected {}, got {} {}", field, expected, TypeName(v), Short(v)),
+              std::string(field));
+}
+
+Result<int64_t> GetInt(const json& v, std::string_view field) {
+  if (!v.is_number_integer()) return WrongType(field, "an integer", v);
+  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())) {
+    return Fail(Code::kInvalidArgument, fmt::format("{}: {} is out of range", field, v.dump()),
+                std::string(field));
+  }
+  return v.get<int64_t>();
+}
+
+Result<int> GetSmallInt(const json& v, std::string_view field) {
+  auto n = GetInt(v, field);
+  if (!n) return Fail(n.error());
+  if (*n < std::numeric_limits<int>::min() || *n > std::numeric_limits<int>::max()) {
+    return Fail(Code::kInvalidArgument, fmt::format("{}: {} is out of range", field, *n),
+                std::string(field));
+  }
+  return static_cast<int>(*n);
+}
+
+Result<std::string> GetString(const json& v, std::string_view field, bool nullable) {
+  if (nullable && v.is_null()) return std::string();
+  if (!v.is_string()) return WrongType(field, nullable ? "a string or null" : "a string", v);
+  return v.get<std::string>();
+}
+
+// Parses an enum-valued string field with `parse`, attaching the field name to errors.
+template <class Parse>
+auto GetEnum(const json& v, std::string_view field, Parse parse)
+    -> decltype(parse(std::string_view{})) {
+  if (!v.is_string()) return WrongType(field, "a string", v);
+  auto r = parse(v.get_ref<const std::string&>());
+  if (!r) return Fail(Code::kInvalidArgument, fmt::format("{}: {}", field, r.error().message),
+                      std::string(field));
+  return r;
+}
+
+Status CheckKeys(const json& obj, std::string_view where,
+                 std::initializer_list<std::string_view> known) {
+  for (const auto& [key, _] : obj.items()) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      std::string field = where.empty() ? key : fmt::format("{}.{}", where, key);
+      std::string allowed;
+      for (auto k : known) allowed += allowed.empty() ? std::string(k) : ", " + std::string(k);
+      return Fail(Code::kInvalidArgument,
+                  fmt::format("{}: unknown field; allowed here: {}", field, allowed), field);
+    }
+  }
+  return Ok();
+}
+
+Status ApplyPublish(const json& v, VmSpec& spec) {
+  if (!v.is_array()) return WrongType("publish", "an array", v);
+  std::vector<PortMapping> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    std::string where = fmt::format("publish[{}]", i);
+    const json& item = v[i];
+    if (item.is_string()) {
+      auto p = ParsePortMapping(item.get_ref<const std::string&>());
+      if (!p) return Fail(Code::kInvalidArgument, where + ": " + p.error().message, where);
+      out.push_back(*p);
+      continue;
+    }
+    if (!item.is_object()) return WrongType(where, "an object or \"HOST:GUEST[/proto]\"", item);
+    if (auto s = CheckKeys(item, where, {"host_port", "guest_port", "protocol"}); !s) return s;
+    PortMapping p;
+    for (auto key : {"host_port", "guest_port"}) {
+      if (!item.contains(key)) {
+        return Fail(Code::kInvalidArgument, fmt::format("{}.{}: required", where, key),
+                    fmt::format("{}.{}", where, key));
+      }
+      auto n = GetSmallInt(item[key], fmt::format("{}.{}", where, key));
+      if (!n) return Fail(n.error());
+      (std::string_view(key) == "host_port" ? p.host_port : p.guest_port) = *n;
+    }
+    if (item.contains("protocol")) {
+      auto proto = GetEnum(item["protocol"], where + ".protocol", ParseProtocol);
+      if (!proto) return Fail(proto.error());
+      p.protocol = *proto;
+    }
+    out.push_back(p);
+  }
+  spec.publish = std::move(out);
+  return Ok();
+}
+
+Status ApplyWakePorts(const json& v, VmSpec& spec) {
+  if (!v.is_array()) return WrongType("wake_ports", "an array", v);
+  std::vector<WakePort> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    std::string where = fmt::format("wake_ports[{}]", i);
+    if (!v[i].is_string()) return WrongType(where, "a string like \"tcp:80\"", v[i]);
+    auto p = ParseWakePort(v[i].get_ref<const std::string&>());
+    if (!p) return Fail(Code::kInvalidArgument, where + ": " + p.error().message, where);
+    out.push_back(*p);
+  }
+  spec.wake_ports = std::move(out);
+  return Ok();
+}
+
+Result<std::optional<Duration>> GetDuration(const json& v, std::string_view field) {
+  if (v.is_null()) return std::optional<Duration>();
+  if (!v.is_string()) return WrongType(field, "a duration string like \"30s\" or null", v);
+  auto d = ParseDuration(v.get_ref<const std::string&>());
+  if (!d) return Fail(Code::kInvalidArgument, fmt::format("{}: {}", field, d.error().message),
+                      std::string(field));
+  return std::optional<Duration>(*d);
+}
+
+Status ApplyTimers(const json& v, VmSpec& spec) {
+  if (!v.is_object()) return WrongType("timers", "an object", v);
+  if (auto s = CheckKeys(v, "timers", {"stop_at", "stop_after", "idle_timeout", "on_timer"}); !s) {
+    return s;
+  }
+  Timers t = spec.timers;
+  if (v.contains("stop_at")) {
+    const json& s = v["stop_at"];
+    if (s.is_null()) {
+      t.stop_at.reset();
+    } else if (!s.is_string()) {
+      return WrongType("timers.stop_at", "an RFC 3339 time string or null", s);
+    } else {
+      auto ts = ParseTime(s.get_ref<const std::string&>());
+      if (!ts) return Fail(Code::kInvalidArgument, "timers.stop_at: " + ts.error().message,
+                           "timers.stop_at");
+      t.stop_at = *ts;
+    }
+  }
+  for (auto [key, slot] : {std::pair{"stop_after", &t.stop_after},
+                           std::pair{"idle_timeout", &t.idle_timeout}}) {
+    if (!v.contains(key)) continue;
+    auto d = GetDuration(v[key], fmt::format("timers.{}", key));
+    if (!d) return Fail(d.error());
+    *slot = *d;
+  }
+  if (v.contains("on_timer")) {
+    auto a = GetEnum(v["on_timer"], "timers.on_timer", ParseTimerAction);
+    if (!a) return Fail(a.error());
+    t.on_timer = *a;
+  }
+  spec.timers = t;
+  return Ok();
+}
+
+json OptionalString(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+
+}  // namespace
+
+Status ApplySpecJson(const json& body, VmSpec& spec,
+                     std::initializer_list<std::string_view> ignored) {
+  if (!body.is_object()) return WrongType("body", "a JSON object", body);
+  for (const auto& [key, v] : body.items()) {
+    if (std::find(ignored.begin(), ignored.end(), key) != ignored.end()) continue;
+    Status s = Ok();
+    if (key == "vcpus") {
+      auto n = GetSmallInt(v, key);
+      if (!n) return Fail(n.error());
+      spec.vcpus = *n;
+    } else if (key == "memory_mib") {
+      auto n = GetInt(v, key);
+      if (!n) return Fail(n.error());
+      spec.memory = MiB{*n};
+    } else if (key == "kernel" || key == "initrd" || key == "rootfs" || key == "image" ||
+               key == "cmdline") {
+      auto str = GetString(v, key, /*nullable=*/true);
+      if (!str) return Fail(str.error());
+      std::string* slot = key == "kernel"   ? &spec.kernel
+                          : key == "initrd" ? &spec.initrd
+                          : key == "rootfs" ? &spec.rootfs
+                          : key == "image"  ? &spec.image
+                                            : &spec.cmdline;
+      *slot = std::move(*str);
+    } else if (key == "rootfs_readonly") {
+      if (!v.is_boolean()) return WrongType(key, "a boolean", v);
+      spec.rootfs_readonly = v.get<bool>();
+    } else if (key == "publish") {
+      s = ApplyPublish(v, spec);
+    } else if (key == "timers") {
+      s = ApplyTimers(v, spec);
+    } else if (key == "wake") {
+      if (v.is_null()) {
+        spec.wake.reset();
+      } else {
+        auto w = GetEnum(v, key, ParseWakeMode);
+        if (!w) return Fail(w.error());
+        spec.wake = *w;
+      }
+    } else if (key == "wake_ports") {
+      s = ApplyWakePorts(v, spec);
+    } else if (key == "restart") {
+      auto r = GetEnum(v, key, ParseRestartPolicy);
+      if (!r) return Fail(r.error());
+      spec.restart = *r;
+    } else {
+      return Fail(Code::kInvalidArgument,
+                  fmt::format("{}: unknown field; see api/openapi.yaml for the VM spec fields", key),
+                  key);
+    }
+    if (!s) return s;
+  }
+  return Ok();
+}
+
+Result<CreateRequest> ParseCreateRequest(const json& body) {
+  if (!body.is_object()) return WrongType("body", "a JSON object", body);
+  CreateRequest req;
+  if (!body.contains("name")) {
+    return Fail(Code::kInvalidArgument, "name: required", "name");
+  }
+  auto name = GetString(body["name"], "name", false);
+  if (!name) return Fail(name.error());
+  req.name = *name;
+  if (auto s = ApplySpecJson(body, req.spec, {"name"}); !s) return Fail(s.error());
+  return req;
+}
+
+Result<EditRequest> ParseEditRequest(const json& body) {
+  if (!body.is_object()) return WrongType("body", "a JSON object", body);
+  EditRequest req;
+  req.fields = json::object();
+  for (const auto& [key, v] : body.items()) {
+    if (key == "version") {
+      auto n = GetInt(v, key);
+      if (!n) return Fail(n.error());
+      req.version = *n;
+    } else if (key == "discard_state") {
+      if (!v.is_boolean()) return WrongType(key, "a boolean", v);
+      req.discard_state = v.get<bool>();
+    } else if (key == "name") {
+      return Fail(Code::kInvalidArgument,
+                  "name: a VM cannot be renamed; create a new VM and delete this one", "name");
+    } else {
+      req.fields[key] = v;
+    }
+  }
+  // Type-check the fields now so a bad body is refused before any state is consulted.
+  VmSpec scratch;
+  if (auto s = ApplySpecJson(req.fields, scratch); !s) return Fail(s.error());
+  return req;
+}
+
+Result<json> ParseJsonObject(std::string_view text) {
+  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) {
+    return Fail(Code::kInvalidArgument, "body: not valid JSON", "body");
+  }
+  if (!body.is_object()) return WrongType("body", "a JSON object", body);
+  return body;
+}
+
+json SpecToJson(const VmSpec& spec, bool resolve_wake) {
+  json publish = json::array();
+  for (const auto& p : spec.publish) {
+    publish.push_back(
+        {{"host_port", p.host_port}, {"guest_port", p.guest_port}, {"protocol", ToString(p.protocol)}});
+  }
+  json wake_ports = json::array();
+  for (const auto& p : spec.wake_ports) wake_ports.push_back(FormatWakePort(p));
+  const Timers& t = spec.timers;
+  json timers = {
+      {"stop_at", t.stop_at ? json(FormatTime(*t.stop_at)) : json(nullptr)},
+      {"stop_after", t.stop_after ? json(FormatDuration(*t.stop_after)) : json(nullptr)},
+      {"idle_timeout", t.idle_timeout ? json(FormatDuration(*t.idle_timeout)) : json(nullptr)},
+      {"on_timer", ToString(t.on_timer)},
+  };
+  return {
+      {"vcpus", spec.vcpus},
+      {"memory_mib", spec.memory.value},
+      {"kernel", OptionalString(spec.kernel)},
+      {"initrd", OptionalString(spec.initrd)},
+      {"rootfs", OptionalString(spec.rootfs)},
+      {"rootfs_readonly", spec.rootfs_readonly},
+      {"image", OptionalString(spec.image)},
+      {"cmdline", spec.cmdline},
+      {"publish", std::move(publish)},
+      {"timers", std::move(timers)},
+      {"wake", resolve_wake ? json(ToString(spec.effective_wake()))
+                    : spec.wake ? json(ToString(*spec.wake))
+                                : json(nullptr)},
+      {"wake_ports", std::move(wake_ports)},
+      {"restart", ToString(spec.restart)},
+  };
+}
+
+json VmToJson(const VmRecord& vm) {
+  json out = SpecToJson(vm.spec);
+  out["name"] = vm.name;
+  out["id"] = vm.id;
+  out["state"] = ToString(vm.state);
+  out["state_reason"] = OptionalString(vm.state_reason);
+  out["version"] = vm.version;
+  out["created_at"] = FormatTime(vm.created_at);
+  out["updated_at"] = FormatTime(vm.updated_at);
+  out["pid"] = vm.pid ? json(*vm.pid) : json(nullptr);
+  out["ip"] = OptionalString(vm.ip);
+  out["backend"] = OptionalString(vm.backend);
+  out["snapshot"] = vm.snapshot ? json{{"taken_at", FormatTime(vm.snapshot->taken_at)},
+                                       {"bytes", vm.snapshot->bytes}}
+                                : json(nullptr);
+  return out;
+}
+
+json EventToJson(const Event& e) {
+  return {{"seq", e.seq},   {"vm_id", e.vm_id}, {"vm", e.vm_name},
+          {"time", FormatTime(e.time)}, {"type", e.type},   {"message", e.message}};
+}
+
+json ErrorToJson(const Error& error) {
+  json err = {{"code", CodeName(error.code)}, {"message", error.message}};
+  if (!error.field.empty()) err["field"] = error.field;
+  return {{"error", std::move(err)}};
+}
+
+}  // namespace hearth

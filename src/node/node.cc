@@ -1,0 +1,325 @@
+#include "node/node.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+namespace hearth::node {
+namespace {
+
+std::string NewVmId() {
+  static std::mutex mu;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard lock(mu);
+  return fmt::format("vm-{:016x}", rng());
+}
+
+tl::unexpected<Error> WrongState(const VmRecord& vm, std::string_view action,
+                                 std::string_view hint) {
+  return Fail(Code::kFailedPrecondition,
+              fmt::format("cannot {} vm '{}': it is {}{}{}", action, vm.name, ToString(vm.state),
+                          hint.empty() ? "" : "; ", hint));
+}
+
+std::string DescribeChange(const VmSpec& before, const VmSpec& after,
+                           const std::vector<std::string>& fields) {
+  nlohmann::json a = SpecToJson(before), b = SpecToJson(after);
+  std::string out;
+  for (const auto& f : fields) {
+    if (!out.empty()) out += ", ";
+    out += fmt::format("{} {} -> {}", f, a[f].dump(), b[f].dump());
+  }
+  return out;
+}
+
+}  // namespace
+
+Status CheckAdmission(const std::vector<const VmRecord*>& vms, const VmRecord& candidate,
+                      MiB host_memory, double ratio) {
+  int64_t held = 0;
+  for (const VmRecord* vm : vms) {
+    if (vm->id != candidate.id && HoldsMemory(vm->state)) held += vm->spec.memory.value;
+  }
+  auto limit = static_cast<int64_t>(ratio * static_cast<double>(host_memory.value));
+  int64_t need = candidate.spec.memory.value;
+  if (held + need > limit) {
+    return Fail(Code::kResourceExhausted,
+                fmt::format("vm '{}' needs {} MiB but running VMs already hold {} MiB of the "
+                            "{} MiB admission limit ({} x {} MiB host RAM); stop or suspend "
+                            "another VM, or raise --memory-ratio",
+                            candidate.name, need, held, limit, ratio, host_memory.value),
+                "memory_mib");
+  }
+  return Ok();
+}
+
+Node::Node(store::StateStore& store, HostInfo host, const FileProbe& files, const Clock& clock,
+           Paths paths, NodeOptions options)
+    : store_(store),
+      host_(host),
+      files_(files),
+      clock_(clock),
+      paths_(std::move(paths)),
+      options_(options) {}
+
+Status Node::Load() {
+  std::lock_guard lock(mu_);
+  auto vms = store_.ListVms();
+  if (!vms) return Fail(vms.error().Wrap("loading vms"));
+  vms_.clear();
+  for (auto& vm : *vms) {
+    std::string name = vm.name;
+    vms_.emplace(std::move(name), std::move(vm));
+  }
+  spdlog::info("loaded {} vms from the store", vms_.size());
+  return Ok();
+}
+
+const VmRecord* Node::Find(std::string_view name) const {
+  auto it = vms_.find(name);
+  return it == vms_.end() ? nullptr : &it->second;
+}
+
+Result<const VmRecord*> Node::FindOrFail(std::string_view name) const {
+  if (const VmRecord* vm = Find(name)) return vm;
+  return Fail(Code::kNotFound, fmt::format("vm '{}' does not exist; see `hearth vm ls`", name));
+}
+
+ValidationContext Node::MakeContext(std::string_view exclude) const {
+  ValidationContext ctx;
+  ctx.host = host_;
+  ctx.files = &files_;
+  ctx.paths = &paths_;
+  ctx.now = clock_.Now();
+  ctx.others.reserve(vms_.size());
+  for (const auto& [name, vm] : vms_) {
+    if (name != exclude) ctx.others.push_back(&vm);
+  }
+  return ctx;
+}
+
+Event Node::MakeEvent(const VmRecord& vm, std::string type, std::string message) const {
+  return Event{0, vm.id, vm.name, clock_.Now(), std::move(type), std::move(message)};
+}
+
+Status Node::Admit(const VmRecord& vm) const {
+  std::vector<const VmRecord*> all;
+  all.reserve(vms_.size());
+  for (const auto& [_, other] : vms_) all.push_back(&other);
+  return CheckAdmission(all, vm, host_.memory, options_.memory_ratio);
+}
+
+Status Node::NeedDriver(const VmRecord& vm, std::string_view action) const {
+  return Fail(Code::kFailedPrecondition,
+              fmt::format("cannot {} vm '{}': no hypervisor driver is available on this node",
+                          action, vm.name));
+}
+
+Result<VmRecord> Node::Create(const CreateRequest& request) {
+  std::lock_guard lock(mu_);
+  if (auto s = ValidateName(request.name); !s) return Fail(s.error());
+  if (Find(request.name)) {
+    return Fail(Code::kAlreadyExists,
+                fmt::format("name: vm '{}' already exists; pick another name", request.name),
+                "name");
+  }
+  if (auto s = ValidateSpec(request.spec, MakeContext(request.name)); !s) return Fail(s.error());
+  VmRecord vm;
+  vm.name = request.name;
+  vm.id = NewVmId();
+  vm.spec = request.spec;
+  vm.state = VmState::kCreated;
+  vm.version = 1;
+  vm.created_at = vm.updated_at = clock_.Now();
+  if (auto s = store_.CreateVm(vm, MakeEvent(vm, "created", "")); !s) {
+    return Fail(s.error().Wrap(fmt::format("creating vm '{}'", vm.name)));
+  }
+  spdlog::info("vm '{}' created ({})", vm.name, vm.id);
+  vms_.emplace(vm.name, vm);
+  return vm;
+}
+
+Result<VmRecord> Node::Get(std::string_view name) const {
+  std::lock_guard lock(mu_);
+  auto vm = FindOrFail(name);
+  if (!vm) return Fail(vm.error());
+  return **vm;
+}
+
+std::vector<VmRecord> Node::List() const {
+  std::lock_guard lock(mu_);
+  std::vector<VmRecord> out;
+  out.reserve(vms_.size());
+  for (const auto& [_, vm] : vms_) out.push_back(vm);
+  return out;
+}
+
+Result<VmRecord> Node::Edit(std::string_view name, const EditRequest& request) {
+  std::lock_guard lock(mu_);
+  auto found = FindOrFail(name);
+  if (!found) return Fail(found.error());
+  const VmRecord& current = **found;
+  if (request.version && *request.version != current.version) {
+    return Fail(Code::kFailedPrecondition,
+                fmt::format("version: the edit is based on version {} but vm '{}' is at version "
+                            "{}; read it again and retry",
+                            *request.version, current.name, current.version),
+                "version");
+  }
+  VmSpec next = current.spec;
+  if (auto s = ApplySpecJson(request.fields, next); !s) return Fail(s.error());
+  std::vector<std::string> changed = ChangedFields(current.spec, next);
+  if (changed.empty()) return current;
+  if (auto s = CheckEditAllowed(current, next, request.discard_state); !s) return Fail(s.error());
+  if (auto s = ValidateSpec(next, MakeContext(name), &current.spec); !s) return Fail(s.error());
+
+  VmRecord updated = current;
+  updated.spec = next;
+  updated.version = current.version + 1;
+  updated.updated_at = clock_.Now();
+  std::string message = DescribeChange(current.spec, next, changed);
+  if (current.state == VmState::kSuspended && request.discard_state) {
+    updated.state = VmState::kStopped;
+    updated.snapshot.reset();
+    message += "; saved state discarded";
+  }
+  if (auto s = store_.UpdateVm(updated, current.version, MakeEvent(updated, "edited", message));
+      !s) {
+    return Fail(s.error().Wrap(fmt::format("editing vm '{}'", current.name)));
+  }
+  spdlog::info("vm '{}' edited: {}", updated.name, message);
+  VmRecord& slot = vms_.find(name)->second;
+  slot = std::move(updated);
+  return slot;
+}
+
+Status Node::Delete(std::string_view name, bool force) {
+  std::lock_guard lock(mu_);
+  auto found = FindOrFail(name);
+  if (!found) return Fail(found.error());
+  const VmRecord& vm = **found;
+  if (IsTransitional(vm.state)) {
+    return WrongState(vm, "delete", "retry when the transition is over");
+  }
+  if (!force && (HoldsMemory(vm.state) || vm.state == VmState::kSuspended)) {
+    return WrongState(vm, "delete",
+                      "stop it first, or delete with --force (a suspended VM's saved state is "
+                      "discarded)");
+  }
+  if (HoldsMemory(vm.state)) return NeedDriver(vm, "delete");
+  std::string vm_name = vm.name;
+  if (auto s = store_.DeleteVm(vm.name, vm.version, MakeEvent(vm, "deleted", "")); !s) {
+    return Fail(s.error().Wrap(fmt::format("deleting vm '{}'", vm.name)));
+  }
+  spdlog::info("vm '{}' deleted", vm_name);
+  vms_.erase(vms_.find(name));
+  return Ok();
+}
+
+Result<VmRecord> Node::Start(std::string_view name, bool fresh) {
+  std::lock_guard lock(mu_);
+  auto found = FindOrFail(name);
+  if (!found) return Fail(found.error());
+  const VmRecord& vm = **found;
+  switch (vm.state) {
+    case VmState::kCreated:
+    case VmState::kStopped:
+    case VmState::kFailed:
+    case VmState::kSuspended:
+      break;
+    default:
+      return WrongState(vm, "start", vm.state == VmState::kRunning ? "it is already up" : "");
+  }
+  if (auto s = Admit(vm); !s) return Fail(s.error());
+  return Fail(NeedDriver(vm, "start").error());
+}
+
+Result<VmRecord> Node::Stop(std::string_view name, bool kill) {
+  std::lock_guard lock(mu_);
+  auto found = FindOrFail(name);
+  if (!found) return Fail(found.error());
+  const VmRecord& vm = **found;
+  if (vm.state != VmState::kRunning && vm.state != VmState::kSuspended) {
+    return WrongState(vm, "stop", "only a running or suspended VM can be stopped");
+  }
+  return Fail(NeedDriver(vm, "stop").error());
+}
+
+Result<VmRecord> Node::Suspend(std::string_view name) {
+  std::lock_guard lock(mu_);
+  auto found = FindOrFail(name);
+  if (!found) return Fail(found.error());
+  const VmRecord& vm = **found;
+  if (vm.state != VmState::kRunning) {
+    return WrongState(vm, "suspend", "only a running VM can be suspended");
+  }
+  return Fail(NeedDriver(vm, "suspend").error());
+}
+
+Result<VmRecord> Node::Resume(std::string_view name) {
+  std::lock_guard lock(mu_);
+  auto found = FindOrFail(name);
+  if (!found) return Fail(found.error());
+  const VmRecord& vm = **found;
+  if (vm.state != VmState::kSuspended) {
+    return WrongState(vm, "resume", "only a suspended VM can be resumed; use start");
+  }
+  if (auto s = Admit(vm); !s) return Fail(s.error());
+  return Fail(NeedDriver(vm, "resume").error());
+}
+
+Result<std::vector<Event>> Node::Events(std::string_view name, int limit) const {
+  std::string id;
+  {
+    std::lock_guard lock(mu_);
+    auto found = FindOrFail(name);
+    if (!found) return Fail(found.error());
+    id = (*found)->id;
+  }
+  return store_.ListEvents(id, limit);
+}
+
+Result<std::string> Node::Logs(std::string_view name, int max_bytes) const {
+  std::filesystem::path path;
+  {
+    std::lock_guard lock(mu_);
+    auto found = FindOrFail(name);
+    if (!found) return Fail(found.error());
+    path = paths_.console_log((*found)->id);
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::string();
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  std::streamoff from = std::max<std::streamoff>(0, size - max_bytes);
+  in.seekg(from);
+  std::string out(static_cast<size_t>(size - from), '\0');
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
+  return out;
+}
+
+NodeInfo Node::Info() const {
+  std::lock_guard lock(mu_);
+  NodeInfo info;
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  info.hostname = host;
+  info.host = host_;
+  info.memory_ratio = options_.memory_ratio;
+  info.memory_admission =
+      MiB{static_cast<int64_t>(options_.memory_ratio * static_cast<double>(host_.memory.value))};
+  info.backend_note = "no hypervisor driver is available on this node";
+  for (const auto& [_, vm] : vms_) {
+    if (HoldsMemory(vm.state)) info.memory_running.value += vm.spec.memory.value;
+    info.vms_by_state[std::string(ToString(vm.state))]++;
+  }
+  info.vms_total = static_cast<int>(vms_.size());
+  return info;
+}
+
+}  // namespace hearth::node

@@ -1,0 +1,364 @@
+#include "store/sqlite_state_store.h"
+
+#include <sqlite3.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "model/vm_json.h"
+
+namespace hearth::store {
+namespace {
+
+using nlohmann::json;
+
+// Schema migrations, applied in order; migration i brings the schema to version i + 1.
+// Append only: a released migration is never edited.
+constexpr const char* kMigrations[] = {
+    R"sql(
+    CREATE TABLE vms (
+      id           TEXT PRIMARY KEY,
+      name         TEXT NOT NULL UNIQUE,
+      spec         TEXT NOT NULL,              -- JSON, see SpecToJson
+      state        TEXT NOT NULL,
+      state_reason TEXT NOT NULL DEFAULT '',
+      version      INTEGER NOT NULL,
+      created_ms   INTEGER NOT NULL,           -- Unix time in milliseconds
+      updated_ms   INTEGER NOT NULL,
+      runtime      TEXT NOT NULL DEFAULT '{}'  -- JSON: pid, ip, backend, snapshot
+    );
+    CREATE TABLE events (
+      seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+      vm_id   TEXT NOT NULL,
+      vm_name TEXT NOT NULL,
+      time_ms INTEGER NOT NULL,
+      type    TEXT NOT NULL,
+      message TEXT NOT NULL
+    );
+    CREATE INDEX events_by_vm ON events (vm_id, seq);
+    CREATE TABLE settings (
+      key   TEXT PRIMARY KEY,
+      value TEXT NOT NULL
+    );
+    )sql",
+};
+
+int64_t ToMillis(Timestamp t) { return t.time_since_epoch().count(); }
+Timestamp FromMillis(int64_t ms) { return Timestamp{Duration{ms}}; }
+
+std::string RuntimeJson(const VmRecord& vm) {
+  json r = json::object();
+  if (vm.pid) r["pid"] = *vm.pid;
+  if (!vm.ip.empty()) r["ip"] = vm.ip;
+  if (!vm.backend.empty()) r["backend"] = vm.backend;
+  if (vm.snapshot) {
+    r["snapshot"] = {{"taken_ms", ToMillis(vm.snapshot->taken_at)}, {"bytes", vm.snapshot->bytes}};
+  }
+  return r.dump();
+}
+
+}  // namespace
+
+// A prepared statement bound for one use; finalized on destruction.
+class SqliteStateStore::Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Statement& Bind(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  std::string Text(int col) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col))) : "";
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+namespace {
+
+constexpr const char* kVmColumns =
+    "name, id, spec, state, state_reason, version, created_ms, updated_ms, runtime";
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
+    const std::filesystem::path& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close(db);
+    return Fail(Code::kUnavailable, fmt::format("opening store {}: {}", path.string(), msg));
+  }
+  std::unique_ptr<SqliteStateStore> store(new SqliteStateStore(db, path));
+  for (const char* pragma : {"PRAGMA busy_timeout = 5000", "PRAGMA journal_mode = WAL",
+                             "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"}) {
+    if (auto s = store->Exec(pragma); !s) return Fail(s.error());
+  }
+  if (auto s = store->Migrate(); !s) return Fail(s.error());
+  return store;
+}
+
+SqliteStateStore::SqliteStateStore(sqlite3* db, std::filesystem::path path)
+    : db_(db), path_(std::move(path)) {}
+
+SqliteStateStore::~SqliteStateStore() { sqlite3_close(db_); }
+
+int SqliteStateStore::SchemaVersion() { return static_cast<int>(std::size(kMigrations)); }
+
+Error SqliteStateStore::SqlError(std::string_view what) const {
+  int rc = sqlite3_errcode(db_);
+  Code code = (rc == SQLITE_FULL || rc == SQLITE_IOERR || rc == SQLITE_BUSY) ? Code::kUnavailable
+                                                                             : Code::kInternal;
+  return Error{code, fmt::format("store {}: {}: {}", path_.string(), what, sqlite3_errmsg(db_))};
+}
+
+Status SqliteStateStore::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Fail(Code::kInternal, fmt::format("store {}: {}", path_.string(), msg));
+  }
+  return Ok();
+}
+
+template <class F>
+Status SqliteStateStore::Transaction(F&& body) {
+  if (auto s = Exec("BEGIN IMMEDIATE"); !s) return s;
+  Status result = body();
+  if (!result) {
+    Exec("ROLLBACK");
+    return result;
+  }
+  if (auto s = Exec("COMMIT"); !s) {
+    Exec("ROLLBACK");
+    return s;
+  }
+  return Ok();
+}
+
+Status SqliteStateStore::Migrate() {
+  std::lock_guard lock(mu_);
+  Statement q(db_, "PRAGMA user_version");
+  if (!q.ok() || q.Step() != SQLITE_ROW) return Fail(SqlError("reading schema version"));
+  int current = static_cast<int>(q.Int(0));
+  int latest = SchemaVersion();
+  if (current > latest) {
+    return Fail(Code::kFailedPrecondition,
+                fmt::format("store {} has schema version {}, newer than this hearthd knows ({}); "
+                            "run a newer hearthd",
+                            path_.string(), current, latest));
+  }
+  for (int v = current; v < latest; ++v) {
+    auto s = Transaction([&]() -> Status {
+      if (auto e = Exec(kMigrations[v]); !e) return e;
+      return Exec(fmt::format("PRAGMA user_version = {}", v + 1).c_str());
+    });
+    if (!s) return Fail(s.error().Wrap(fmt::format("migrating schema to version {}", v + 1)));
+  }
+  return Ok();
+}
+
+namespace {
+
+Result<VmRecord> ReadVm(const std::string& name, const std::string& id, const std::string& spec,
+                        const std::string& state, const std::string& reason, int64_t version,
+                        int64_t created, int64_t updated, const std::string& runtime) {
+  VmRecord vm;
+  vm.name = name;
+  vm.id = id;
+  json spec_json = json::parse(spec, nullptr, false);
+  if (spec_json.is_discarded()) {
+    return Fail(Code::kInternal, fmt::format("vm '{}': stored spec is not JSON", name));
+  }
+  if (auto s = ApplySpecJson(spec_json, vm.spec); !s) {
+    return Fail(s.error().Wrap(fmt::format("vm '{}': stored spec", name)));
+  }
+  auto st = ParseVmState(state);
+  if (!st) return Fail(st.error().Wrap(fmt::format("vm '{}'", name)));
+  vm.state = *st;
+  vm.state_reason = reason;
+  vm.version = version;
+  vm.created_at = FromMillis(created);
+  vm.updated_at = FromMillis(updated);
+  json rt = json::parse(runtime, nullptr, false);
+  if (rt.is_object()) {
+    if (rt.contains("pid")) vm.pid = rt["pid"].get<int64_t>();
+    vm.ip = rt.value("ip", "");
+    vm.backend = rt.value("backend", "");
+    if (rt.contains("snapshot")) {
+      vm.snapshot = SnapshotInfo{FromMillis(rt["snapshot"].value("taken_ms", int64_t{0})),
+                                 rt["snapshot"].value("bytes", int64_t{0})};
+    }
+  }
+  return vm;
+}
+
+}  // namespace
+
+Result<std::vector<VmRecord>> SqliteStateStore::ListVms() {
+  std::lock_guard lock(mu_);
+  Statement q(db_, fmt::format("SELECT {} FROM vms ORDER BY name", kVmColumns).c_str());
+  if (!q.ok()) return Fail(SqlError("listing vms"));
+  std::vector<VmRecord> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    auto vm = ReadVm(q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Int(5), q.Int(6),
+                     q.Int(7), q.Text(8));
+    if (!vm) return Fail(vm.error());
+    out.push_back(std::move(*vm));
+  }
+  if (rc != SQLITE_DONE) return Fail(SqlError("listing vms"));
+  return out;
+}
+
+Result<std::optional<VmRecord>> SqliteStateStore::GetVm(std::string_view name) {
+  std::lock_guard lock(mu_);
+  Statement q(db_, fmt::format("SELECT {} FROM vms WHERE name = ?", kVmColumns).c_str());
+  if (!q.ok()) return Fail(SqlError("reading vm"));
+  q.Bind(1, name);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE) return std::optional<VmRecord>();
+  if (rc != SQLITE_ROW) return Fail(SqlError("reading vm"));
+  auto vm = ReadVm(q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Int(5), q.Int(6),
+                   q.Int(7), q.Text(8));
+  if (!vm) return Fail(vm.error());
+  return std::optional<VmRecord>(std::move(*vm));
+}
+
+Status SqliteStateStore::InsertEvent(const Event& e) {
+  Statement q(db_,
+              "INSERT INTO events (vm_id, vm_name, time_ms, type, message) VALUES (?, ?, ?, ?, ?)");
+  q.Bind(1, e.vm_id).Bind(2, e.vm_name).Bind(3, ToMillis(e.time)).Bind(4, e.type).Bind(5, e.message);
+  if (!q.ok() || q.Step() != SQLITE_DONE) return Fail(SqlError("appending event"));
+  return Ok();
+}
+
+Status SqliteStateStore::CreateVm(const VmRecord& vm, const Event& event) {
+  std::lock_guard lock(mu_);
+  return Transaction([&]() -> Status {
+    Statement q(db_, fmt::format("INSERT INTO vms ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 kVmColumns)
+                         .c_str());
+    q.Bind(1, vm.name).Bind(2, vm.id).Bind(3, SpecToJson(vm.spec, false).dump());
+    q.Bind(4, ToString(vm.state)).Bind(5, vm.state_reason).Bind(6, vm.version);
+    q.Bind(7, ToMillis(vm.created_at)).Bind(8, ToMillis(vm.updated_at)).Bind(9, RuntimeJson(vm));
+    int rc = q.ok() ? q.Step() : SQLITE_ERROR;
+    if (rc == SQLITE_CONSTRAINT) {
+      return Fail(Code::kAlreadyExists, fmt::format("vm '{}' already exists", vm.name), "name");
+    }
+    if (rc != SQLITE_DONE) return Fail(SqlError(fmt::format("creating vm '{}'", vm.name)));
+    return InsertEvent(event);
+  });
+}
+
+Status SqliteStateStore::UpdateVm(const VmRecord& vm, int64_t expected_version,
+                                  const Event& event) {
+  std::lock_guard lock(mu_);
+  return Transaction([&]() -> Status {
+    Statement q(db_,
+                "UPDATE vms SET spec = ?, state = ?, state_reason = ?, version = ?, "
+                "updated_ms = ?, runtime = ? WHERE name = ? AND version = ?");
+    q.Bind(1, SpecToJson(vm.spec, false).dump()).Bind(2, ToString(vm.state));
+    q.Bind(3, vm.state_reason).Bind(4, vm.version).Bind(5, ToMillis(vm.updated_at));
+    q.Bind(6, RuntimeJson(vm)).Bind(7, vm.name).Bind(8, expected_version);
+    if (!q.ok() || q.Step() != SQLITE_DONE) {
+      return Fail(SqlError(fmt::format("updating vm '{}'", vm.name)));
+    }
+    if (sqlite3_changes(db_) == 0) {
+      Statement v(db_, "SELECT version FROM vms WHERE name = ?");
+      v.Bind(1, vm.name);
+      if (v.Step() != SQLITE_ROW) {
+        return Fail(Code::kNotFound, fmt::format("vm '{}' does not exist", vm.name));
+      }
+      return Fail(Code::kFailedPrecondition,
+                  fmt::format("vm '{}' is at version {}, not {}: it changed since it was read; "
+                              "read it again and retry",
+                              vm.name, v.Int(0), expected_version),
+                  "version");
+    }
+    return InsertEvent(event);
+  });
+}
+
+Status SqliteStateStore::DeleteVm(std::string_view name, int64_t expected_version,
+                                  const Event& event) {
+  std::lock_guard lock(mu_);
+  return Transaction([&]() -> Status {
+    Statement q(db_, "DELETE FROM vms WHERE name = ? AND version = ?");
+    q.Bind(1, name).Bind(2, expected_version);
+    if (!q.ok() || q.Step() != SQLITE_DONE) {
+      return Fail(SqlError(fmt::format("deleting vm '{}'", name)));
+    }
+    if (sqlite3_changes(db_) == 0) {
+      Statement v(db_, "SELECT version FROM vms WHERE name = ?");
+      v.Bind(1, name);
+      if (v.Step() != SQLITE_ROW) {
+        return Fail(Code::kNotFound, fmt::format("vm '{}' does not exist", name));
+      }
+      return Fail(Code::kFailedPrecondition,
+                  fmt::format("vm '{}' is at version {}, not {}; read it again and retry", name,
+                              v.Int(0), expected_version),
+                  "version");
+    }
+    return InsertEvent(event);
+  });
+}
+
+Result<std::vector<Event>> SqliteStateStore::ListEvents(std::string_view vm_id, int limit) {
+  std::lock_guard lock(mu_);
+  Statement q(db_,
+              "SELECT seq, vm_id, vm_name, time_ms, type, message FROM ("
+              "  SELECT * FROM events WHERE vm_id = ? ORDER BY seq DESC LIMIT ?"
+              ") ORDER BY seq");
+  if (!q.ok()) return Fail(SqlError("listing events"));
+  q.Bind(1, vm_id).Bind(2, int64_t{limit});
+  std::vector<Event> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    out.push_back(Event{q.Int(0), q.Text(1), q.Text(2), FromMillis(q.Int(3)), q.Text(4), q.Text(5)});
+  }
+  if (rc != SQLITE_DONE) return Fail(SqlError("listing events"));
+  return out;
+}
+
+Result<std::optional<std::string>> SqliteStateStore::GetSetting(std::string_view key) {
+  std::lock_guard lock(mu_);
+  Statement q(db_, "SELECT value FROM settings WHERE key = ?");
+  q.Bind(1, key);
+  int rc = q.ok() ? q.Step() : SQLITE_ERROR;
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return Fail(SqlError("reading setting"));
+  return std::optional<std::string>(q.Text(0));
+}
+
+Status SqliteStateStore::PutSetting(std::string_view key, std::string_view value) {
+  std::lock_guard lock(mu_);
+  return Transaction([&]() -> Status {
+    Statement q(db_,
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    q.Bind(1, key).Bind(2, value);
+    if (!q.ok() || q.Step() != SQLITE_DONE) return Fail(SqlError("writing setting"));
+    return Ok();
+  });
+}
+
+}  // namespace hearth::store

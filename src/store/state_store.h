@@ -1,0 +1,42 @@
+// StateStore: the node's durable state. Every mutation is one transaction that is durable when
+// the call returns (a crash of hearthd or of the host right after loses nothing acknowledged).
+// Implementations: SqliteStateStore (embedded, default); PostgreSQL comes later under the same
+// contract tests (tests/unit/state_store_contract_test.cc). Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "model/vm.h"
+
+namespace hearth::store {
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  virtual Result<std::vector<VmRecord>> ListVms() = 0;
+  virtual Result<std::optional<VmRecord>> GetVm(std::string_view name) = 0;
+
+  // Inserts `vm` and `event` atomically. already_exists when the name or id is taken.
+  virtual Status CreateVm(const VmRecord& vm, const Event& event) = 0;
+  // Replaces the VM with vm.name if its stored version is `expected_version`, and appends
+  // `event` in the same transaction. The caller sets vm.version (normally expected + 1).
+  // not_found if absent; failed_precondition if the stored version differs (a stale edit).
+  virtual Status UpdateVm(const VmRecord& vm, int64_t expected_version, const Event& event) = 0;
+  // Deletes the VM if its version is `expected_version`; its events are kept.
+  virtual Status DeleteVm(std::string_view name, int64_t expected_version, const Event& event) = 0;
+
+  // The VM's events (by VM id), oldest first, at most `limit` of the newest.
+  virtual Result<std::vector<Event>> ListEvents(std::string_view vm_id, int limit) = 0;
+
+  // Small named values that must survive restarts (e.g. the admin token's hash).
+  virtual Result<std::optional<std::string>> GetSetting(std::string_view key) = 0;
+  virtual Status PutSetting(std::string_view key, std::string_view value) = 0;
+};
+
+}  // namespace hearth::store

@@ -1,0 +1,154 @@
+#include "api/api_handler.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "fakes/fakes.h"
+
+namespace hearth::api {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kToken = "hth_test";
+
+class ApiHandlerTest : public ::testing::Test {
+ protected:
+  ApiHandlerTest()
+      : node_(store_, testing::TestHost(), files_, clock_, Paths("/var/lib/hearth"), {}),
+        auth_(Sha256Hex(kToken)),
+        api_(node_, auth_) {
+    files_.AddKernel("/k/vmlinux");
+  }
+
+  HttpResponse Call(const std::string& method, const std::string& target,
+                    const std::string& body = "", bool trusted = true,
+                    std::map<std::string, std::string> headers = {}) {
+    HttpRequest req{method, target, std::move(headers), body, trusted};
+    return api_.Handle(req);
+  }
+  static json Body(const HttpResponse& r) { return json::parse(r.body); }
+  static std::string ErrorCode(const HttpResponse& r) { return Body(r)["error"]["code"]; }
+
+  testing::FakeStateStore store_;
+  testing::FakeFileProbe files_;
+  testing::FakeClock clock_;
+  node::Node node_;
+  TokenAuthenticator auth_;
+  ApiHandler api_;
+};
+
+TEST_F(ApiHandlerTest, TcpNeedsAValidTokenAndARefusedRequestDoesNothing) {
+  const std::string create = R"({"name":"web","kernel":"/k/vmlinux"})";
+  auto none = Call("POST", "/v1/vms", create, /*trusted=*/false);
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(ErrorCode(none), "unauthenticated");
+  auto wrong = Call("POST", "/v1/vms", create, false, {{"authorization", "Bearer nope"}});
+  EXPECT_EQ(wrong.status, 401);
+  auto basic = Call("POST", "/v1/vms", create, false, {{"authorization", "Basic aGk6aGk="}});
+  EXPECT_EQ(basic.status, 401);
+  EXPECT_EQ(Call("GET", "/v1/vms/web", "", false).status, 401);
+  EXPECT_EQ(store_.writes(), 0);
+  EXPECT_TRUE(node_.List().empty());
+  auto ok = Call("POST", "/v1/vms", create, false,
+                 {{"authorization", std::string("Bearer ") + kToken}});
+  EXPECT_EQ(ok.status, 201) << ok.body;
+  EXPECT_EQ(Call("GET", "/healthz", "", false).status, 200) << "health needs no token";
+}
+
+TEST_F(ApiHandlerTest, CreateGetListDelete) {
+  auto created = Call("POST", "/v1/vms", R"({"name":"web","kernel":"/k/vmlinux","vcpus":2})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  json vm = Body(created);
+  EXPECT_EQ(vm["name"], "web");
+  EXPECT_EQ(vm["state"], "created");
+  EXPECT_EQ(vm["vcpus"], 2);
+  EXPECT_EQ(vm["pid"], nullptr);
+  EXPECT_EQ(vm["snapshot"], nullptr);
+  auto get = Call("GET", "/v1/vms/web");
+  EXPECT_EQ(get.status, 200);
+  EXPECT_EQ(Body(get), vm);
+  auto list = Call("GET", "/v1/vms");
+  EXPECT_EQ(Body(list)["vms"].size(), 1u);
+  EXPECT_EQ(Call("DELETE", "/v1/vms/web").status, 204);
+  EXPECT_EQ(Call("GET", "/v1/vms/web").status, 404);
+}
+
+TEST_F(ApiHandlerTest, ValidationErrorsNameTheField) {
+  auto r = Call("POST", "/v1/vms", R"({"name":"web","kernel":"/k/vmlinux","memory_mib":3})");
+  EXPECT_EQ(r.status, 400);
+  json e = Body(r)["error"];
+  EXPECT_EQ(e["code"], "invalid_argument");
+  EXPECT_EQ(e["field"], "memory_mib");
+  EXPECT_EQ(e["message"], "memory_mib: 3 is below the minimum of 64");
+}
+
+TEST_F(ApiHandlerTest, EditsCarryTheirVersion) {
+  ASSERT_EQ(Call("POST", "/v1/vms", R"({"name":"web","kernel":"/k/vmlinux"})").status, 201);
+  auto ok = Call("PATCH", "/v1/vms/web", R"({"vcpus":2})", true, {{"if-match", "\"1\""}});
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(Body(ok)["version"], 2);
+  auto stale = Call("PATCH", "/v1/vms/web", R"({"vcpus":4})", true, {{"if-match", "\"1\""}});
+  EXPECT_EQ(stale.status, 409);
+  EXPECT_EQ(ErrorCode(stale), "failed_precondition");
+  auto stale_body = Call("PATCH", "/v1/vms/web", R"({"vcpus":4,"version":1})");
+  EXPECT_EQ(stale_body.status, 409);
+  auto disagree =
+      Call("PATCH", "/v1/vms/web", R"({"vcpus":4,"version":2})", true, {{"if-match", "3"}});
+  EXPECT_EQ(disagree.status, 400);
+  auto junk = Call("PATCH", "/v1/vms/web", R"({"vcpus":4})", true, {{"if-match", "W/x"}});
+  EXPECT_EQ(junk.status, 400);
+  EXPECT_EQ(Body(Call("GET", "/v1/vms/web"))["vcpus"], 2);
+}
+
+TEST_F(ApiHandlerTest, LifecycleAnswersNoDriver) {
+  ASSERT_EQ(Call("POST", "/v1/vms", R"({"name":"web","kernel":"/k/vmlinux"})").status, 201);
+  for (const char* verb : {"start", "stop", "suspend", "resume"}) {
+    auto r = Call("POST", std::string("/v1/vms/web/") + verb);
+    EXPECT_EQ(r.status, 409) << verb;
+    EXPECT_EQ(ErrorCode(r), "failed_precondition");
+  }
+  EXPECT_NE(Body(Call("POST", "/v1/vms/web/start"))["error"]["message"].get<std::string>().find(
+                "no hypervisor driver"),
+            std::string::npos);
+}
+
+TEST_F(ApiHandlerTest, BadRequestsGetClearErrors) {
+  EXPECT_EQ(Call("GET", "/v2/things").status, 404);
+  EXPECT_EQ(Call("GET", "/v1/vms/web/explode").status, 404);
+  auto put = Call("PUT", "/v1/vms");
+  EXPECT_EQ(put.status, 405);
+  ASSERT_FALSE(put.headers.empty());
+  EXPECT_EQ(put.headers[0], (std::pair<std::string, std::string>{"Allow", "GET, POST"}));
+  EXPECT_EQ(Call("POST", "/v1/vms", "{not json").status, 400);
+  EXPECT_EQ(Call("POST", "/v1/vms", "[1,2]").status, 400);
+  EXPECT_EQ(Call("GET", "/v1/vms?color=red").status, 400);
+  EXPECT_EQ(Call("DELETE", "/v1/vms/web?force=perhaps").status, 400);
+  EXPECT_EQ(Call("GET", "/v1/vms/%zz").status, 400);
+  EXPECT_EQ(Call("GET", "/v1/vms/web/events?limit=0").status, 400);
+  EXPECT_EQ(Call("GET", "/v1/vms/nope").status, 404);
+  EXPECT_EQ(store_.writes(), 0);
+}
+
+TEST_F(ApiHandlerTest, NodeInfo) {
+  auto r = Call("GET", "/v1/node");
+  ASSERT_EQ(r.status, 200);
+  json n = Body(r);
+  EXPECT_EQ(n["cpus"], 8);
+  EXPECT_EQ(n["memory_mib"], 16384);
+  EXPECT_EQ(n["memory_running_mib"], 0);
+  EXPECT_EQ(n["backends"], json::array());
+}
+
+TEST_F(ApiHandlerTest, EventsAndLogs) {
+  ASSERT_EQ(Call("POST", "/v1/vms", R"({"name":"web","kernel":"/k/vmlinux"})").status, 201);
+  auto events = Call("GET", "/v1/vms/web/events");
+  ASSERT_EQ(events.status, 200);
+  EXPECT_EQ(Body(events)["events"][0]["type"], "created");
+  auto logs = Call("GET", "/v1/vms/web/logs");
+  EXPECT_EQ(logs.status, 200);
+  EXPECT_EQ(logs.content_type, "text/plain; charset=utf-8");
+}
+
+}  // namespace
+}  // namespace hearth::api

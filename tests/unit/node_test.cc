@@ -1,0 +1,212 @@
+#include "node/node.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "fakes/fakes.h"
+
+namespace hearth::node {
+namespace {
+
+using nlohmann::json;
+using testing::FakeClock;
+using testing::FakeFileProbe;
+using testing::FakeStateStore;
+
+class NodeTest : public ::testing::Test {
+ protected:
+  NodeTest() : node_(store_, testing::TestHost(), files_, clock_, Paths("/var/lib/hearth"), {}) {
+    files_.AddKernel("/k/vmlinux");
+    files_.AddFile("/d/a.img");
+    EXPECT_TRUE(node_.Load());
+  }
+
+  CreateRequest Req(const std::string& name, int64_t mib = 256) {
+    CreateRequest r;
+    r.name = name;
+    r.spec.kernel = "/k/vmlinux";
+    r.spec.memory = MiB{mib};
+    return r;
+  }
+
+  // Puts a VM in `state` directly into the store, as a driver would have, and reloads.
+  void Preload(const std::string& name, VmState state, int64_t mib) {
+    VmRecord vm;
+    vm.name = name;
+    vm.id = "id-" + name;
+    vm.spec.kernel = "/k/vmlinux";
+    vm.spec.memory = MiB{mib};
+    vm.state = state;
+    ASSERT_TRUE(store_.CreateVm(vm, Event{}));
+    ASSERT_TRUE(node_.Load());
+  }
+
+  static EditRequest Edit(const std::string& fields, std::optional<int64_t> version = {}) {
+    EditRequest e;
+    e.fields = json::parse(fields);
+    e.version = version;
+    return e;
+  }
+
+  FakeStateStore store_;
+  FakeFileProbe files_;
+  FakeClock clock_;
+  Node node_;
+};
+
+TEST_F(NodeTest, CreateStoresTheVmAndAnEvent) {
+  auto vm = node_.Create(Req("web"));
+  ASSERT_TRUE(vm) << vm.error().message;
+  EXPECT_EQ(vm->state, VmState::kCreated);
+  EXPECT_EQ(vm->version, 1);
+  EXPECT_EQ(vm->created_at, clock_.Now());
+  EXPECT_EQ(vm->id.rfind("vm-", 0), 0u);
+  EXPECT_EQ(**store_.GetVm("web"), *vm);
+  auto events = node_.Events("web", 10);
+  ASSERT_TRUE(events);
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].type, "created");
+}
+
+TEST_F(NodeTest, RefusedCreatesWriteNothing) {
+  ASSERT_TRUE(node_.Create(Req("web")));
+  int writes = store_.writes();
+  auto dup = node_.Create(Req("web"));
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, Code::kAlreadyExists);
+  EXPECT_FALSE(node_.Create(Req("Bad_Name")));
+  EXPECT_FALSE(node_.Create(Req("odd", 255)));
+  EXPECT_EQ(store_.writes(), writes);
+  EXPECT_EQ(node_.List().size(), 1u);
+}
+
+TEST_F(NodeTest, EditBumpsVersionAndRecordsWhatChanged) {
+  ASSERT_TRUE(node_.Create(Req("web")));
+  clock_.Advance(Duration{5000});
+  auto vm = node_.Edit("web", Edit(R"({"memory_mib": 512})", 1));
+  ASSERT_TRUE(vm) << vm.error().message;
+  EXPECT_EQ(vm->version, 2);
+  EXPECT_EQ(vm->spec.memory, MiB{512});
+  EXPECT_EQ(vm->updated_at, clock_.Now());
+  auto events = *node_.Events("web", 10);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].type, "edited");
+  EXPECT_EQ(events[1].message, "memory_mib 256 -> 512");
+}
+
+TEST_F(NodeTest, StaleEditIsRefusedAndChangesNothing) {
+  ASSERT_TRUE(node_.Create(Req("web")));
+  ASSERT_TRUE(node_.Edit("web", Edit(R"({"vcpus": 2})", 1)));
+  int writes = store_.writes();
+  auto stale = node_.Edit("web", Edit(R"({"vcpus": 4})", 1));
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, Code::kFailedPrecondition);
+  EXPECT_NE(stale.error().message.find("based on version 1 but vm 'web' is at version 2"),
+            std::string::npos);
+  EXPECT_EQ(store_.writes(), writes);
+  EXPECT_EQ(node_.Get("web")->spec.vcpus, 2);
+}
+
+TEST_F(NodeTest, NoOpEditKeepsTheVersion) {
+  ASSERT_TRUE(node_.Create(Req("web")));
+  int writes = store_.writes();
+  auto vm = node_.Edit("web", Edit(R"({"memory_mib": 256})"));
+  ASSERT_TRUE(vm);
+  EXPECT_EQ(vm->version, 1);
+  EXPECT_EQ(store_.writes(), writes);
+}
+
+TEST_F(NodeTest, EditOfARunningVmNamesTheState) {
+  Preload("web", VmState::kRunning, 256);
+  auto r = node_.Edit("web", Edit(R"({"vcpus": 2})"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kFailedPrecondition);
+  EXPECT_NE(r.error().message.find("running"), std::string::npos);
+  EXPECT_TRUE(node_.Edit("web", Edit(R"({"restart": "always"})")));
+}
+
+TEST_F(NodeTest, DiscardingStateOnASuspendedVmStopsIt) {
+  Preload("web", VmState::kSuspended, 256);
+  EditRequest e = Edit(R"({"memory_mib": 512})");
+  ASSERT_FALSE(node_.Edit("web", e));
+  e.discard_state = true;
+  auto vm = node_.Edit("web", e);
+  ASSERT_TRUE(vm) << vm.error().message;
+  EXPECT_EQ(vm->state, VmState::kStopped);
+  EXPECT_FALSE(vm->snapshot.has_value());
+}
+
+TEST_F(NodeTest, StoreFailureLeavesMemoryUnchanged) {
+  ASSERT_TRUE(node_.Create(Req("web")));
+  store_.FailWrites(Error{Code::kUnavailable, "disk full"});
+  auto r = node_.Edit("web", Edit(R"({"vcpus": 2})"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kUnavailable);
+  EXPECT_NE(r.error().message.find("editing vm 'web': disk full"), std::string::npos);
+  EXPECT_EQ(node_.Get("web")->spec.vcpus, 1);
+  EXPECT_FALSE(node_.Create(Req("db")));
+  EXPECT_FALSE(node_.Get("db"));
+}
+
+TEST_F(NodeTest, DeleteRules) {
+  ASSERT_TRUE(node_.Create(Req("web")));
+  ASSERT_TRUE(node_.Delete("web", false));
+  EXPECT_EQ(node_.Get("web").error().code, Code::kNotFound);
+  Preload("sleepy", VmState::kSuspended, 256);
+  auto refused = node_.Delete("sleepy", false);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("--force"), std::string::npos);
+  EXPECT_TRUE(node_.Delete("sleepy", true));
+  Preload("busy", VmState::kStarting, 256);
+  EXPECT_FALSE(node_.Delete("busy", true));
+}
+
+TEST_F(NodeTest, LifecycleWithoutADriverIsFailedPrecondition) {
+  ASSERT_TRUE(node_.Create(Req("web")));
+  auto r = node_.Start("web", false);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kFailedPrecondition);
+  EXPECT_NE(r.error().message.find("no hypervisor driver"), std::string::npos);
+  auto stop = node_.Stop("web", false);
+  ASSERT_FALSE(stop);
+  EXPECT_NE(stop.error().message.find("it is created"), std::string::npos);
+  EXPECT_FALSE(node_.Suspend("web"));
+  EXPECT_FALSE(node_.Resume("web"));
+}
+
+TEST_F(NodeTest, AdmissionCountsOnlyVmsHoldingMemory) {
+  Preload("big", VmState::kRunning, 12288);
+  Preload("asleep", VmState::kSuspended, 8192);  // holds no RAM
+  Preload("off", VmState::kStopped, 8192);
+  ASSERT_TRUE(node_.Create(Req("fits", 4096)));
+  ASSERT_TRUE(node_.Create(Req("toobig", 4098)));
+  auto fits = node_.Start("fits", false);
+  EXPECT_EQ(fits.error().code, Code::kFailedPrecondition) << "admitted, then no driver";
+  auto big = node_.Start("toobig", false);
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code, Code::kResourceExhausted);
+  EXPECT_NE(big.error().message.find("needs 4098 MiB but running VMs already hold 12288 MiB"),
+            std::string::npos)
+      << big.error().message;
+  EXPECT_EQ(node_.Resume("asleep").error().code, Code::kResourceExhausted);
+  NodeInfo info = node_.Info();
+  EXPECT_EQ(info.memory_running, MiB{12288});
+  EXPECT_EQ(info.vms_total, 5);
+  EXPECT_EQ(info.vms_by_state["running"], 1);
+}
+
+TEST(CheckAdmissionTest, RatioScalesTheLimit) {
+  VmRecord running, candidate;
+  running.id = "a";
+  running.state = VmState::kRunning;
+  running.spec.memory = MiB{1024};
+  candidate.id = "b";
+  candidate.spec.memory = MiB{1024};
+  EXPECT_FALSE(CheckAdmission({&running}, candidate, MiB{1536}, 1.0));
+  EXPECT_TRUE(CheckAdmission({&running}, candidate, MiB{1536}, 1.5));
+  EXPECT_TRUE(CheckAdmission({&running, &candidate}, candidate, MiB{2048}, 1.0))
+      << "the candidate itself is not counted twice";
+}
+
+}  // namespace
+}  // namespace hearth::node

@@ -1,0 +1,285 @@
+// Every configuration rule, table-driven: each case breaks one rule and must be refused with
+// invalid_argument naming the field and the bad value.
+#include "model/validator.h"
+
+#include <functional>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "fakes/fakes.h"
+
+namespace hearth {
+namespace {
+
+using testing::FakeClock;
+using testing::FakeFileProbe;
+
+class ValidatorTest : public ::testing::Test {
+ protected:
+  ValidatorTest() : paths_("/var/lib/hearth") {
+    files_.AddKernel("/k/vmlinux");
+    files_.AddBzImage("/k/bzImage");
+    files_.AddFile("/k/notakernel", "#!/bin/sh\n");
+    files_.AddFile("/k/initrd.img");
+    files_.AddFile("/k/secret", "x", /*readable=*/false);
+    files_.AddFile("/d/root.img");
+    files_.AddFile("/d/other.img");
+    files_.AddLink("/d/root-link.img", "/d/root.img");
+    files_.AddBlockDevice("/dev/vdb");
+    files_.AddDirectory("/d");
+    files_.AddDirectory("/var/lib/hearth/images/default");
+    other_.name = "other";
+    other_.spec.kernel = "/k/vmlinux";
+    other_.spec.rootfs = "/d/root.img";
+    other_.spec.publish = {{8080, 80, Protocol::kTcp}};
+  }
+
+  ValidationContext Context() {
+    ValidationContext ctx;
+    ctx.host = testing::TestHost();
+    ctx.files = &files_;
+    ctx.paths = &paths_;
+    ctx.now = clock_.Now();
+    ctx.others = {&other_};
+    return ctx;
+  }
+
+  static VmSpec Good() {
+    VmSpec s;
+    s.kernel = "/k/vmlinux";
+    s.memory = MiB{256};
+    return s;
+  }
+
+  FakeFileProbe files_;
+  FakeClock clock_;
+  Paths paths_;
+  VmRecord other_;
+};
+
+struct Case {
+  const char* title;
+  std::function<void(VmSpec&, Timestamp now)> mutate;
+  const char* field;  // nullptr: the spec must be accepted
+  const char* says;   // a substring of the message (the bad value or the rule)
+};
+
+const Case kCases[] = {
+    {"defaults are fine", [](VmSpec&, Timestamp) {}, nullptr, ""},
+    {"vcpus zero", [](VmSpec& s, Timestamp) { s.vcpus = 0; }, "vcpus", "0 is out of range"},
+    {"vcpus negative", [](VmSpec& s, Timestamp) { s.vcpus = -3; }, "vcpus", "-3"},
+    {"vcpus above host CPUs", [](VmSpec& s, Timestamp) { s.vcpus = 9; }, "vcpus", "allowed 1-8"},
+    {"vcpus equal to host CPUs", [](VmSpec& s, Timestamp) { s.vcpus = 8; }, nullptr, ""},
+    {"memory below minimum", [](VmSpec& s, Timestamp) { s.memory = MiB{63}; }, "memory_mib",
+     "63 is below the minimum of 64"},
+    {"memory minimum", [](VmSpec& s, Timestamp) { s.memory = MiB{64}; }, nullptr, ""},
+    {"memory odd", [](VmSpec& s, Timestamp) { s.memory = MiB{257}; }, "memory_mib",
+     "not a multiple of 2"},
+    {"memory above host RAM", [](VmSpec& s, Timestamp) { s.memory = MiB{16386}; }, "memory_mib",
+     "16386 is more than"},
+    {"memory equal to host RAM", [](VmSpec& s, Timestamp) { s.memory = MiB{16384}; }, nullptr, ""},
+    {"kernel missing", [](VmSpec& s, Timestamp) { s.kernel = "/k/nope"; }, "kernel",
+     "'/k/nope' does not exist"},
+    {"kernel relative", [](VmSpec& s, Timestamp) { s.kernel = "vmlinux"; }, "kernel",
+     "not an absolute path"},
+    {"kernel is a directory", [](VmSpec& s, Timestamp) { s.kernel = "/d"; }, "kernel",
+     "is a directory"},
+    {"kernel unreadable", [](VmSpec& s, Timestamp) { s.kernel = "/k/secret"; }, "kernel",
+     "not readable"},
+    {"kernel not ELF or bzImage", [](VmSpec& s, Timestamp) { s.kernel = "/k/notakernel"; },
+     "kernel", "neither an ELF vmlinux nor a bzImage"},
+    {"kernel bzImage", [](VmSpec& s, Timestamp) { s.kernel = "/k/bzImage"; }, nullptr, ""},
+    {"no kernel and no image", [](VmSpec& s, Timestamp) { s.kernel.clear(); }, "kernel",
+     "required"},
+    {"image instead of kernel",
+     [](VmSpec& s, Timestamp) {
+       s.kernel.clear();
+       s.image = "default";
+     },
+     nullptr, ""},
+    {"image unknown", [](VmSpec& s, Timestamp) { s.image = "fedora"; }, "image",
+     "no image named 'fedora'"},
+    {"image bad name", [](VmSpec& s, Timestamp) { s.image = "../etc"; }, "image",
+     "not a valid image name"},
+    {"initrd missing", [](VmSpec& s, Timestamp) { s.initrd = "/k/initrd.gone"; }, "initrd",
+     "does not exist"},
+    {"initrd is a directory", [](VmSpec& s, Timestamp) { s.initrd = "/d"; }, "initrd",
+     "is a directory"},
+    {"initrd fine", [](VmSpec& s, Timestamp) { s.initrd = "/k/initrd.img"; }, nullptr, ""},
+    {"rootfs missing", [](VmSpec& s, Timestamp) { s.rootfs = "/d/none.img"; }, "rootfs",
+     "does not exist"},
+    {"rootfs is a directory", [](VmSpec& s, Timestamp) { s.rootfs = "/d"; }, "rootfs",
+     "expected a regular file or a block device"},
+    {"rootfs block device", [](VmSpec& s, Timestamp) { s.rootfs = "/dev/vdb"; }, nullptr, ""},
+    {"rootfs own file", [](VmSpec& s, Timestamp) { s.rootfs = "/d/other.img"; }, nullptr, ""},
+    {"rootfs used read-write by another VM", [](VmSpec& s, Timestamp) { s.rootfs = "/d/root.img"; },
+     "rootfs", "already used by vm 'other'"},
+    {"rootfs same file through a link",
+     [](VmSpec& s, Timestamp) { s.rootfs = "/d/root-link.img"; }, "rootfs",
+     "already used by vm 'other'"},
+    {"rootfs read-only here but read-write there",
+     [](VmSpec& s, Timestamp) {
+       s.rootfs = "/d/root.img";
+       s.rootfs_readonly = true;
+     },
+     "rootfs", "read-write"},
+    {"cmdline too long", [](VmSpec& s, Timestamp) { s.cmdline = std::string(2049, 'a'); },
+     "cmdline", "at most 2048"},
+    {"cmdline newline", [](VmSpec& s, Timestamp) { s.cmdline = "a\nb"; }, "cmdline", "newline"},
+    {"publish host port 0", [](VmSpec& s, Timestamp) { s.publish = {{0, 80, Protocol::kTcp}}; },
+     "publish[0].host_port", "port 0 is out of range"},
+    {"publish host port 65536",
+     [](VmSpec& s, Timestamp) { s.publish = {{65536, 80, Protocol::kTcp}}; },
+     "publish[0].host_port", "65536"},
+    {"publish guest port 0", [](VmSpec& s, Timestamp) { s.publish = {{8081, 0, Protocol::kTcp}}; },
+     "publish[0].guest_port", "out of range"},
+    {"publish twice",
+     [](VmSpec& s, Timestamp) {
+       s.publish = {{8081, 80, Protocol::kTcp}, {8081, 81, Protocol::kTcp}};
+     },
+     "publish[1].host_port", "published twice"},
+    {"publish port of another VM",
+     [](VmSpec& s, Timestamp) { s.publish = {{8080, 80, Protocol::kTcp}}; },
+     "publish[0].host_port", "already published by vm 'other'"},
+    {"publish same port other protocol",
+     [](VmSpec& s, Timestamp) { s.publish = {{8080, 80, Protocol::kUdp}}; }, nullptr, ""},
+    {"wake port 0", [](VmSpec& s, Timestamp) { s.wake_ports = {{Protocol::kTcp, 0}}; },
+     "wake_ports[0]", "out of range"},
+    {"wake port twice",
+     [](VmSpec& s, Timestamp) { s.wake_ports = {{Protocol::kTcp, 80}, {Protocol::kTcp, 80}}; },
+     "wake_ports[1]", "listed twice"},
+    {"stop_at in the past",
+     [](VmSpec& s, Timestamp now) { s.timers.stop_at = now - std::chrono::seconds(1); },
+     "timers.stop_at", "in the past"},
+    {"stop_at now", [](VmSpec& s, Timestamp now) { s.timers.stop_at = now; }, "timers.stop_at",
+     "in the past"},
+    {"stop_at future",
+     [](VmSpec& s, Timestamp now) { s.timers.stop_at = now + std::chrono::hours(1); }, nullptr, ""},
+    {"stop_after zero", [](VmSpec& s, Timestamp) { s.timers.stop_after = Duration{0}; },
+     "timers.stop_after", "minimum is 1s"},
+    {"idle_timeout below 1s", [](VmSpec& s, Timestamp) { s.timers.idle_timeout = Duration{999}; },
+     "timers.idle_timeout", "999ms is too short"},
+    {"idle_timeout 1s", [](VmSpec& s, Timestamp) { s.timers.idle_timeout = Duration{1000}; },
+     nullptr, ""},
+};
+
+TEST_F(ValidatorTest, EveryRule) {
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.title);
+    VmSpec spec = Good();
+    c.mutate(spec, clock_.Now());
+    Status s = ValidateSpec(spec, Context());
+    if (c.field == nullptr) {
+      EXPECT_TRUE(s) << s.error().message;
+      continue;
+    }
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().code, Code::kInvalidArgument);
+    EXPECT_EQ(s.error().field, c.field);
+    EXPECT_NE(s.error().message.find(c.says), std::string::npos) << s.error().message;
+    EXPECT_EQ(s.error().message.rfind(c.field, 0), 0u) << "message names the field first: "
+                                                        << s.error().message;
+  }
+}
+
+TEST_F(ValidatorTest, BothReadOnlyMayShareARootfs) {
+  other_.spec.rootfs_readonly = true;
+  VmSpec spec = Good();
+  spec.rootfs = "/d/root.img";
+  spec.rootfs_readonly = true;
+  EXPECT_TRUE(ValidateSpec(spec, Context()));
+}
+
+TEST_F(ValidatorTest, UnchangedPastStopAtDoesNotBlockAnEdit) {
+  VmSpec before = Good();
+  before.timers.stop_at = clock_.Now() - std::chrono::hours(1);
+  VmSpec after = before;
+  after.vcpus = 2;
+  EXPECT_TRUE(ValidateSpec(after, Context(), &before));
+  EXPECT_FALSE(ValidateSpec(after, Context(), nullptr));
+}
+
+struct NameCase {
+  const char* name;
+  bool ok;
+};
+
+TEST(ValidateNameTest, DnsLabelRules) {
+  const NameCase cases[] = {
+      {"web", true},       {"web-1", true},  {"a", true},       {"", false},
+      {"Web", false},      {"1web", false},  {"-web", false},   {"web-", false},
+      {"web_1", false},    {"web.1", false}, {"wéb", false},    {"web 1", false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    Status s = ValidateName(c.name);
+    EXPECT_EQ(static_cast<bool>(s), c.ok);
+    if (!s) {
+      EXPECT_EQ(s.error().field, "name");
+      EXPECT_NE(s.error().message.find(fmt::format("'{}'", c.name)), std::string::npos);
+    }
+  }
+  EXPECT_TRUE(ValidateName(std::string(63, 'a')));
+  EXPECT_FALSE(ValidateName(std::string(64, 'a')));
+}
+
+struct EditCase {
+  const char* title;
+  VmState state;
+  std::function<void(VmSpec&)> mutate;
+  bool discard_state;
+  const char* refused_field;  // nullptr: allowed
+  const char* says;
+};
+
+TEST(CheckEditAllowedTest, StateRules) {
+  const EditCase cases[] = {
+      {"created: anything", VmState::kCreated, [](VmSpec& s) { s.vcpus = 4; }, false, nullptr, ""},
+      {"stopped: memory", VmState::kStopped, [](VmSpec& s) { s.memory = MiB{512}; }, false,
+       nullptr, ""},
+      {"failed: kernel", VmState::kFailed, [](VmSpec& s) { s.kernel = "/k/other"; }, false,
+       nullptr, ""},
+      {"running: vcpus", VmState::kRunning, [](VmSpec& s) { s.vcpus = 4; }, false, "vcpus",
+       "while vm 'web' is running"},
+      {"running: memory", VmState::kRunning, [](VmSpec& s) { s.memory = MiB{512}; }, false,
+       "memory_mib", "running"},
+      {"running: publish", VmState::kRunning,
+       [](VmSpec& s) { s.publish = {{9000, 80, Protocol::kTcp}}; }, false, "publish", "running"},
+      {"running: timers", VmState::kRunning,
+       [](VmSpec& s) { s.timers.idle_timeout = Duration{30000}; }, false, nullptr, ""},
+      {"running: restart", VmState::kRunning, [](VmSpec& s) { s.restart = RestartPolicy::kAlways; },
+       false, nullptr, ""},
+      {"suspended: memory", VmState::kSuspended, [](VmSpec& s) { s.memory = MiB{512}; }, false,
+       "memory_mib", "--discard-state"},
+      {"suspended: memory, discarding state", VmState::kSuspended,
+       [](VmSpec& s) { s.memory = MiB{512}; }, true, nullptr, ""},
+      {"suspended: wake", VmState::kSuspended, [](VmSpec& s) { s.wake = WakeMode::kNever; }, false,
+       nullptr, ""},
+      {"starting: timers", VmState::kStarting,
+       [](VmSpec& s) { s.timers.idle_timeout = Duration{30000}; }, false, "timers", "is starting"},
+      {"deleting: restart", VmState::kDeleting, [](VmSpec& s) { s.restart = RestartPolicy::kNever; },
+       false, "restart", "is deleting"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.title);
+    VmRecord vm;
+    vm.name = "web";
+    vm.state = c.state;
+    vm.spec.kernel = "/k/vmlinux";
+    VmSpec next = vm.spec;
+    c.mutate(next);
+    Status s = CheckEditAllowed(vm, next, c.discard_state);
+    if (!c.refused_field) {
+      EXPECT_TRUE(s) << s.error().message;
+      continue;
+    }
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().code, Code::kFailedPrecondition);
+    EXPECT_EQ(s.error().field, c.refused_field);
+    EXPECT_NE(s.error().message.find(c.says), std::string::npos) << s.error().message;
+  }
+}
+
+}  // namespace
+}  // namespace hearth
