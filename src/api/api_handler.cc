@@ -52,7 +52,8 @@ int FromHex(char c) {
   return -1;
 }
 
-Result<std::string> PercentDecode(std::string_view s) {
+// `plus_is_space`: form encoding, which applies to the query only.
+Result<std::string> PercentDecode(std::string_view s, bool plus_is_space) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '%') {
@@ -62,7 +63,7 @@ Result<std::string> PercentDecode(std::string_view s) {
       out += static_cast<char>(hi * 16 + lo);
       i += 2;
     } else {
-      out += s[i] == '+' ? ' ' : s[i];
+      out += plus_is_space && s[i] == '+' ? ' ' : s[i];
     }
   }
   return out;
@@ -83,7 +84,7 @@ Result<Target> ParseTarget(std::string_view target) {
     }
     size_t end = path.find('/', pos);
     if (end == std::string_view::npos) end = path.size();
-    auto seg = PercentDecode(path.substr(pos, end - pos));
+    auto seg = PercentDecode(path.substr(pos, end - pos), false);
     if (!seg) return Fail(seg.error());
     t.segments.push_back(*seg);
     pos = end;
@@ -94,8 +95,8 @@ Result<Target> ParseTarget(std::string_view target) {
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
     if (pair.empty()) continue;
     size_t eq = pair.find('=');
-    auto key = PercentDecode(pair.substr(0, eq));
-    auto value = PercentDecode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    auto key = PercentDecode(pair.substr(0, eq), true);
+    auto value = PercentDecode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
     if (!key || !value) return Fail(Code::kInvalidArgument, "bad percent-encoding in URL query");
     t.query[*key] = *value;
   }
@@ -200,7 +201,8 @@ const std::vector<Route>& ApiHandler::Routes() {
 HttpResponse ApiHandler::Handle(const HttpRequest& request) {
   auto start = std::chrono::steady_clock::now();
   HttpResponse response;
-  bool is_health = request.method == "GET" && request.target == "/healthz";
+  std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
+  bool is_health = request.method == "GET" && path == "/healthz";
   if (!request.trusted && !is_health) {
     auto it = request.headers.find("authorization");
     if (it == request.headers.end() || !auth_.Check(it->second)) {
@@ -232,12 +234,14 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
 
   if (seg.size() == 1 && seg[0] == "healthz") {
     if (m != "GET") return MethodNotAllowed(req, "/healthz", "GET");
+    if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
     return JsonResponse(200, {{"status", "ok"}});
   }
   if (seg.empty() || seg[0] != "v1") return no_route();
 
   if (seg.size() == 2 && seg[1] == "node") {
     if (m != "GET") return MethodNotAllowed(req, "/v1/node", "GET");
+    if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
     return JsonResponse(200, NodeInfoJson(node_.Info()));
   }
   if (seg.size() < 2 || seg[1] != "vms") return no_route();
@@ -265,6 +269,9 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
 
   const std::string& name = seg[2];
   if (seg.size() == 3) {
+    if ((m == "GET" || m == "PATCH") && !target->query.empty()) {
+      return ErrorResponse(CheckQuery(*target, {}).error());
+    }
     if (m == "GET") return VmResult(node_.Get(name));
     if (m == "PATCH") {
       auto if_match = IfMatchVersion(req);

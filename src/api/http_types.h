@@ -12,7 +12,7 @@ namespace hearth::api {
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string target;  // path and query, e.g. "/v1/vms?limit=10"
-  // Header names in lower case. Only the headers the API reads are kept.
+  // Header names in lower case; repeated headers joined with ", ".
   std::map<std::string, std::string> headers;
   std::string body;
   // True when the request came over the root-only unix socket: no token is required.

@@ -129,6 +129,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  umask(077);  // state, tokens and sockets are root's alone
   spdlog::set_default_logger(spdlog::stderr_color_mt("hearthd"));
 
   hearth::config::DaemonConfig cfg;

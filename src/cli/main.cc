@@ -1,0 +1,431 @@
+// hearth: the command-line client of hearthd. Exit codes: 0 success, 1 the request failed,
+// 2 the command line is wrong. Errors are one line on stderr.
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cli/output.h"
+#include "http/client.h"
+
+namespace hearth::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kOk = 0, kFailed = 1, kUsage = 2;
+
+struct UsageError {
+  std::string message;
+};
+
+// Flags that set VM spec fields, shared by create and edit.
+struct SpecFlags {
+  int vcpus = 0;
+  std::string memory, kernel, initrd, rootfs, image, cmdline, idle_timeout, stop_after, stop_at,
+      on_timer, wake, wake_ports, restart;
+  bool rootfs_readonly = false;
+  std::vector<std::string> publish;
+  std::vector<CLI::Option*> options;
+
+  void Register(CLI::App* cmd) {
+    auto add = [&](const char* flag, std::string& into, const char* help) {
+      options.push_back(cmd->add_option(flag, into, help));
+    };
+    options.push_back(cmd->add_option("--vcpus", vcpus, "virtual CPUs, 1-32"));
+    add("--memory", memory, "guest RAM: 512, 256M, 2G (MiB unless a unit is given)");
+    add("--kernel", kernel, "path of an ELF vmlinux or bzImage on the host");
+    add("--initrd", initrd, "path of an initramfs (\"\" to remove)");
+    add("--rootfs", rootfs, "root disk: an image file or block device (\"\" to remove)");
+    options.push_back(cmd->add_flag("--rootfs-readonly{true},--rootfs-readwrite{false}",
+                                    rootfs_readonly, "attach the root disk read-only"));
+    add("--image", image, "image name from `hearth image ls` (kernel + rootfs)");
+    add("--cmdline", cmdline, "extra kernel command line");
+    options.push_back(cmd->add_option("--publish", publish,
+                                      "HOSTPORT:GUESTPORT[/tcp|udp], repeatable; \"\" clears")
+                          ->take_all()
+                          ->allow_extra_args(false));
+    add("--idle-timeout", idle_timeout, "act after this long without network traffic, or none");
+    add("--stop-after", stop_after, "act after this much running time, or none");
+    add("--stop-at", stop_at, "act at this RFC 3339 time, or none");
+    add("--on-timer", on_timer, "what timers do: suspend (default) or stop");
+    add("--wake", wake, "on-packet or never");
+    add("--wake-ports", wake_ports, "e.g. tcp:80,tcp:443 (default: any packet); \"\" for any");
+    add("--restart", restart, "never, on-failure (default) or always");
+  }
+
+  bool Given(const char* name) const {
+    for (auto* o : options) {
+      if (o->check_lname(std::string(name).substr(2)) && o->count() > 0) return true;
+    }
+    return false;
+  }
+
+  // The spec fields given on the command line, in API form.
+  json ToJson() const {
+    json out = json::object();
+    auto text_or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
+    if (Given("--vcpus")) out["vcpus"] = vcpus;
+    if (Given("--memory")) {
+      auto mib = ParseMemoryMib(memory);
+      if (!mib) throw UsageError{mib.error().message};
+      out["memory_mib"] = *mib;
+    }
+    if (Given("--kernel")) out["kernel"] = text_or_null(kernel);
+    if (Given("--initrd")) out["initrd"] = text_or_null(initrd);
+    if (Given("--rootfs")) out["rootfs"] = text_or_null(rootfs);
+    if (Given("--rootfs-readonly")) out["rootfs_readonly"] = rootfs_readonly;
+    if (Given("--image")) out["image"] = text_or_null(image);
+    if (Given("--cmdline")) out["cmdline"] = cmdline;
+    if (Given("--publish")) {
+      json list = json::array();
+      for (const auto& p : publish) {
+        if (!p.empty()) list.push_back(p);
+      }
+      out["publish"] = list;
+    }
+    json timers = json::object();
+    auto timer = [&](const char* flag, const char* key, const std::string& v) {
+      if (Given(flag)) timers[key] = (v == "none" || v.empty()) ? json(nullptr) : json(v);
+    };
+    timer("--idle-timeout", "idle_timeout", idle_timeout);
+    timer("--stop-after", "stop_after", stop_after);
+    timer("--stop-at", "stop_at", stop_at);
+    if (Given("--on-timer")) timers["on_timer"] = on_timer;
+    if (!timers.empty()) out["timers"] = timers;
+    if (Given("--wake")) out["wake"] = wake;
+    if (Given("--wake-ports")) {
+      json list = json::array();
+      std::stringstream ss(wake_ports);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        if (!item.empty()) list.push_back(item);
+      }
+      out["wake_ports"] = list;
+    }
+    if (Given("--restart")) out["restart"] = restart;
+    return out;
+  }
+};
+
+struct Globals {
+  std::string socket, host, output = "table";
+};
+
+class Cli {
+ public:
+  explicit Cli(Globals& g) : g_(g) {}
+
+  // Sends a request; prints the API's error and returns nullopt on failure.
+  std::optional<api::HttpResponse> Call(std::string_view method, const std::string& target,
+                                        const std::string& body = "",
+                                        std::vector<std::pair<std::string, std::string>> hdrs = {}) {
+    if (!client_) client_ = std::make_unique<http::Client>(Options());
+    auto r = client_->Request(method, target, body, hdrs);
+    if (!r) {
+      std::fprintf(stderr, "hearth: %s\n", r.error().message.c_str());
+      return std::nullopt;
+    }
+    if (r->status >= 400) {
+      json err = json::parse(r->body, nullptr, false);
+      std::string msg = err.is_object() && err.contains("error")
+                            ? err["error"].value("message", r->body)
+                            : fmt::format("HTTP {}: {}", r->status, r->body);
+      std::fprintf(stderr, "hearth: %s\n", msg.c_str());
+      return std::nullopt;
+    }
+    return std::move(*r);
+  }
+
+  int Print(const api::HttpResponse& r, std::string (*table)(const json&)) {
+    auto format = ParseFormat(g_.output);
+    json body = json::parse(r.body);
+    std::fputs(Render(body, *format, table).c_str(), stdout);
+    return kOk;
+  }
+
+  // For actions: the object in json/yaml, a sentence in table mode.
+  int Done(const api::HttpResponse& r, const std::string& sentence) {
+    if (*ParseFormat(g_.output) != Format::kTable && !r.body.empty()) return Print(r, nullptr);
+    std::printf("%s\n", sentence.c_str());
+    return kOk;
+  }
+
+  const Globals& globals() const { return g_; }
+
+ private:
+  http::ClientOptions Options() const {
+    http::ClientOptions o;
+    if (g_.host.empty()) {
+      o.unix_socket = g_.socket;
+      return o;
+    }
+    // HOST, HOST:PORT, [V6] or [V6]:PORT.
+    std::string host = g_.host, port;
+    if (!host.empty() && host.front() == '[') {
+      auto close = host.find(']');
+      if (close == std::string::npos) throw UsageError{fmt::format("--host: '{}' lacks ']'", host)};
+      if (close + 1 < host.size() && host[close + 1] == ':') port = host.substr(close + 2);
+      host = host.substr(1, close - 1);
+    } else if (auto colon = host.find(':');
+               colon != std::string::npos && host.find(':', colon + 1) == std::string::npos) {
+      port = host.substr(colon + 1);
+      host = host.substr(0, colon);
+    }
+    if (!port.empty()) {
+      int p = 0;
+      auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+      if (ec != std::errc{} || end != port.data() + port.size() || p < 1 || p > 65535) {
+        throw UsageError{fmt::format("--host: port '{}' is not 1-65535", port)};
+      }
+      o.port = static_cast<uint16_t>(p);
+    }
+    o.host = host;
+    const char* token = std::getenv("HEARTH_TOKEN");
+    if (!token || !*token) {
+      throw UsageError{"--host needs a token in HEARTH_TOKEN (the admin token is in "
+                       "<data-dir>/admin.token on the node)"};
+    }
+    o.token = token;
+    return o;
+  }
+
+  Globals& g_;
+  std::unique_ptr<http::Client> client_;
+};
+
+std::string VmPath(const std::string& name, std::string_view suffix = "") {
+  std::string out = "/v1/vms/";
+  for (unsigned char c : name) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out + std::string(suffix);
+}
+
+json ReadSpecFile(const std::string& path) {
+  std::string text;
+  if (path == "-") {
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    text = ss.str();
+  } else {
+    std::ifstream in(path);
+    if (!in) throw UsageError{fmt::format("-f: cannot read '{}'", path)};
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  auto doc = YamlToJson(text);
+  if (!doc) throw UsageError{fmt::format("-f {}: {}", path, doc.error().message)};
+  if (!doc->is_object()) throw UsageError{fmt::format("-f {}: expected a mapping of spec fields", path)};
+  return *doc;
+}
+
+int FollowLogs(Cli& cli, const std::string& name) {
+  std::string last;
+  while (true) {
+    auto r = cli.Call("GET", VmPath(name, "/logs?tail_bytes=1048576"));
+    if (!r) return kFailed;
+    const std::string& log = r->body;
+    // The log is a tail: print what follows the part already shown.
+    size_t start = 0;
+    if (!last.empty()) {
+      size_t at = log.rfind(last.substr(last.size() > 256 ? last.size() - 256 : 0));
+      start = at == std::string::npos ? 0 : at + std::min<size_t>(last.size(), 256);
+    }
+    if (start < log.size()) {
+      std::fwrite(log.data() + start, 1, log.size() - start, stdout);
+      std::fflush(stdout);
+    }
+    last = log;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  Globals g;
+  CLI::App app{"hearth - manage the microVMs of a hearth node.", "hearth"};
+  app.footer(R"(Examples:
+  hearth vm create web --kernel /srv/vmlinux --initrd /srv/initrd --memory 256M --publish 8080:80
+  hearth vm create -f web.yaml web      # spec fields as in the API: vcpus, memory_mib, kernel, ...
+  hearth vm ls
+  hearth vm edit web --memory 512M --idle-timeout 30s
+  hearth vm start web && hearth vm logs web -f
+  hearth vm show web -o json
+  HEARTH_HOST=node1:7777 HEARTH_TOKEN=$(cat admin.token) hearth node info
+
+Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags such as -o may come after the subcommand
+  const char* env_socket = std::getenv("HEARTH_SOCKET");
+  const char* env_host = std::getenv("HEARTH_HOST");
+  g.socket = env_socket && *env_socket ? env_socket : "/var/lib/hearth/hearthd.sock";
+  if (env_host) g.host = env_host;
+  app.add_option("--socket", g.socket,
+                 "hearthd's unix socket (env HEARTH_SOCKET, default /var/lib/hearth/hearthd.sock)");
+  app.add_option("--host", g.host, "talk TCP to HOST[:PORT] instead (env HEARTH_HOST; token "
+                                   "from HEARTH_TOKEN)");
+  app.add_option("-o,--output", g.output, "table, json or yaml")
+      ->check(CLI::IsMember({"table", "json", "yaml"}));
+
+  Cli cli(g);
+  int rc = kOk;
+  auto* vm = app.add_subcommand("vm", "create, change and run VMs")->require_subcommand(1);
+
+  std::string name, file, if_version;
+  bool force = false, fresh = false, kill = false, follow = false, discard_state = false;
+  int limit = 100;
+
+  SpecFlags create_flags;
+  auto* create = vm->add_subcommand("create", "define a VM (it starts with `hearth vm start`)");
+  create->add_option("NAME", name, "VM name: a-z, 0-9, '-', starting with a letter")->required();
+  create->add_option("-f,--file", file, "YAML/JSON spec file (- for stdin); flags override it");
+  create_flags.Register(create);
+  create->callback([&] {
+    json body = file.empty() ? json::object() : ReadSpecFile(file);
+    if (body.contains("name") && body["name"] != name) {
+      throw UsageError{fmt::format("-f {}: its name {} differs from NAME '{}'", file,
+                                   body["name"].dump(), name)};
+    }
+    body["name"] = name;
+    const json flags = create_flags.ToJson();
+    for (const auto& [k, v] : flags.items()) {
+      if (k == "timers" && body.contains("timers") && body["timers"].is_object()) {
+        body["timers"].update(v);
+      } else {
+        body[k] = v;
+      }
+    }
+    auto r = cli.Call("POST", "/v1/vms", body.dump());
+    if (!r) return void(rc = kFailed);
+    json vm_json = json::parse(r->body);
+    rc = cli.Done(*r, fmt::format("vm '{}' created ({}, version {}); start it with `hearth vm "
+                                  "start {}`",
+                                  name, vm_json["id"].get<std::string>(),
+                                  vm_json["version"].get<int64_t>(), name));
+  });
+
+  SpecFlags edit_flags;
+  auto* edit = vm->add_subcommand("edit", "change a VM's spec (fields not given stay as they are)");
+  edit->add_option("NAME", name, "VM name")->required();
+  edit->add_option("--if-version", if_version,
+                   "only if the VM is still at this version (else the edit is refused)");
+  edit->add_flag("--discard-state", discard_state,
+                 "allow changes that invalidate a suspended VM's saved state (it cold-boots)");
+  edit_flags.Register(edit);
+  edit->callback([&] {
+    json body = edit_flags.ToJson();
+    if (discard_state) body["discard_state"] = true;
+    if (body.empty()) throw UsageError{"vm edit: nothing to change; give at least one flag"};
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (!if_version.empty()) headers.emplace_back("If-Match", "\"" + if_version + "\"");
+    auto r = cli.Call("PATCH", VmPath(name), body.dump(), headers);
+    if (!r) return void(rc = kFailed);
+    rc = cli.Done(*r, fmt::format("vm '{}' updated (version {})", name,
+                                  json::parse(r->body)["version"].get<int64_t>()));
+  });
+
+  vm->add_subcommand("ls", "list VMs")->callback([&] {
+    auto r = cli.Call("GET", "/v1/vms");
+    rc = r ? cli.Print(*r, VmListTable) : kFailed;
+  });
+  auto* show = vm->add_subcommand("show", "show one VM");
+  show->add_option("NAME", name, "VM name")->required();
+  show->callback([&] {
+    auto r = cli.Call("GET", VmPath(name));
+    rc = r ? cli.Print(*r, VmDetailTable) : kFailed;
+  });
+  auto* logs = vm->add_subcommand("logs", "print the VM's console log");
+  logs->add_option("NAME", name, "VM name")->required();
+  logs->add_flag("-f,--follow", follow, "keep printing new output");
+  logs->callback([&] {
+    if (follow) return void(rc = FollowLogs(cli, name));
+    auto r = cli.Call("GET", VmPath(name, "/logs"));
+    if (!r) return void(rc = kFailed);
+    std::fwrite(r->body.data(), 1, r->body.size(), stdout);
+  });
+  auto* events = vm->add_subcommand("events", "what happened to the VM, oldest first");
+  events->add_option("NAME", name, "VM name")->required();
+  events->add_option("--limit", limit, "at most this many of the newest events")->default_val(100);
+  events->callback([&] {
+    auto r = cli.Call("GET", VmPath(name, fmt::format("/events?limit={}", limit)));
+    rc = r ? cli.Print(*r, EventsTable) : kFailed;
+  });
+  auto* rm = vm->add_subcommand("rm", "delete a VM");
+  rm->add_option("NAME", name, "VM name")->required();
+  rm->add_flag("--force", force, "also delete a running or suspended VM (its state is lost)");
+  rm->callback([&] {
+    auto r = cli.Call("DELETE", VmPath(name, force ? "?force=true" : ""));
+    if (!r) return void(rc = kFailed);
+    std::printf("vm '%s' deleted\n", name.c_str());
+  });
+
+  auto action = [&](const char* verb, const char* help, const char* done) {
+    auto* cmd = vm->add_subcommand(verb, help);
+    cmd->add_option("NAME", name, "VM name")->required();
+    return std::pair{cmd, std::string(done)};
+  };
+  auto [start, start_done] = action("start", "boot a VM, or resume a suspended one", "started");
+  start->add_flag("--fresh", fresh, "discard a suspended VM's saved state and cold-boot");
+  auto [stop, stop_done] = action("stop", "shut a VM down (no state kept)", "stopped");
+  stop->add_flag("--kill", kill, "kill the VMM at once instead of a guest shutdown");
+  auto [suspend, suspend_done] =
+      action("suspend", "save the VM's state to disk and free its RAM", "suspended");
+  auto [resume, resume_done] = action("resume", "restore a suspended VM", "resumed");
+  for (auto [cmd, done, query] : {std::tuple{start, start_done, std::string("start")},
+                                  std::tuple{stop, stop_done, std::string("stop")},
+                                  std::tuple{suspend, suspend_done, std::string("suspend")},
+                                  std::tuple{resume, resume_done, std::string("resume")}}) {
+    cmd->callback([&, done = done, query = query] {
+      std::string target = VmPath(name, "/" + query);
+      if (query == "start" && fresh) target += "?fresh=true";
+      if (query == "stop" && kill) target += "?kill=true";
+      auto r = cli.Call("POST", target);
+      rc = r ? cli.Done(*r, fmt::format("vm '{}' {}", name, done)) : kFailed;
+    });
+  }
+
+  auto* node = app.add_subcommand("node", "this node's capacity and backends")->require_subcommand(1);
+  node->add_subcommand("info", "CPUs, memory, memory held by VMs, hypervisor backends")
+      ->callback([&] {
+        auto r = cli.Call("GET", "/v1/node");
+        rc = r ? cli.Print(*r, NodeTable) : kFailed;
+      });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return kOk;
+  } catch (const CLI::CallForAllHelp&) {
+    std::cout << app.help("", CLI::AppFormatMode::All);
+    return kOk;
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    std::fprintf(stderr, "hearth: %s (see hearth --help)\n", msg.c_str());
+    return kUsage;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "hearth: %s\n", e.message.c_str());
+    return kUsage;
+  }
+  return rc;
+}
+
+}  // namespace hearth::cli
+
+int main(int argc, char** argv) { return hearth::cli::Main(argc, argv); }

@@ -1,0 +1,230 @@
+#include "cli/output.h"
+
+#include <charconv>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+namespace hearth::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string Str(const json& v) {
+  if (v.is_null()) return "-";
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+void EmitYaml(YAML::Emitter& out, const json& v) {
+  if (v.is_object()) {
+    out << YAML::BeginMap;
+    for (const auto& [k, item] : v.items()) {
+      out << YAML::Key << k << YAML::Value;
+      EmitYaml(out, item);
+    }
+    out << YAML::EndMap;
+  } else if (v.is_array()) {
+    out << YAML::BeginSeq;
+    for (const auto& item : v) EmitYaml(out, item);
+    out << YAML::EndSeq;
+  } else if (v.is_null()) {
+    out << YAML::Null;
+  } else if (v.is_string()) {
+    out << YAML::DoubleQuoted << v.get<std::string>();
+  } else {
+    out << v.dump();
+  }
+}
+
+json ScalarToJson(const YAML::Node& node) {
+  const std::string& s = node.Scalar();
+  if (node.Tag() == "!") return s;  // quoted
+  if (s == "~" || s == "null" || s.empty()) return nullptr;
+  if (s == "true") return true;
+  if (s == "false") return false;
+  int64_t i = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
+  if (ec == std::errc{} && end == s.data() + s.size()) return i;
+  return s;
+}
+
+json NodeToJson(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      json obj = json::object();
+      for (const auto& kv : node) obj[kv.first.as<std::string>()] = NodeToJson(kv.second);
+      return obj;
+    }
+    case YAML::NodeType::Sequence: {
+      json arr = json::array();
+      for (const auto& item : node) arr.push_back(NodeToJson(item));
+      return arr;
+    }
+    case YAML::NodeType::Scalar:
+      return ScalarToJson(node);
+    default:
+      return nullptr;
+  }
+}
+
+std::string Publish(const json& vm) {
+  std::string out;
+  for (const auto& p : vm.value("publish", json::array())) {
+    if (!out.empty()) out += ",";
+    out += fmt::format("{}:{}/{}", p["host_port"].get<int>(), p["guest_port"].get<int>(),
+                       p["protocol"].get<std::string>());
+  }
+  return out.empty() ? "-" : out;
+}
+
+std::string Timers(const json& vm) {
+  const json& t = vm.value("timers", json::object());
+  std::string out;
+  for (const char* key : {"idle_timeout", "stop_after", "stop_at"}) {
+    if (t.contains(key) && !t[key].is_null()) {
+      if (!out.empty()) out += " ";
+      out += fmt::format("{}={}", key, Str(t[key]));
+    }
+  }
+  if (out.empty()) return "-";
+  return out + " -> " + Str(t.value("on_timer", json("suspend")));
+}
+
+}  // namespace
+
+Result<Format> ParseFormat(std::string_view text) {
+  if (text == "table") return Format::kTable;
+  if (text == "json") return Format::kJson;
+  if (text == "yaml") return Format::kYaml;
+  return Fail(Code::kInvalidArgument,
+              fmt::format("-o: '{}' is not one of table, json, yaml", text), "-o");
+}
+
+std::string Render(const json& value, Format format, std::string (*table)(const json&)) {
+  switch (format) {
+    case Format::kJson: return value.dump(2) + "\n";
+    case Format::kYaml: return ToYaml(value);
+    case Format::kTable: return table(value);
+  }
+  return "";
+}
+
+std::string ToYaml(const json& value) {
+  YAML::Emitter out;
+  EmitYaml(out, value);
+  return std::string(out.c_str()) + "\n";
+}
+
+Result<json> YamlToJson(std::string_view text) {
+  try {
+    YAML::Node root = YAML::Load(std::string(text));
+    return NodeToJson(root);
+  } catch (const YAML::Exception& e) {
+    return Fail(Code::kInvalidArgument, fmt::format("not valid YAML: {}", e.what()));
+  }
+}
+
+Result<int64_t> ParseMemoryMib(std::string_view text) {
+  auto bad = [&] {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("--memory: '{}' is not a size like 512, 256M or 2G", text), "memory");
+  };
+  int64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc{} || end == text.data() || n < 0) return bad();
+  std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
+  if (unit.empty() || unit == "M" || unit == "MiB" || unit == "m") return n;
+  if (unit == "G" || unit == "GiB" || unit == "g") {
+    if (n > (int64_t{1} << 40)) return bad();
+    return n * 1024;
+  }
+  return bad();
+}
+
+std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string VmListTable(const json& list) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "STATE", "VCPUS", "MEMORY", "IP", "PUBLISH", "TIMERS", "VERSION"}};
+  for (const auto& vm : list.value("vms", json::array())) {
+    std::string state = Str(vm["state"]);
+    // Suspended VMs hold no RAM but keep their state on disk: make that visible at a glance.
+    if (state == "suspended" && vm.contains("snapshot") && vm["snapshot"].is_object()) {
+      state += fmt::format(" ({} MiB on disk)", vm["snapshot"].value("bytes", 0) >> 20);
+    }
+    rows.push_back({Str(vm["name"]), state, Str(vm["vcpus"]),
+                    fmt::format("{}M", vm.value("memory_mib", 0)), Str(vm["ip"]), Publish(vm),
+                    Timers(vm), Str(vm["version"])});
+  }
+  if (rows.size() == 1) return "No VMs. Create one with `hearth vm create NAME --kernel PATH`.\n";
+  return FormatTable(rows);
+}
+
+std::string VmDetailTable(const json& vm) {
+  std::vector<std::vector<std::string>> rows;
+  for (const char* key : {"name", "id", "state", "state_reason", "vcpus", "memory_mib", "kernel",
+                          "initrd", "rootfs", "rootfs_readonly", "image", "cmdline", "ip", "pid",
+                          "backend", "wake", "restart", "snapshot", "version", "created_at",
+                          "updated_at"}) {
+    if (vm.contains(key)) rows.push_back({std::string(key) + ":", Str(vm[key])});
+  }
+  rows.push_back({"publish:", Publish(vm)});
+  rows.push_back({"timers:", Timers(vm)});
+  std::string wake_ports;
+  for (const auto& p : vm.value("wake_ports", json::array())) {
+    wake_ports += (wake_ports.empty() ? "" : ",") + Str(p);
+  }
+  rows.push_back({"wake_ports:", wake_ports.empty() ? "any" : wake_ports});
+  return FormatTable(rows);
+}
+
+std::string EventsTable(const json& events) {
+  std::vector<std::vector<std::string>> rows = {{"TIME", "TYPE", "MESSAGE"}};
+  for (const auto& e : events.value("events", json::array())) {
+    rows.push_back({Str(e["time"]), Str(e["type"]), e.value("message", "")});
+  }
+  return FormatTable(rows);
+}
+
+std::string NodeTable(const json& n) {
+  std::string backends;
+  for (const auto& b : n.value("backends", json::array())) {
+    backends += (backends.empty() ? "" : ", ") + Str(b);
+  }
+  std::string by_state;
+  const json by_state_json = n["vms"].value("by_state", json::object());
+  for (const auto& [state, count] : by_state_json.items()) {
+    by_state += fmt::format("{}{} {}", by_state.empty() ? "" : ", ", count.get<int>(), state);
+  }
+  return FormatTable({
+      {"hostname:", Str(n["hostname"])},
+      {"hearthd:", Str(n["version"])},
+      {"cpus:", Str(n["cpus"])},
+      {"memory:", fmt::format("{} MiB", Str(n["memory_mib"]))},
+      {"memory running:", fmt::format("{} MiB of {} MiB admissible (ratio {})",
+                                      Str(n["memory_running_mib"]), Str(n["memory_admission_mib"]),
+                                      Str(n["memory_ratio"]))},
+      {"backends:", backends.empty() ? "none (" + Str(n["backend_note"]) + ")" : backends},
+      {"vms:", fmt::format("{}{}", Str(n["vms"]["total"]),
+                           by_state.empty() ? "" : " (" + by_state + ")")},
+  });
+}
+
+}  // namespace hearth::cli

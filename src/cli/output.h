@@ -1,0 +1,38 @@
+// The CLI's formats: tables for people, JSON and YAML for scripts, and the parsing of values
+// that people type (sizes, spec files).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+
+namespace hearth::cli {
+
+enum class Format { kTable, kJson, kYaml };
+Result<Format> ParseFormat(std::string_view text);
+
+// Renders `value` in `format`; `table` renders the table form.
+std::string Render(const nlohmann::json& value, Format format,
+                   std::string (*table)(const nlohmann::json&));
+
+std::string ToYaml(const nlohmann::json& value);
+// Parses a YAML document (a spec file) into JSON. Plain scalars become numbers, booleans or null
+// where they look like one; quoted scalars stay strings.
+Result<nlohmann::json> YamlToJson(std::string_view text);
+
+// Parses a memory size into MiB: "512" (MiB), "256M", "256MiB", "2G", "2GiB".
+Result<int64_t> ParseMemoryMib(std::string_view text);
+
+// Column-aligned rows; the first row is the header.
+std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
+
+std::string VmListTable(const nlohmann::json& list);    // {"vms": [...]}
+std::string VmDetailTable(const nlohmann::json& vm);    // one VM object
+std::string EventsTable(const nlohmann::json& events);  // {"events": [...]}
+std::string NodeTable(const nlohmann::json& node);
+
+}  // namespace hearth::cli

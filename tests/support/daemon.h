@@ -1,0 +1,62 @@
+// Runs the real hearthd binary for integration tests and benchmarks: a fresh data directory,
+// TCP on an ephemeral loopback port, and the unix socket. Stops it (SIGTERM, then SIGKILL) when
+// the object goes away, so no process outlives a failed test.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "http/client.h"
+
+namespace hearth::testing {
+
+// The build directory holding hearthd and hearth.
+std::filesystem::path BuildDir();
+
+class DaemonProcess {
+ public:
+  // Starts build/hearthd --data-dir DIR --listen 127.0.0.1:0 and waits (up to 20 s) for its
+  // "listening on" line. `extra_args` are appended.
+  static Result<std::unique_ptr<DaemonProcess>> Start(const std::filesystem::path& data_dir,
+                                                       std::vector<std::string> extra_args = {});
+  ~DaemonProcess();
+
+  pid_t pid() const { return pid_; }
+  uint16_t port() const { return port_; }
+  const std::filesystem::path& data_dir() const { return data_dir_; }
+  std::filesystem::path socket() const { return data_dir_ / "hearthd.sock"; }
+  // The admin token hearthd wrote.
+  std::string token() const;
+
+  http::ClientOptions UnixClient() const;
+  http::ClientOptions TcpClient(bool with_token = true) const;
+
+  // SIGKILL and reap: the daemon gets no chance to clean up.
+  void Kill();
+  // SIGTERM and reap; returns the exit status (or -signal).
+  int Terminate();
+  bool running() const { return pid_ > 0; }
+
+ private:
+  DaemonProcess() = default;
+  int Reap(int timeout_ms);
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::filesystem::path data_dir_;
+};
+
+// Runs a program to completion; returns its exit code (or -signal) with stdout and stderr.
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+RunResult RunProgram(const std::vector<std::string>& argv,
+                     const std::vector<std::string>& env = {}, const std::string& stdin_data = "");
+
+}  // namespace hearth::testing
