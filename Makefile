@@ -1,0 +1,47 @@
+# hearth — the two commands of the quick start are `make run` and `make test`.
+# Every target installs the Debian packages it needs first (scripts/deps.sh; quick when present).
+
+BUILD     ?= build
+BUILD_TYPE ?= RelWithDebInfo
+DATA_DIR  ?= /var/lib/hearth
+JOBS      ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build run test unit integration e2e bench fuzz format clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/build.ninja: | deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+# Leaves build/hearthd and build/hearth.
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Starts hearthd in the foreground with the embedded SQLite store in $(DATA_DIR).
+run: build
+	$(BUILD)/hearthd --data-dir $(DATA_DIR)
+
+# Every test (labels unit, integration, e2e), then the fuzzer for a bounded time.
+test: build
+	cd $(BUILD) && ctest --output-on-failure --timeout 600 -j $(JOBS)
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+unit integration e2e: build
+	cd $(BUILD) && ctest --output-on-failure -L '^$@$$' -j $(JOBS)
+
+# Benchmarks print their numbers; they are not pass/fail tests.
+bench: build
+	$(BUILD)/bench/api_bench
+
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-fuzz
