@@ -416,8 +416,25 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
     std::cout << app.help("", CLI::AppFormatMode::All);
     return kOk;
   } catch (const CLI::ParseError& e) {
+    // Name the command that lacks a subcommand and what was typed instead.
+    CLI::App* cmd = &app;
+    std::string path = "hearth";
+    while (!cmd->get_subcommands().empty()) {
+      cmd = cmd->get_subcommands().front();
+      path += " " + cmd->get_name();
+    }
     std::string msg = e.what();
-    std::fprintf(stderr, "hearth: %s (see hearth --help)\n", msg.c_str());
+    if (cmd->get_require_subcommand_min() > 0 && cmd->get_subcommands().empty()) {
+      std::string names;
+      for (const CLI::App* sub : cmd->get_subcommands({})) {
+        names += (names.empty() ? "" : ", ") + sub->get_name();
+      }
+      std::vector<std::string> extra = app.remaining();
+      msg = extra.empty() ? fmt::format("'{}' needs a subcommand: {}", path, names)
+                          : fmt::format("'{}' has no subcommand '{}'; use one of: {}", path,
+                                        extra.front(), names);
+    }
+    std::fprintf(stderr, "hearth: %s (see %s --help)\n", msg.c_str(), path.c_str());
     return kUsage;
   } catch (const UsageError& e) {
     std::fprintf(stderr, "hearth: %s\n", e.message.c_str());

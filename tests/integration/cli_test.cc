@@ -1,0 +1,135 @@
+// The hearth CLI against a real hearthd: exit codes, one-line errors, output formats.
+#include <fstream>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/output.h"
+#include "support/daemon.h"
+#include "support/temp_dir.h"
+
+namespace hearth::testing {
+namespace {
+
+using nlohmann::json;
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = DaemonProcess::Start(dir_ / "data");
+    ASSERT_TRUE(d) << d.error().message;
+    daemon_ = std::move(*d);
+  }
+
+  RunResult Hearth(std::vector<std::string> args, std::vector<std::string> env = {},
+                   const std::string& input = "") {
+    std::vector<std::string> argv = {(BuildDir() / "hearth").string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    env.push_back("HEARTH_SOCKET=" + daemon_->socket().string());
+    return RunProgram(argv, env, input);
+  }
+
+  static void ExpectOneLineError(const RunResult& r, int code, const std::string& says) {
+    EXPECT_EQ(r.exit_code, code) << r.err;
+    EXPECT_EQ(r.err.rfind("hearth: ", 0), 0u) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<DaemonProcess> daemon_;
+};
+
+TEST_F(CliTest, CreateShowListEditDelete) {
+  RunResult created = Hearth({"vm", "create", "web", "--kernel", "/bin/true", "--memory", "256M",
+                              "--publish", "8080:80", "--idle-timeout", "30s"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_NE(created.out.find("vm 'web' created"), std::string::npos);
+
+  RunResult shown = Hearth({"vm", "show", "web", "-o", "json"});
+  ASSERT_EQ(shown.exit_code, 0);
+  json vm = json::parse(shown.out);
+  EXPECT_EQ(vm["memory_mib"], 256);
+  EXPECT_EQ(vm["publish"][0]["host_port"], 8080);
+  EXPECT_EQ(vm["timers"]["idle_timeout"], "30s");
+  EXPECT_EQ(vm["wake"], "on-packet");
+
+  RunResult yaml = Hearth({"-o", "yaml", "vm", "show", "web"});
+  ASSERT_EQ(yaml.exit_code, 0);
+  EXPECT_EQ(*cli::YamlToJson(yaml.out), vm);
+
+  RunResult table = Hearth({"vm", "ls"});
+  EXPECT_NE(table.out.find("web   created"), std::string::npos) << table.out;
+  json list = json::parse(Hearth({"vm", "ls", "-o", "json"}).out);
+  EXPECT_EQ(list["vms"].size(), 1u);
+
+  RunResult edited = Hearth({"vm", "edit", "web", "--memory", "1G", "--if-version", "1"});
+  ASSERT_EQ(edited.exit_code, 0) << edited.err;
+  ExpectOneLineError(Hearth({"vm", "edit", "web", "--vcpus", "2", "--if-version", "1"}), 1,
+                     "is at version 2");
+  EXPECT_EQ(json::parse(Hearth({"vm", "show", "web", "-o", "json"}).out)["memory_mib"], 1024);
+
+  RunResult events = Hearth({"vm", "events", "web"});
+  EXPECT_NE(events.out.find("memory_mib 256 -> 1024"), std::string::npos) << events.out;
+
+  EXPECT_EQ(Hearth({"vm", "rm", "web"}).exit_code, 0);
+  ExpectOneLineError(Hearth({"vm", "show", "web"}), 1, "vm 'web' does not exist");
+}
+
+TEST_F(CliTest, SpecFileWithFlagsOverriding) {
+  std::ofstream(dir_ / "web.yaml") << "vcpus: 1\nmemory_mib: 128\nkernel: /bin/true\n"
+                                      "timers:\n  stop_after: 2h\n";
+  RunResult r = Hearth({"vm", "create", "web", "-f", (dir_ / "web.yaml").string(), "--memory",
+                        "192M", "--idle-timeout", "1m", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json vm = json::parse(r.out);
+  EXPECT_EQ(vm["memory_mib"], 192);
+  EXPECT_EQ(vm["timers"]["stop_after"], "2h");
+  EXPECT_EQ(vm["timers"]["idle_timeout"], "1m");
+  RunResult stdin_spec = Hearth({"vm", "create", "db", "-f", "-"}, {},
+                                "{\"kernel\": \"/bin/true\", \"memory_mib\": 64}");
+  EXPECT_EQ(stdin_spec.exit_code, 0) << stdin_spec.err;
+  std::ofstream(dir_ / "bad.yaml") << "kernel: /bin/true\nvcpuz: 2\n";
+  ExpectOneLineError(Hearth({"vm", "create", "x", "-f", (dir_ / "bad.yaml").string()}), 1,
+                     "vcpuz: unknown field");
+  ExpectOneLineError(Hearth({"vm", "create", "x", "-f", (dir_ / "missing.yaml").string()}), 2,
+                     "cannot read");
+}
+
+TEST_F(CliTest, ExitCodesAndErrors) {
+  ExpectOneLineError(Hearth({"vm", "create", "x", "--kernel", "/bin/true", "--memory", "3"}), 1,
+                     "memory_mib: 3 is below the minimum of 64");
+  ExpectOneLineError(Hearth({"vm", "create", "x", "--memory", "lots"}), 2, "--memory: 'lots'");
+  ExpectOneLineError(Hearth({"vm", "create", "x", "--kernel", "/bin/true", "--vcpus", "two"}), 2,
+                     "--vcpus");
+  ExpectOneLineError(Hearth({"vm", "frobnicate"}), 2, "frobnicate");
+  ExpectOneLineError(Hearth({"vm", "ls", "-o", "xml"}), 2, "xml");
+  ExpectOneLineError(Hearth({}), 2, "subcommand");
+  ExpectOneLineError(Hearth({"vm", "edit", "x"}), 2, "nothing to change");
+  ASSERT_EQ(Hearth({"vm", "create", "web", "--kernel", "/bin/true"}).exit_code, 0);
+  ExpectOneLineError(Hearth({"vm", "start", "web"}), 1, "no hypervisor driver");
+  ExpectOneLineError(Hearth({"vm", "stop", "web"}), 1, "it is created");
+  RunResult help = Hearth({"vm", "create", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--idle-timeout"), std::string::npos);
+  EXPECT_NE(help.out.find("Examples"), std::string::npos);
+  RunResult info = Hearth({"node", "info"});
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_NE(info.out.find("memory running:"), std::string::npos);
+  RunResult nowhere = RunProgram({(BuildDir() / "hearth").string(), "--socket",
+                                  (dir_ / "nope.sock").string(), "vm", "ls"});
+  ExpectOneLineError(nowhere, 1, "is hearthd running?");
+}
+
+TEST_F(CliTest, TcpNeedsAToken) {
+  std::string host = fmt::format("127.0.0.1:{}", daemon_->port());
+  ExpectOneLineError(Hearth({"--host", host, "vm", "ls"}), 2, "HEARTH_TOKEN");
+  ExpectOneLineError(Hearth({"--host", host, "vm", "ls"}, {"HEARTH_TOKEN=wrong"}), 1,
+                     "invalid bearer token");
+  RunResult ok = Hearth({"vm", "ls"}, {"HEARTH_HOST=" + host, "HEARTH_TOKEN=" + daemon_->token()});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
+}  // namespace
+}  // namespace hearth::testing

@@ -1,0 +1,71 @@
+#include "cli/output.h"
+
+#include <gtest/gtest.h>
+
+namespace hearth::cli {
+namespace {
+
+using nlohmann::json;
+
+TEST(CliOutputTest, ParsesMemorySizes) {
+  EXPECT_EQ(*ParseMemoryMib("512"), 512);
+  EXPECT_EQ(*ParseMemoryMib("256M"), 256);
+  EXPECT_EQ(*ParseMemoryMib("256MiB"), 256);
+  EXPECT_EQ(*ParseMemoryMib("2G"), 2048);
+  EXPECT_EQ(*ParseMemoryMib("1GiB"), 1024);
+  for (const char* bad : {"", "abc", "1.5G", "12T", "-5M", "M"}) {
+    SCOPED_TRACE(bad);
+    auto r = ParseMemoryMib(bad);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("--memory"), std::string::npos);
+  }
+}
+
+TEST(CliOutputTest, YamlSpecFilesBecomeTypedJson) {
+  auto doc = YamlToJson(R"(
+name: web
+vcpus: 2
+memory_mib: 512
+cmdline: "42"
+rootfs_readonly: true
+initrd: ~
+publish: ["8080:80"]
+timers: {idle_timeout: 30s}
+)");
+  ASSERT_TRUE(doc);
+  EXPECT_EQ((*doc)["vcpus"], 2);
+  EXPECT_EQ((*doc)["cmdline"], "42") << "quoted scalars stay strings";
+  EXPECT_EQ((*doc)["rootfs_readonly"], true);
+  EXPECT_TRUE((*doc)["initrd"].is_null());
+  EXPECT_EQ((*doc)["publish"][0], "8080:80");
+  EXPECT_EQ((*doc)["timers"]["idle_timeout"], "30s");
+  EXPECT_FALSE(YamlToJson("a: [1,"));
+}
+
+TEST(CliOutputTest, YamlOutputRoundTrips) {
+  json v = {{"name", "web"}, {"n", 3}, {"none", nullptr}, {"list", {"a", "b"}}, {"s", "true"}};
+  auto back = YamlToJson(ToYaml(v));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, v);
+}
+
+TEST(CliOutputTest, TablesAlignAndShowSuspendedState) {
+  json list = {{"vms",
+                {{{"name", "web"}, {"state", "running"}, {"vcpus", 1}, {"memory_mib", 256},
+                  {"ip", "172.30.0.2"}, {"publish", json::array()}, {"timers", json::object()},
+                  {"version", 3}},
+                 {{"name", "db"}, {"state", "suspended"}, {"vcpus", 2}, {"memory_mib", 1024},
+                  {"ip", nullptr}, {"snapshot", {{"bytes", 5 << 20}, {"taken_at", "x"}}},
+                  {"publish", {{{"host_port", 5432}, {"guest_port", 5432}, {"protocol", "tcp"}}}},
+                  {"timers", {{"idle_timeout", "30s"}, {"on_timer", "suspend"}}},
+                  {"version", 1}}}}};
+  std::string table = VmListTable(list);
+  EXPECT_NE(table.find("NAME  STATE"), std::string::npos) << table;
+  EXPECT_NE(table.find("suspended (5 MiB on disk)"), std::string::npos) << table;
+  EXPECT_NE(table.find("5432:5432/tcp"), std::string::npos);
+  EXPECT_NE(table.find("idle_timeout=30s -> suspend"), std::string::npos);
+  EXPECT_NE(VmListTable({{"vms", json::array()}}).find("No VMs"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hearth::cli

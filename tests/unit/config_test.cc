@@ -1,0 +1,81 @@
+#include "config/daemon_config.h"
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "support/temp_dir.h"
+
+namespace hearth::config {
+namespace {
+
+TEST(DaemonConfigTest, ParsesListenAddresses) {
+  auto v4 = ParseListen("127.0.0.1:7777");
+  ASSERT_TRUE(v4);
+  EXPECT_EQ(v4->host, "127.0.0.1");
+  EXPECT_EQ(v4->port, 7777);
+  auto v6 = ParseListen("[::1]:80");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_TRUE(ParseListen("none")->host.empty());
+  for (const char* bad : {"7777", ":7777", "host:", "host:70000", "host:x", "127.0.0.1"}) {
+    SCOPED_TRACE(bad);
+    auto r = ParseListen(bad);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("--listen"), std::string::npos);
+  }
+}
+
+TEST(DaemonConfigTest, ValidateNamesTheFlagAndValue) {
+  struct Case {
+    void (*mutate)(DaemonConfig&);
+    const char* says;
+  } cases[] = {
+      {[](DaemonConfig& c) { c.data_dir = "relative"; }, "--data-dir: 'relative'"},
+      {[](DaemonConfig& c) { c.memory_ratio = 0; }, "--memory-ratio: 0"},
+      {[](DaemonConfig& c) { c.memory_ratio = -1; }, "--memory-ratio"},
+      {[](DaemonConfig& c) { c.hypervisor = "vmware"; }, "--hypervisor: 'vmware'"},
+      {[](DaemonConfig& c) { c.store = "mysql://x"; }, "--store: 'mysql://x'"},
+      {[](DaemonConfig& c) { c.store = "postgresql://db/hearth"; }, "--store: PostgreSQL"},
+      {[](DaemonConfig& c) { c.clickhouse = "http://127.0.0.1:8123"; }, "--clickhouse"},
+      {[](DaemonConfig& c) { c.log_level = "loud"; }, "--log-level: 'loud'"},
+      {[](DaemonConfig& c) { c.listen = "nowhere"; }, "--listen: 'nowhere'"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.says);
+    DaemonConfig cfg;
+    c.mutate(cfg);
+    auto s = Validate(cfg);
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().message.find(c.says), std::string::npos) << s.error().message;
+  }
+  DaemonConfig good;
+  ASSERT_TRUE(Validate(good));
+  EXPECT_EQ(good.store, "sqlite:///var/lib/hearth/state.db");
+}
+
+TEST(DaemonConfigTest, LoadsYamlAndRefusesUnknownKeys) {
+  testing::TempDir dir;
+  {
+    std::ofstream(dir / "ok.yaml") << "data-dir: /srv/hearth\nmemory-ratio: 1.5\nlisten: none\n";
+    std::ofstream(dir / "unknown.yaml") << "data_dir: /srv/hearth\n";
+    std::ofstream(dir / "type.yaml") << "memory-ratio: lots\n";
+    std::ofstream(dir / "broken.yaml") << "listen: [\n";
+  }
+  DaemonConfig cfg;
+  ASSERT_TRUE(LoadConfigFile(dir / "ok.yaml", cfg));
+  EXPECT_EQ(cfg.data_dir, "/srv/hearth");
+  EXPECT_EQ(cfg.memory_ratio, 1.5);
+  EXPECT_EQ(cfg.listen, "none");
+  auto unknown = LoadConfigFile(dir / "unknown.yaml", cfg);
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("unknown key 'data_dir'"), std::string::npos);
+  auto type = LoadConfigFile(dir / "type.yaml", cfg);
+  ASSERT_FALSE(type);
+  EXPECT_NE(type.error().message.find("'memory-ratio'"), std::string::npos);
+  EXPECT_FALSE(LoadConfigFile(dir / "broken.yaml", cfg));
+  EXPECT_FALSE(LoadConfigFile(dir / "missing.yaml", cfg));
+}
+
+}  // namespace
+}  // namespace hearth::config
