@@ -18,7 +18,8 @@ using nlohmann::json;
 HttpResponse JsonResponse(int status, const json& body) {
   HttpResponse r;
   r.status = status;
-  r.body = body.dump();
+  // Request bytes echoed in messages need not be UTF-8: replace, never throw.
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   return r;
 }
 

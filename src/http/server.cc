@@ -70,7 +70,8 @@ std::string ToLower(std::string_view text) {
 api::HttpResponse ErrorResponse(int status, Code code, std::string message) {
   api::HttpResponse response;
   response.status = status;
-  response.body = ErrorToJson(Error{code, std::move(message), {}}).dump();
+  response.body = ErrorToJson(Error{code, std::move(message), {}})
+                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return response;
 }
 
@@ -392,6 +393,8 @@ asio::awaitable<void> Server::Impl::Serve(beast::basic_stream<Protocol> stream, 
     parser.header_limit(kHeaderLimit);
     parser.body_limit(options_.body_limit);
     auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kAwait);
+    // Beast bounds only the part of the header not yet buffered, so check the whole section.
+    if (!ec && n > kHeaderLimit) ec = bhttp::error::header_limit;
     if (!ec && !parser.is_done()) {
       if (ExpectsContinue(parser.get())) {
         bhttp::response<bhttp::empty_body> go_on(bhttp::status::continue_, parser.get().version());

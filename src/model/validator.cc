@@ -170,7 +170,9 @@ Status ValidateName(std::string_view name) {
   if (!(name[0] >= 'a' && name[0] <= 'z')) return bad("does not start with a lowercase letter");
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-    if (!ok) return bad(fmt::format("contains '{}'", c));
+    if (ok) continue;
+    if (static_cast<unsigned char>(c) >= 0x80) return bad("contains a non-ASCII character");
+    return bad(fmt::format("contains '{}'", c));
   }
   if (name.back() == '-') return bad("ends with '-'");
   return Ok();

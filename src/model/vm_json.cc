@@ -18,8 +18,12 @@ std::string TypeName(const json& v) {
 }
 
 std::string Short(const json& v) {
-  std::string s = v.dump();
-  if (s.size() > 40) s = s.substr(0, 37) + "...";
+  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (s.size() > 40) {
+    size_t cut = 37;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
+    s = s.substr(0, cut) + "...";
+  }
   return s;
 }
 
