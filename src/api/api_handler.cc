@@ -250,9 +250,17 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   if (seg.size() == 2) {
     if (m == "GET") {
       if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
-      json vms = json::array();
-      for (const auto& vm : node_.List()) vms.push_back(VmToJson(vm));
-      return JsonResponse(200, {{"vms", std::move(vms)}});
+      // Encoded one VM at a time: a DOM of every VM would cost several times the answer's size.
+      HttpResponse r;
+      r.body = "{\"vms\":[";
+      bool first = true;
+      for (const auto& vm : node_.List()) {
+        if (!first) r.body += ',';
+        first = false;
+        r.body += VmToJson(vm).dump(-1, ' ', false, json::error_handler_t::replace);
+      }
+      r.body += "]}";
+      return r;
     }
     if (m == "POST") {
       auto body = ParseJsonObject(req.body);

@@ -33,6 +33,11 @@ std::string FormatTime(Timestamp t) {
 
 namespace {
 
+constexpr Timestamp kMinTime{};
+constexpr Timestamp kMaxTime = std::chrono::time_point_cast<std::chrono::milliseconds>(
+    std::chrono::sys_days{std::chrono::year{9999} / 12 / 31} + std::chrono::hours{24} -
+    std::chrono::milliseconds{1});
+
 bool ReadInt(std::string_view text, size_t& pos, size_t digits, int& out) {
   if (pos + digits > text.size()) return false;
   out = 0;
@@ -102,6 +107,11 @@ Result<Timestamp> ParseTime(std::string_view text) {
   auto t = std::chrono::time_point_cast<std::chrono::milliseconds>(days) +
            std::chrono::hours{hour} + std::chrono::minutes{min} + std::chrono::seconds{sec} +
            std::chrono::milliseconds{millis} - std::chrono::minutes{offset_minutes};
+  // Only times that format back to four-digit years: everything hearth writes must read back.
+  if (t < kMinTime || t > kMaxTime) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("'{}' is outside 1970-01-01T00:00:00Z..9999-12-31T23:59:59Z", text));
+  }
   return Timestamp{t};
 }
 

@@ -1,5 +1,7 @@
 #include "http/client.h"
 
+#include "http/beast_messages.h"
+
 #include <fmt/format.h>
 #include <sys/un.h>
 
@@ -29,17 +31,8 @@ namespace bhttp = boost::beast::http;
 using asio::ip::tcp;
 using UnixProtocol = asio::local::stream_protocol;
 using ErrorCode = boost::system::error_code;
-using BeastRequest = bhttp::request<bhttp::string_body>;
-using BeastResponse = bhttp::response<bhttp::string_body>;
 
 constexpr uint32_t kResponseHeaderLimit = 64 * 1024;
-
-std::string ToLower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 // The connection ended before any byte of the response. On a reused keep-alive connection this
 // means the server had closed it (e.g. at its idle timeout) before seeing the request.

@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "http/beast_messages.h"
 #include "model/vm_json.h"
 
 namespace hearth::http {
@@ -57,15 +58,6 @@ constexpr size_t kDrainLimit = 8 << 20;
 // Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
 
-using BeastRequest = bhttp::request<bhttp::string_body>;
-using BeastResponse = bhttp::response<bhttp::string_body>;
-
-std::string ToLower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 api::HttpResponse ErrorResponse(int status, Code code, std::string message) {
   api::HttpResponse response;
@@ -73,21 +65,6 @@ api::HttpResponse ErrorResponse(int status, Code code, std::string message) {
   response.body = ErrorToJson(Error{code, std::move(message), {}})
                       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return response;
-}
-
-api::HttpRequest ToApiRequest(BeastRequest&& request, bool trusted) {
-  api::HttpRequest out;
-  out.method = std::string(request.method_string());
-  out.target = std::string(request.target());
-  for (const auto& field : request) {
-    auto [it, inserted] =
-        out.headers.try_emplace(ToLower(field.name_string()), std::string(field.value()));
-    // A repeated header is one comma-separated list (RFC 9110, section 5.3).
-    if (!inserted) it->second.append(", ").append(field.value());
-  }
-  out.body = std::move(request.body());
-  out.trusted = trusted;
-  return out;
 }
 
 // Throws std::exception when the handler's response cannot be sent as it is (e.g. a status out

@@ -273,7 +273,37 @@ Result<EditRequest> ParseEditRequest(const json& body) {
   return req;
 }
 
+// Nesting deeper than this is refused before parsing: printing such a value in an error
+// message would recurse once per level.
+constexpr int kMaxJsonDepth = 32;
+
+int JsonDepth(std::string_view text) {
+  int depth = 0, max_depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      max_depth = std::max(max_depth, ++depth);
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return max_depth;
+}
+
 Result<json> ParseJsonObject(std::string_view text) {
+  if (JsonDepth(text) > kMaxJsonDepth) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("body: JSON nested deeper than {} levels", kMaxJsonDepth), "body");
+  }
   json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) {
     return Fail(Code::kInvalidArgument, "body: not valid JSON", "body");

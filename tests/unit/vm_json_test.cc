@@ -92,6 +92,21 @@ TEST(VmJsonTest, RefusesMalformedBodies) {
   }
 }
 
+TEST(VmJsonTest, RefusesDeepNestingBeforeParsing) {
+  std::string deep = R"({"name":"x","vcpus":)" + std::string(100000, '[') +
+                     std::string(100000, ']') + "}";
+  auto body = ParseJsonObject(deep);
+  ASSERT_FALSE(body);
+  EXPECT_NE(body.error().message.find("nested deeper than 32"), std::string::npos);
+  EXPECT_TRUE(ParseJsonObject(R"({"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["})"))
+      << "brackets inside strings do not count";
+}
+
+TEST(VmJsonTest, StopAtMustReadBack) {
+  EXPECT_EQ(CreateError(R"({"name":"a","timers":{"stop_at":"9999-12-31T23:59:59-01:00"}})").field,
+            "timers.stop_at");
+}
+
 TEST(VmJsonTest, EditRequestCarriesVersionAndRefusesRename) {
   auto edit = ParseEditRequest(json::parse(R"({"memory_mib": 512, "version": 3})"));
   ASSERT_TRUE(edit);
