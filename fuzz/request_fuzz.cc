@@ -38,9 +38,9 @@
 #include "api/auth.h"
 #include "common/paths.h"
 #include "fakes/fakes.h"
+#include "http/beast_messages.h"
 #include "model/validator.h"
 #include "model/vm_json.h"
-#include "http/beast_messages.h"
 #include "node/node.h"
 
 namespace hearth::fuzz {

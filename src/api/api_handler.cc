@@ -1,12 +1,12 @@
 #include "api/api_handler.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include <charconv>
 #include <chrono>
 #include <map>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "model/vm_json.h"
 
@@ -23,7 +23,9 @@ HttpResponse JsonResponse(int status, const json& body) {
   return r;
 }
 
-HttpResponse ErrorResponse(const Error& e) { return JsonResponse(HttpStatus(e.code), ErrorToJson(e)); }
+HttpResponse ErrorResponse(const Error& e) {
+  return JsonResponse(HttpStatus(e.code), ErrorToJson(e));
+}
 
 HttpResponse ErrorResponse(Code code, std::string message, std::string field = {}) {
   return ErrorResponse(Error{code, std::move(message), std::move(field)});
@@ -108,8 +110,8 @@ Result<Target> ParseTarget(std::string_view target) {
 Status CheckQuery(const Target& t, std::initializer_list<std::string_view> allowed) {
   for (const auto& [key, _] : t.query) {
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      return Fail(Code::kInvalidArgument, fmt::format("query parameter '{}' is not known here", key),
-                  key);
+      return Fail(Code::kInvalidArgument,
+                  fmt::format("query parameter '{}' is not known here", key), key);
     }
   }
   return Ok();
@@ -170,10 +172,10 @@ json NodeInfoJson(const node::NodeInfo& info) {
 
 HttpResponse MethodNotAllowed(const HttpRequest& req, std::string_view path,
                               std::string_view allowed) {
-  HttpResponse r = JsonResponse(
-      405, ErrorToJson(Error{Code::kInvalidArgument,
-                             fmt::format("method {} is not allowed on {}; allowed: {}", req.method,
-                                         path, allowed)}));
+  HttpResponse r =
+      JsonResponse(405, ErrorToJson(Error{Code::kInvalidArgument,
+                                          fmt::format("method {} is not allowed on {}; allowed: {}",
+                                                      req.method, path, allowed)}));
   r.headers.emplace_back("Allow", std::string(allowed));
   return r;
 }
@@ -291,10 +293,10 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
       if (!edit) return ErrorResponse(edit.error());
       if (*if_match) {
         if (edit->version && *edit->version != **if_match) {
-          return ErrorResponse(Code::kInvalidArgument,
-                               fmt::format("version: body says {} but If-Match says {}",
-                                           *edit->version, **if_match),
-                               "version");
+          return ErrorResponse(
+              Code::kInvalidArgument,
+              fmt::format("version: body says {} but If-Match says {}", *edit->version, **if_match),
+              "version");
         }
         edit->version = **if_match;
       }

@@ -1,18 +1,17 @@
 #include "api/auth.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <openssl/crypto.h>
-#include <sys/stat.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 namespace hearth::api {
 namespace {
@@ -76,7 +75,8 @@ Result<TokenAuthenticator> TokenAuthenticator::Init(store::StateStore& store, co
   }
   std::string token = "hth_";
   for (unsigned char b : random) token += fmt::format("{:02x}", b);
-  if (auto s = WriteFileAtomically(paths.admin_token(), token + "\n", 0600); !s) return Fail(s.error());
+  if (auto s = WriteFileAtomically(paths.admin_token(), token + "\n", 0600); !s)
+    return Fail(s.error());
   std::string hash = Sha256Hex(token);
   if (auto s = store.PutSetting(kAdminHashKey, hash); !s) {
     return Fail(s.error().Wrap("storing the admin token hash"));

@@ -1,7 +1,9 @@
 // hearth: the command-line client of hearthd. Exit codes: 0 success, 1 the request failed,
 // 2 the command line is wrong. Errors are one line on stderr.
+#include <fmt/format.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -10,9 +12,6 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
 
 #include "cli/output.h"
 #include "http/client.h"
@@ -126,9 +125,9 @@ class Cli {
   explicit Cli(Globals& g) : g_(g) {}
 
   // Sends a request; prints the API's error and returns nullopt on failure.
-  std::optional<api::HttpResponse> Call(std::string_view method, const std::string& target,
-                                        const std::string& body = "",
-                                        std::vector<std::pair<std::string, std::string>> hdrs = {}) {
+  std::optional<api::HttpResponse> Call(
+      std::string_view method, const std::string& target, const std::string& body = "",
+      std::vector<std::pair<std::string, std::string>> hdrs = {}) {
     if (!client_) client_ = std::make_unique<http::Client>(Options());
     auto r = client_->Request(method, target, body, hdrs);
     if (!r) {
@@ -192,8 +191,9 @@ class Cli {
     o.host = host;
     const char* token = std::getenv("HEARTH_TOKEN");
     if (!token || !*token) {
-      throw UsageError{"--host needs a token in HEARTH_TOKEN (the admin token is in "
-                       "<data-dir>/admin.token on the node)"};
+      throw UsageError{
+          "--host needs a token in HEARTH_TOKEN (the admin token is in "
+          "<data-dir>/admin.token on the node)"};
     }
     o.token = token;
     return o;
@@ -230,7 +230,8 @@ json ReadSpecFile(const std::string& path) {
   }
   auto doc = YamlToJson(text);
   if (!doc) throw UsageError{fmt::format("-f {}: {}", path, doc.error().message)};
-  if (!doc->is_object()) throw UsageError{fmt::format("-f {}: expected a mapping of spec fields", path)};
+  if (!doc->is_object())
+    throw UsageError{fmt::format("-f {}: expected a mapping of spec fields", path)};
   return *doc;
 }
 
@@ -278,8 +279,9 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
   if (env_host) g.host = env_host;
   app.add_option("--socket", g.socket,
                  "hearthd's unix socket (env HEARTH_SOCKET, default /var/lib/hearth/hearthd.sock)");
-  app.add_option("--host", g.host, "talk TCP to HOST[:PORT] instead (env HEARTH_HOST; token "
-                                   "from HEARTH_TOKEN)");
+  app.add_option("--host", g.host,
+                 "talk TCP to HOST[:PORT] instead (env HEARTH_HOST; token "
+                 "from HEARTH_TOKEN)");
   app.add_option("-o,--output", g.output, "table, json or yaml")
       ->check(CLI::IsMember({"table", "json", "yaml"}));
 
@@ -400,7 +402,8 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
     });
   }
 
-  auto* node = app.add_subcommand("node", "this node's capacity and backends")->require_subcommand(1);
+  auto* node =
+      app.add_subcommand("node", "this node's capacity and backends")->require_subcommand(1);
   node->add_subcommand("info", "CPUs, memory, memory held by VMs, hypervisor backends")
       ->callback([&] {
         auto r = cli.Call("GET", "/v1/node");

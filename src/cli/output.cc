@@ -1,9 +1,9 @@
 #include "cli/output.h"
 
-#include <charconv>
-
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
+
+#include <charconv>
 
 namespace hearth::cli {
 namespace {
@@ -97,15 +97,18 @@ Result<Format> ParseFormat(std::string_view text) {
   if (text == "table") return Format::kTable;
   if (text == "json") return Format::kJson;
   if (text == "yaml") return Format::kYaml;
-  return Fail(Code::kInvalidArgument,
-              fmt::format("-o: '{}' is not one of table, json, yaml", text), "-o");
+  return Fail(Code::kInvalidArgument, fmt::format("-o: '{}' is not one of table, json, yaml", text),
+              "-o");
 }
 
 std::string Render(const json& value, Format format, std::string (*table)(const json&)) {
   switch (format) {
-    case Format::kJson: return value.dump(2) + "\n";
-    case Format::kYaml: return ToYaml(value);
-    case Format::kTable: return table(value);
+    case Format::kJson:
+      return value.dump(2) + "\n";
+    case Format::kYaml:
+      return ToYaml(value);
+    case Format::kTable:
+      return table(value);
   }
   return "";
 }
@@ -179,9 +182,10 @@ std::string VmListTable(const json& list) {
 
 std::string VmDetailTable(const json& vm) {
   std::vector<std::vector<std::string>> rows;
-  for (const char* key : {"name", "id", "state", "state_reason", "vcpus", "memory_mib", "kernel",
-                          "initrd", "rootfs", "rootfs_readonly", "image", "cmdline", "ip", "pid",
-                          "backend", "wake", "restart", "snapshot", "version", "created_at",
+  for (const char* key : {"name",       "id",      "state",    "state_reason", "vcpus",
+                          "memory_mib", "kernel",  "initrd",   "rootfs",       "rootfs_readonly",
+                          "image",      "cmdline", "ip",       "pid",          "backend",
+                          "wake",       "restart", "snapshot", "version",      "created_at",
                           "updated_at"}) {
     if (vm.contains(key)) rows.push_back({std::string(key) + ":", Str(vm[key])});
   }
@@ -218,12 +222,12 @@ std::string NodeTable(const json& n) {
       {"hearthd:", Str(n["version"])},
       {"cpus:", Str(n["cpus"])},
       {"memory:", fmt::format("{} MiB", Str(n["memory_mib"]))},
-      {"memory running:", fmt::format("{} MiB of {} MiB admissible (ratio {})",
-                                      Str(n["memory_running_mib"]), Str(n["memory_admission_mib"]),
-                                      Str(n["memory_ratio"]))},
+      {"memory running:",
+       fmt::format("{} MiB of {} MiB admissible (ratio {})", Str(n["memory_running_mib"]),
+                   Str(n["memory_admission_mib"]), Str(n["memory_ratio"]))},
       {"backends:", backends.empty() ? "none (" + Str(n["backend_note"]) + ")" : backends},
-      {"vms:", fmt::format("{}{}", Str(n["vms"]["total"]),
-                           by_state.empty() ? "" : " (" + by_state + ")")},
+      {"vms:",
+       fmt::format("{}{}", Str(n["vms"]["total"]), by_state.empty() ? "" : " (" + by_state + ")")},
   });
 }
 

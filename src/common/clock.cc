@@ -1,17 +1,15 @@
 #include "common/clock.h"
 
+#include <fmt/format.h>
 #include <time.h>
 
 #include <cctype>
 #include <charconv>
 
-#include <fmt/format.h>
-
 namespace hearth {
 
 Timestamp SystemClock::Now() const {
-  return std::chrono::time_point_cast<std::chrono::milliseconds>(
-      std::chrono::system_clock::now());
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
 }
 
 std::string FormatTime(Timestamp t) {

@@ -1,9 +1,9 @@
 #include "config/daemon_config.h"
 
-#include <charconv>
-
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
+
+#include <charconv>
 
 namespace hearth::config {
 namespace {
@@ -27,8 +27,7 @@ Result<ListenAddress> ParseListen(std::string_view text) {
   std::string_view port_text = text.substr(colon + 1);
   int port = -1;
   auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc{} || end != port_text.data() + port_text.size() || port < 0 ||
-      port > 65535) {
+  if (ec != std::errc{} || end != port_text.data() + port_text.size() || port < 0 || port > 65535) {
     return Bad("listen", fmt::format("'{}': port must be 0-65535", text));
   }
   return ListenAddress{host, static_cast<uint16_t>(port)};
@@ -42,7 +41,8 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
     return Bad("config", fmt::format("{}: {}", path.string(), e.what()));
   }
   if (root.IsNull()) return Ok();
-  if (!root.IsMap()) return Bad("config", fmt::format("{}: expected a mapping of keys", path.string()));
+  if (!root.IsMap())
+    return Bad("config", fmt::format("{}: expected a mapping of keys", path.string()));
   for (const auto& item : root) {
     std::string key = item.first.as<std::string>();
     const YAML::Node& v = item.second;
@@ -67,8 +67,8 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
                                          path.string(), key));
       }
     } catch (const YAML::Exception&) {
-      return Bad("config", fmt::format("{}: key '{}' has a value of the wrong type", path.string(),
-                                       key));
+      return Bad("config",
+                 fmt::format("{}: key '{}' has a value of the wrong type", path.string(), key));
     }
   }
   return Ok();
@@ -97,12 +97,12 @@ Status Validate(DaemonConfig& config) {
   }
   if (config.hypervisor != "auto" && config.hypervisor != "qemu" &&
       config.hypervisor != "firecracker") {
-    return Bad("hypervisor", fmt::format("'{}' is not one of auto, qemu, firecracker",
-                                         config.hypervisor));
+    return Bad("hypervisor",
+               fmt::format("'{}' is not one of auto, qemu, firecracker", config.hypervisor));
   }
   if (config.hypervisor != "auto") {
-    return Bad("hypervisor", fmt::format("'{}' is not available in this build; use auto",
-                                         config.hypervisor));
+    return Bad("hypervisor",
+               fmt::format("'{}' is not available in this build; use auto", config.hypervisor));
   }
   if (!(config.memory_ratio > 0 && config.memory_ratio <= 100)) {
     return Bad("memory-ratio", fmt::format("{} is out of range; allowed (0, 100], e.g. 1.0 or 1.5",
@@ -110,8 +110,8 @@ Status Validate(DaemonConfig& config) {
   }
   static const char* kLevels[] = {"trace", "debug", "info", "warn", "error"};
   if (std::find(std::begin(kLevels), std::end(kLevels), config.log_level) == std::end(kLevels)) {
-    return Bad("log-level", fmt::format("'{}' is not one of trace, debug, info, warn, error",
-                                        config.log_level));
+    return Bad("log-level",
+               fmt::format("'{}' is not one of trace, debug, info, warn, error", config.log_level));
   }
   return Ok();
 }

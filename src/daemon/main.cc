@@ -1,19 +1,19 @@
 // hearthd: the node daemon. Parses and checks its configuration, takes the data directory's
 // lock, opens the store, and serves the API until SIGINT or SIGTERM.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "api/api_handler.h"
 #include "api/auth.h"
@@ -69,9 +69,8 @@ int Run(config::DaemonConfig cfg) {
   std::error_code ec;
   std::filesystem::create_directories(paths.data_dir(), ec);
   if (ec) {
-    return Die(Error{Code::kUnavailable,
-                     fmt::format("--data-dir: creating {}: {}", paths.data_dir().string(),
-                                 ec.message())});
+    return Die(Error{Code::kUnavailable, fmt::format("--data-dir: creating {}: {}",
+                                                     paths.data_dir().string(), ec.message())});
   }
   chmod(paths.data_dir().c_str(), 0700);
   auto lock = LockDataDir(paths);
@@ -94,6 +93,9 @@ int Run(config::DaemonConfig cfg) {
   options.tcp_host = listen->host;
   options.tcp_port = listen->port;
   options.unix_socket = paths.socket();
+  // Handlers block on store commits; enough threads let concurrent writes share a commit while
+  // reads go on.
+  options.threads = std::clamp(2 * host->cpus, 4, 16);
   http::Server server(handler, options);
   if (auto s = server.Start(); !s) return Die(s.error());
 
@@ -104,8 +106,8 @@ int Run(config::DaemonConfig cfg) {
   std::printf("hearthd %s: listening on %s and unix:%s\n", HEARTH_VERSION, tcp.c_str(),
               paths.socket().c_str());
   std::fflush(stdout);
-  spdlog::info("serving {} VMs from {}; {} CPUs, {} MiB RAM, memory ratio {}",
-               node.List().size(), cfg.store, host->cpus, host->memory.value, cfg.memory_ratio);
+  spdlog::info("serving {} VMs from {}; {} CPUs, {} MiB RAM, memory ratio {}", node.List().size(),
+               cfg.store, host->cpus, host->memory.value, cfg.memory_ratio);
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -137,7 +139,8 @@ int main(int argc, char** argv) {
       "hearthd - the hearth node daemon: runs microVMs on this host and serves the hearth API.\n"
       "Runs as root, in the foreground; logs go to stderr.\n\n"
       "Examples:\n"
-      "  hearthd                                  # data in /var/lib/hearth, API on 127.0.0.1:7777\n"
+      "  hearthd                                  # data in /var/lib/hearth, API on "
+      "127.0.0.1:7777\n"
       "  hearthd --data-dir /srv/hearth --listen 0.0.0.0:7777\n"
       "  hearthd --config /etc/hearth/hearthd.yaml   # YAML, same keys as the flags\n",
       "hearthd"};

@@ -3,11 +3,10 @@
 #pragma once
 
 #include <algorithm>
+#include <boost/beast/http.hpp>
 #include <cctype>
 #include <string>
 #include <string_view>
-
-#include <boost/beast/http.hpp>
 
 #include "api/http_types.h"
 

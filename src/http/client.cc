@@ -1,7 +1,5 @@
 #include "http/client.h"
 
-#include "http/beast_messages.h"
-
 #include <fmt/format.h>
 #include <sys/un.h>
 
@@ -17,6 +15,8 @@
 #include <boost/beast/http.hpp>
 #include <limits>
 #include <optional>
+
+#include "http/beast_messages.h"
 
 #ifndef HEARTH_VERSION
 #define HEARTH_VERSION "dev"

@@ -58,7 +58,6 @@ constexpr size_t kDrainLimit = 8 << 20;
 // Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
 
-
 api::HttpResponse ErrorResponse(int status, Code code, std::string message) {
   api::HttpResponse response;
   response.status = status;

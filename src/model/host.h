@@ -25,8 +25,8 @@ struct FileFacts {
   bool readable = false;  // opened and read by this process
   uint64_t device = 0;    // st_dev and st_ino identify the file across different paths
   uint64_t inode = 0;
-  std::string head;       // the first bytes (up to 1 KiB), to recognise kernels
-  std::string error;      // strerror of the failed stat/open, if any
+  std::string head;   // the first bytes (up to 1 KiB), to recognise kernels
+  std::string error;  // strerror of the failed stat/open, if any
 };
 
 class FileProbe {

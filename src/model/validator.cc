@@ -1,9 +1,9 @@
 #include "model/validator.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <set>
-
-#include <fmt/format.h>
 
 namespace hearth {
 namespace {
@@ -12,25 +12,34 @@ tl::unexpected<Error> Invalid(std::string field, std::string message) {
   return Fail(Code::kInvalidArgument, fmt::format("{}: {}", field, message), field);
 }
 
-bool IsElf(const std::string& head) { return head.size() >= 4 && head.compare(0, 4, "\x7f" "ELF") == 0; }
+bool IsElf(const std::string& head) {
+  return head.size() >= 4 && head.compare(0, 4,
+                                          "\x7f"
+                                          "ELF") == 0;
+}
 bool IsBzImage(const std::string& head) {
   return head.size() >= 0x206 && head.compare(0x202, 4, "HdrS") == 0;
 }
 
 std::string_view KindName(FileKind k) {
   switch (k) {
-    case FileKind::kMissing: return "missing";
-    case FileKind::kRegular: return "a regular file";
-    case FileKind::kBlockDevice: return "a block device";
-    case FileKind::kDirectory: return "a directory";
-    case FileKind::kOther: return "neither a file nor a block device";
+    case FileKind::kMissing:
+      return "missing";
+    case FileKind::kRegular:
+      return "a regular file";
+    case FileKind::kBlockDevice:
+      return "a block device";
+    case FileKind::kDirectory:
+      return "a directory";
+    case FileKind::kOther:
+      return "neither a file nor a block device";
   }
   return "unknown";
 }
 
 // Checks that `path` is absolute, exists, is readable and of an allowed kind.
-Result<FileFacts> CheckFile(std::string_view field, const std::string& path,
-                            const FileProbe& files, bool allow_block) {
+Result<FileFacts> CheckFile(std::string_view field, const std::string& path, const FileProbe& files,
+                            bool allow_block) {
   if (path.empty() || path[0] != '/') {
     return Invalid(std::string(field), fmt::format("'{}' is not an absolute path", path));
   }
@@ -78,8 +87,8 @@ Status CheckFiles(const VmSpec& spec, const ValidationContext& ctx) {
     auto f = CheckFile("kernel", spec.kernel, files, false);
     if (!f) return Fail(f.error());
     if (!IsElf(f->head) && !IsBzImage(f->head)) {
-      return Invalid("kernel", fmt::format("'{}' is neither an ELF vmlinux nor a bzImage",
-                                           spec.kernel));
+      return Invalid("kernel",
+                     fmt::format("'{}' is neither an ELF vmlinux nor a bzImage", spec.kernel));
     }
   }
   if (!spec.initrd.empty()) {
@@ -121,8 +130,8 @@ Status CheckNetwork(const VmSpec& spec, const ValidationContext& ctx) {
       for (const PortMapping& q : other->spec.publish) {
         if (q.host_port == p.host_port && q.protocol == p.protocol) {
           return Invalid(where + ".host_port",
-                         fmt::format("host port {}/{} is already published by vm '{}'",
-                                     p.host_port, ToString(p.protocol), other->name));
+                         fmt::format("host port {}/{} is already published by vm '{}'", p.host_port,
+                                     ToString(p.protocol), other->name));
         }
       }
     }
@@ -143,12 +152,13 @@ Status CheckTimers(const VmSpec& spec, const ValidationContext& ctx, const VmSpe
   const Timers& t = spec.timers;
   bool stop_at_changed = !previous || previous->timers.stop_at != t.stop_at;
   if (t.stop_at && stop_at_changed && *t.stop_at <= ctx.now) {
-    return Invalid("timers.stop_at", fmt::format("{} is in the past (now is {}); give a future time",
-                                                 FormatTime(*t.stop_at), FormatTime(ctx.now)));
+    return Invalid("timers.stop_at",
+                   fmt::format("{} is in the past (now is {}); give a future time",
+                               FormatTime(*t.stop_at), FormatTime(ctx.now)));
   }
   if (t.stop_after && *t.stop_after < std::chrono::seconds(1)) {
-    return Invalid("timers.stop_after",
-                   fmt::format("{} is too short; the minimum is 1s", FormatDuration(*t.stop_after)));
+    return Invalid("timers.stop_after", fmt::format("{} is too short; the minimum is 1s",
+                                                    FormatDuration(*t.stop_after)));
   }
   if (t.idle_timeout && *t.idle_timeout < std::chrono::seconds(1)) {
     return Invalid("timers.idle_timeout", fmt::format("{} is too short; the minimum is 1s",
@@ -239,9 +249,9 @@ Status CheckEditAllowed(const VmRecord& current, const VmSpec& next, bool discar
                             current.name, state),
                 changed[0]);
   }
-  static const std::set<std::string> kHardware = {"vcpus", "memory_mib", "kernel", "initrd",
-                                                  "rootfs", "rootfs_readonly", "image",
-                                                  "cmdline", "publish"};
+  static const std::set<std::string> kHardware = {"vcpus",  "memory_mib", "kernel",
+                                                  "initrd", "rootfs",     "rootfs_readonly",
+                                                  "image",  "cmdline",    "publish"};
   for (const std::string& field : changed) {
     if (!kHardware.count(field)) continue;
     if (current.state == VmState::kRunning) {

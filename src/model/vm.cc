@@ -1,8 +1,8 @@
 #include "model/vm.h"
 
-#include <charconv>
-
 #include <fmt/format.h>
+
+#include <charconv>
 
 namespace hearth {
 namespace {
@@ -39,17 +39,18 @@ constexpr std::pair<RestartPolicy, std::string_view> kRestartPolicies[] = {
     {RestartPolicy::kOnFailure, "on-failure"},
     {RestartPolicy::kAlways, "always"}};
 constexpr std::pair<VmState, std::string_view> kStates[] = {
-    {VmState::kCreated, "created"},       {VmState::kStarting, "starting"},
-    {VmState::kRunning, "running"},       {VmState::kSuspending, "suspending"},
-    {VmState::kSuspended, "suspended"},   {VmState::kResuming, "resuming"},
-    {VmState::kStopping, "stopping"},     {VmState::kStopped, "stopped"},
-    {VmState::kFailed, "failed"},         {VmState::kDeleting, "deleting"}};
+    {VmState::kCreated, "created"},     {VmState::kStarting, "starting"},
+    {VmState::kRunning, "running"},     {VmState::kSuspending, "suspending"},
+    {VmState::kSuspended, "suspended"}, {VmState::kResuming, "resuming"},
+    {VmState::kStopping, "stopping"},   {VmState::kStopped, "stopped"},
+    {VmState::kFailed, "failed"},       {VmState::kDeleting, "deleting"}};
 
 Result<int> ParsePort(std::string_view text, std::string_view whole) {
   int value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) {
-    return Fail(Code::kInvalidArgument, fmt::format("'{}': '{}' is not a port number", whole, text));
+    return Fail(Code::kInvalidArgument,
+                fmt::format("'{}': '{}' is not a port number", whole, text));
   }
   return value;
 }
@@ -77,9 +78,8 @@ Result<PortMapping> ParsePortMapping(std::string_view text) {
   if (auto slash = rest.find('/'); slash != std::string_view::npos) {
     auto proto = ParseProtocol(rest.substr(slash + 1));
     if (!proto) {
-      return Fail(Code::kInvalidArgument,
-                  fmt::format("'{}': {}; use HOSTPORT:GUESTPORT[/tcp|udp]", text,
-                              proto.error().message));
+      return Fail(Code::kInvalidArgument, fmt::format("'{}': {}; use HOSTPORT:GUESTPORT[/tcp|udp]",
+                                                      text, proto.error().message));
     }
     out.protocol = *proto;
     rest = rest.substr(0, slash);

@@ -88,7 +88,7 @@ struct VmSpec {
   std::string cmdline;
   std::vector<PortMapping> publish;
   Timers timers;
-  std::optional<WakeMode> wake;  // unset: on-packet when an idle timeout is set, else never
+  std::optional<WakeMode> wake;      // unset: on-packet when an idle timeout is set, else never
   std::vector<WakePort> wake_ports;  // empty: any IP packet for the VM wakes it
   RestartPolicy restart = RestartPolicy::kOnFailure;
   bool operator==(const VmSpec&) const = default;

@@ -1,9 +1,9 @@
 #include "model/vm_json.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <limits>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace hearth {
@@ -64,8 +64,9 @@ auto GetEnum(const json& v, std::string_view field, Parse parse)
     -> decltype(parse(std::string_view{})) {
   if (!v.is_string()) return WrongType(field, "a string", v);
   auto r = parse(v.get_ref<const std::string&>());
-  if (!r) return Fail(Code::kInvalidArgument, fmt::format("{}: {}", field, r.error().message),
-                      std::string(field));
+  if (!r)
+    return Fail(Code::kInvalidArgument, fmt::format("{}: {}", field, r.error().message),
+                std::string(field));
   return r;
 }
 
@@ -136,8 +137,9 @@ Result<std::optional<Duration>> GetDuration(const json& v, std::string_view fiel
   if (v.is_null()) return std::optional<Duration>();
   if (!v.is_string()) return WrongType(field, "a duration string like \"30s\" or null", v);
   auto d = ParseDuration(v.get_ref<const std::string&>());
-  if (!d) return Fail(Code::kInvalidArgument, fmt::format("{}: {}", field, d.error().message),
-                      std::string(field));
+  if (!d)
+    return Fail(Code::kInvalidArgument, fmt::format("{}: {}", field, d.error().message),
+                std::string(field));
   return std::optional<Duration>(*d);
 }
 
@@ -155,13 +157,14 @@ Status ApplyTimers(const json& v, VmSpec& spec) {
       return WrongType("timers.stop_at", "an RFC 3339 time string or null", s);
     } else {
       auto ts = ParseTime(s.get_ref<const std::string&>());
-      if (!ts) return Fail(Code::kInvalidArgument, "timers.stop_at: " + ts.error().message,
-                           "timers.stop_at");
+      if (!ts)
+        return Fail(Code::kInvalidArgument, "timers.stop_at: " + ts.error().message,
+                    "timers.stop_at");
       t.stop_at = *ts;
     }
   }
-  for (auto [key, slot] : {std::pair{"stop_after", &t.stop_after},
-                           std::pair{"idle_timeout", &t.idle_timeout}}) {
+  for (auto [key, slot] :
+       {std::pair{"stop_after", &t.stop_after}, std::pair{"idle_timeout", &t.idle_timeout}}) {
     if (!v.contains(key)) continue;
     auto d = GetDuration(v[key], fmt::format("timers.{}", key));
     if (!d) return Fail(d.error());
@@ -226,9 +229,9 @@ Status ApplySpecJson(const json& body, VmSpec& spec,
       if (!r) return Fail(r.error());
       spec.restart = *r;
     } else {
-      return Fail(Code::kInvalidArgument,
-                  fmt::format("{}: unknown field; see api/openapi.yaml for the VM spec fields", key),
-                  key);
+      return Fail(
+          Code::kInvalidArgument,
+          fmt::format("{}: unknown field; see api/openapi.yaml for the VM spec fields", key), key);
     }
     if (!s) return s;
   }
@@ -315,8 +318,9 @@ Result<json> ParseJsonObject(std::string_view text) {
 json SpecToJson(const VmSpec& spec, bool resolve_wake) {
   json publish = json::array();
   for (const auto& p : spec.publish) {
-    publish.push_back(
-        {{"host_port", p.host_port}, {"guest_port", p.guest_port}, {"protocol", ToString(p.protocol)}});
+    publish.push_back({{"host_port", p.host_port},
+                       {"guest_port", p.guest_port},
+                       {"protocol", ToString(p.protocol)}});
   }
   json wake_ports = json::array();
   for (const auto& p : spec.wake_ports) wake_ports.push_back(FormatWakePort(p));
@@ -339,8 +343,8 @@ json SpecToJson(const VmSpec& spec, bool resolve_wake) {
       {"publish", std::move(publish)},
       {"timers", std::move(timers)},
       {"wake", resolve_wake ? json(ToString(spec.effective_wake()))
-                    : spec.wake ? json(ToString(*spec.wake))
-                                : json(nullptr)},
+               : spec.wake  ? json(ToString(*spec.wake))
+                            : json(nullptr)},
       {"wake_ports", std::move(wake_ports)},
       {"restart", ToString(spec.restart)},
   };
@@ -365,8 +369,8 @@ json VmToJson(const VmRecord& vm) {
 }
 
 json EventToJson(const Event& e) {
-  return {{"seq", e.seq},   {"vm_id", e.vm_id}, {"vm", e.vm_name},
-          {"time", FormatTime(e.time)}, {"type", e.type},   {"message", e.message}};
+  return {{"seq", e.seq},   {"vm_id", e.vm_id},    {"vm", e.vm_name}, {"time", FormatTime(e.time)},
+          {"type", e.type}, {"message", e.message}};
 }
 
 json ErrorToJson(const Error& error) {

@@ -2,10 +2,9 @@
 // types are refused, naming the field) and the VM object the API answers with.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "common/result.h"
 #include "model/vm.h"
@@ -26,9 +25,9 @@ struct CreateRequest {
 Result<CreateRequest> ParseCreateRequest(const nlohmann::json& body);
 
 struct EditRequest {
-  nlohmann::json fields;            // the spec fields to change, still as JSON
-  std::optional<int64_t> version;   // the version the edit is based on, if the client sent one
-  bool discard_state = false;       // allow edits that invalidate a saved snapshot
+  nlohmann::json fields;           // the spec fields to change, still as JSON
+  std::optional<int64_t> version;  // the version the edit is based on, if the client sent one
+  bool discard_state = false;      // allow edits that invalidate a saved snapshot
 };
 // Parses PATCH /v1/vms/{name}: {<spec fields>, "version": N?, "discard_state": bool?}.
 Result<EditRequest> ParseEditRequest(const nlohmann::json& body);

@@ -1,13 +1,12 @@
 #include "node/node.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <fstream>
-#include <random>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <random>
 
 namespace hearth::node {
 namespace {
@@ -96,8 +95,12 @@ ValidationContext Node::MakeContext(std::string_view exclude) const {
   ctx.files = &files_;
   ctx.paths = &paths_;
   ctx.now = clock_.Now();
-  ctx.others.reserve(vms_.size());
+  ctx.others.reserve(vms_.size() + writing_.size());
   for (const auto& [name, vm] : vms_) {
+    if (name != exclude) ctx.others.push_back(&vm);
+  }
+  // A write under way counts too, so that two concurrent requests cannot both take a port.
+  for (const auto& [name, vm] : writing_) {
     if (name != exclude) ctx.others.push_back(&vm);
   }
   return ctx;
@@ -120,9 +123,25 @@ Status Node::NeedDriver(const VmRecord& vm, std::string_view action) const {
                           action, vm.name));
 }
 
+Status Node::Write(std::unique_lock<std::mutex>& lock, const VmRecord& next,
+                   const std::function<Status()>& write) {
+  writing_.emplace(next.name, next);
+  lock.unlock();
+  Status s = write();
+  lock.lock();
+  writing_.erase(writing_.find(next.name));
+  idle_.notify_all();
+  return s;
+}
+
+void Node::WaitForWrites(std::unique_lock<std::mutex>& lock, std::string_view name) {
+  idle_.wait(lock, [&] { return writing_.find(name) == writing_.end(); });
+}
+
 Result<VmRecord> Node::Create(const CreateRequest& request) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (auto s = ValidateName(request.name); !s) return Fail(s.error());
+  WaitForWrites(lock, request.name);
   if (Find(request.name)) {
     return Fail(Code::kAlreadyExists,
                 fmt::format("name: vm '{}' already exists; pick another name", request.name),
@@ -136,7 +155,8 @@ Result<VmRecord> Node::Create(const CreateRequest& request) {
   vm.state = VmState::kCreated;
   vm.version = 1;
   vm.created_at = vm.updated_at = clock_.Now();
-  if (auto s = store_.CreateVm(vm, MakeEvent(vm, "created", "")); !s) {
+  Event event = MakeEvent(vm, "created", "");
+  if (auto s = Write(lock, vm, [&] { return store_.CreateVm(vm, event); }); !s) {
     return Fail(s.error().Wrap(fmt::format("creating vm '{}'", vm.name)));
   }
   spdlog::info("vm '{}' created ({})", vm.name, vm.id);
@@ -160,7 +180,8 @@ std::vector<VmRecord> Node::List() const {
 }
 
 Result<VmRecord> Node::Edit(std::string_view name, const EditRequest& request) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  WaitForWrites(lock, name);
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& current = **found;
@@ -188,9 +209,10 @@ Result<VmRecord> Node::Edit(std::string_view name, const EditRequest& request) {
     updated.snapshot.reset();
     message += "; saved state discarded";
   }
-  if (auto s = store_.UpdateVm(updated, current.version, MakeEvent(updated, "edited", message));
-      !s) {
-    return Fail(s.error().Wrap(fmt::format("editing vm '{}'", current.name)));
+  Event event = MakeEvent(updated, "edited", message);
+  int64_t base = current.version;
+  if (auto s = Write(lock, updated, [&] { return store_.UpdateVm(updated, base, event); }); !s) {
+    return Fail(s.error().Wrap(fmt::format("editing vm '{}'", updated.name)));
   }
   spdlog::info("vm '{}' edited: {}", updated.name, message);
   VmRecord& slot = vms_.find(name)->second;
@@ -199,7 +221,8 @@ Result<VmRecord> Node::Edit(std::string_view name, const EditRequest& request) {
 }
 
 Status Node::Delete(std::string_view name, bool force) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  WaitForWrites(lock, name);
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
@@ -212,9 +235,12 @@ Status Node::Delete(std::string_view name, bool force) {
                       "discarded)");
   }
   if (HoldsMemory(vm.state)) return NeedDriver(vm, "delete");
-  std::string vm_name = vm.name;
-  if (auto s = store_.DeleteVm(vm.name, vm.version, MakeEvent(vm, "deleted", "")); !s) {
-    return Fail(s.error().Wrap(fmt::format("deleting vm '{}'", vm.name)));
+  VmRecord gone = vm;  // `vm` may move while the lock is released
+  Event event = MakeEvent(gone, "deleted", "");
+  std::string vm_name = gone.name;
+  if (auto s = Write(lock, gone, [&] { return store_.DeleteVm(gone.name, gone.version, event); });
+      !s) {
+    return Fail(s.error().Wrap(fmt::format("deleting vm '{}'", vm_name)));
   }
   spdlog::info("vm '{}' deleted", vm_name);
   vms_.erase(vms_.find(name));

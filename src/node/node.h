@@ -1,9 +1,12 @@
 // Node: the VM registry of one host and the only place VM records change. Every operation is
 // validated completely before the store is written, and the store is written before the caller
-// is answered. Operations are serialised (one lock); the in-memory copy of the records serves
-// reads. Thread-safe.
+// is answered. Changes to one VM are serialised; writes to different VMs reach the store
+// concurrently (and share its commits). Reads are served from the in-memory copy of the committed
+// records. Thread-safe.
 #pragma once
 
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -64,6 +67,12 @@ class Node {
   NodeInfo Info() const;
 
  private:
+  // Publishes `next` as under way, releases `lock` while `write` reaches the store, then takes
+  // it back. Callers apply `next` to vms_ only if the write succeeded.
+  Status Write(std::unique_lock<std::mutex>& lock, const VmRecord& next,
+               const std::function<Status()>& write);
+  // Waits (releasing `lock`) until no write to VM `name` is under way.
+  void WaitForWrites(std::unique_lock<std::mutex>& lock, std::string_view name);
   const VmRecord* Find(std::string_view name) const;
   Result<const VmRecord*> FindOrFail(std::string_view name) const;
   ValidationContext MakeContext(std::string_view exclude) const;
@@ -80,7 +89,10 @@ class Node {
   const Clock& clock_;
   Paths paths_;
   NodeOptions options_;
-  std::map<std::string, VmRecord, std::less<>> vms_;
+  std::map<std::string, VmRecord, std::less<>> vms_;  // committed
+  // The next version of each VM whose write is under way (at most one per VM).
+  std::map<std::string, VmRecord, std::less<>> writing_;
+  std::condition_variable idle_;  // signalled when a write ends
 };
 
 // Starting `candidate` needs its guest memory on top of what `vms` hold now.

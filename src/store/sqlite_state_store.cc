@@ -1,8 +1,9 @@
 #include "store/sqlite_state_store.h"
 
+#include <fmt/format.h>
 #include <sqlite3.h>
 
-#include <fmt/format.h>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "model/vm_json.h"
@@ -99,8 +100,8 @@ constexpr const char* kVmColumns =
 Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
     const std::filesystem::path& path) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
@@ -152,6 +153,52 @@ Status SqliteStateStore::Transaction(F&& body) {
     return s;
   }
   return Ok();
+}
+
+Status SqliteStateStore::Commit(const std::function<Status()>& body) {
+  // Group commit: the first writer to find no commit under way becomes the leader and runs every
+  // queued write in one transaction, each inside a savepoint so that one refused write does not
+  // undo the others; one fsync then makes the whole batch durable.
+  PendingWrite mine{&body};
+  std::unique_lock queue_lock(queue_mu_);
+  queue_.push_back(&mine);
+  while (!mine.done) {
+    if (committing_) {
+      queue_cv_.wait(queue_lock);
+      continue;
+    }
+    committing_ = true;
+    std::vector<PendingWrite*> batch;
+    batch.swap(queue_);
+    queue_lock.unlock();
+    {
+      std::lock_guard db_lock(mu_);
+      Status begun = Exec("BEGIN IMMEDIATE");
+      for (PendingWrite* w : batch) {
+        if (!begun) {
+          w->result = begun;
+          continue;
+        }
+        Exec("SAVEPOINT write");
+        w->result = (*w->body)();
+        if (!w->result) Exec("ROLLBACK TO write");
+        Exec("RELEASE write");
+      }
+      if (begun) {
+        if (auto committed = Exec("COMMIT"); !committed) {
+          Exec("ROLLBACK");
+          for (PendingWrite* w : batch) {
+            if (w->result) w->result = committed;
+          }
+        }
+      }
+    }
+    queue_lock.lock();
+    for (PendingWrite* w : batch) w->done = true;
+    committing_ = false;
+    queue_cv_.notify_all();
+  }
+  return mine.result;
 }
 
 Status SqliteStateStore::Migrate() {
@@ -246,17 +293,20 @@ Result<std::optional<VmRecord>> SqliteStateStore::GetVm(std::string_view name) {
 Status SqliteStateStore::InsertEvent(const Event& e) {
   Statement q(db_,
               "INSERT INTO events (vm_id, vm_name, time_ms, type, message) VALUES (?, ?, ?, ?, ?)");
-  q.Bind(1, e.vm_id).Bind(2, e.vm_name).Bind(3, ToMillis(e.time)).Bind(4, e.type).Bind(5, e.message);
+  q.Bind(1, e.vm_id)
+      .Bind(2, e.vm_name)
+      .Bind(3, ToMillis(e.time))
+      .Bind(4, e.type)
+      .Bind(5, e.message);
   if (!q.ok() || q.Step() != SQLITE_DONE) return Fail(SqlError("appending event"));
   return Ok();
 }
 
 Status SqliteStateStore::CreateVm(const VmRecord& vm, const Event& event) {
-  std::lock_guard lock(mu_);
-  return Transaction([&]() -> Status {
-    Statement q(db_, fmt::format("INSERT INTO vms ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                 kVmColumns)
-                         .c_str());
+  return Commit([&]() -> Status {
+    Statement q(
+        db_,
+        fmt::format("INSERT INTO vms ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", kVmColumns).c_str());
     q.Bind(1, vm.name).Bind(2, vm.id).Bind(3, SpecToJson(vm.spec, false).dump());
     q.Bind(4, ToString(vm.state)).Bind(5, vm.state_reason).Bind(6, vm.version);
     q.Bind(7, ToMillis(vm.created_at)).Bind(8, ToMillis(vm.updated_at)).Bind(9, RuntimeJson(vm));
@@ -271,8 +321,7 @@ Status SqliteStateStore::CreateVm(const VmRecord& vm, const Event& event) {
 
 Status SqliteStateStore::UpdateVm(const VmRecord& vm, int64_t expected_version,
                                   const Event& event) {
-  std::lock_guard lock(mu_);
-  return Transaction([&]() -> Status {
+  return Commit([&]() -> Status {
     Statement q(db_,
                 "UPDATE vms SET spec = ?, state = ?, state_reason = ?, version = ?, "
                 "updated_ms = ?, runtime = ? WHERE name = ? AND version = ?");
@@ -300,8 +349,7 @@ Status SqliteStateStore::UpdateVm(const VmRecord& vm, int64_t expected_version,
 
 Status SqliteStateStore::DeleteVm(std::string_view name, int64_t expected_version,
                                   const Event& event) {
-  std::lock_guard lock(mu_);
-  return Transaction([&]() -> Status {
+  return Commit([&]() -> Status {
     Statement q(db_, "DELETE FROM vms WHERE name = ? AND version = ?");
     q.Bind(1, name).Bind(2, expected_version);
     if (!q.ok() || q.Step() != SQLITE_DONE) {
@@ -333,7 +381,8 @@ Result<std::vector<Event>> SqliteStateStore::ListEvents(std::string_view vm_id, 
   std::vector<Event> out;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
-    out.push_back(Event{q.Int(0), q.Text(1), q.Text(2), FromMillis(q.Int(3)), q.Text(4), q.Text(5)});
+    out.push_back(
+        Event{q.Int(0), q.Text(1), q.Text(2), FromMillis(q.Int(3)), q.Text(4), q.Text(5)});
   }
   if (rc != SQLITE_DONE) return Fail(SqlError("listing events"));
   return out;
@@ -350,8 +399,7 @@ Result<std::optional<std::string>> SqliteStateStore::GetSetting(std::string_view
 }
 
 Status SqliteStateStore::PutSetting(std::string_view key, std::string_view value) {
-  std::lock_guard lock(mu_);
-  return Transaction([&]() -> Status {
+  return Commit([&]() -> Status {
     Statement q(db_,
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value");

@@ -1,11 +1,16 @@
 // StateStore on an embedded SQLite database in WAL mode with synchronous=FULL: a committed
-// transaction is on disk before the call returns. The schema is versioned (PRAGMA user_version)
-// and migrated forward on open; a database from a newer hearth is refused.
+// transaction is on disk before the call returns. Concurrent writes are group-committed: they
+// share one transaction and one fsync, and each still succeeds or fails on its own. The schema is
+// versioned (PRAGMA user_version) and migrated forward on open; a database from a newer hearth is
+// refused.
 #pragma once
 
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "store/state_store.h"
 
@@ -37,13 +42,25 @@ class SqliteStateStore final : public StateStore {
   Status Exec(const char* sql);
   Status Migrate();
   Status InsertEvent(const Event& event);
-  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back on error.
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back on error. Caller holds mu_.
   template <class F>
   Status Transaction(F&& body);
+  // Runs a write durably, batched with concurrent writes (see the class comment).
+  Status Commit(const std::function<Status()>& body);
   Error SqlError(std::string_view what) const;
 
-  std::mutex mu_;
+  struct PendingWrite {
+    const std::function<Status()>* body;
+    Status result;
+    bool done = false;
+  };
+
+  std::mutex mu_;  // the connection
   sqlite3* db_;
+  std::mutex queue_mu_;  // the writes waiting for the next group commit
+  std::condition_variable queue_cv_;
+  std::vector<PendingWrite*> queue_;
+  bool committing_ = false;
   std::filesystem::path path_;
 };
 

@@ -21,7 +21,9 @@ void FakeFileProbe::Add(const std::string& path, FileFacts facts) {
 }
 
 void FakeFileProbe::AddKernel(const std::string& path) {
-  AddFile(path, std::string("\x7f" "ELF\x02\x01\x01", 7));
+  AddFile(path, std::string("\x7f"
+                            "ELF\x02\x01\x01",
+                            7));
 }
 
 void FakeFileProbe::AddBzImage(const std::string& path) {
@@ -94,12 +96,12 @@ Status FakeStateStore::CreateVm(const VmRecord& vm, const Event& event) {
   return Ok();
 }
 
-Status FakeStateStore::UpdateVm(const VmRecord& vm, int64_t expected_version,
-                                const Event& event) {
+Status FakeStateStore::UpdateVm(const VmRecord& vm, int64_t expected_version, const Event& event) {
   std::lock_guard lock(mu_);
   if (auto s = CheckWrite(); !s) return s;
   auto it = vms_.find(vm.name);
-  if (it == vms_.end()) return Fail(Code::kNotFound, fmt::format("vm '{}' does not exist", vm.name));
+  if (it == vms_.end())
+    return Fail(Code::kNotFound, fmt::format("vm '{}' does not exist", vm.name));
   if (it->second.version != expected_version) {
     return Fail(Code::kFailedPrecondition,
                 fmt::format("vm '{}' is at version {}, not {}", vm.name, it->second.version,
@@ -119,10 +121,10 @@ Status FakeStateStore::DeleteVm(std::string_view name, int64_t expected_version,
   auto it = vms_.find(name);
   if (it == vms_.end()) return Fail(Code::kNotFound, fmt::format("vm '{}' does not exist", name));
   if (it->second.version != expected_version) {
-    return Fail(Code::kFailedPrecondition,
-                fmt::format("vm '{}' is at version {}, not {}", name, it->second.version,
-                            expected_version),
-                "version");
+    return Fail(
+        Code::kFailedPrecondition,
+        fmt::format("vm '{}' is at version {}, not {}", name, it->second.version, expected_version),
+        "version");
   }
   vms_.erase(it);
   events_.push_back(event);

@@ -1,8 +1,8 @@
 // The hearth CLI against a real hearthd: exit codes, one-line errors, output formats.
-#include <fstream>
-
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/output.h"
@@ -117,8 +117,8 @@ TEST_F(CliTest, ExitCodesAndErrors) {
   RunResult info = Hearth({"node", "info"});
   EXPECT_EQ(info.exit_code, 0);
   EXPECT_NE(info.out.find("memory running:"), std::string::npos);
-  RunResult nowhere = RunProgram({(BuildDir() / "hearth").string(), "--socket",
-                                  (dir_ / "nope.sock").string(), "vm", "ls"});
+  RunResult nowhere = RunProgram(
+      {(BuildDir() / "hearth").string(), "--socket", (dir_ / "nope.sock").string(), "vm", "ls"});
   ExpectOneLineError(nowhere, 1, "is hearthd running?");
 }
 

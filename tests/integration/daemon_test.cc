@@ -1,15 +1,15 @@
 // hearthd as a process: tokens, the data dir lock, configuration errors, admission control.
-#include <sys/stat.h>
-
-#include <fstream>
-#include <sstream>
+#include "support/daemon.h"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "api/auth.h"
-#include "support/daemon.h"
 #include "support/temp_dir.h"
 
 namespace hearth::testing {

@@ -1,6 +1,7 @@
 #include "support/daemon.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,8 +11,6 @@
 #include <cstring>
 #include <fstream>
 #include <thread>
-
-#include <fmt/format.h>
 
 namespace hearth::testing {
 namespace {
@@ -27,11 +26,15 @@ std::vector<char*> CArgs(const std::vector<std::string>& args) {
 
 std::filesystem::path BuildDir() { return HEARTH_BUILD_DIR; }
 
-Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
-    const std::filesystem::path& data_dir, std::vector<std::string> extra_args) {
-  std::vector<std::string> args = {(BuildDir() / "hearthd").string(), "--data-dir",
-                                   data_dir.string(), "--listen", "127.0.0.1:0",
-                                   "--log-level", "warn"};
+Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::filesystem::path& data_dir,
+                                                            std::vector<std::string> extra_args) {
+  std::vector<std::string> args = {(BuildDir() / "hearthd").string(),
+                                   "--data-dir",
+                                   data_dir.string(),
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--log-level",
+                                   "warn"};
   for (auto& a : extra_args) args.push_back(std::move(a));
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) return Fail(Code::kInternal, "pipe failed");

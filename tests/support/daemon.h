@@ -23,7 +23,7 @@ class DaemonProcess {
   // Starts build/hearthd --data-dir DIR --listen 127.0.0.1:0 and waits (up to 20 s) for its
   // "listening on" line. `extra_args` are appended.
   static Result<std::unique_ptr<DaemonProcess>> Start(const std::filesystem::path& data_dir,
-                                                       std::vector<std::string> extra_args = {});
+                                                      std::vector<std::string> extra_args = {});
   ~DaemonProcess();
 
   pid_t pid() const { return pid_; }
@@ -56,7 +56,7 @@ struct RunResult {
   std::string out;
   std::string err;
 };
-RunResult RunProgram(const std::vector<std::string>& argv,
-                     const std::vector<std::string>& env = {}, const std::string& stdin_data = "");
+RunResult RunProgram(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
+                     const std::string& stdin_data = "");
 
 }  // namespace hearth::testing

@@ -1,6 +1,7 @@
 #include "api/api_handler.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "fakes/fakes.h"
@@ -50,8 +51,8 @@ TEST_F(ApiHandlerTest, TcpNeedsAValidTokenAndARefusedRequestDoesNothing) {
   EXPECT_EQ(Call("GET", "/v1/vms/web", "", false).status, 401);
   EXPECT_EQ(store_.writes(), 0);
   EXPECT_TRUE(node_.List().empty());
-  auto ok = Call("POST", "/v1/vms", create, false,
-                 {{"authorization", std::string("Bearer ") + kToken}});
+  auto ok =
+      Call("POST", "/v1/vms", create, false, {{"authorization", std::string("Bearer ") + kToken}});
   EXPECT_EQ(ok.status, 201) << ok.body;
   EXPECT_EQ(Call("GET", "/healthz", "", false).status, 200) << "health needs no token";
 }

@@ -1,6 +1,6 @@
-#include "cli/output.h"
-
 #include <gtest/gtest.h>
+
+#include "cli/output.h"
 
 namespace hearth::cli {
 namespace {
@@ -51,11 +51,20 @@ TEST(CliOutputTest, YamlOutputRoundTrips) {
 
 TEST(CliOutputTest, TablesAlignAndShowSuspendedState) {
   json list = {{"vms",
-                {{{"name", "web"}, {"state", "running"}, {"vcpus", 1}, {"memory_mib", 256},
-                  {"ip", "172.30.0.2"}, {"publish", json::array()}, {"timers", json::object()},
+                {{{"name", "web"},
+                  {"state", "running"},
+                  {"vcpus", 1},
+                  {"memory_mib", 256},
+                  {"ip", "172.30.0.2"},
+                  {"publish", json::array()},
+                  {"timers", json::object()},
                   {"version", 3}},
-                 {{"name", "db"}, {"state", "suspended"}, {"vcpus", 2}, {"memory_mib", 1024},
-                  {"ip", nullptr}, {"snapshot", {{"bytes", 5 << 20}, {"taken_at", "x"}}},
+                 {{"name", "db"},
+                  {"state", "suspended"},
+                  {"vcpus", 2},
+                  {"memory_mib", 1024},
+                  {"ip", nullptr},
+                  {"snapshot", {{"bytes", 5 << 20}, {"taken_at", "x"}}},
                   {"publish", {{{"host_port", 5432}, {"guest_port", 5432}, {"protocol", "tcp"}}}},
                   {"timers", {{"idle_timeout", "30s"}, {"on_timer", "suspend"}}},
                   {"version", 1}}}}};

@@ -1,9 +1,8 @@
-#include "config/daemon_config.h"
+#include <gtest/gtest.h>
 
 #include <fstream>
 
-#include <gtest/gtest.h>
-
+#include "config/daemon_config.h"
 #include "support/temp_dir.h"
 
 namespace hearth::config {

@@ -1,7 +1,11 @@
 #include "node/node.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <atomic>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "fakes/fakes.h"
 
@@ -206,6 +210,44 @@ TEST(CheckAdmissionTest, RatioScalesTheLimit) {
   EXPECT_TRUE(CheckAdmission({&running}, candidate, MiB{1536}, 1.5));
   EXPECT_TRUE(CheckAdmission({&running, &candidate}, candidate, MiB{2048}, 1.0))
       << "the candidate itself is not counted twice";
+}
+
+}  // namespace
+}  // namespace hearth::node
+
+namespace hearth::node {
+namespace {
+
+// Writes to different VMs run concurrently, yet conflicts between them are still caught: of many
+// concurrent creates that publish the same host port, exactly one wins; edits to one VM are
+// applied one after another, each on the version before it.
+TEST_F(NodeTest, ConcurrentWritesKeepConflictsAndVersionsRight) {
+  constexpr int kThreads = 8;
+  std::atomic<int> won{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      CreateRequest r = Req(fmt::format("web{}", t));
+      r.spec.publish = {{8080, 80, Protocol::kTcp}};
+      if (node_.Create(r)) ++won;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(won, 1);
+  threads.clear();
+  ASSERT_TRUE(node_.Create(Req("shared")));
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        auto vm = node_.Edit("shared", Edit(fmt::format(R"({{"cmdline": "t{}"}})", i)));
+        EXPECT_TRUE(vm) << vm.error().message;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto events = node_.Events("shared", 1000);
+  ASSERT_TRUE(events);
+  EXPECT_EQ(node_.Get("shared")->version, 1 + static_cast<int64_t>(events->size()) - 1);
 }
 
 }  // namespace

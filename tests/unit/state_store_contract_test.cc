@@ -1,11 +1,13 @@
 // The StateStore contract, run against every implementation: SQLite and the in-memory fake
 // (PostgreSQL joins here when it lands).
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
-
-#include <gtest/gtest.h>
+#include <thread>
 
 #include "fakes/fakes.h"
 #include "store/sqlite_state_store.h"
@@ -142,17 +144,16 @@ TEST_P(StateStoreContract, Settings) {
 
 INSTANTIATE_TEST_SUITE_P(
     All, StateStoreContract,
-    ::testing::Values(
-        StoreFactory{"sqlite",
-                     [](const TempDir& dir) -> std::unique_ptr<StateStore> {
-                       auto s = SqliteStateStore::Open(dir / "state.db");
-                       if (!s) throw std::runtime_error(s.error().message);
-                       return std::move(*s);
-                     }},
-        StoreFactory{"fake",
-                     [](const TempDir&) -> std::unique_ptr<StateStore> {
-                       return std::make_unique<hearth::testing::FakeStateStore>();
-                     }}),
+    ::testing::Values(StoreFactory{"sqlite",
+                                   [](const TempDir& dir) -> std::unique_ptr<StateStore> {
+                                     auto s = SqliteStateStore::Open(dir / "state.db");
+                                     if (!s) throw std::runtime_error(s.error().message);
+                                     return std::move(*s);
+                                   }},
+                      StoreFactory{"fake",
+                                   [](const TempDir&) -> std::unique_ptr<StateStore> {
+                                     return std::make_unique<hearth::testing::FakeStateStore>();
+                                   }}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(SqliteStateStoreTest, SurvivesReopen) {
@@ -198,6 +199,54 @@ TEST(SqliteStateStoreTest, MigratesAnEmptyDatabaseToTheLatestSchema) {
   EXPECT_EQ(sqlite3_column_int(q, 0), SqliteStateStore::SchemaVersion());
   sqlite3_finalize(q);
   sqlite3_close(db);
+}
+
+}  // namespace
+}  // namespace hearth::store
+
+namespace hearth::store {
+namespace {
+
+// Concurrent writers share commits; each write still succeeds or fails on its own, and a refused
+// write in a batch does not undo the others.
+TEST(SqliteStateStoreTest, ConcurrentWritesEachGetTheirOwnResult) {
+  hearth::testing::TempDir dir;
+  auto opened = SqliteStateStore::Open(dir / "state.db");
+  ASSERT_TRUE(opened);
+  SqliteStateStore& store = **opened;
+  constexpr int kThreads = 8, kPerThread = 50;
+  std::atomic<int> created{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        // Every name is attempted by two threads: exactly one of them may win.
+        std::string name = fmt::format("vm-{}-{}", t / 2, i);
+        VmRecord vm;
+        vm.name = name;
+        vm.id = fmt::format("id-{}-{}", t, i);
+        vm.spec.kernel = "/k";
+        auto s = store.CreateVm(vm, Event{0, vm.id, name, {}, "created", ""});
+        if (s) {
+          ++created;
+        } else {
+          EXPECT_EQ(s.error().code, Code::kAlreadyExists) << s.error().message;
+          ++refused;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(created, kThreads * kPerThread / 2);
+  EXPECT_EQ(refused, kThreads * kPerThread / 2);
+  auto all = store.ListVms();
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->size(), size_t(created));
+  for (const auto& vm : *all) {
+    auto events = store.ListEvents(vm.id, 10);
+    ASSERT_TRUE(events);
+    EXPECT_EQ(events->size(), 1u) << "the winner's event only: " << vm.name;
+  }
 }
 
 }  // namespace

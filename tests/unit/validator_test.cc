@@ -2,10 +2,10 @@
 // invalid_argument naming the field and the bad value.
 #include "model/validator.h"
 
-#include <functional>
-
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <functional>
 
 #include "fakes/fakes.h"
 
@@ -115,9 +115,8 @@ const Case kCases[] = {
     {"rootfs own file", [](VmSpec& s, Timestamp) { s.rootfs = "/d/other.img"; }, nullptr, ""},
     {"rootfs used read-write by another VM", [](VmSpec& s, Timestamp) { s.rootfs = "/d/root.img"; },
      "rootfs", "already used by vm 'other'"},
-    {"rootfs same file through a link",
-     [](VmSpec& s, Timestamp) { s.rootfs = "/d/root-link.img"; }, "rootfs",
-     "already used by vm 'other'"},
+    {"rootfs same file through a link", [](VmSpec& s, Timestamp) { s.rootfs = "/d/root-link.img"; },
+     "rootfs", "already used by vm 'other'"},
     {"rootfs read-only here but read-write there",
      [](VmSpec& s, Timestamp) {
        s.rootfs = "/d/root.img";
@@ -127,12 +126,20 @@ const Case kCases[] = {
     {"cmdline too long", [](VmSpec& s, Timestamp) { s.cmdline = std::string(2049, 'a'); },
      "cmdline", "at most 2048"},
     {"cmdline newline", [](VmSpec& s, Timestamp) { s.cmdline = "a\nb"; }, "cmdline", "newline"},
-    {"publish host port 0", [](VmSpec& s, Timestamp) { s.publish = {{0, 80, Protocol::kTcp}}; },
+    {"publish host port 0",
+     [](VmSpec& s, Timestamp) {
+       s.publish = {{0, 80, Protocol::kTcp}};
+     },
      "publish[0].host_port", "port 0 is out of range"},
     {"publish host port 65536",
-     [](VmSpec& s, Timestamp) { s.publish = {{65536, 80, Protocol::kTcp}}; },
+     [](VmSpec& s, Timestamp) {
+       s.publish = {{65536, 80, Protocol::kTcp}};
+     },
      "publish[0].host_port", "65536"},
-    {"publish guest port 0", [](VmSpec& s, Timestamp) { s.publish = {{8081, 0, Protocol::kTcp}}; },
+    {"publish guest port 0",
+     [](VmSpec& s, Timestamp) {
+       s.publish = {{8081, 0, Protocol::kTcp}};
+     },
      "publish[0].guest_port", "out of range"},
     {"publish twice",
      [](VmSpec& s, Timestamp) {
@@ -140,14 +147,24 @@ const Case kCases[] = {
      },
      "publish[1].host_port", "published twice"},
     {"publish port of another VM",
-     [](VmSpec& s, Timestamp) { s.publish = {{8080, 80, Protocol::kTcp}}; },
+     [](VmSpec& s, Timestamp) {
+       s.publish = {{8080, 80, Protocol::kTcp}};
+     },
      "publish[0].host_port", "already published by vm 'other'"},
     {"publish same port other protocol",
-     [](VmSpec& s, Timestamp) { s.publish = {{8080, 80, Protocol::kUdp}}; }, nullptr, ""},
-    {"wake port 0", [](VmSpec& s, Timestamp) { s.wake_ports = {{Protocol::kTcp, 0}}; },
+     [](VmSpec& s, Timestamp) {
+       s.publish = {{8080, 80, Protocol::kUdp}};
+     },
+     nullptr, ""},
+    {"wake port 0",
+     [](VmSpec& s, Timestamp) {
+       s.wake_ports = {{Protocol::kTcp, 0}};
+     },
      "wake_ports[0]", "out of range"},
     {"wake port twice",
-     [](VmSpec& s, Timestamp) { s.wake_ports = {{Protocol::kTcp, 80}, {Protocol::kTcp, 80}}; },
+     [](VmSpec& s, Timestamp) {
+       s.wake_ports = {{Protocol::kTcp, 80}, {Protocol::kTcp, 80}};
+     },
      "wake_ports[1]", "listed twice"},
     {"stop_at in the past",
      [](VmSpec& s, Timestamp now) { s.timers.stop_at = now - std::chrono::seconds(1); },
@@ -178,8 +195,8 @@ TEST_F(ValidatorTest, EveryRule) {
     EXPECT_EQ(s.error().code, Code::kInvalidArgument);
     EXPECT_EQ(s.error().field, c.field);
     EXPECT_NE(s.error().message.find(c.says), std::string::npos) << s.error().message;
-    EXPECT_EQ(s.error().message.rfind(c.field, 0), 0u) << "message names the field first: "
-                                                        << s.error().message;
+    EXPECT_EQ(s.error().message.rfind(c.field, 0), 0u)
+        << "message names the field first: " << s.error().message;
   }
 }
 
@@ -207,9 +224,9 @@ struct NameCase {
 
 TEST(ValidateNameTest, DnsLabelRules) {
   const NameCase cases[] = {
-      {"web", true},       {"web-1", true},  {"a", true},       {"", false},
-      {"Web", false},      {"1web", false},  {"-web", false},   {"web-", false},
-      {"web_1", false},    {"web.1", false}, {"wéb", false},    {"web 1", false},
+      {"web", true},    {"web-1", true},  {"a", true},     {"", false},
+      {"Web", false},   {"1web", false},  {"-web", false}, {"web-", false},
+      {"web_1", false}, {"web.1", false}, {"wéb", false},  {"web 1", false},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -236,16 +253,19 @@ struct EditCase {
 TEST(CheckEditAllowedTest, StateRules) {
   const EditCase cases[] = {
       {"created: anything", VmState::kCreated, [](VmSpec& s) { s.vcpus = 4; }, false, nullptr, ""},
-      {"stopped: memory", VmState::kStopped, [](VmSpec& s) { s.memory = MiB{512}; }, false,
-       nullptr, ""},
-      {"failed: kernel", VmState::kFailed, [](VmSpec& s) { s.kernel = "/k/other"; }, false,
-       nullptr, ""},
+      {"stopped: memory", VmState::kStopped, [](VmSpec& s) { s.memory = MiB{512}; }, false, nullptr,
+       ""},
+      {"failed: kernel", VmState::kFailed, [](VmSpec& s) { s.kernel = "/k/other"; }, false, nullptr,
+       ""},
       {"running: vcpus", VmState::kRunning, [](VmSpec& s) { s.vcpus = 4; }, false, "vcpus",
        "while vm 'web' is running"},
       {"running: memory", VmState::kRunning, [](VmSpec& s) { s.memory = MiB{512}; }, false,
        "memory_mib", "running"},
       {"running: publish", VmState::kRunning,
-       [](VmSpec& s) { s.publish = {{9000, 80, Protocol::kTcp}}; }, false, "publish", "running"},
+       [](VmSpec& s) {
+         s.publish = {{9000, 80, Protocol::kTcp}};
+       },
+       false, "publish", "running"},
       {"running: timers", VmState::kRunning,
        [](VmSpec& s) { s.timers.idle_timeout = Duration{30000}; }, false, nullptr, ""},
       {"running: restart", VmState::kRunning, [](VmSpec& s) { s.restart = RestartPolicy::kAlways; },
@@ -258,8 +278,8 @@ TEST(CheckEditAllowedTest, StateRules) {
        nullptr, ""},
       {"starting: timers", VmState::kStarting,
        [](VmSpec& s) { s.timers.idle_timeout = Duration{30000}; }, false, "timers", "is starting"},
-      {"deleting: restart", VmState::kDeleting, [](VmSpec& s) { s.restart = RestartPolicy::kNever; },
-       false, "restart", "is deleting"},
+      {"deleting: restart", VmState::kDeleting,
+       [](VmSpec& s) { s.restart = RestartPolicy::kNever; }, false, "restart", "is deleting"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.title);

@@ -1,6 +1,7 @@
 #include "model/vm_json.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 namespace hearth {
@@ -69,13 +70,13 @@ TEST(VmJsonTest, RefusesWrongTypesNamingFieldAndValue) {
   EXPECT_EQ(CreateError(R"({"name":"a","publish":["80"]})").field, "publish[0]");
   EXPECT_EQ(CreateError(R"({"name":"a","publish":[{"host_port":8080}]})").field,
             "publish[0].guest_port");
-  EXPECT_EQ(CreateError(R"({"name":"a","publish":[{"host_port":1,"guest_port":2,"protocol":"sctp"}]})")
-                .field,
-            "publish[0].protocol");
+  EXPECT_EQ(
+      CreateError(R"({"name":"a","publish":[{"host_port":1,"guest_port":2,"protocol":"sctp"}]})")
+          .field,
+      "publish[0].protocol");
   EXPECT_EQ(CreateError(R"({"name":"a","timers":{"idle_timeout":30}})").field,
             "timers.idle_timeout");
-  EXPECT_EQ(CreateError(R"({"name":"a","timers":{"stop_at":"tomorrow"}})").field,
-            "timers.stop_at");
+  EXPECT_EQ(CreateError(R"({"name":"a","timers":{"stop_at":"tomorrow"}})").field, "timers.stop_at");
   EXPECT_EQ(CreateError(R"({"name":"a","timers":{"on_timer":"explode"}})").field,
             "timers.on_timer");
   EXPECT_EQ(CreateError(R"({"name":"a","wake":"sometimes"})").field, "wake");
@@ -93,8 +94,8 @@ TEST(VmJsonTest, RefusesMalformedBodies) {
 }
 
 TEST(VmJsonTest, RefusesDeepNestingBeforeParsing) {
-  std::string deep = R"({"name":"x","vcpus":)" + std::string(100000, '[') +
-                     std::string(100000, ']') + "}";
+  std::string deep =
+      R"({"name":"x","vcpus":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
   auto body = ParseJsonObject(deep);
   ASSERT_FALSE(body);
   EXPECT_NE(body.error().message.find("nested deeper than 32"), std::string::npos);
