@@ -21,8 +21,11 @@ $(BUILD)/build.ninja: | deps
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Starts hearthd in the foreground with the embedded SQLite store in $(DATA_DIR).
+# Prepares the default guest image when missing, then starts hearthd in the foreground with the
+# embedded SQLite store in $(DATA_DIR).
 run: build
+	@test -f $(DATA_DIR)/images/default/manifest.json || \
+	  $(BUILD)/hearth image build default --data-dir $(DATA_DIR)
 	$(BUILD)/hearthd --data-dir $(DATA_DIR)
 
 # Every test (labels unit, integration, e2e), then the fuzzer for a bounded time.

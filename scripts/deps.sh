@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   curl iproute2 nftables
+  qemu-system-x86 lz4 xz-utils
 )
 
 missing=()

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "cli/image_commands.h"
 #include "cli/output.h"
 #include "http/client.h"
 
@@ -401,6 +402,8 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
       rc = r ? cli.Done(*r, fmt::format("vm '{}' {}", name, done)) : kFailed;
     });
   }
+
+  AddImageCommands(app, rc);
 
   auto* node =
       app.add_subcommand("node", "this node's capacity and backends")->require_subcommand(1);

@@ -1,0 +1,95 @@
+#include "image/image_manifest.h"
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+namespace hearth::image {
+
+using nlohmann::json;
+
+json ToJson(const ImageManifest& m) {
+  json files = json::object();
+  for (const auto& [name, f] : m.files) files[name] = {{"sha256", f.sha256}, {"size", f.size}};
+  return {{"name", m.name},
+          {"format_version", 1},
+          {"created_at", m.created_at},
+          {"kernel",
+           {{"package", m.kernel_package},
+            {"version", m.kernel_version},
+            {"release", m.kernel_release}}},
+          {"busybox_version", m.busybox_version},
+          {"cmdline", m.cmdline},
+          {"files", files}};
+}
+
+Result<ImageManifest> ManifestFromJson(const json& j) {
+  try {
+    ImageManifest m;
+    m.name = j.at("name").get<std::string>();
+    m.created_at = j.value("created_at", "");
+    if (j.contains("kernel")) {
+      const json& k = j.at("kernel");
+      m.kernel_package = k.value("package", "");
+      m.kernel_version = k.value("version", "");
+      m.kernel_release = k.value("release", "");
+    }
+    m.busybox_version = j.value("busybox_version", "");
+    m.cmdline = j.value("cmdline", "");
+    for (const auto& [name, f] : j.at("files").items()) {
+      m.files[name] = {f.at("sha256").get<std::string>(), f.at("size").get<uint64_t>()};
+    }
+    return m;
+  } catch (const json::exception& e) {
+    return Fail(Code::kInvalidArgument, fmt::format("bad image manifest: {}", e.what()));
+  }
+}
+
+Result<ImageManifest> ReadManifest(const std::filesystem::path& dir) {
+  std::filesystem::path path = dir / kManifestFile;
+  std::ifstream in(path);
+  if (!in) return Fail(Code::kNotFound, fmt::format("{}: no such file", path.string()));
+  json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return Fail(Code::kInvalidArgument, fmt::format("{}: not valid JSON", path.string()));
+  }
+  auto m = ManifestFromJson(j);
+  if (!m) return Fail(m.error().Wrap(path.string()));
+  return m;
+}
+
+Status WriteManifest(const std::filesystem::path& dir, const ImageManifest& m) {
+  std::filesystem::path path = dir / kManifestFile;
+  std::filesystem::path tmp = dir / (std::string(kManifestFile) + ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << ToJson(m).dump(2) << "\n";
+    if (!out.flush()) return Fail(Code::kInternal, fmt::format("writing {}", tmp.string()));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Fail(Code::kInternal, fmt::format("renaming {}: {}", tmp.string(), ec.message()));
+  return Ok();
+}
+
+Result<std::string> Sha256File(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Fail(Code::kNotFound, fmt::format("cannot read {}", path.string()));
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  std::vector<char> buf(1 << 16);
+  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &len);
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
+}
+
+}  // namespace hearth::image
