@@ -23,6 +23,8 @@ struct StoreFactory {
   std::function<std::unique_ptr<StateStore>(const TempDir&)> make;
 };
 
+void PrintTo(const StoreFactory& factory, std::ostream* os) { *os << factory.name; }
+
 class StateStoreContract : public ::testing::TestWithParam<StoreFactory> {
  protected:
   void SetUp() override { store_ = GetParam().make(dir_); }
