@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "hv/qemu/qemu_command.h"
 #include "image/guest_init.h"
 #include "image/image_manifest.h"
 #include "support/daemon.h"
@@ -199,34 +200,24 @@ TEST_F(ImageBootTest, BootsUnderTcgAndServesHttp) {
   TempDir run;
   fs::path log = run / "console.log";
   uint16_t port = FreePort();
-  std::string cmdline = fmt::format(
-      "{} tsc_early_khz={} hearth.name=testvm hearth.ip=10.0.2.15/24 hearth.gw=10.0.2.2",
-      m->cmdline, khz);
+  // The command line hearth's QEMU driver uses, plus user-mode networking in place of a tap so
+  // that this test needs no root networking.
+  hv::qemu::QemuConfig config;
+  config.memory = MiB{128};
+  config.kernel = (ImageDir() / "vmlinux").string();
+  config.initrd = (ImageDir() / "initrd.img").string();
+  config.cmdline = hv::qemu::BuildKernelCmdline(
+      m->cmdline, khz, "testvm", hv::qemu::GuestNetwork{"10.0.2.15/24", "10.0.2.2"}, "");
+  config.memory_file = (run / "memory").string();
+  config.qmp_socket = (run / "qmp.sock").string();
+  config.console_output = log.string();
+  auto argv = hv::qemu::BuildQemuArgv(config);
+  ASSERT_TRUE(argv) << argv.error().message;
+  argv->insert(argv->end(),
+               {"-netdev", fmt::format("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:80", port), "-device",
+                "virtio-net-device,netdev=n0"});
   auto start = std::chrono::steady_clock::now();
-  QemuProcess qemu({"qemu-system-x86_64",
-                    "-M",
-                    "microvm,acpi=on",
-                    "-accel",
-                    "tcg",
-                    "-cpu",
-                    "max",
-                    "-m",
-                    "128",
-                    "-nodefaults",
-                    "-no-user-config",
-                    "-nographic",
-                    "-serial",
-                    "file:" + log.string(),
-                    "-kernel",
-                    (ImageDir() / "vmlinux").string(),
-                    "-initrd",
-                    (ImageDir() / "initrd.img").string(),
-                    "-append",
-                    cmdline,
-                    "-netdev",
-                    fmt::format("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:80", port),
-                    "-device",
-                    "virtio-net-device,netdev=n0"});
+  QemuProcess qemu(*argv);
 
   std::optional<HttpReply> root;
   auto deadline = start + 60s;

@@ -1,0 +1,59 @@
+// The QEMU command line of one VM, built as plain data with no I/O, so that every flag is
+// unit-tested without starting QEMU. The driver executes what this returns.
+//
+// The machine is QEMU's `microvm` (ACPI on: Debian's kernel finds the virtio-mmio devices through
+// ACPI) booting an ELF vmlinux through PVH. Guest RAM lives in a shared memory-backend-file in the
+// VM's directory, so a snapshot needs to save only the device state (migration capability
+// x-ignore-shared, set over QMP on both sides).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "model/vm.h"
+
+namespace hearth::hv::qemu {
+
+enum class Accel { kKvm, kTcg };
+
+struct QemuConfig {
+  std::string binary = "qemu-system-x86_64";
+  Accel accel = Accel::kTcg;
+  int vcpus = 1;
+  MiB memory;
+  std::string kernel;  // ELF vmlinux
+  std::string initrd;  // optional
+  std::string rootfs;  // optional: the first virtio-blk disk
+  bool rootfs_readonly = false;
+  std::string cmdline;         // the whole kernel command line (see BuildKernelCmdline)
+  std::string memory_file;     // guest RAM backing file
+  std::string qmp_socket;      // QMP unix socket, created by QEMU
+  std::string console_output;  // where the serial console goes (a file or FIFO)
+  // The VM's tap: an fd hearthd opened and passes on (no gap when hearthd held it while the VM
+  // was suspended), or otherwise its name.
+  std::optional<int> tap_fd;
+  std::string tap_name;
+  std::string mac;  // the guest's MAC, e.g. 52:54:00:xx:xx:xx
+  // Start paused, waiting for `migrate-incoming` over QMP (restoring a snapshot). The rest of the
+  // command line must be identical to the one the snapshot was taken with.
+  bool incoming = false;
+};
+
+// The argv (argv[0] = binary). invalid_argument names a missing or contradictory field.
+Result<std::vector<std::string>> BuildQemuArgv(const QemuConfig& config);
+
+struct GuestNetwork {
+  std::string address;  // guest address with prefix, e.g. 172.30.0.2/30
+  std::string gateway;  // the host end of the tap, e.g. 172.30.0.1
+};
+
+// The kernel command line: the image's base line, the TSC frequency (without it microvm hangs
+// calibrating the TSC under TCG), what the default image's /init reads (hearth.name, hearth.ip,
+// hearth.gw), then the user's own `extra` last so that it can override.
+std::string BuildKernelCmdline(std::string_view base, int64_t tsc_khz, std::string_view vm_name,
+                               const std::optional<GuestNetwork>& network, std::string_view extra);
+
+}  // namespace hearth::hv::qemu
