@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "hv/qemu/qemu_command.h"
+#include "hv/qemu/qmp_client.h"
 #include "image/guest_init.h"
 #include "image/image_manifest.h"
 #include "support/daemon.h"
@@ -229,6 +230,19 @@ TEST_F(ImageBootTest, BootsUnderTcgAndServesHttp) {
   double boot = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(root) << "no HTTP answer within 60 s; console:\n" << ReadText(log);
   std::cerr << "exec to first HTTP answer: " << boot << " s\n";
+
+  // QMP on the same VM: pause, see the STOP event and the paused state, resume.
+  auto qmp = hv::qemu::QmpClient::Connect(config.qmp_socket, 5s);
+  ASSERT_TRUE(qmp) << qmp.error().message;
+  EXPECT_EQ((*qmp->Execute("query-status"))["status"], "running");
+  ASSERT_TRUE(qmp->Execute("stop"));
+  EXPECT_EQ((*qmp->Execute("query-status"))["status"], "paused");
+  auto events = qmp->TakeEvents();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back()["event"], "STOP");
+  ASSERT_TRUE(qmp->Execute("cont"));
+  EXPECT_EQ((*qmp->Execute("query-status"))["status"], "running");
+
   EXPECT_EQ(root->status, 200);
   EXPECT_EQ(root->body, "testvm\n");
 

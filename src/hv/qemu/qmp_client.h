@@ -1,0 +1,50 @@
+// A synchronous QMP (QEMU Machine Protocol) client over QEMU's unix socket. QMP is one JSON
+// object per line: a greeting, then {"execute": ...} answered by {"return": ...} or
+// {"error": {"class", "desc"}}, with asynchronous {"event": ...} lines in between. Every call has
+// a deadline; a dead or wedged QEMU is an ordinary error (unavailable), not a hang.
+// Not thread-safe: one client per VM, used by that VM's driver only.
+#pragma once
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace hearth::hv::qemu {
+
+class QmpClient {
+ public:
+  // Connects to `socket_path`, retrying until `timeout` while QEMU has not created it yet, reads
+  // the greeting and negotiates capabilities.
+  static Result<QmpClient> Connect(const std::string& socket_path,
+                                   std::chrono::milliseconds timeout);
+
+  QmpClient(QmpClient&& other) noexcept;
+  QmpClient& operator=(QmpClient&& other) noexcept;
+  QmpClient(const QmpClient&) = delete;
+  QmpClient& operator=(const QmpClient&) = delete;
+  ~QmpClient();
+
+  // Runs `command` and returns its "return" value. A QMP error becomes failed_precondition with
+  // QEMU's class and description; a broken connection or no answer within `timeout`, unavailable.
+  Result<nlohmann::json> Execute(const std::string& command,
+                                 const nlohmann::json& arguments = nlohmann::json::object(),
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  // The events received so far (e.g. STOP, RESUME, SHUTDOWN, MIGRATION), oldest first; clears them.
+  std::vector<nlohmann::json> TakeEvents();
+
+ private:
+  explicit QmpClient(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  // Reads the next non-event message; events met on the way are queued.
+  Result<nlohmann::json> ReadMessage(std::chrono::steady_clock::time_point deadline);
+
+  int fd_ = -1;
+  std::string path_;
+  std::string buffer_;
+  std::vector<nlohmann::json> events_;
+};
+
+}  // namespace hearth::hv::qemu

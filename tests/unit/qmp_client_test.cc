@@ -1,0 +1,126 @@
+#include "hv/qemu/qmp_client.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "support/temp_dir.h"
+
+namespace hearth::hv::qemu {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A one-connection QMP server that answers with a script: for each line received, the lines in
+// the matching reply (which may include events before the answer).
+class FakeQmpServer {
+ public:
+  FakeQmpServer(const std::string& path, std::vector<std::vector<std::string>> replies,
+                std::chrono::milliseconds delay_listen = 0ms)
+      : thread_([=, this] { Run(path, replies, delay_listen); }) {}
+  ~FakeQmpServer() { thread_.join(); }
+  std::vector<std::string> received;
+
+ private:
+  void Run(const std::string& path, const std::vector<std::vector<std::string>>& replies,
+           std::chrono::milliseconds delay_listen) {
+    std::this_thread::sleep_for(delay_listen);
+    int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, path.c_str());
+    bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    listen(listener, 1);
+    int fd = accept(listener, nullptr, nullptr);
+    Send(fd, R"({"QMP": {"version": {}, "capabilities": []}})");
+    std::string buffer;
+    for (const auto& reply : replies) {
+      char chunk[1024];
+      while (buffer.find('\n') == std::string::npos) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n <= 0) break;
+        buffer.append(chunk, static_cast<size_t>(n));
+      }
+      auto nl = buffer.find('\n');
+      if (nl == std::string::npos) break;
+      received.push_back(buffer.substr(0, nl));
+      buffer.erase(0, nl + 1);
+      for (const auto& line : reply) Send(fd, line);
+    }
+    // Out of script: stay silent until the client hangs up.
+    char sink[1024];
+    while (read(fd, sink, sizeof(sink)) > 0) {
+    }
+    close(fd);
+    close(listener);
+  }
+  static void Send(int fd, const std::string& line) {
+    std::string out = line + "\n";
+    ssize_t n = write(fd, out.data(), out.size());
+    (void)n;
+  }
+  std::thread thread_;
+};
+
+TEST(QmpClientTest, NegotiatesRunsCommandsAndQueuesEvents) {
+  testing::TempDir dir;
+  std::string path = (dir / "qmp.sock").string();
+  std::vector<std::string> received;
+  {
+    FakeQmpServer server(path,
+                         {{R"({"return": {}})"},
+                          {R"({"event": "STOP", "timestamp": {}})", R"({"return": {}})"},
+                          {R"({"return": {"status": "paused", "running": false}})"},
+                          {R"({"error": {"class": "GenericError", "desc": "no such thing"}})"}},
+                         50ms);  // QEMU creates its socket a little after exec
+    auto qmp = QmpClient::Connect(path, 2s);
+    ASSERT_TRUE(qmp) << qmp.error().message;
+    ASSERT_TRUE(qmp->Execute("stop"));
+    auto status = qmp->Execute("query-status");
+    ASSERT_TRUE(status);
+    EXPECT_EQ((*status)["status"], "paused");
+    auto events = qmp->TakeEvents();
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0]["event"], "STOP");
+    EXPECT_TRUE(qmp->TakeEvents().empty());
+    auto bad = qmp->Execute("frobnicate", {{"x", 1}});
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, Code::kFailedPrecondition);
+    EXPECT_NE(bad.error().message.find("GenericError: no such thing"), std::string::npos);
+    auto gone = qmp->Execute("query-status", nlohmann::json::object(), 100ms);
+    ASSERT_FALSE(gone);
+    EXPECT_EQ(gone.error().code, Code::kUnavailable);
+    received = server.received;
+  }
+  ASSERT_EQ(received.size(), 4u);
+  EXPECT_EQ(received[0], R"({"execute":"qmp_capabilities"})");
+  EXPECT_EQ(received[3], R"({"arguments":{"x":1},"execute":"frobnicate"})");
+}
+
+TEST(QmpClientTest, NoSocketIsUnavailableAfterTheTimeout) {
+  testing::TempDir dir;
+  auto start = std::chrono::steady_clock::now();
+  auto qmp = QmpClient::Connect((dir / "none.sock").string(), 200ms);
+  ASSERT_FALSE(qmp);
+  EXPECT_EQ(qmp.error().code, Code::kUnavailable);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 200ms);
+}
+
+TEST(QmpClientTest, SilentServerTimesOut) {
+  testing::TempDir dir;
+  std::string path = (dir / "qmp.sock").string();
+  FakeQmpServer server(path, {{R"({"return": {}})"}, {}});  // never answers the second command
+  auto qmp = QmpClient::Connect(path, 2s);
+  ASSERT_TRUE(qmp) << qmp.error().message;
+  auto r = qmp->Execute("query-status", nlohmann::json::object(), 100ms);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("no answer in time"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hearth::hv::qemu
