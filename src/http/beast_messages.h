@@ -3,6 +3,8 @@
 #pragma once
 
 #include <algorithm>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/http.hpp>
 #include <cctype>
 #include <string>
@@ -11,6 +13,13 @@
 #include "api/http_types.h"
 
 namespace hearth::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using asio::ip::tcp;
+using UnixProtocol = asio::local::stream_protocol;
+using ErrorCode = boost::system::error_code;
 
 using BeastRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using BeastResponse = boost::beast::http::response<boost::beast::http::string_body>;

@@ -25,13 +25,6 @@
 namespace hearth::http {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using asio::ip::tcp;
-using UnixProtocol = asio::local::stream_protocol;
-using ErrorCode = boost::system::error_code;
-
 constexpr uint32_t kResponseHeaderLimit = 64 * 1024;
 
 // The connection ended before any byte of the response. On a reused keep-alive connection this

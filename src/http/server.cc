@@ -37,12 +37,6 @@
 namespace hearth::http {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using asio::ip::tcp;
-using UnixProtocol = asio::local::stream_protocol;
-using ErrorCode = boost::system::error_code;
 using namespace std::string_view_literals;
 
 // Asynchronous operations report errors as values instead of throwing.

@@ -140,21 +140,6 @@ Status SqliteStateStore::Exec(const char* sql) {
   return Ok();
 }
 
-template <class F>
-Status SqliteStateStore::Transaction(F&& body) {
-  if (auto s = Exec("BEGIN IMMEDIATE"); !s) return s;
-  Status result = body();
-  if (!result) {
-    Exec("ROLLBACK");
-    return result;
-  }
-  if (auto s = Exec("COMMIT"); !s) {
-    Exec("ROLLBACK");
-    return s;
-  }
-  return Ok();
-}
-
 Status SqliteStateStore::Commit(const std::function<Status()>& body) {
   // Group commit: the first writer to find no commit under way becomes the leader and runs every
   // queued write in one transaction, each inside a savepoint so that one refused write does not
@@ -202,10 +187,13 @@ Status SqliteStateStore::Commit(const std::function<Status()>& body) {
 }
 
 Status SqliteStateStore::Migrate() {
-  std::lock_guard lock(mu_);
-  Statement q(db_, "PRAGMA user_version");
-  if (!q.ok() || q.Step() != SQLITE_ROW) return Fail(SqlError("reading schema version"));
-  int current = static_cast<int>(q.Int(0));
+  int current = 0;
+  {
+    std::lock_guard lock(mu_);
+    Statement q(db_, "PRAGMA user_version");
+    if (!q.ok() || q.Step() != SQLITE_ROW) return Fail(SqlError("reading schema version"));
+    current = static_cast<int>(q.Int(0));
+  }
   int latest = SchemaVersion();
   if (current > latest) {
     return Fail(Code::kFailedPrecondition,
@@ -214,7 +202,7 @@ Status SqliteStateStore::Migrate() {
                             path_.string(), current, latest));
   }
   for (int v = current; v < latest; ++v) {
-    auto s = Transaction([&]() -> Status {
+    auto s = Commit([&]() -> Status {
       if (auto e = Exec(kMigrations[v]); !e) return e;
       return Exec(fmt::format("PRAGMA user_version = {}", v + 1).c_str());
     });
@@ -319,6 +307,19 @@ Status SqliteStateStore::CreateVm(const VmRecord& vm, const Event& event) {
   });
 }
 
+Status SqliteStateStore::MissingOrStale(std::string_view name, int64_t expected_version) {
+  Statement v(db_, "SELECT version FROM vms WHERE name = ?");
+  v.Bind(1, name);
+  if (v.Step() != SQLITE_ROW) {
+    return Fail(Code::kNotFound, fmt::format("vm '{}' does not exist", name));
+  }
+  return Fail(Code::kFailedPrecondition,
+              fmt::format("vm '{}' is at version {}, not {}: it changed since it was read; read it "
+                          "again and retry",
+                          name, v.Int(0), expected_version),
+              "version");
+}
+
 Status SqliteStateStore::UpdateVm(const VmRecord& vm, int64_t expected_version,
                                   const Event& event) {
   return Commit([&]() -> Status {
@@ -331,18 +332,7 @@ Status SqliteStateStore::UpdateVm(const VmRecord& vm, int64_t expected_version,
     if (!q.ok() || q.Step() != SQLITE_DONE) {
       return Fail(SqlError(fmt::format("updating vm '{}'", vm.name)));
     }
-    if (sqlite3_changes(db_) == 0) {
-      Statement v(db_, "SELECT version FROM vms WHERE name = ?");
-      v.Bind(1, vm.name);
-      if (v.Step() != SQLITE_ROW) {
-        return Fail(Code::kNotFound, fmt::format("vm '{}' does not exist", vm.name));
-      }
-      return Fail(Code::kFailedPrecondition,
-                  fmt::format("vm '{}' is at version {}, not {}: it changed since it was read; "
-                              "read it again and retry",
-                              vm.name, v.Int(0), expected_version),
-                  "version");
-    }
+    if (sqlite3_changes(db_) == 0) return MissingOrStale(vm.name, expected_version);
     return InsertEvent(event);
   });
 }
@@ -355,17 +345,7 @@ Status SqliteStateStore::DeleteVm(std::string_view name, int64_t expected_versio
     if (!q.ok() || q.Step() != SQLITE_DONE) {
       return Fail(SqlError(fmt::format("deleting vm '{}'", name)));
     }
-    if (sqlite3_changes(db_) == 0) {
-      Statement v(db_, "SELECT version FROM vms WHERE name = ?");
-      v.Bind(1, name);
-      if (v.Step() != SQLITE_ROW) {
-        return Fail(Code::kNotFound, fmt::format("vm '{}' does not exist", name));
-      }
-      return Fail(Code::kFailedPrecondition,
-                  fmt::format("vm '{}' is at version {}, not {}; read it again and retry", name,
-                              v.Int(0), expected_version),
-                  "version");
-    }
+    if (sqlite3_changes(db_) == 0) return MissingOrStale(name, expected_version);
     return InsertEvent(event);
   });
 }

@@ -42,9 +42,8 @@ class SqliteStateStore final : public StateStore {
   Status Exec(const char* sql);
   Status Migrate();
   Status InsertEvent(const Event& event);
-  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back on error. Caller holds mu_.
-  template <class F>
-  Status Transaction(F&& body);
+  // After an UPDATE/DELETE matched no row: not_found, or failed_precondition naming the version.
+  Status MissingOrStale(std::string_view name, int64_t expected_version);
   // Runs a write durably, batched with concurrent writes (see the class comment).
   Status Commit(const std::function<Status()>& body);
   Error SqlError(std::string_view what) const;
