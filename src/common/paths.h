@@ -6,8 +6,14 @@
 //   ├── admin.token                  the admin bearer token for TCP clients, mode 0600
 //   ├── state.db, state.db-wal/-shm  the embedded SQLite store (WAL mode); token hashes live here
 //   ├── vms/<vm-id>/                 one directory per VM: console log, sockets, snapshots
-//   │   └── console.log              the guest's serial console (size capped)
+//   │   ├── console.log              the guest's serial console (size capped)
+//   │   ├── vmm.log                  the VMM's own stdout/stderr (size capped)
+//   │   ├── memory                   guest RAM (QEMU memory-backend-file, shared)
+//   │   └── qmp.sock                 QEMU's QMP socket
 //   └── images/<name>/               guest images: kernel, initrd/rootfs and a manifest
+//
+// Host-wide (shared by every hearthd on the host, cleared at reboot):
+//   /run/hearth/kvm-probe.json       whether KVM really boots a guest, per host boot id
 #pragma once
 
 #include <filesystem>
@@ -31,8 +37,19 @@ class Paths {
   std::filesystem::path console_log(std::string_view vm_id) const {
     return vm_dir(vm_id) / "console.log";
   }
+  std::filesystem::path vmm_log(std::string_view vm_id) const {
+    return vm_dir(vm_id) / "vmm.log";
+  }
+  std::filesystem::path memory_file(std::string_view vm_id) const {
+    return vm_dir(vm_id) / "memory";
+  }
+  std::filesystem::path qmp_socket(std::string_view vm_id) const {
+    return vm_dir(vm_id) / "qmp.sock";
+  }
   std::filesystem::path images_dir() const { return data_dir_ / "images"; }
   std::filesystem::path image_dir(std::string_view name) const { return images_dir() / name; }
+
+  static std::filesystem::path kvm_probe_cache() { return "/run/hearth/kvm-probe.json"; }
 
  private:
   std::filesystem::path data_dir_;

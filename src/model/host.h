@@ -13,6 +13,8 @@ namespace hearth {
 struct HostInfo {
   int cpus = 0;
   MiB memory;  // physical RAM
+  // The TSC frequency in kHz (guests under TCG need it on their command line), or 0 if unknown.
+  int64_t tsc_khz = 0;
 };
 
 // Reads CPU count (sched_getaffinity) and MemTotal (/proc/meminfo) of this machine.

@@ -117,6 +117,7 @@ struct VmRecord {
   Timestamp updated_at;
   // Runtime facts, set by the hypervisor and network layers while the VM exists.
   std::optional<int64_t> pid;
+  uint64_t pid_start = 0;  // the VMM's start time (clock ticks since boot): pid + this identify it
   std::string ip;
   std::string backend;
   std::optional<SnapshotInfo> snapshot;

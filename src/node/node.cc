@@ -1,10 +1,11 @@
 #include "node/node.h"
 
+#include "hv/console_log.h"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -58,13 +59,25 @@ Status CheckAdmission(const std::vector<const VmRecord*>& vms, const VmRecord& c
 }
 
 Node::Node(store::StateStore& store, HostInfo host, const FileProbe& files, const Clock& clock,
-           Paths paths, NodeOptions options)
+           Paths paths, NodeOptions options, Machinery machinery)
     : store_(store),
       host_(host),
       files_(files),
       clock_(clock),
       paths_(std::move(paths)),
-      options_(options) {}
+      options_(options),
+      machinery_(std::move(machinery)) {
+  if (machinery_.driver) {
+    supervisor_ = std::make_unique<hv::Supervisor>(
+        [this](const hv::ProcessId& p, const hv::ExitStatus& s) { OnVmmExit(p, s); },
+        [this] { CapLogs(); });
+  }
+}
+
+Node::~Node() {
+  Shutdown();
+  supervisor_.reset();
+}
 
 Status Node::Load() {
   std::lock_guard lock(mu_);
@@ -155,6 +168,11 @@ Result<VmRecord> Node::Create(const CreateRequest& request) {
   vm.state = VmState::kCreated;
   vm.version = 1;
   vm.created_at = vm.updated_at = clock_.Now();
+  if (machinery_.network) {
+    auto ip = AllocateAddress();
+    if (!ip) return Fail(ip.error());
+    vm.ip = *ip;
+  }
   Event event = MakeEvent(vm, "created", "");
   if (auto s = Write(lock, vm, [&] { return store_.CreateVm(vm, event); }); !s) {
     return Fail(s.error().Wrap(fmt::format("creating vm '{}'", vm.name)));
@@ -216,7 +234,11 @@ Result<VmRecord> Node::Edit(std::string_view name, const EditRequest& request) {
   }
   spdlog::info("vm '{}' edited: {}", updated.name, message);
   VmRecord& slot = vms_.find(name)->second;
+  bool publish_changed = slot.spec.publish != updated.spec.publish;
   slot = std::move(updated);
+  if (publish_changed) {
+    if (auto s = SyncRules(); !s) spdlog::error("vm '{}': {}", name, s.error().message);
+  }
   return slot;
 }
 
@@ -225,7 +247,7 @@ Status Node::Delete(std::string_view name, bool force) {
   WaitForWrites(lock, name);
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
-  const VmRecord& vm = **found;
+  VmRecord vm = **found;  // a copy: the map may change while the lock is released
   if (IsTransitional(vm.state)) {
     return WrongState(vm, "delete", "retry when the transition is over");
   }
@@ -234,21 +256,41 @@ Status Node::Delete(std::string_view name, bool force) {
                       "stop it first, or delete with --force (a suspended VM's saved state is "
                       "discarded)");
   }
-  if (HoldsMemory(vm.state)) return NeedDriver(vm, "delete");
-  VmRecord gone = vm;  // `vm` may move while the lock is released
-  Event event = MakeEvent(gone, "deleted", "");
-  std::string vm_name = gone.name;
-  if (auto s = Write(lock, gone, [&] { return store_.DeleteVm(gone.name, gone.version, event); });
-      !s) {
+  if (vm.pid) {
+    if (!machinery_.driver) return NeedDriver(vm, "delete");
+    // Mark it first, so that a crash of hearthd from here on finishes the delete on restart.
+    VmRecord next = vm;
+    next.state = VmState::kDeleting;
+    auto marked = Commit(lock, next, "deleting", "stopping the VMM (delete --force)");
+    if (!marked) return Fail(marked.error().Wrap(fmt::format("deleting vm '{}'", vm.name)));
+    vm = *marked;
+    live_[vm.name].job = true;
+    EndProcess(lock, vm, /*graceful=*/false);
+  }
+  return Remove(lock, vm);
+}
+
+Status Node::Remove(std::unique_lock<std::mutex>& lock, const VmRecord& vm) {
+  std::string vm_name = vm.name;
+  if (machinery_.driver) CleanUp(vm);
+  Event event = MakeEvent(vm, "deleted", "");
+  if (auto s = Write(lock, vm, [&] { return store_.DeleteVm(vm.name, vm.version, event); }); !s) {
+    if (auto it = live_.find(vm_name); it != live_.end()) it->second.job = false;
     return Fail(s.error().Wrap(fmt::format("deleting vm '{}'", vm_name)));
   }
   spdlog::info("vm '{}' deleted", vm_name);
-  vms_.erase(vms_.find(name));
+  vms_.erase(vms_.find(vm_name));
+  live_.erase(vm_name);
+  if (machinery_.driver) {
+    if (auto s = SyncRules(); !s) spdlog::error("{}", s.error().message);
+  }
+  changed_.notify_all();
   return Ok();
 }
 
 Result<VmRecord> Node::Start(std::string_view name, bool fresh) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  WaitForWrites(lock, name);
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
@@ -256,24 +298,59 @@ Result<VmRecord> Node::Start(std::string_view name, bool fresh) {
     case VmState::kCreated:
     case VmState::kStopped:
     case VmState::kFailed:
-    case VmState::kSuspended:
       break;
+    case VmState::kSuspended:
+      return Fail(NeedDriver(vm, "resume").error());
     default:
       return WrongState(vm, "start", vm.state == VmState::kRunning ? "it is already up" : "");
   }
   if (auto s = Admit(vm); !s) return Fail(s.error());
-  return Fail(NeedDriver(vm, "start").error());
+  if (!machinery_.driver) return Fail(NeedDriver(vm, "start").error());
+  VmRecord next = vm;
+  next.state = VmState::kStarting;
+  next.state_reason.clear();
+  if (machinery_.network && next.ip.empty()) {
+    auto ip = AllocateAddress();
+    if (!ip) return Fail(ip.error());
+    next.ip = *ip;
+  }
+  auto started = Commit(lock, next, "starting", "");
+  if (!started) return Fail(started.error().Wrap(fmt::format("starting vm '{}'", vm.name)));
+  Live& live = live_[started->name];
+  live.cancel = std::make_shared<hv::CancelFlag>(false);
+  live.job = true;
+  live.restarts.clear();
+  std::string vm_name = started->name;
+  Spawn([this, vm_name] { RunStart(vm_name, std::chrono::milliseconds(0)); });
+  return started;
 }
 
 Result<VmRecord> Node::Stop(std::string_view name, bool kill) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  WaitForWrites(lock, name);
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
-  if (vm.state != VmState::kRunning && vm.state != VmState::kSuspended) {
-    return WrongState(vm, "stop", "only a running or suspended VM can be stopped");
+  if (vm.state == VmState::kStarting && machinery_.driver) {
+    // Cancels the start (or a pending automatic restart); the start job settles it as stopped.
+    if (auto it = live_.find(vm.name); it != live_.end()) it->second.cancel->store(true);
+    changed_.notify_all();
+    return vm;
   }
-  return Fail(NeedDriver(vm, "stop").error());
+  if (vm.state != VmState::kRunning && vm.state != VmState::kSuspended) {
+    return WrongState(vm, "stop", "only a running, starting or suspended VM can be stopped");
+  }
+  if (!machinery_.driver || vm.state == VmState::kSuspended) {
+    return Fail(NeedDriver(vm, "stop").error());
+  }
+  VmRecord next = vm;
+  next.state = VmState::kStopping;
+  auto stopping = Commit(lock, next, "stopping", kill ? "kill" : "guest shutdown");
+  if (!stopping) return Fail(stopping.error().Wrap(fmt::format("stopping vm '{}'", vm.name)));
+  live_[stopping->name].job = true;
+  std::string vm_name = stopping->name;
+  Spawn([this, vm_name, kill] { RunStop(vm_name, kill); });
+  return stopping;
 }
 
 Result<VmRecord> Node::Suspend(std::string_view name) {
@@ -318,15 +395,7 @@ Result<std::string> Node::Logs(std::string_view name, int max_bytes) const {
     if (!found) return Fail(found.error());
     path = paths_.console_log((*found)->id);
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::string();
-  in.seekg(0, std::ios::end);
-  std::streamoff size = in.tellg();
-  std::streamoff from = std::max<std::streamoff>(0, size - max_bytes);
-  in.seekg(from);
-  std::string out(static_cast<size_t>(size - from), '\0');
-  in.read(out.data(), static_cast<std::streamsize>(out.size()));
-  return out;
+  return hv::ReadTail(path, max_bytes);
 }
 
 NodeInfo Node::Info() const {
@@ -340,6 +409,11 @@ NodeInfo Node::Info() const {
   info.memory_admission =
       MiB{static_cast<int64_t>(options_.memory_ratio * static_cast<double>(host_.memory.value))};
   info.backend_note = "no hypervisor driver is available on this node";
+  if (machinery_.driver) {
+    hv::BackendInfo backend = machinery_.driver->Peek();
+    if (!backend.backend.empty()) info.backends.push_back(backend.backend);
+    info.backend_note = backend.note;
+  }
   for (const auto& [_, vm] : vms_) {
     if (HoldsMemory(vm.state)) info.memory_running.value += vm.spec.memory.value;
     info.vms_by_state[std::string(ToString(vm.state))]++;

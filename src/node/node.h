@@ -5,9 +5,12 @@
 // records. Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -15,7 +18,11 @@
 
 #include "common/clock.h"
 #include "common/paths.h"
+#include "hv/driver.h"
+#include "hv/supervisor.h"
 #include "model/host.h"
+#include "net/address_pool.h"
+#include "net/tap.h"
 #include "model/validator.h"
 #include "model/vm.h"
 #include "model/vm_json.h"
@@ -26,6 +33,28 @@ namespace hearth::node {
 struct NodeOptions {
   // Admission control: running VMs' guest memory may total at most ratio x host RAM.
   double memory_ratio = 1.0;
+  // How long a guest may take from launch to its ready marker before the start fails.
+  std::chrono::milliseconds boot_timeout = std::chrono::minutes(2);
+  // How long `stop` waits for the guest to power off before it kills the VMM.
+  std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);
+  // Restart policy: the first automatic restart waits restart_backoff, each further one twice
+  // as long (at most restart_backoff_max). More than crash_loop_limit restarts within
+  // crash_loop_window make the VM `failed`.
+  std::chrono::milliseconds restart_backoff = std::chrono::seconds(1);
+  std::chrono::milliseconds restart_backoff_max = std::chrono::seconds(30);
+  int crash_loop_limit = 5;
+  std::chrono::milliseconds crash_loop_window = std::chrono::minutes(10);
+  // Egress NAT (masquerade) for the VM address pool.
+  bool masquerade = true;
+  // Console and VMM logs are capped at this many bytes per VM.
+  int64_t log_cap = int64_t{1} << 20;
+};
+
+// What runs VMs. Without a driver, lifecycle requests fail with failed_precondition.
+struct Machinery {
+  hv::HypervisorDriver* driver = nullptr;
+  net::Network* network = nullptr;       // null: VMs get no network
+  std::optional<net::AddressPool> pool;  // required with a network
 };
 
 struct NodeInfo {
@@ -43,10 +72,18 @@ struct NodeInfo {
 class Node {
  public:
   Node(store::StateStore& store, HostInfo host, const FileProbe& files, const Clock& clock,
-       Paths paths, NodeOptions options);
+       Paths paths, NodeOptions options, Machinery machinery = {});
+  // Stops the node's own work (lifecycle jobs, supervision); VMs keep running.
+  ~Node();
 
   // Loads the records from the store. Call once before serving.
   Status Load();
+  // After Load, with a driver: re-adopts the VMMs that outlived the previous hearthd, settles VMs
+  // whose process vanished (restart policy) or whose transition was cut short, removes leftovers
+  // (VMM processes, taps and VM directories without a VM) and rewrites the firewall rules.
+  Status Recover();
+  // Ends the lifecycle jobs under way without touching the VMs (for shutdown). Idempotent.
+  void Shutdown();
 
   Result<VmRecord> Create(const CreateRequest& request);
   Result<VmRecord> Get(std::string_view name) const;
@@ -82,6 +119,50 @@ class Node {
   // The common part of start/resume/stop/suspend until a hypervisor driver exists.
   Status NeedDriver(const VmRecord& vm, std::string_view action) const;
 
+  // --- lifecycle (node_lifecycle.cc, node_recovery.cc) ---
+  // What the node knows of a VM beyond its record, by VM name.
+  struct Live {
+    std::shared_ptr<hv::CancelFlag> cancel = std::make_shared<hv::CancelFlag>(false);
+    bool job = false;                    // a lifecycle job owns the VM
+    std::optional<hv::ExitStatus> exit;  // set when the recorded process exited
+    std::deque<std::chrono::steady_clock::time_point> restarts;  // automatic ones, recent
+  };
+  // Writes `next` (version + 1, with an event); lock held, no write under way for the VM.
+  Result<VmRecord> Commit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
+                          std::string message);
+  // Runs `job` on its own thread; the node waits for jobs on shutdown.
+  void Spawn(std::function<void()> job);
+  Result<hv::MachineSpec> Machine(const VmRecord& vm) const;
+  // Launches the VMM of VM `name` (in state starting) after `delay`, waits for the guest and
+  // settles the VM as running, stopped (cancelled) or failed. Runs as a job.
+  void RunStart(const std::string& name, std::chrono::milliseconds delay);
+  // Waits for the guest of VM `name` whose VMM runs, then settles the VM. Runs as a job.
+  void AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
+                  const hv::ProcessId& process,
+                  std::chrono::steady_clock::time_point launched);
+  void RunStop(const std::string& name, bool kill);
+  // Ends the VM's process (if any) and waits for it, releasing the lock meanwhile. Returns how.
+  std::string EndProcess(std::unique_lock<std::mutex>& lock, const VmRecord& vm, bool graceful);
+  // Supervisor callback: a VMM exited.
+  void OnVmmExit(const hv::ProcessId& process, const hv::ExitStatus& status);
+  // The VMM of VM `name` ended without a request (the job owns the VM): record it and apply the
+  // restart policy; a restart continues in this job.
+  void HandleExit(std::unique_lock<std::mutex>& lock, const std::string& name,
+                  const std::string& why, bool clean);
+  // Settles a job's VM in `state` (pid cleared unless running) and ends the job.
+  void Settle(std::unique_lock<std::mutex>& lock, const std::string& name, VmState state,
+              std::string type, std::string message, std::string reason = {});
+  // Creates or fixes the VM's tap (no lock needed).
+  Status PrepareNetwork(const VmRecord& vm);
+  // Rewrites hearth's firewall rules from the VMs (lock held).
+  Status SyncRules();
+  // Removes the VM's tap and directory (its process has ended).
+  void CleanUp(const VmRecord& vm);
+  void CapLogs();
+  Result<std::string> AllocateAddress() const;
+  // Deletes a VM whose process has ended: cleanup, store, memory.
+  Status Remove(std::unique_lock<std::mutex>& lock, const VmRecord& vm);
+
   mutable std::mutex mu_;
   store::StateStore& store_;
   HostInfo host_;
@@ -93,6 +174,13 @@ class Node {
   // The next version of each VM whose write is under way (at most one per VM).
   std::map<std::string, VmRecord, std::less<>> writing_;
   std::condition_variable idle_;  // signalled when a write ends
+
+  Machinery machinery_;
+  std::map<std::string, Live, std::less<>> live_;  // by VM name
+  std::condition_variable changed_;                 // a cancel flag was set, or a job ended
+  int jobs_ = 0;
+  bool shutting_down_ = false;
+  std::unique_ptr<hv::Supervisor> supervisor_;  // last: its thread calls back into the node
 };
 
 // Starting `candidate` needs its guest memory on top of what `vms` hold now.

@@ -50,6 +50,7 @@ Timestamp FromMillis(int64_t ms) { return Timestamp{Duration{ms}}; }
 std::string RuntimeJson(const VmRecord& vm) {
   json r = json::object();
   if (vm.pid) r["pid"] = *vm.pid;
+  if (vm.pid_start) r["pid_start"] = vm.pid_start;
   if (!vm.ip.empty()) r["ip"] = vm.ip;
   if (!vm.backend.empty()) r["backend"] = vm.backend;
   if (vm.snapshot) {
@@ -236,6 +237,7 @@ Result<VmRecord> ReadVm(const std::string& name, const std::string& id, const st
   json rt = json::parse(runtime, nullptr, false);
   if (rt.is_object()) {
     if (rt.contains("pid")) vm.pid = rt["pid"].get<int64_t>();
+    vm.pid_start = rt.value("pid_start", uint64_t{0});
     vm.ip = rt.value("ip", "");
     vm.backend = rt.value("backend", "");
     if (rt.contains("snapshot")) {

@@ -14,7 +14,7 @@ QemuConfig Minimal() {
   c.kernel = "/img/vmlinux";
   c.memory_file = "/vm/memory";
   c.qmp_socket = "/vm/qmp.sock";
-  c.console_output = "/vm/console.fifo";
+  c.console_output = "/vm/console.log";
   return c;
 }
 
@@ -38,7 +38,7 @@ TEST(QemuCommandTest, MicrovmWithSharedMemoryFileConsoleAndQmp) {
   EXPECT_EQ(After(*argv, "-object"),
             "memory-backend-file,id=mem,size=256M,mem-path=/vm/memory,share=on");
   EXPECT_EQ(After(*argv, "-kernel"), "/img/vmlinux");
-  EXPECT_EQ(After(*argv, "-chardev"), "file,id=console,path=/vm/console.fifo");
+  EXPECT_EQ(After(*argv, "-chardev"), "file,id=console,path=/vm/console.log,append=on");
   EXPECT_EQ(After(*argv, "-serial"), "chardev:console");
   EXPECT_EQ(After(*argv, "-qmp"), "unix:/vm/qmp.sock,server=on,wait=off");
   EXPECT_EQ(After(*argv, "-initrd"), "");

@@ -1,0 +1,98 @@
+#include "hv/console_log.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace hearth::hv {
+
+Status CapLog(const std::filesystem::path& path, int64_t cap) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? Ok() : Fail(Code::kInternal, strerror(errno));
+  struct stat st {};
+  fstat(fd, &st);
+  int64_t size = st.st_size;
+  int64_t data_start = lseek(fd, 0, SEEK_DATA);
+  if (data_start < 0) data_start = size;
+  Status result = Ok();
+  if (size - data_start > cap) {
+    const int64_t block = st.st_blksize > 0 ? st.st_blksize : 4096;
+    // Cut whole blocks from the head so that about cap/2 bytes of data remain.
+    int64_t cut = (size - cap / 2) / block * block;
+    if (cut > 0 && fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, cut) != 0) {
+      // Not supported here (or the range is busy): punch a hole instead; the size stays.
+      if (cut > data_start &&
+          fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, cut) != 0) {
+        result = Fail(Code::kInternal,
+                      fmt::format("capping {}: {}", path.string(), strerror(errno)));
+      }
+    }
+  }
+  ::close(fd);
+  return result;
+}
+
+std::string ReadTail(const std::filesystem::path& path, int64_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  struct stat st {};
+  fstat(fd, &st);
+  int64_t size = st.st_size;
+  int64_t from = std::max<int64_t>(0, size - max_bytes);
+  off_t data = lseek(fd, from, SEEK_DATA);
+  if (data < 0) {
+    ::close(fd);
+    return "";
+  }
+  from = std::max<int64_t>(from, data);
+  std::string out(static_cast<size_t>(size - from), '\0');
+  ssize_t n = pread(fd, out.data(), out.size(), from);
+  ::close(fd);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+std::string LastLines(const std::filesystem::path& path, int lines) {
+  std::string tail = ReadTail(path, 4096);
+  std::vector<std::string> found;
+  size_t end = tail.size();
+  while (end > 0 && static_cast<int>(found.size()) < lines) {
+    size_t start = tail.rfind('\n', end - 1);
+    size_t begin = start == std::string::npos ? 0 : start + 1;
+    std::string line = tail.substr(begin, end - begin);
+    while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
+    if (!line.empty()) found.push_back(line);
+    if (start == std::string::npos) break;
+    end = start;
+  }
+  std::string out;
+  for (auto it = found.rbegin(); it != found.rend(); ++it) {
+    if (!out.empty()) out += " | ";
+    out += *it;
+  }
+  return out;
+}
+
+Status AppendLine(const std::filesystem::path& path, std::string_view line) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Fail(Code::kInternal, fmt::format("opening {}: {}", path.string(), strerror(errno)));
+  }
+  std::string text = std::string(line) + "\n";
+  ssize_t n = write(fd, text.data(), text.size());
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size())) {
+    return Fail(Code::kInternal, fmt::format("writing {}: {}", path.string(), strerror(err)));
+  }
+  return Ok();
+}
+
+}  // namespace hearth::hv

@@ -1,0 +1,29 @@
+// Per-VM log files the VMM appends to (the guest's serial console, the VMM's own output). They
+// are capped in place while the VMM keeps writing: the oldest part is cut off the head with
+// fallocate(COLLAPSE_RANGE) where the filesystem supports it, else punched out as a hole, so the
+// disk use stays bounded and the newest lines are kept.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "common/result.h"
+
+namespace hearth::hv {
+
+inline constexpr int64_t kDefaultLogCap = 1 << 20;  // bytes of console kept per VM
+
+// When `path` holds more than `cap` bytes of data, drops the oldest so that about cap/2 remain.
+Status CapLog(const std::filesystem::path& path, int64_t cap);
+
+// The last `max_bytes` of the file (skipping holes punched by CapLog); empty if it is missing.
+std::string ReadTail(const std::filesystem::path& path, int64_t max_bytes);
+
+// The last `lines` non-empty lines of the file, joined with " | " (for events and errors).
+std::string LastLines(const std::filesystem::path& path, int lines);
+
+// Appends one line (with a newline) to the file, creating it.
+Status AppendLine(const std::filesystem::path& path, std::string_view line);
+
+}  // namespace hearth::hv

@@ -1,0 +1,74 @@
+// The seam between the node and a hypervisor. A driver starts one VMM process per VM, tells when
+// its guest is up, re-adopts processes that outlived a previous hearthd, and ends them. It keeps no
+// state of its own beyond what a MachineSpec and a ProcessId carry, so a new hearthd can take over
+// from an old one. Supervision of exits is the node's (see supervisor.h). Implementations: QEMU
+// (qemu/qemu_driver.h); "sleep" adds suspend/restore, "firecracker" a second backend.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include "common/result.h"
+#include "hv/process.h"
+#include "model/vm.h"
+
+namespace hearth::hv {
+
+// Everything needed to run one VM, resolved by the node (image, network, paths).
+struct MachineSpec {
+  std::string vm_id;
+  std::string name;
+  int vcpus = 1;
+  MiB memory;
+  std::string kernel;  // ELF vmlinux
+  std::string initrd;
+  std::string rootfs;
+  bool rootfs_readonly = false;
+  std::string cmdline;  // the complete kernel command line
+  std::string tap;      // the VM's tap; empty: no network
+  std::string mac;      // the guest's MAC on that tap
+  // Runtime files: the VM's directory holds the console log, the VMM's log and its sockets.
+  std::filesystem::path vm_dir;
+  std::filesystem::path console_log;
+  std::filesystem::path vmm_log;
+};
+
+struct BackendInfo {
+  std::string backend;
+  std::string note;
+};
+
+// What a caller can use to give up waiting (a stop or delete request during a start).
+using CancelFlag = std::atomic<bool>;
+
+class HypervisorDriver {
+ public:
+  virtual ~HypervisorDriver() = default;
+
+  // "qemu-kvm", "qemu-tcg", "firecracker": what VMs started now run on. May block until the
+  // driver has decided (e.g. the KVM probe).
+  virtual std::string Backend() = 0;
+  // Without blocking: the backend (empty while still deciding) and why it was chosen, e.g. why
+  // KVM is not used (shown in GET /v1/node).
+  virtual BackendInfo Peek() = 0;
+
+  // Starts the VMM. Returns once the process runs (not when the guest is up).
+  virtual Result<ProcessId> Launch(const MachineSpec& spec) = 0;
+  // Waits until the guest is up (it printed its ready marker), or fails when the process exits,
+  // `deadline` passes or `cancel` is set. Reads the console log from its start.
+  virtual Status WaitReady(const MachineSpec& spec, const ProcessId& process,
+                           std::chrono::steady_clock::time_point deadline,
+                           const CancelFlag& cancel) = 0;
+  // Checks that `process` is alive, is this VM's VMM and answers on its control socket.
+  virtual Status Adopt(const MachineSpec& spec, const ProcessId& process) = 0;
+  // Asks the guest to power off (ACPI power button). Does not wait.
+  virtual Status RequestShutdown(const MachineSpec& spec, const ProcessId& process) = 0;
+  // Ends the VMM at once (SIGKILL). Does not wait.
+  virtual Status Kill(const ProcessId& process) = 0;
+  // The VMM's own view of the VM, e.g. {"status": "running"}; for diagnostics.
+  virtual Result<std::string> Describe(const MachineSpec& spec, const ProcessId& process) = 0;
+};
+
+}  // namespace hearth::hv

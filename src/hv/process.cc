@@ -1,0 +1,195 @@
+#include "hv/process.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace hearth::hv {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Errno(int err) { return std::strerror(err); }
+
+// Marks every descriptor >= 3 close-on-exec except those in `keep` (sorted). Async-signal-safe.
+void CloexecAllBut(const std::vector<int>& keep) {
+  unsigned first = 3;
+  for (int fd : keep) {
+    if (fd < 3) continue;
+    if (static_cast<unsigned>(fd) > first) {
+      syscall(SYS_close_range, first, static_cast<unsigned>(fd) - 1, CLOSE_RANGE_CLOEXEC);
+    }
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0) fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+    first = static_cast<unsigned>(fd) + 1;
+  }
+  syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC);
+}
+
+}  // namespace
+
+Result<uint64_t> ProcessStartTime(int64_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string stat;
+  if (!in || !std::getline(in, stat)) {
+    return Fail(Code::kNotFound, fmt::format("process {} does not exist", pid));
+  }
+  // "pid (comm) state ppid ..."; comm may hold spaces and parentheses, so parse after the last ')'.
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) {
+    return Fail(Code::kInternal, fmt::format("cannot parse /proc/{}/stat", pid));
+  }
+  std::istringstream fields(stat.substr(close + 1));
+  std::string field;
+  // Fields after ')' start at 3 (state); the start time is field 22.
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 3 && field == "Z") {
+      return Fail(Code::kNotFound, fmt::format("process {} has exited", pid));
+    }
+    if (i == 22) return std::stoull(field);
+  }
+  return Fail(Code::kInternal, fmt::format("cannot parse /proc/{}/stat", pid));
+}
+
+bool IsAlive(const ProcessId& id) {
+  auto t = ProcessStartTime(id.pid);
+  return t && *t == id.start_time;
+}
+
+Result<int> OpenPidfd(const ProcessId& id) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(id.pid), 0));
+  if (fd < 0) {
+    return Fail(errno == ESRCH ? Code::kNotFound : Code::kInternal,
+                fmt::format("pidfd_open({}): {}", id.pid, Errno(errno)));
+  }
+  // The pid may have been recycled between recording and opening: check it is the same process.
+  if (!IsAlive(id)) {
+    ::close(fd);
+    return Fail(Code::kNotFound, fmt::format("process {} (started at tick {}) is gone", id.pid,
+                                             id.start_time));
+  }
+  return fd;
+}
+
+Status SignalProcess(const ProcessId& id, int signal) {
+  auto fd = OpenPidfd(id);
+  if (!fd) return fd.error().code == Code::kNotFound ? Ok() : Fail(fd.error());
+  int rc = static_cast<int>(syscall(SYS_pidfd_send_signal, *fd, signal, nullptr, 0));
+  int err = errno;
+  ::close(*fd);
+  if (rc < 0 && err != ESRCH) {
+    return Fail(Code::kInternal,
+                fmt::format("sending signal {} to process {}: {}", signal, id.pid, Errno(err)));
+  }
+  return Ok();
+}
+
+bool WaitForExit(const ProcessId& id, std::chrono::milliseconds timeout) {
+  auto fd = OpenPidfd(id);
+  if (!fd) return true;
+  pollfd p{*fd, POLLIN, 0};
+  int rc;
+  do {
+    rc = poll(&p, 1, static_cast<int>(timeout.count()));
+  } while (rc < 0 && errno == EINTR);
+  ::close(*fd);
+  // A child that exited stays a zombie until reaped (by the supervisor); it no longer runs.
+  return rc > 0 || !IsAlive(id);
+}
+
+Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
+  if (argv.empty()) return Fail(Code::kInvalidArgument, "spawn: empty argv");
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<int> keep = options.keep_fds;
+  std::sort(keep.begin(), keep.end());
+
+  int out = options.output.empty()
+                ? ::open("/dev/null", O_WRONLY | O_CLOEXEC)
+                : ::open(options.output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (out < 0) {
+    return Fail(Code::kInternal,
+                fmt::format("opening {}: {}", options.output.string(), Errno(errno)));
+  }
+  int null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int report[2];
+  if (null_in < 0 || pipe2(report, O_CLOEXEC) < 0) {
+    int err = errno;
+    ::close(out);
+    if (null_in >= 0) ::close(null_in);
+    return Fail(Code::kInternal, fmt::format("spawn {}: {}", argv[0], Errno(err)));
+  }
+
+  pid_t pid = fork();
+  if (pid == 0) {
+    // Child: only async-signal-safe calls from here to exec.
+    setsid();
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    dup2(null_in, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    CloexecAllBut(keep);
+    execvp(args[0], args.data());
+    int err = errno;
+    (void)!write(report[1], &err, sizeof(err));
+    _exit(127);
+  }
+  int fork_errno = errno;
+  ::close(out);
+  ::close(null_in);
+  ::close(report[1]);
+  if (pid < 0) {
+    ::close(report[0]);
+    return Fail(Code::kInternal, fmt::format("fork for {}: {}", argv[0], Errno(fork_errno)));
+  }
+  int exec_errno = 0;
+  ssize_t n;
+  do {
+    n = read(report[0], &exec_errno, sizeof(exec_errno));
+  } while (n < 0 && errno == EINTR);
+  ::close(report[0]);
+  if (n > 0) {
+    waitpid(pid, nullptr, 0);
+    return Fail(Code::kUnavailable,
+                fmt::format("cannot run {}: {}", argv[0], Errno(exec_errno)));
+  }
+  auto start = ProcessStartTime(pid);
+  if (!start) return Fail(start.error().Wrap(fmt::format("{} exited at once", argv[0])));
+  return ProcessId{pid, *start};
+}
+
+std::vector<ProcessId> FindProcesses(std::string_view needle) {
+  std::vector<ProcessId> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(needle) == std::string::npos) continue;
+    int64_t pid = std::stoll(name);
+    if (pid == getpid()) continue;
+    if (auto start = ProcessStartTime(pid)) found.push_back({pid, *start});
+  }
+  return found;
+}
+
+}  // namespace hearth::hv

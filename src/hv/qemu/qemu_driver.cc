@@ -1,0 +1,178 @@
+#include "hv/qemu/qemu_driver.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+#include "common/clock.h"
+#include "hv/console_log.h"
+#include "hv/qemu/qmp_client.h"
+#include "image/guest_init.h"
+
+namespace hearth::hv::qemu {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+fs::path QmpPath(const MachineSpec& spec) { return spec.vm_dir / "qmp.sock"; }
+
+std::string Diagnose(const MachineSpec& spec) {
+  std::string vmm = LastLines(spec.vmm_log, 3);
+  std::string console = LastLines(spec.console_log, 3);
+  std::string out;
+  if (!vmm.empty()) out += fmt::format("; qemu said: {}", vmm);
+  if (!console.empty()) out += fmt::format("; console: {}", console);
+  return out;
+}
+
+// True when `cmdline` of `pid` mentions the VM's directory: the process is this VM's VMM.
+bool RunsVm(int64_t pid, const MachineSpec& spec) {
+  std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
+  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return cmdline.find((spec.vm_dir / "qmp.sock").string()) != std::string::npos;
+}
+
+}  // namespace
+
+QemuDriver::QemuDriver(QemuDriverOptions options) : options_(std::move(options)) {}
+
+std::string QemuDriver::Backend() {
+  return options_.accel().accel == Accel::kKvm ? "qemu-kvm" : "qemu-tcg";
+}
+
+BackendInfo QemuDriver::Peek() {
+  auto choice = options_.peek_accel ? options_.peek_accel() : options_.accel();
+  if (!choice) return {"", "probing whether KVM boots a guest"};
+  return {choice->accel == Accel::kKvm ? "qemu-kvm" : "qemu-tcg", choice->note};
+}
+
+QemuConfig QemuDriver::ConfigFor(const MachineSpec& spec, Accel accel) const {
+  QemuConfig c;
+  c.binary = options_.binary;
+  c.accel = accel;
+  c.vcpus = spec.vcpus;
+  c.memory = spec.memory;
+  c.kernel = spec.kernel;
+  c.initrd = spec.initrd;
+  c.rootfs = spec.rootfs;
+  c.rootfs_readonly = spec.rootfs_readonly;
+  c.cmdline = spec.cmdline;
+  c.memory_file = (spec.vm_dir / "memory").string();
+  c.qmp_socket = QmpPath(spec).string();
+  c.console_output = spec.console_log.string();
+  c.tap_name = spec.tap;
+  c.mac = spec.mac;
+  return c;
+}
+
+Result<ProcessId> QemuDriver::Launch(const MachineSpec& spec) {
+  auto argv = BuildQemuArgv(ConfigFor(spec, options_.accel().accel));
+  if (!argv) return Fail(argv.error());
+  std::error_code ec;
+  fs::create_directories(spec.vm_dir, ec);
+  if (ec) {
+    return Fail(Code::kInternal,
+                fmt::format("creating {}: {}", spec.vm_dir.string(), ec.message()));
+  }
+  // A cold boot: no stale socket, and a fresh (sparse) RAM file of the right size.
+  fs::remove(QmpPath(spec), ec);
+  fs::remove(spec.vm_dir / "memory", ec);
+  std::string stamp = fmt::format("{} {} at {}", kLaunchMarker, spec.name,
+                                  FormatTime(SystemClock().Now()));
+  if (auto s = AppendLine(spec.console_log, stamp); !s) return Fail(s.error());
+  if (auto s = AppendLine(spec.vmm_log, stamp); !s) return Fail(s.error());
+  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, {}});
+  if (!process) return Fail(process.error().Wrap(fmt::format("starting qemu for vm '{}'", spec.name)));
+  spdlog::info("vm '{}': qemu started, pid {}", spec.name, process->pid);
+  return process;
+}
+
+Status QemuDriver::WaitReady(const MachineSpec& spec, const ProcessId& process,
+                             std::chrono::steady_clock::time_point deadline,
+                             const CancelFlag& cancel) {
+  const std::string_view ready = image::kGuestReadyMarker;
+  // Look after the last launch line only: the log keeps earlier boots.
+  std::string text = ReadTail(spec.console_log, kDefaultLogCap * 2);
+  size_t from = text.rfind(kLaunchMarker);
+  if (from == std::string::npos) from = 0;
+  int64_t offset = 0;
+  {
+    std::error_code ec;
+    offset = static_cast<int64_t>(fs::file_size(spec.console_log, ec)) -
+             static_cast<int64_t>(text.size() - from);
+  }
+  std::string window = text.substr(from);
+  for (;;) {
+    if (window.find(ready) != std::string::npos) return Ok();
+    if (cancel.load()) {
+      return Fail(Code::kFailedPrecondition, fmt::format("vm '{}': start cancelled", spec.name));
+    }
+    if (!IsAlive(process)) {
+      return Fail(Code::kUnavailable,
+                  fmt::format("vm '{}': qemu (pid {}) exited before the guest was up{}", spec.name,
+                              process.pid, Diagnose(spec)));
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Fail(Code::kUnavailable,
+                  fmt::format("vm '{}': the guest did not report ready in time{}", spec.name,
+                              Diagnose(spec)));
+    }
+    std::this_thread::sleep_for(10ms);
+    // Read what was appended since; keep a marker's length of overlap for split writes.
+    int fd = ::open(spec.console_log.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char buf[8192];
+    ssize_t n;
+    std::string fresh;
+    while ((n = pread(fd, buf, sizeof(buf), offset)) > 0) {
+      fresh.append(buf, static_cast<size_t>(n));
+      offset += n;
+    }
+    ::close(fd);
+    if (!fresh.empty()) {
+      if (window.size() > ready.size()) window.erase(0, window.size() - ready.size());
+      window += fresh;
+    }
+  }
+}
+
+Status QemuDriver::Adopt(const MachineSpec& spec, const ProcessId& process) {
+  if (!IsAlive(process)) {
+    return Fail(Code::kNotFound, fmt::format("vm '{}': process {} is gone", spec.name, process.pid));
+  }
+  if (!RunsVm(process.pid, spec)) {
+    return Fail(Code::kNotFound, fmt::format("vm '{}': process {} is not its qemu", spec.name,
+                                             process.pid));
+  }
+  auto qmp = QmpClient::Connect(QmpPath(spec).string(), 2s);
+  if (!qmp) return Fail(qmp.error().Wrap(fmt::format("vm '{}': adopting pid {}", spec.name, process.pid)));
+  auto status = qmp->Execute("query-status", nlohmann::json::object(), 2s);
+  if (!status) return Fail(status.error().Wrap(fmt::format("vm '{}': query-status", spec.name)));
+  return Ok();
+}
+
+Status QemuDriver::RequestShutdown(const MachineSpec& spec, const ProcessId& process) {
+  auto qmp = QmpClient::Connect(QmpPath(spec).string(), 2s);
+  if (!qmp) return Fail(qmp.error().Wrap(fmt::format("vm '{}': asking the guest to power off", spec.name)));
+  auto r = qmp->Execute("system_powerdown", nlohmann::json::object(), 2s);
+  if (!r) return Fail(r.error().Wrap(fmt::format("vm '{}': system_powerdown", spec.name)));
+  return Ok();
+}
+
+Status QemuDriver::Kill(const ProcessId& process) { return SignalProcess(process, SIGKILL); }
+
+Result<std::string> QemuDriver::Describe(const MachineSpec& spec, const ProcessId& process) {
+  auto qmp = QmpClient::Connect(QmpPath(spec).string(), 2s);
+  if (!qmp) return Fail(qmp.error());
+  auto status = qmp->Execute("query-status", nlohmann::json::object(), 2s);
+  if (!status) return Fail(status.error());
+  return status->dump();
+}
+
+}  // namespace hearth::hv::qemu

@@ -1,0 +1,54 @@
+// The QEMU driver: one qemu-system-x86_64 per VM (microvm, see qemu_command.h), controlled over
+// its QMP socket in the VM's directory. The guest is up when its console shows the default image's
+// ready marker after the line this driver writes at each launch.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "hv/driver.h"
+#include "hv/qemu/qemu_command.h"
+
+namespace hearth::hv::qemu {
+
+// Which accelerator to use and why (KVM only after a real boot under it succeeded).
+struct AccelChoice {
+  Accel accel = Accel::kTcg;
+  std::string note;
+};
+
+struct QemuDriverOptions {
+  std::string binary = "qemu-system-x86_64";
+  // Decides the accelerator; may block (the first call waits for the KVM probe).
+  std::function<AccelChoice()> accel;
+  // The same without blocking: nullopt while undecided.
+  std::function<std::optional<AccelChoice>()> peek_accel;
+};
+
+class QemuDriver final : public HypervisorDriver {
+ public:
+  explicit QemuDriver(QemuDriverOptions options);
+
+  std::string Backend() override;
+  BackendInfo Peek() override;
+  Result<ProcessId> Launch(const MachineSpec& spec) override;
+  Status WaitReady(const MachineSpec& spec, const ProcessId& process,
+                   std::chrono::steady_clock::time_point deadline,
+                   const CancelFlag& cancel) override;
+  Status Adopt(const MachineSpec& spec, const ProcessId& process) override;
+  Status RequestShutdown(const MachineSpec& spec, const ProcessId& process) override;
+  Status Kill(const ProcessId& process) override;
+  Result<std::string> Describe(const MachineSpec& spec, const ProcessId& process) override;
+
+  // The configuration Launch runs (for tests and the benchmark's hand-run comparison).
+  QemuConfig ConfigFor(const MachineSpec& spec, Accel accel) const;
+
+ private:
+  QemuDriverOptions options_;
+};
+
+// The line written to the console log before each launch; readiness is looked for after it.
+inline constexpr std::string_view kLaunchMarker = "hearth: vmm launched";
+
+}  // namespace hearth::hv::qemu

@@ -1,0 +1,363 @@
+// The lifecycle half of Node: start, stop and exits of VMM processes. A request validates, moves
+// the VM to a transitional state (so that every other request on it is refused until it settles)
+// and hands the slow part to a job thread, which settles the VM in its next stable state.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "hv/console_log.h"
+#include "node/machine.h"
+#include "node/node.h"
+
+namespace hearth::node {
+namespace {
+
+using namespace std::chrono_literals;
+using Ms = std::chrono::milliseconds;
+
+double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+}  // namespace
+
+Result<VmRecord> Node::Commit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
+                              std::string message) {
+  int64_t base = next.version;
+  next.version = base + 1;
+  next.updated_at = clock_.Now();
+  Event event = MakeEvent(next, std::move(type), std::move(message));
+  if (auto s = Write(lock, next, [&] { return store_.UpdateVm(next, base, event); }); !s) {
+    return Fail(s.error());
+  }
+  vms_.find(next.name)->second = next;
+  return next;
+}
+
+void Node::Spawn(std::function<void()> job) {
+  ++jobs_;
+  std::thread([this, job = std::move(job)] {
+    job();
+    std::lock_guard lock(mu_);
+    --jobs_;
+    changed_.notify_all();
+  }).detach();
+}
+
+void Node::Shutdown() {
+  std::unique_lock lock(mu_);
+  shutting_down_ = true;
+  for (auto& [_, live] : live_) live.cancel->store(true);
+  changed_.notify_all();
+  changed_.wait(lock, [&] { return jobs_ == 0; });
+}
+
+Result<hv::MachineSpec> Node::Machine(const VmRecord& vm) const {
+  MachineContext ctx;
+  ctx.paths = &paths_;
+  ctx.pool = machinery_.network && machinery_.pool ? &*machinery_.pool : nullptr;
+  ctx.tsc_khz = host_.tsc_khz;
+  return MachineFor(vm, ctx);
+}
+
+Result<std::string> Node::AllocateAddress() const {
+  std::vector<std::string> used;
+  for (const auto& [_, vm] : vms_) {
+    if (!vm.ip.empty()) used.push_back(vm.ip);
+  }
+  for (const auto& [_, vm] : writing_) {
+    if (!vm.ip.empty()) used.push_back(vm.ip);
+  }
+  auto address = machinery_.pool->Allocate(used);
+  if (!address) return Fail(address.error());
+  return address->guest;
+}
+
+Status Node::PrepareNetwork(const VmRecord& vm) {
+  if (!machinery_.network || vm.ip.empty()) return Ok();
+  auto address = machinery_.pool->FromGuest(vm.ip);
+  if (!address) return Fail(address.error());
+  net::TapConfig tap{net::TapName(vm.id), *address, net::GuestMac(*address)};
+  if (auto s = machinery_.network->EnsureTap(tap); !s) {
+    return Fail(s.error().Wrap(fmt::format("vm '{}': tap {}", vm.name, tap.name)));
+  }
+  return Ok();
+}
+
+Status Node::SyncRules() {
+  if (!machinery_.network) return Ok();
+  net::RuleSet rules;
+  rules.pool_cidr = machinery_.pool->cidr();
+  rules.masquerade = options_.masquerade;
+  for (const auto& [_, vm] : vms_) {
+    if (vm.ip.empty() || vm.state == VmState::kDeleting) continue;
+    for (const auto& p : vm.spec.publish) rules.publish.push_back({vm.ip, p});
+  }
+  if (auto s = machinery_.network->ApplyRules(rules); !s) {
+    return Fail(s.error().Wrap("rewriting hearth's nftables rules"));
+  }
+  return Ok();
+}
+
+void Node::CleanUp(const VmRecord& vm) {
+  if (machinery_.network) {
+    if (auto s = machinery_.network->RemoveTap(net::TapName(vm.id)); !s) {
+      spdlog::error("vm '{}': {}", vm.name, s.error().message);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(paths_.vm_dir(vm.id), ec);
+  if (ec) spdlog::error("vm '{}': removing {}: {}", vm.name, paths_.vm_dir(vm.id).string(),
+                        ec.message());
+}
+
+void Node::CapLogs() {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [_, vm] : vms_) {
+      if (vm.pid) ids.push_back(vm.id);
+    }
+  }
+  for (const auto& id : ids) {
+    for (const auto& path : {paths_.console_log(id), paths_.vmm_log(id)}) {
+      if (auto s = hv::CapLog(path, options_.log_cap); !s) spdlog::warn("{}", s.error().message);
+    }
+  }
+}
+
+void Node::Settle(std::unique_lock<std::mutex>& lock, const std::string& name, VmState state,
+                  std::string type, std::string message, std::string reason) {
+  WaitForWrites(lock, name);
+  if (const VmRecord* vm = Find(name)) {
+    VmRecord next = *vm;
+    next.state = state;
+    next.state_reason = std::move(reason);
+    if (state != VmState::kRunning) {
+      next.pid.reset();
+      next.pid_start = 0;
+    }
+    std::string log = message;
+    if (auto c = Commit(lock, next, std::move(type), std::move(message)); !c) {
+      spdlog::error("vm '{}': recording state {}: {}", name, ToString(state), c.error().message);
+    } else {
+      spdlog::info("vm '{}' is {}{}{}", name, ToString(state), log.empty() ? "" : ": ", log);
+    }
+  }
+  if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
+  changed_.notify_all();
+}
+
+std::string Node::EndProcess(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
+                             bool graceful) {
+  if (!vm.pid) return "no process";
+  hv::ProcessId process{*vm.pid, vm.pid_start};
+  auto machine = Machine(vm);
+  lock.unlock();
+  auto t0 = std::chrono::steady_clock::now();
+  std::string how;
+  if (graceful && machine) {
+    if (auto s = machinery_.driver->RequestShutdown(*machine, process); !s) {
+      spdlog::warn("vm '{}': {}; killing it", vm.name, s.error().message);
+    } else if (hv::WaitForExit(process, options_.stop_timeout)) {
+      how = fmt::format("the guest powered off in {:.2f} s",
+                        Seconds(std::chrono::steady_clock::now() - t0));
+    }
+  }
+  if (how.empty()) {
+    machinery_.driver->Kill(process);
+    if (!hv::WaitForExit(process, 10s)) {
+      how = fmt::format("pid {} did not exit after SIGKILL", process.pid);
+      spdlog::error("vm '{}': {}", vm.name, how);
+    } else {
+      how = graceful ? fmt::format("killed: the guest did not power off within {:.0f} s",
+                                   Seconds(options_.stop_timeout))
+                     : "killed";
+    }
+  }
+  lock.lock();
+  return how;
+}
+
+void Node::RunStart(const std::string& name, Ms delay) {
+  std::unique_lock lock(mu_);
+  auto cancel = live_[name].cancel;
+  if (delay.count() > 0) {
+    changed_.wait_for(lock, delay, [&] { return cancel->load() || shutting_down_; });
+  }
+  if (shutting_down_) return;  // the VM stays `starting`; the next hearthd picks it up
+  if (cancel->load()) {
+    Settle(lock, name, VmState::kStopped, "stopped", "start cancelled by a stop request");
+    return;
+  }
+  WaitForWrites(lock, name);
+  const VmRecord* found = Find(name);
+  if (!found || found->state != VmState::kStarting) {
+    if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
+    return;
+  }
+  VmRecord vm = *found;
+  auto machine = Machine(vm);
+  if (!machine) {
+    Settle(lock, name, VmState::kFailed, "failed", machine.error().message,
+           machine.error().message);
+    return;
+  }
+  lock.unlock();
+  Status network = PrepareNetwork(vm);
+  auto launched = std::chrono::steady_clock::now();
+  Result<hv::ProcessId> process = network ? machinery_.driver->Launch(*machine)
+                                          : Result<hv::ProcessId>(Fail(network.error()));
+  std::string backend = process ? machinery_.driver->Backend() : "";
+  lock.lock();
+  if (network) {
+    if (auto s = SyncRules(); !s) spdlog::error("vm '{}': {}", name, s.error().message);
+  }
+  if (!process) {
+    Settle(lock, name, VmState::kFailed, "failed", process.error().message,
+           process.error().message);
+    return;
+  }
+  WaitForWrites(lock, name);
+  vm = *Find(name);
+  vm.pid = process->pid;
+  vm.pid_start = process->start_time;
+  vm.backend = backend;
+  live_[name].exit.reset();
+  // Recorded before waiting for the guest, so that a new hearthd finds the process.
+  if (auto c = Commit(lock, vm, "launched", fmt::format("{}, pid {}", backend, process->pid)); !c) {
+    machinery_.driver->Kill(*process);
+    Settle(lock, name, VmState::kFailed, "failed", c.error().message, c.error().message);
+    return;
+  }
+  if (auto s = supervisor_->Watch(*process); !s) spdlog::error("{}", s.error().message);
+  lock.unlock();
+  AwaitGuest(name, *machine, *process, launched);
+}
+
+void Node::AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
+                      const hv::ProcessId& process, std::chrono::steady_clock::time_point launched) {
+  std::shared_ptr<hv::CancelFlag> cancel;
+  {
+    std::lock_guard lock(mu_);
+    cancel = live_[name].cancel;
+  }
+  Status ready = machinery_.driver->WaitReady(machine, process, launched + options_.boot_timeout,
+                                              *cancel);
+  std::unique_lock lock(mu_);
+  if (shutting_down_) return;
+  WaitForWrites(lock, name);
+  const VmRecord* found = Find(name);
+  if (!found || found->state != VmState::kStarting) {
+    if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
+    return;
+  }
+  VmRecord vm = *found;
+  if (ready) {
+    Settle(lock, name, VmState::kRunning, "started",
+           fmt::format("the guest is up {:.2f} s after launch on {}",
+                       Seconds(std::chrono::steady_clock::now() - launched), vm.backend));
+    return;
+  }
+  bool exited = !hv::IsAlive(process);
+  std::string how = EndProcess(lock, vm, /*graceful=*/false);
+  if (cancel->load()) {
+    Settle(lock, name, VmState::kStopped, "stopped", "start cancelled by a stop request (" + how + ")");
+  } else if (exited) {
+    // A guest that dies while booting is a failure like any other exit: the policy applies.
+    HandleExit(lock, name, ready.error().message, false);
+  } else {
+    Settle(lock, name, VmState::kFailed, "failed", ready.error().message, ready.error().message);
+  }
+}
+
+void Node::RunStop(const std::string& name, bool kill) {
+  std::unique_lock lock(mu_);
+  WaitForWrites(lock, name);
+  const VmRecord* found = Find(name);
+  if (!found || found->state != VmState::kStopping) {
+    if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
+    return;
+  }
+  VmRecord vm = *found;
+  std::string how = EndProcess(lock, vm, !kill);
+  Settle(lock, name, VmState::kStopped, "stopped", how);
+}
+
+void Node::OnVmmExit(const hv::ProcessId& process, const hv::ExitStatus& status) {
+  std::unique_lock lock(mu_);
+  const VmRecord* vm = nullptr;
+  for (const auto& [_, candidate] : vms_) {
+    if (candidate.pid && *candidate.pid == process.pid && candidate.pid_start == process.start_time) {
+      vm = &candidate;
+      break;
+    }
+  }
+  if (!vm) return;  // a stop or delete already settled it
+  Live& live = live_[vm->name];
+  live.exit = status;
+  changed_.notify_all();
+  spdlog::info("vm '{}': qemu pid {} {}", vm->name, process.pid, status.Describe());
+  if (live.job || vm->state != VmState::kRunning || shutting_down_) return;
+  live.job = true;
+  std::string name = vm->name;
+  std::string why = fmt::format("qemu (pid {}) {}", process.pid, status.Describe());
+  bool clean = status.clean();
+  Spawn([this, name, why, clean] {
+    std::unique_lock lock(mu_);
+    HandleExit(lock, name, why, clean);
+  });
+}
+
+void Node::HandleExit(std::unique_lock<std::mutex>& lock, const std::string& name,
+                      const std::string& why, bool clean) {
+  WaitForWrites(lock, name);
+  const VmRecord* found = Find(name);
+  if (!found) return;
+  VmRecord vm = *found;
+  std::string console = hv::LastLines(paths_.console_log(vm.id), 3);
+  std::string message = console.empty() ? why : fmt::format("{}; console: {}", why, console);
+  RestartPolicy policy = vm.spec.restart;
+  bool restart = policy == RestartPolicy::kAlways || (policy == RestartPolicy::kOnFailure && !clean);
+  if (!restart || shutting_down_) {
+    VmState state = clean ? VmState::kStopped : VmState::kFailed;
+    Settle(lock, name, state, "exited", message, clean ? "" : message);
+    return;
+  }
+  Live& live = live_[name];
+  auto now = std::chrono::steady_clock::now();
+  while (!live.restarts.empty() && now - live.restarts.front() > options_.crash_loop_window) {
+    live.restarts.pop_front();
+  }
+  int recent = static_cast<int>(live.restarts.size());
+  std::string window = FormatDuration(Duration(options_.crash_loop_window.count()));
+  if (recent >= options_.crash_loop_limit) {
+    std::string reason = fmt::format("crash loop: restarted {} times within {}; last: {}", recent,
+                                     window, message);
+    Settle(lock, name, VmState::kFailed, "failed", reason, reason);
+    return;
+  }
+  Ms delay = std::min<Ms>(options_.restart_backoff * (int64_t{1} << std::min(recent, 20)),
+                          options_.restart_backoff_max);
+  live.restarts.push_back(now);
+  live.cancel = std::make_shared<hv::CancelFlag>(false);
+  vm.state = VmState::kStarting;
+  vm.state_reason = message;
+  vm.pid.reset();
+  vm.pid_start = 0;
+  std::string event = fmt::format("{}; restarting in {} (restart {} of {} allowed within {})",
+                                  message, FormatDuration(Duration(delay.count())), recent + 1,
+                                  options_.crash_loop_limit, window);
+  if (auto c = Commit(lock, vm, "exited", event); !c) {
+    spdlog::error("vm '{}': {}", name, c.error().message);
+    live.job = false;
+    return;
+  }
+  spdlog::warn("vm '{}': {}", name, event);
+  lock.unlock();
+  RunStart(name, delay);
+  lock.lock();
+}
+
+}  // namespace hearth::node

@@ -1,0 +1,144 @@
+// Recovery after a restart of hearthd: VMM processes outlive hearthd, so the new one takes over
+// each VM from where the record says it was, trusting a recorded pid only together with its start
+// time and an answer on the VM's control socket.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <set>
+
+#include "node/node.h"
+
+namespace hearth::node {
+
+Status Node::Recover() {
+  if (!machinery_.driver) return Ok();
+  std::unique_lock lock(mu_);
+  // Processes running from our VM directories, before any job launches new ones.
+  std::vector<hv::ProcessId> running = hv::FindProcesses(paths_.vms_dir().string() + "/");
+  std::set<int64_t> adopted;
+  std::vector<std::function<void()>> jobs;
+  std::vector<std::string> names;
+  for (const auto& [name, _] : vms_) names.push_back(name);
+
+  for (const std::string& name : names) {
+    auto it = vms_.find(name);
+    if (it == vms_.end()) continue;
+    VmRecord vm = it->second;
+    Live& live = live_[name];
+    if (vm.pid) {
+      hv::ProcessId process = {*vm.pid, vm.pid_start};
+      auto machine = Machine(vm);
+      Status alive = machine ? machinery_.driver->Adopt(*machine, process) : Fail(machine.error());
+      if (alive) {
+        adopted.insert(process.pid);
+        if (auto s = supervisor_->Watch(process); !s) spdlog::error("{}", s.error().message);
+        switch (vm.state) {
+          case VmState::kRunning:
+            if (auto c = Commit(lock, vm, "adopted",
+                                fmt::format("hearthd restarted; took over {} pid {}", vm.backend,
+                                            process.pid));
+                !c) {
+              spdlog::error("vm '{}': {}", name, c.error().message);
+            }
+            spdlog::info("vm '{}': re-adopted pid {}", name, process.pid);
+            break;
+          case VmState::kStarting:
+            live.job = true;
+            jobs.push_back([this, name, m = *machine, process] {
+              AwaitGuest(name, m, process, std::chrono::steady_clock::now());
+            });
+            break;
+          case VmState::kStopping:
+            live.job = true;
+            jobs.push_back([this, name] { RunStop(name, /*kill=*/true); });
+            break;
+          case VmState::kDeleting:
+            live.job = true;
+            EndProcess(lock, vm, /*graceful=*/false);
+            if (auto s = Remove(lock, vm); !s) spdlog::error("{}", s.error().message);
+            break;
+          default:
+            spdlog::warn("vm '{}' is {} but its qemu pid {} runs; ending it", name,
+                         ToString(vm.state), process.pid);
+            live.job = true;
+            EndProcess(lock, vm, /*graceful=*/false);
+            Settle(lock, name, vm.state, "stopped", "an unexpected VMM process was ended");
+            break;
+        }
+        continue;
+      }
+      std::string why = fmt::format("qemu (pid {}) vanished while hearthd was down ({})",
+                                    process.pid, alive.error().message);
+      switch (vm.state) {
+        case VmState::kRunning:
+        case VmState::kStarting:
+          live.job = true;
+          jobs.push_back([this, name, why] {
+            std::unique_lock lock(mu_);
+            HandleExit(lock, name, why, /*clean=*/false);
+          });
+          break;
+        case VmState::kDeleting:
+          if (auto s = Remove(lock, vm); !s) spdlog::error("{}", s.error().message);
+          break;
+        default:
+          live.job = true;
+          Settle(lock, name, vm.state == VmState::kStopping ? VmState::kStopped : vm.state,
+                 "exited", why);
+          break;
+      }
+      continue;
+    }
+    switch (vm.state) {
+      case VmState::kStarting:  // cut short before the launch was recorded: launch again
+        live.job = true;
+        jobs.push_back([this, name] { RunStart(name, std::chrono::milliseconds(0)); });
+        break;
+      case VmState::kStopping:
+        live.job = true;
+        Settle(lock, name, VmState::kStopped, "stopped", "hearthd restarted during the stop");
+        break;
+      case VmState::kDeleting:
+        if (auto s = Remove(lock, vm); !s) spdlog::error("{}", s.error().message);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // Leftovers: VMM processes nobody recorded (a launch cut short), VM directories and taps that
+  // belong to no VM.
+  for (const auto& process : running) {
+    if (adopted.count(process.pid)) continue;
+    spdlog::warn("ending pid {}: a VMM from {} that no VM owns", process.pid,
+                 paths_.vms_dir().string());
+    hv::SignalProcess(process, SIGKILL);
+  }
+  std::set<std::string> ids, taps;
+  for (const auto& [_, vm] : vms_) {
+    ids.insert(vm.id);
+    taps.insert(net::TapName(vm.id));
+  }
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(paths_.vms_dir(), ec)) {
+    if (ids.count(entry.path().filename().string())) continue;
+    spdlog::warn("removing {}: no VM owns it", entry.path().string());
+    std::filesystem::remove_all(entry.path(), ec);
+  }
+  if (machinery_.network) {
+    auto existing = machinery_.network->ListTaps();
+    if (!existing) return Fail(existing.error().Wrap("listing taps"));
+    for (const auto& tap : *existing) {
+      if (taps.count(tap)) continue;
+      spdlog::warn("removing tap {}: no VM owns it", tap);
+      if (auto s = machinery_.network->RemoveTap(tap); !s) spdlog::error("{}", s.error().message);
+    }
+    if (auto s = machinery_.network->Prepare(); !s) return Fail(s.error());
+    if (auto s = SyncRules(); !s) return Fail(s.error());
+  }
+  for (auto& job : jobs) Spawn(std::move(job));
+  return Ok();
+}
+
+}  // namespace hearth::node

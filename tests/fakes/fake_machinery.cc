@@ -1,0 +1,109 @@
+#include "fakes/fake_machinery.h"
+
+#include <csignal>
+#include <filesystem>
+#include <thread>
+
+#include "hv/console_log.h"
+
+namespace hearth::testing {
+
+using namespace std::chrono_literals;
+
+Result<hv::ProcessId> FakeDriver::Launch(const hv::MachineSpec& spec) {
+  std::filesystem::create_directories(spec.vm_dir);
+  {
+    std::lock_guard lock(mu);
+    launched[spec.vm_id] = spec;
+  }
+  ++launches;
+  // exec -a puts the VM's socket path into the sleep's argv, where FindProcesses looks.
+  std::string name = "fake-vmm " + (spec.vm_dir / "qmp.sock").string();
+  int exit_ms = boot.load() == Boot::kExit ? 5 : 3600 * 1000;
+  std::string script = "exec -a \"$0\" sleep " + std::to_string(exit_ms / 1000.0);
+  return hv::Spawn({"bash", "-c", script, name}, hv::SpawnOptions{spec.vmm_log, {}});
+}
+
+Status FakeDriver::WaitReady(const hv::MachineSpec& spec, const hv::ProcessId& process,
+                             std::chrono::steady_clock::time_point deadline,
+                             const hv::CancelFlag& cancel) {
+  auto ready_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(boot_ms.load());
+  for (;;) {
+    if (cancel.load()) return Fail(Code::kFailedPrecondition, "start cancelled");
+    if (!hv::IsAlive(process)) return Fail(Code::kUnavailable, "exited before the guest was up");
+    auto now = std::chrono::steady_clock::now();
+    if (boot.load() == Boot::kReady && now >= ready_at) {
+      hv::AppendLine(spec.console_log, "hearth: guest ready");
+      return Ok();
+    }
+    if (now >= deadline) return Fail(Code::kUnavailable, "the guest did not report ready in time");
+    std::this_thread::sleep_for(2ms);
+  }
+}
+
+Status FakeDriver::Adopt(const hv::MachineSpec& spec, const hv::ProcessId& process) {
+  if (!hv::IsAlive(process)) return Fail(Code::kNotFound, "gone");
+  for (const auto& p : hv::FindProcesses((spec.vm_dir / "qmp.sock").string())) {
+    if (p == process) return Ok();
+  }
+  return Fail(Code::kNotFound, "not this VM's process");
+}
+
+Status FakeDriver::RequestShutdown(const hv::MachineSpec& spec, const hv::ProcessId& process) {
+  if (obeys_shutdown.load()) return hv::SignalProcess(process, SIGTERM);
+  return Ok();
+}
+
+Status FakeDriver::Kill(const hv::ProcessId& process) {
+  return hv::SignalProcess(process, SIGKILL);
+}
+
+Result<std::string> FakeDriver::Describe(const hv::MachineSpec& spec,
+                                         const hv::ProcessId& process) {
+  return std::string(R"({"status":"running"})");
+}
+
+Status FakeNetwork::EnsureTap(const net::TapConfig& tap) {
+  std::lock_guard lock(mu_);
+  taps_.insert(tap.name);
+  return Ok();
+}
+
+Status FakeNetwork::RemoveTap(std::string_view name) {
+  std::lock_guard lock(mu_);
+  taps_.erase(std::string(name));
+  return Ok();
+}
+
+Result<std::vector<std::string>> FakeNetwork::ListTaps() {
+  std::lock_guard lock(mu_);
+  return std::vector<std::string>(taps_.begin(), taps_.end());
+}
+
+Status FakeNetwork::ApplyRules(const net::RuleSet& rules) {
+  std::lock_guard lock(mu_);
+  rules_ = rules;
+  return Ok();
+}
+
+Status FakeNetwork::RemoveRules() {
+  std::lock_guard lock(mu_);
+  rules_ = {};
+  return Ok();
+}
+
+std::set<std::string> FakeNetwork::taps() const {
+  std::lock_guard lock(mu_);
+  return taps_;
+}
+
+net::RuleSet FakeNetwork::rules() const {
+  std::lock_guard lock(mu_);
+  return rules_;
+}
+
+void KillFakeVmms(const std::string& dir) {
+  for (const auto& p : hv::FindProcesses(dir)) hv::SignalProcess(p, SIGKILL);
+}
+
+}  // namespace hearth::testing

@@ -1,0 +1,63 @@
+// Fakes of the hypervisor driver and the host network for node tests. The driver's "VMMs" are
+// real processes (a sleep whose argv names the VM's QMP socket path, as a real VMM's does), so the
+// node's supervision, re-adoption and leftover cleanup run for real without root or QEMU.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "hv/driver.h"
+#include "net/tap.h"
+#include "net/ruleset.h"
+
+namespace hearth::testing {
+
+class FakeDriver final : public hv::HypervisorDriver {
+ public:
+  enum class Boot { kReady, kHang, kExit };
+
+  std::string Backend() override { return "fake"; }
+  hv::BackendInfo Peek() override { return {"fake", "a test driver"}; }
+  Result<hv::ProcessId> Launch(const hv::MachineSpec& spec) override;
+  Status WaitReady(const hv::MachineSpec& spec, const hv::ProcessId& process,
+                   std::chrono::steady_clock::time_point deadline,
+                   const hv::CancelFlag& cancel) override;
+  Status Adopt(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
+  Status RequestShutdown(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
+  Status Kill(const hv::ProcessId& process) override;
+  Result<std::string> Describe(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
+
+  // How the next boots go: ready after `boot_ms`, hang until cancelled, or exit during boot.
+  std::atomic<Boot> boot{Boot::kReady};
+  std::atomic<int> boot_ms{20};
+  // Whether RequestShutdown makes the "guest" exit (else stop has to kill).
+  std::atomic<bool> obeys_shutdown{true};
+  std::atomic<int> launches{0};
+  std::mutex mu;
+  std::map<std::string, hv::MachineSpec> launched;  // by VM id, the last spec
+};
+
+class FakeNetwork final : public net::Network {
+ public:
+  Status Prepare() override { return Ok(); }
+  Status EnsureTap(const net::TapConfig& tap) override;
+  Status RemoveTap(std::string_view name) override;
+  Result<std::vector<std::string>> ListTaps() override;
+  Status ApplyRules(const net::RuleSet& rules) override;
+  Status RemoveRules() override;
+
+  std::set<std::string> taps() const;
+  net::RuleSet rules() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::set<std::string> taps_;
+  net::RuleSet rules_;
+};
+
+// Kills every fake VMM process whose command line mentions `dir`.
+void KillFakeVmms(const std::string& dir);
+
+}  // namespace hearth::testing

@@ -1,0 +1,364 @@
+// Node lifecycle over the fake driver, whose VMMs are real processes: start/stop, supervision and
+// the restart policy, cancelled starts, concurrent requests on one VM, and recovery by a second
+// node over the same store (re-adoption, vanished processes, leftovers).
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "fakes/fake_machinery.h"
+#include "fakes/fakes.h"
+#include "node/node.h"
+#include "support/temp_dir.h"
+
+namespace hearth::node {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FakeDriver;
+using testing::FakeNetwork;
+
+class NodeLifecycleTest : public ::testing::Test {
+ protected:
+  NodeLifecycleTest() : paths_(dir_.path()) {
+    files_.AddKernel("/k/vmlinux");
+    options_.restart_backoff = 10ms;
+    options_.stop_timeout = 2s;
+    options_.boot_timeout = 5s;
+    NewNode();
+  }
+  ~NodeLifecycleTest() override {
+    node_.reset();
+    testing::KillFakeVmms(dir_.path().string());
+  }
+
+  void NewNode() {
+    node_.reset();
+    Machinery m;
+    m.driver = &driver_;
+    m.network = &network_;
+    m.pool = *net::AddressPool::Parse("172.30.0.0/24");
+    node_ = std::make_unique<Node>(store_, testing::TestHost(), files_, clock_, paths_, options_,
+                                   m);
+    ASSERT_TRUE(node_->Load());
+    ASSERT_TRUE(node_->Recover());
+  }
+
+  VmRecord Create(const std::string& name, RestartPolicy restart = RestartPolicy::kOnFailure,
+                  int publish = 0) {
+    CreateRequest r;
+    r.name = name;
+    r.spec.kernel = "/k/vmlinux";
+    r.spec.restart = restart;
+    if (publish) r.spec.publish = {PortMapping{publish, 80, Protocol::kTcp}};
+    auto vm = node_->Create(r);
+    EXPECT_TRUE(vm) << vm.error().message;
+    return *vm;
+  }
+
+  // Waits until the VM is in `state` (and no longer changing), or fails the test.
+  VmRecord WaitFor(const std::string& name, VmState state, std::chrono::milliseconds limit = 5s) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      auto vm = node_->Get(name);
+      if (vm && vm->state == state) return *vm;
+      if (std::chrono::steady_clock::now() > until) {
+        ADD_FAILURE() << name << " is " << (vm ? ToString(vm->state) : "gone") << ", expected "
+                      << ToString(state) << (vm ? " (" + vm->state_reason + ")" : "");
+        return vm ? *vm : VmRecord{};
+      }
+      std::this_thread::sleep_for(2ms);
+    }
+  }
+
+  std::vector<std::string> EventTypes(const std::string& name) {
+    std::vector<std::string> out;
+    auto events = node_->Events(name, 1000);
+    for (const auto& e : *events) out.push_back(e.type);
+    return out;
+  }
+
+  size_t ProcessesOf(const VmRecord& vm) {
+    return hv::FindProcesses(paths_.qmp_socket(vm.id).string()).size();
+  }
+
+  testing::TempDir dir_;
+  Paths paths_;
+  testing::FakeStateStore store_;
+  testing::FakeFileProbe files_;
+  testing::FakeClock clock_;
+  NodeOptions options_;
+  FakeDriver driver_;
+  FakeNetwork network_;
+  std::unique_ptr<Node> node_;
+};
+
+TEST_F(NodeLifecycleTest, StartRunsTheVmAndStopEndsIt) {
+  VmRecord vm = Create("web", RestartPolicy::kOnFailure, 18080);
+  EXPECT_EQ(vm.ip, "172.30.0.2");
+  auto starting = node_->Start("web", false);
+  ASSERT_TRUE(starting) << starting.error().message;
+  EXPECT_EQ(starting->state, VmState::kStarting);
+  VmRecord running = WaitFor("web", VmState::kRunning);
+  ASSERT_TRUE(running.pid.has_value());
+  EXPECT_EQ(running.backend, "fake");
+  EXPECT_TRUE(hv::IsAlive({*running.pid, running.pid_start}));
+  EXPECT_EQ(network_.taps(), std::set<std::string>{net::TapName(vm.id)});
+  ASSERT_EQ(network_.rules().publish.size(), 1u);
+  EXPECT_EQ(network_.rules().publish[0].guest_ip, "172.30.0.2");
+  // Requests that the state forbids are refused while it runs.
+  EXPECT_FALSE(node_->Start("web", false));
+  EXPECT_FALSE(node_->Delete("web", false));
+
+  auto stopping = node_->Stop("web", false);
+  ASSERT_TRUE(stopping) << stopping.error().message;
+  VmRecord stopped = WaitFor("web", VmState::kStopped);
+  EXPECT_FALSE(stopped.pid.has_value());
+  EXPECT_FALSE(hv::IsAlive({*running.pid, running.pid_start}));
+  EXPECT_EQ(ProcessesOf(vm), 0u);
+  auto types = EventTypes("web");
+  EXPECT_EQ(types, (std::vector<std::string>{"created", "starting", "launched", "started",
+                                             "stopping", "stopped"}));
+}
+
+TEST_F(NodeLifecycleTest, StopKillsAGuestThatIgnoresTheShutdownRequest) {
+  options_.stop_timeout = 100ms;
+  NewNode();
+  Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  WaitFor("web", VmState::kRunning);
+  driver_.obeys_shutdown = false;
+  ASSERT_TRUE(node_->Stop("web", false));
+  WaitFor("web", VmState::kStopped);
+  auto events = *node_->Events("web", 1);
+  EXPECT_NE(events.back().message.find("did not power off"), std::string::npos)
+      << events.back().message;
+}
+
+TEST_F(NodeLifecycleTest, AVmmThatDiesIsRestartedOnFailure) {
+  Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  VmRecord first = WaitFor("web", VmState::kRunning);
+  ASSERT_TRUE(hv::SignalProcess({*first.pid, first.pid_start}, SIGKILL));
+  // Seen within a second, restarted after the backoff, up again with a new process.
+  auto until = std::chrono::steady_clock::now() + 5s;
+  VmRecord again;
+  do {
+    std::this_thread::sleep_for(5ms);
+    again = *node_->Get("web");
+  } while ((again.state != VmState::kRunning || again.pid == first.pid) &&
+           std::chrono::steady_clock::now() < until);
+  ASSERT_EQ(again.state, VmState::kRunning);
+  EXPECT_NE(again.pid, first.pid);
+  auto events = *node_->Events("web", 100);
+  auto exited = std::find_if(events.begin(), events.end(),
+                             [](const Event& e) { return e.type == "exited"; });
+  ASSERT_NE(exited, events.end());
+  EXPECT_NE(exited->message.find("killed by signal 9"), std::string::npos) << exited->message;
+  EXPECT_NE(exited->message.find("restarting in"), std::string::npos) << exited->message;
+}
+
+TEST_F(NodeLifecycleTest, RestartNeverLeavesTheVmFailedWithTheReason) {
+  Create("web", RestartPolicy::kNever);
+  ASSERT_TRUE(node_->Start("web", false));
+  VmRecord vm = WaitFor("web", VmState::kRunning);
+  hv::SignalProcess({*vm.pid, vm.pid_start}, SIGKILL);
+  VmRecord failed = WaitFor("web", VmState::kFailed);
+  EXPECT_NE(failed.state_reason.find("killed by signal 9"), std::string::npos)
+      << failed.state_reason;
+  EXPECT_FALSE(failed.pid.has_value());
+  EXPECT_EQ(driver_.launches.load(), 1);
+}
+
+TEST_F(NodeLifecycleTest, ACrashLoopEndsFailed) {
+  options_.crash_loop_limit = 2;
+  NewNode();
+  Create("web");
+  driver_.boot = FakeDriver::Boot::kExit;  // every boot dies
+  ASSERT_TRUE(node_->Start("web", false));
+  VmRecord failed = WaitFor("web", VmState::kFailed);
+  EXPECT_NE(failed.state_reason.find("crash loop: restarted 2 times"), std::string::npos)
+      << failed.state_reason;
+  EXPECT_EQ(driver_.launches.load(), 3);  // the start and two restarts
+}
+
+TEST_F(NodeLifecycleTest, StopCancelsAStartThatHangs) {
+  VmRecord vm = Create("web");
+  driver_.boot = FakeDriver::Boot::kHang;
+  ASSERT_TRUE(node_->Start("web", false));
+  auto until = std::chrono::steady_clock::now() + 2s;
+  while (driver_.launches.load() == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(1ms);
+  }
+  auto r = node_->Stop("web", true);
+  ASSERT_TRUE(r) << r.error().message;
+  VmRecord stopped = WaitFor("web", VmState::kStopped);
+  EXPECT_EQ(ProcessesOf(vm), 0u);
+  EXPECT_NE(node_->Events("web", 1)->back().message.find("cancelled"), std::string::npos);
+}
+
+TEST_F(NodeLifecycleTest, BootTimeoutFailsTheStart) {
+  options_.boot_timeout = 100ms;
+  NewNode();
+  VmRecord vm = Create("web");
+  driver_.boot = FakeDriver::Boot::kHang;
+  ASSERT_TRUE(node_->Start("web", false));
+  VmRecord failed = WaitFor("web", VmState::kFailed);
+  EXPECT_NE(failed.state_reason.find("did not report ready"), std::string::npos);
+  EXPECT_EQ(ProcessesOf(vm), 0u);
+}
+
+TEST_F(NodeLifecycleTest, DeleteForceEndsTheProcessAndLeavesNothing) {
+  VmRecord vm = Create("web", RestartPolicy::kOnFailure, 18080);
+  ASSERT_TRUE(node_->Start("web", false));
+  WaitFor("web", VmState::kRunning);
+  ASSERT_TRUE(node_->Delete("web", true));
+  EXPECT_FALSE(node_->Get("web"));
+  EXPECT_EQ(ProcessesOf(vm), 0u);
+  EXPECT_TRUE(network_.taps().empty());
+  EXPECT_TRUE(network_.rules().publish.empty());
+  EXPECT_FALSE(std::filesystem::exists(paths_.vm_dir(vm.id)));
+}
+
+// Many clients hammer one VM with every kind of request. Whatever interleaving happens, the VM
+// ends in a settled state that matches reality: a running VM has exactly its one live process,
+// any other state none, and the store agrees with what the node serves.
+TEST_F(NodeLifecycleTest, ConcurrentRequestsOnOneVmLeaveItConsistent) {
+  driver_.boot_ms = 3;
+  for (int round = 0; round < 3; ++round) {
+    VmRecord vm = Create("busy");
+    std::atomic<bool> go{false};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 8; ++t) {
+      clients.emplace_back([&, t] {
+        std::mt19937 rng(t * 7919 + round);
+        while (!go.load()) std::this_thread::yield();
+        for (int i = 0; i < 60; ++i) {
+          switch (rng() % 6) {
+            case 0: node_->Start("busy", false); break;
+            case 1: node_->Stop("busy", false); break;
+            case 2: node_->Stop("busy", true); break;
+            case 3: {
+              EditRequest e;
+              e.fields = nlohmann::json{{"memory_mib", 128 + 2 * static_cast<int>(rng() % 64)}};
+              node_->Edit("busy", e);
+              break;
+            }
+            case 4: node_->Get("busy"); break;
+            case 5:
+              if (i > 50) node_->Delete("busy", true);
+              break;
+          }
+          std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
+        }
+      });
+    }
+    go = true;
+    for (auto& c : clients) c.join();
+    // Let the last transition settle.
+    auto until = std::chrono::steady_clock::now() + 10s;
+    Result<VmRecord> now = node_->Get("busy");
+    while (now && IsTransitional(now->state) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(5ms);
+      now = node_->Get("busy");
+    }
+    std::this_thread::sleep_for(50ms);
+    now = node_->Get("busy");
+    if (!now) {
+      EXPECT_EQ(ProcessesOf(vm), 0u);
+      EXPECT_FALSE(*store_.GetVm("busy"));
+      continue;
+    }
+    ASSERT_FALSE(IsTransitional(now->state)) << ToString(now->state);
+    auto stored = store_.GetVm("busy");
+    ASSERT_TRUE(stored && *stored);
+    EXPECT_EQ(**stored, *now);
+    if (now->state == VmState::kRunning) {
+      ASSERT_TRUE(now->pid.has_value());
+      EXPECT_TRUE(hv::IsAlive({*now->pid, now->pid_start}));
+      EXPECT_EQ(ProcessesOf(vm), 1u);
+    } else {
+      EXPECT_FALSE(now->pid.has_value());
+      EXPECT_EQ(ProcessesOf(vm), 0u) << ToString(now->state);
+    }
+    ASSERT_TRUE(node_->Delete("busy", true));
+    EXPECT_EQ(ProcessesOf(vm), 0u);
+  }
+}
+
+TEST_F(NodeLifecycleTest, ANewNodeReadoptsRunningVmsAndKeepsSupervisingThem) {
+  Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  VmRecord before = WaitFor("web", VmState::kRunning);
+  NewNode();  // the old node goes away; its VMM keeps running
+  VmRecord after = *node_->Get("web");
+  EXPECT_EQ(after.state, VmState::kRunning);
+  EXPECT_EQ(after.pid, before.pid);
+  EXPECT_EQ(EventTypes("web").back(), "adopted");
+  // The new node supervises it: a crash is seen and restarted.
+  hv::SignalProcess({*before.pid, before.pid_start}, SIGKILL);
+  auto until = std::chrono::steady_clock::now() + 5s;
+  VmRecord again = after;
+  while ((again.pid == before.pid || again.state != VmState::kRunning) &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(5ms);
+    again = *node_->Get("web");
+  }
+  EXPECT_EQ(again.state, VmState::kRunning);
+  EXPECT_NE(again.pid, before.pid);
+  auto types = EventTypes("web");
+  EXPECT_NE(std::find(types.begin(), types.end(), "exited"), types.end());
+}
+
+TEST_F(NodeLifecycleTest, AProcessThatVanishedWhileNoNodeRanIsRestartedByPolicy) {
+  Create("web");
+  Create("off", RestartPolicy::kNever);
+  ASSERT_TRUE(node_->Start("web", false));
+  ASSERT_TRUE(node_->Start("off", false));
+  VmRecord web = WaitFor("web", VmState::kRunning);
+  VmRecord off = WaitFor("off", VmState::kRunning);
+  node_.reset();
+  hv::SignalProcess({*web.pid, web.pid_start}, SIGKILL);
+  hv::SignalProcess({*off.pid, off.pid_start}, SIGKILL);
+  hv::WaitForExit({*web.pid, web.pid_start}, 2s);
+  hv::WaitForExit({*off.pid, off.pid_start}, 2s);
+  NewNode();
+  auto until = std::chrono::steady_clock::now() + 5s;
+  VmRecord restarted = *node_->Get("web");
+  while ((restarted.pid == web.pid || restarted.state != VmState::kRunning) &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(5ms);
+    restarted = *node_->Get("web");
+  }
+  EXPECT_EQ(restarted.state, VmState::kRunning);
+  EXPECT_NE(restarted.pid, web.pid);
+  VmRecord failed = WaitFor("off", VmState::kFailed);
+  EXPECT_NE(failed.state_reason.find("vanished while hearthd was down"), std::string::npos)
+      << failed.state_reason;
+}
+
+TEST_F(NodeLifecycleTest, RecoveryRemovesLeftoversThatNoVmOwns) {
+  VmRecord kept = Create("kept");
+  // A VM directory, a VMM process and a tap from a VM that never got recorded.
+  hv::MachineSpec ghost;
+  ghost.vm_id = "vm-00000000deadbeef";
+  ghost.name = "ghost";
+  ghost.vm_dir = paths_.vm_dir(ghost.vm_id);
+  ghost.console_log = ghost.vm_dir / "console.log";
+  ghost.vmm_log = ghost.vm_dir / "vmm.log";
+  auto orphan = driver_.Launch(ghost);
+  ASSERT_TRUE(orphan);
+  ASSERT_TRUE(network_.EnsureTap({net::TapName(ghost.vm_id), {}, ""}));
+  ASSERT_TRUE(network_.EnsureTap({net::TapName(kept.id), {}, ""}));
+  NewNode();
+  EXPECT_TRUE(hv::WaitForExit(*orphan, 2s));
+  EXPECT_FALSE(std::filesystem::exists(ghost.vm_dir));
+  EXPECT_EQ(network_.taps(), std::set<std::string>{net::TapName(kept.id)});
+  EXPECT_TRUE(node_->Get("kept"));
+}
+
+}  // namespace
+}  // namespace hearth::node
