@@ -14,15 +14,18 @@ const std::vector<GuestModule>& GuestModules() {
       {"net_failover", "drivers/net/net_failover"},
       {"virtio_net", "drivers/net/virtio_net"},
       {"virtio_blk", "drivers/block/virtio_blk"},
+      // The power button: no dependencies.
+      {"button", "drivers/acpi/button"},
+      {"evdev", "drivers/input/evdev"},
   };
   return modules;
 }
 
 const std::vector<std::string_view>& BusyboxApplets() {
   static const std::vector<std::string_view> applets = {
-      "sh",  "mount", "insmod", "ip",       "ipcalc", "nc",       "cat",   "echo",  "sleep",
-      "awk", "mkdir", "printf", "adjtimex", "grep",   "hostname", "ls",    "dmesg", "ps",
-      "tr",  "cut",   "date",   "uname",    "wget",   "poweroff", "reboot"};
+      "sh",  "mount", "insmod", "ip",       "ipcalc", "nc",       "cat",    "echo",  "sleep",
+      "awk", "mkdir", "printf", "adjtimex", "grep",   "hostname", "ls",     "dmesg", "ps",
+      "tr",  "cut",   "date",   "uname",    "wget",   "poweroff", "reboot", "acpid", "sync"};
   return applets;
 }
 
@@ -38,6 +41,17 @@ mkdir -p /run /tmp
 for m in $(cat /etc/hearth/modules); do
   insmod "/lib/modules/$m.ko" 2>/dev/null || echo "hearth: insmod $m failed" >/dev/console
 done
+
+# The ACPI power button (the host's system_powerdown): button.ko reports it as KEY_POWER on
+# /dev/input/event*, and acpid runs /etc/acpi/power-off (see /etc/acpid.conf). acpid writes its
+# pid file once it has opened the input devices.
+acpid_pid=
+if [ -e /dev/input/event0 ]; then
+  acpid_pid=/run/acpid.pid
+  acpid -f -l /run/acpid.log -p "$acpid_pid" &
+else
+  echo "hearth: no input device for the power button (button/evdev missing?)" >/dev/console
+fi
 
 name=hearth addr= gw=
 for arg in $(cat /proc/cmdline); do
@@ -76,9 +90,14 @@ else
 fi
 
 nc -ll -p 80 -e /bin/hearth-http &
-# Ready means listening: local port 80 (0050) in state LISTEN (0A) in /proc/net/tcp{,6}.
+# Ready means listening: local port 80 (0050) in state LISTEN (0A) in /proc/net/tcp{,6}; and
+# shutting down on the power button from then on.
+ready() {
+  grep -qE ':0050 0+:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null &&
+    { [ -z "$acpid_pid" ] || [ -e "$acpid_pid" ]; }
+}
 i=0
-until grep -qE ':0050 0+:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null || [ $i -ge 500 ]; do
+until ready || [ $i -ge 500 ]; do
   sleep 0.01; i=$((i + 1))
 done
 read -r up _ </proc/uptime
@@ -111,6 +130,17 @@ printf 'HTTP/1.0 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnect
   "$status" $((${#body} + 1))
 [ "$method" = HEAD ] || printf '%s\n' "$body"
 )HTTP";
+}
+
+// PID 1 is the /init script, which cannot be asked to shut down (busybox poweroff without -f
+// would signal it): this syncs and calls reboot(2) itself. With -no-reboot QEMU then exits.
+std::string_view PowerOffScript() {
+  return R"OFF(#!/bin/sh
+export PATH=/bin
+echo "hearth: power button pressed, powering off" >/dev/console
+sync
+poweroff -f
+)OFF";
 }
 
 }  // namespace hearth::image

@@ -6,9 +6,14 @@
 //   hearth.ip=ADDR/PREFIX   static address of eth0, e.g. 172.30.0.2/30
 //   hearth.gw=ADDR          default route
 //   ip=CLIENT:SERVER:GW:NETMASK:HOSTNAME:DEVICE:AUTOCONF   the kernel's static form, also read
-// Console: "hearth: guest ready ..." once the HTTP server listens on port 80.
+// Console: "hearth: guest ready ..." once the HTTP server listens on port 80 and the power
+// button is watched.
 // HTTP (port 80): GET / → name, /healthz → ok, /bootid → the kernel's boot id,
 // /time → the guest's Unix time with microseconds; each body ends with "\n".
+// Power button: the host's request to shut down (QMP system_powerdown: the ACPI power button of
+// microvm with acpi=on) makes the guest sync and power off, so that QEMU (-no-reboot) exits.
+// button.ko turns the ACPI event into KEY_POWER on an evdev node (evdev.ko), busybox acpid
+// (started by /init) maps that to "PWRF" and runs /etc/acpi/power-off (kAcpidConf).
 #pragma once
 
 #include <string_view>
@@ -37,7 +42,12 @@ const std::vector<GuestModule>& GuestModules();
 // busybox applets the scripts use, linked into /bin.
 const std::vector<std::string_view>& BusyboxApplets();
 
+// /etc/acpid.conf: acpid's event → action table (the action is a file under /etc/acpi).
+inline constexpr std::string_view kAcpidConf = "PWRF power-off\n";
+
 std::string_view InitScript();
 std::string_view HttpHandlerScript();
+// /etc/acpi/power-off, run by acpid when the power button is pressed.
+std::string_view PowerOffScript();
 
 }  // namespace hearth::image

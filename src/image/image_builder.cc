@@ -255,8 +255,8 @@ Result<ImageManifest> ImageBuilder::Build(std::string_view name, const fs::path&
   // 4. The initramfs.
   Say("building initrd.img");
   CpioArchive cpio;
-  for (const char* d :
-       {"bin", "dev", "etc", "etc/hearth", "lib", "lib/modules", "proc", "run", "sys", "tmp"}) {
+  for (const char* d : {"bin", "dev", "etc", "etc/acpi", "etc/hearth", "lib", "lib/modules", "proc",
+                        "run", "sys", "tmp"}) {
     cpio.AddDirectory(d, std::string_view(d) == "tmp" ? 01777 : 0755);
   }
   cpio.AddCharDevice("dev/console", 5, 1, 0600);
@@ -286,6 +286,8 @@ Result<ImageManifest> ImageBuilder::Build(std::string_view name, const fs::path&
   cpio.AddFile("etc/hearth/modules", module_list);
   cpio.AddFile("init", InitScript(), 0755);
   cpio.AddFile("bin/hearth-http", HttpHandlerScript(), 0755);
+  cpio.AddFile("etc/acpid.conf", kAcpidConf);
+  cpio.AddFile("etc/acpi/power-off", PowerOffScript(), 0755);
   fs::path cpio_path = build / "initrd.cpio";
   if (auto s = WriteFile(cpio_path, cpio.Finish()); !s) return Fail(s.error());
   auto gz = RunCommand({"gzip", "-9", "-n", "-c"}, FileToFile(cpio_path, out / "initrd.img"));

@@ -100,7 +100,7 @@ std::optional<HttpReply> HttpGet(uint16_t port, const std::string& path,
   return HttpReply{std::atoi(raw.c_str() + 9), raw.substr(split + 4)};
 }
 
-// qemu-system-x86_64, SIGKILLed and reaped when the object goes away.
+// qemu-system-x86_64, SIGKILLed and reaped when the object goes away (unless it has exited).
 class QemuProcess {
  public:
   explicit QemuProcess(const std::vector<std::string>& argv) {
@@ -114,7 +114,7 @@ class QemuProcess {
     }
   }
   ~QemuProcess() {
-    if (pid_ > 0) {
+    if (pid_ > 0 && !status_) {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
@@ -122,11 +122,50 @@ class QemuProcess {
   QemuProcess(const QemuProcess&) = delete;
   QemuProcess& operator=(const QemuProcess&) = delete;
   // True while the process has not exited.
-  bool Running() { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+  bool Running() { return pid_ > 0 && !Reaped(); }
+  // Its wait status once it has exited by itself, or nullopt if it still runs after `timeout`.
+  std::optional<int> WaitExit(std::chrono::milliseconds timeout) {
+    for (auto until = std::chrono::steady_clock::now() + timeout; !Reaped();
+         std::this_thread::sleep_for(10ms)) {
+      if (std::chrono::steady_clock::now() >= until) return std::nullopt;
+    }
+    return status_;
+  }
 
  private:
+  bool Reaped() {
+    int status = 0;
+    if (!status_ && waitpid(pid_, &status, WNOHANG) == pid_) status_ = status;
+    return status_.has_value();
+  }
+
   pid_t pid_ = -1;
+  std::optional<int> status_;
 };
+
+// The default image booted under TCG with user-mode networking (guest port 80 forwarded to
+// `port` on 127.0.0.1) in place of a tap, so that the tests need no root networking.
+struct BootedVm {
+  TempDir run;
+  fs::path log;  // the serial console
+  uint16_t port = 0;
+  hv::qemu::QemuConfig config;
+  std::unique_ptr<QemuProcess> qemu;
+  std::optional<HttpReply> root;  // the first answer to GET /
+  double boot_seconds = 0;        // from exec to that answer
+};
+
+// The console log once it holds the ready marker, waiting up to `timeout` for it (the serial
+// file may lag behind the guest a little).
+std::string ConsoleWithMarker(const fs::path& log, std::chrono::seconds timeout = 5s) {
+  std::string console;
+  for (auto until = std::chrono::steady_clock::now() + timeout;
+       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(50ms)) {
+    console = ReadText(log);
+    if (console.find(image::kGuestReadyMarker) != std::string::npos) break;
+  }
+  return console;
+}
 
 class ImageBootTest : public ::testing::Test {
  protected:
@@ -145,6 +184,42 @@ class ImageBootTest : public ::testing::Test {
   void SetUp() override { ASSERT_EQ(build_->exit_code, 0) << build_->err; }
 
   static std::string Cli() { return (testing::BuildDir() / "hearth").string(); }
+
+  // Boots the image as `name` and waits (up to 60 s) for its first HTTP answer.
+  static void Boot(const std::string& name, BootedVm& vm) {
+    int64_t khz = HostTscKhz();
+    ASSERT_GT(khz, 0) << "no \"cpu MHz\" in /proc/cpuinfo";
+    auto m = image::ReadManifest(ImageDir());
+    ASSERT_TRUE(m);
+    vm.log = vm.run / "console.log";
+    vm.port = FreePort();
+    // The command line hearth's QEMU driver uses, plus user-mode networking in place of a tap.
+    vm.config.memory = MiB{128};
+    vm.config.kernel = (ImageDir() / "vmlinux").string();
+    vm.config.initrd = (ImageDir() / "initrd.img").string();
+    vm.config.cmdline = hv::qemu::BuildKernelCmdline(
+        m->cmdline, khz, name, hv::qemu::GuestNetwork{"10.0.2.15/24", "10.0.2.2"}, "");
+    vm.config.memory_file = (vm.run / "memory").string();
+    vm.config.qmp_socket = (vm.run / "qmp.sock").string();
+    vm.config.console_output = vm.log.string();
+    auto argv = hv::qemu::BuildQemuArgv(vm.config);
+    ASSERT_TRUE(argv) << argv.error().message;
+    argv->insert(argv->end(),
+                 {"-netdev", fmt::format("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:80", vm.port),
+                  "-device", "virtio-net-device,netdev=n0"});
+    auto start = std::chrono::steady_clock::now();
+    vm.qemu = std::make_unique<QemuProcess>(*argv);
+    auto deadline = start + 60s;
+    while (std::chrono::steady_clock::now() < deadline && vm.qemu->Running()) {
+      vm.root = HttpGet(vm.port, "/", 1s);
+      if (vm.root) break;
+      std::this_thread::sleep_for(100ms);
+    }
+    vm.boot_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_TRUE(vm.root) << "no HTTP answer within 60 s; console:\n" << ReadText(vm.log);
+    std::cerr << "exec to first HTTP answer: " << vm.boot_seconds << " s\n";
+  }
   static fs::path ImageDir() { return data_dir_->path() / "images" / "default"; }
 
   static inline TempDir* data_dir_ = nullptr;
@@ -194,45 +269,10 @@ TEST_F(ImageBootTest, BuildWritesManifestAndKernelFiles) {
 }
 
 TEST_F(ImageBootTest, BootsUnderTcgAndServesHttp) {
-  int64_t khz = HostTscKhz();
-  ASSERT_GT(khz, 0) << "no \"cpu MHz\" in /proc/cpuinfo";
-  auto m = image::ReadManifest(ImageDir());
-  ASSERT_TRUE(m);
-  TempDir run;
-  fs::path log = run / "console.log";
-  uint16_t port = FreePort();
-  // The command line hearth's QEMU driver uses, plus user-mode networking in place of a tap so
-  // that this test needs no root networking.
-  hv::qemu::QemuConfig config;
-  config.memory = MiB{128};
-  config.kernel = (ImageDir() / "vmlinux").string();
-  config.initrd = (ImageDir() / "initrd.img").string();
-  config.cmdline = hv::qemu::BuildKernelCmdline(
-      m->cmdline, khz, "testvm", hv::qemu::GuestNetwork{"10.0.2.15/24", "10.0.2.2"}, "");
-  config.memory_file = (run / "memory").string();
-  config.qmp_socket = (run / "qmp.sock").string();
-  config.console_output = log.string();
-  auto argv = hv::qemu::BuildQemuArgv(config);
-  ASSERT_TRUE(argv) << argv.error().message;
-  argv->insert(argv->end(),
-               {"-netdev", fmt::format("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:80", port), "-device",
-                "virtio-net-device,netdev=n0"});
-  auto start = std::chrono::steady_clock::now();
-  QemuProcess qemu(*argv);
-
-  std::optional<HttpReply> root;
-  auto deadline = start + 60s;
-  while (std::chrono::steady_clock::now() < deadline && qemu.Running()) {
-    root = HttpGet(port, "/", 1s);
-    if (root) break;
-    std::this_thread::sleep_for(100ms);
-  }
-  double boot = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ASSERT_TRUE(root) << "no HTTP answer within 60 s; console:\n" << ReadText(log);
-  std::cerr << "exec to first HTTP answer: " << boot << " s\n";
-
+  BootedVm vm;
+  ASSERT_NO_FATAL_FAILURE(Boot("testvm", vm));
   // QMP on the same VM: pause, see the STOP event and the paused state, resume.
-  auto qmp = hv::qemu::QmpClient::Connect(config.qmp_socket, 5s);
+  auto qmp = hv::qemu::QmpClient::Connect(vm.config.qmp_socket, 5s);
   ASSERT_TRUE(qmp) << qmp.error().message;
   EXPECT_EQ((*qmp->Execute("query-status"))["status"], "running");
   ASSERT_TRUE(qmp->Execute("stop"));
@@ -243,43 +283,65 @@ TEST_F(ImageBootTest, BootsUnderTcgAndServesHttp) {
   ASSERT_TRUE(qmp->Execute("cont"));
   EXPECT_EQ((*qmp->Execute("query-status"))["status"], "running");
 
-  EXPECT_EQ(root->status, 200);
-  EXPECT_EQ(root->body, "testvm\n");
+  EXPECT_EQ(vm.root->status, 200);
+  EXPECT_EQ(vm.root->body, "testvm\n");
 
-  auto health = HttpGet(port, "/healthz");
+  auto health = HttpGet(vm.port, "/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
   EXPECT_EQ(health->body, "ok\n");
 
-  auto bootid = HttpGet(port, "/bootid");
+  auto bootid = HttpGet(vm.port, "/bootid");
   ASSERT_TRUE(bootid);
   EXPECT_TRUE(std::regex_match(bootid->body, std::regex("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-"
                                                         "[0-9a-f]{4}-[0-9a-f]{12}\n")))
       << bootid->body;
 
-  auto time = HttpGet(port, "/time");
+  auto time = HttpGet(vm.port, "/time");
   ASSERT_TRUE(time);
   double host =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   ASSERT_TRUE(std::regex_match(time->body, std::regex("[0-9]+\\.[0-9]+\n"))) << time->body;
   EXPECT_NEAR(std::stod(time->body), host, 3.0);
 
-  auto missing = HttpGet(port, "/nope");
+  auto missing = HttpGet(vm.port, "/nope");
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
 
   // The marker is printed once the server listens, so it is in the log by now (give the serial
   // file a moment to be flushed).
-  std::string console;
-  for (auto until = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < until;
-       std::this_thread::sleep_for(50ms)) {
-    console = ReadText(log);
-    if (console.find(image::kGuestReadyMarker) != std::string::npos) break;
-  }
+  std::string console = ConsoleWithMarker(vm.log);
   EXPECT_NE(console.find(std::string(image::kGuestReadyMarker) + " name=testvm ip=10.0.2.15/24"),
             std::string::npos)
       << console;
   EXPECT_EQ(console.find("insmod"), std::string::npos) << console;
+  EXPECT_EQ(console.find("no input device for the power button"), std::string::npos) << console;
+}
+
+// The host's request to shut down (QMP system_powerdown, the ACPI power button) makes the guest
+// power off, and QEMU (-no-reboot) exits by itself: no SIGKILL needed.
+TEST_F(ImageBootTest, PowersOffOnSystemPowerdown) {
+  BootedVm vm;
+  ASSERT_NO_FATAL_FAILURE(Boot("downvm", vm));
+  // Once the guest has printed the ready marker, it acts on the power button.
+  std::string console = ConsoleWithMarker(vm.log);
+  ASSERT_NE(console.find(image::kGuestReadyMarker), std::string::npos) << console;
+  auto qmp = hv::qemu::QmpClient::Connect(vm.config.qmp_socket, 5s);
+  ASSERT_TRUE(qmp) << qmp.error().message;
+
+  auto start = std::chrono::steady_clock::now();
+  auto r = qmp->Execute("system_powerdown");
+  ASSERT_TRUE(r) << r.error().message;
+  auto status = vm.qemu->WaitExit(10s);
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(status) << "QEMU still runs 10 s after system_powerdown; console:\n"
+                      << ReadText(vm.log);
+  std::cerr << "system_powerdown to QEMU exit: " << took << " s\n";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
+  console = ReadText(vm.log);
+  EXPECT_NE(console.find("hearth: power button pressed, powering off"), std::string::npos)
+      << console;
+  EXPECT_NE(console.find("reboot: Power down"), std::string::npos) << console;
 }
 
 }  // namespace
