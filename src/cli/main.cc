@@ -16,6 +16,7 @@
 #include "cli/image_commands.h"
 #include "cli/output.h"
 #include "http/client.h"
+#include "model/vm.h"
 
 namespace hearth::cli {
 namespace {
@@ -236,6 +237,46 @@ json ReadSpecFile(const std::string& path) {
   return *doc;
 }
 
+// After a lifecycle request: polls the VM until it leaves its transitional state, then reports
+// where it settled. Exit 1 when it ended failed or did not settle in time.
+int WaitSettled(Cli& cli, const std::string& name, api::HttpResponse r,
+                std::chrono::seconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  json vm = json::parse(r.body, nullptr, false);
+  auto text = [&](const char* key) {
+    return vm.is_object() && vm.contains(key) && vm[key].is_string() ? vm[key].get<std::string>()
+                                                                      : std::string();
+  };
+  auto state = [&] { return text("state"); };
+  auto transitional = [&] {
+    auto s = ParseVmState(state());
+    return s && IsTransitional(*s);
+  };
+  while (transitional()) {
+    if (std::chrono::steady_clock::now() >= until) {
+      std::fprintf(stderr, "hearth: vm '%s' is still %s after %llds; see `hearth vm events %s`\n",
+                   name.c_str(), state().c_str(), static_cast<long long>(timeout.count()),
+                   name.c_str());
+      return kFailed;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto next = cli.Call("GET", VmPath(name));
+    if (!next) return kFailed;
+    r = std::move(*next);
+    vm = json::parse(r.body, nullptr, false);
+  }
+  if (state() == "failed") {
+    std::fprintf(stderr, "hearth: vm '%s' failed: %s\n", name.c_str(),
+                 text("state_reason").c_str());
+    return kFailed;
+  }
+  std::string detail;
+  if (state() == "running") {
+    detail = fmt::format(" ({}{}{})", text("ip"), text("ip").empty() ? "" : ", ", text("backend"));
+  }
+  return cli.Done(r, fmt::format("vm '{}' is {}{}", name, state(), detail));
+}
+
 int FollowLogs(Cli& cli, const std::string& name) {
   std::string last;
   while (true) {
@@ -390,6 +431,13 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
   auto [suspend, suspend_done] =
       action("suspend", "save the VM's state to disk and free its RAM", "suspended");
   auto [resume, resume_done] = action("resume", "restore a suspended VM", "resumed");
+  bool no_wait = false;
+  int wait_seconds = 300;
+  for (auto* cmd : {start, stop, suspend, resume}) {
+    cmd->add_flag("--no-wait", no_wait, "return at once, while the VM is still in transition");
+    cmd->add_option("--timeout", wait_seconds, "seconds to wait for the VM to settle")
+        ->default_str("300");
+  }
   for (auto [cmd, done, query] : {std::tuple{start, start_done, std::string("start")},
                                   std::tuple{stop, stop_done, std::string("stop")},
                                   std::tuple{suspend, suspend_done, std::string("suspend")},
@@ -399,7 +447,9 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
       if (query == "start" && fresh) target += "?fresh=true";
       if (query == "stop" && kill) target += "?kill=true";
       auto r = cli.Call("POST", target);
-      rc = r ? cli.Done(*r, fmt::format("vm '{}' {}", name, done)) : kFailed;
+      if (!r) return void(rc = kFailed);
+      if (no_wait) return void(rc = cli.Done(*r, fmt::format("vm '{}' {}", name, done)));
+      rc = WaitSettled(cli, name, *r, std::chrono::seconds(wait_seconds));
     });
   }
 

@@ -5,6 +5,9 @@
 
 #include <charconv>
 
+#include "hv/qemu/kvm_probe.h"
+#include "net/address_pool.h"
+
 namespace hearth::config {
 namespace {
 
@@ -61,9 +64,16 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
         config.memory_ratio = v.as<double>();
       } else if (key == "log-level") {
         config.log_level = v.as<std::string>();
+      } else if (key == "accel") {
+        config.accel = v.as<std::string>();
+      } else if (key == "network-pool") {
+        config.network_pool = v.as<std::string>();
+      } else if (key == "nat") {
+        config.nat = v.as<bool>() ? "on" : "off";
       } else {
         return Bad("config", fmt::format("{}: unknown key '{}'; known: data-dir, listen, store, "
-                                         "clickhouse, hypervisor, memory-ratio, log-level",
+                                         "clickhouse, hypervisor, memory-ratio, log-level, accel, "
+                                         "network-pool, nat",
                                          path.string(), key));
       }
     } catch (const YAML::Exception&) {
@@ -100,9 +110,17 @@ Status Validate(DaemonConfig& config) {
     return Bad("hypervisor",
                fmt::format("'{}' is not one of auto, qemu, firecracker", config.hypervisor));
   }
-  if (config.hypervisor != "auto") {
-    return Bad("hypervisor",
-               fmt::format("'{}' is not available in this build; use auto", config.hypervisor));
+  if (config.hypervisor == "firecracker") {
+    return Bad("hypervisor", "firecracker is not available in this build yet; use auto or qemu");
+  }
+  if (auto a = hv::qemu::ParseAccelMode(config.accel); !a) {
+    return Bad("accel", fmt::format("'{}' is not one of auto, kvm, tcg", config.accel));
+  }
+  if (auto p = net::AddressPool::Parse(config.network_pool); !p) {
+    return Bad("network-pool", p.error().message);
+  }
+  if (config.nat != "on" && config.nat != "off") {
+    return Bad("nat", fmt::format("'{}' is not on or off", config.nat));
   }
   if (!(config.memory_ratio > 0 && config.memory_ratio <= 100)) {
     return Bad("memory-ratio", fmt::format("{} is out of range; allowed (0, 100], e.g. 1.0 or 1.5",

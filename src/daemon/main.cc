@@ -20,6 +20,9 @@
 #include "common/paths.h"
 #include "config/daemon_config.h"
 #include "http/server.h"
+#include "hv/qemu/kvm_probe.h"
+#include "hv/qemu/qemu_driver.h"
+#include "net/linux_network.h"
 #include "model/host.h"
 #include "node/node.h"
 #include "store/sqlite_state_store.h"
@@ -85,8 +88,28 @@ int Run(config::DaemonConfig cfg) {
 
   LinuxFileProbe files;
   SystemClock clock;
-  node::Node node(**store, *host, files, clock, paths, node::NodeOptions{cfg.memory_ratio});
+  hv::qemu::KvmProbeOptions probe_options;
+  probe_options.mode = *hv::qemu::ParseAccelMode(cfg.accel);
+  probe_options.image_dir = paths.image_dir("default");
+  probe_options.cache = Paths::kvm_probe_cache();
+  probe_options.tsc_khz = host->tsc_khz;
+  hv::qemu::KvmProbe probe(probe_options);
+  probe.Start();
+  hv::qemu::QemuDriverOptions qemu_options;
+  qemu_options.accel = [&probe] { return probe.Get(); };
+  qemu_options.peek_accel = [&probe] { return probe.Peek(); };
+  hv::qemu::QemuDriver qemu(qemu_options);
+  std::unique_ptr<net::Network> network = net::NewLinuxNetwork(net::NetworkOptions::ForDataDir(paths.data_dir()));
+  node::NodeOptions node_options;
+  node_options.memory_ratio = cfg.memory_ratio;
+  node_options.masquerade = cfg.nat == "on";
+  node::Machinery machinery;
+  machinery.driver = &qemu;
+  machinery.network = network.get();
+  machinery.pool = *net::AddressPool::Parse(cfg.network_pool);
+  node::Node node(**store, *host, files, clock, paths, node_options, machinery);
   if (auto s = node.Load(); !s) return Die(s.error());
+  if (auto s = node.Recover(); !s) return Die(s.error());
   api::ApiHandler handler(node, *auth);
 
   http::ServerOptions options;
@@ -117,6 +140,7 @@ int Run(config::DaemonConfig cfg) {
   sigwait(&signals, &sig);
   spdlog::info("received {}, shutting down", strsignal(sig));
   server.Stop();
+  node.Shutdown();
   return 0;
 }
 
@@ -160,6 +184,15 @@ int main(int argc, char** argv) {
                     ->default_str("1.0");
   auto* level = app.add_option("--log-level", cfg.log_level, "trace, debug, info, warn, error")
                     ->default_str("info");
+  auto* accel = app.add_option("--accel", cfg.accel,
+                               "QEMU accelerator: auto (KVM only if a probe guest boots under "
+                               "it, else TCG), kvm or tcg")
+                    ->default_str("auto");
+  auto* pool = app.add_option("--network-pool", cfg.network_pool,
+                              "IPv4 range the VMs' /30 networks come from")
+                   ->default_str(cfg.network_pool);
+  auto* nat = app.add_option("--nat", cfg.nat, "egress NAT (masquerade) for the VMs: on or off")
+                  ->default_str("on");
   app.set_version_flag("--version", HEARTH_VERSION);
   try {
     app.parse(argc, argv);
@@ -187,6 +220,9 @@ int main(int argc, char** argv) {
     if (hypervisor->count() == 0) cfg.hypervisor = from_file.hypervisor;
     if (ratio->count() == 0) cfg.memory_ratio = from_file.memory_ratio;
     if (level->count() == 0) cfg.log_level = from_file.log_level;
+    if (accel->count() == 0) cfg.accel = from_file.accel;
+    if (pool->count() == 0) cfg.network_pool = from_file.network_pool;
+    if (nat->count() == 0) cfg.nat = from_file.nat;
   }
   if (!data_dir.empty()) cfg.data_dir = data_dir;
   return hearth::Run(cfg);

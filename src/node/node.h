@@ -179,6 +179,7 @@ class Node {
   std::map<std::string, Live, std::less<>> live_;  // by VM name
   std::condition_variable changed_;                 // a cancel flag was set, or a job ended
   int jobs_ = 0;
+  std::once_flag network_prepared_;  // host set-up (ip_forward) before the first tap
   bool shutting_down_ = false;
   std::unique_ptr<hv::Supervisor> supervisor_;  // last: its thread calls back into the node
 };

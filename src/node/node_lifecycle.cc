@@ -76,6 +76,9 @@ Result<std::string> Node::AllocateAddress() const {
 
 Status Node::PrepareNetwork(const VmRecord& vm) {
   if (!machinery_.network || vm.ip.empty()) return Ok();
+  Status prepared = Ok();
+  std::call_once(network_prepared_, [&] { prepared = machinery_.network->Prepare(); });
+  if (!prepared) return Fail(prepared.error());
   auto address = machinery_.pool->FromGuest(vm.ip);
   if (!address) return Fail(address.error());
   net::TapConfig tap{net::TapName(vm.id), *address, net::GuestMac(*address)};
@@ -90,11 +93,15 @@ Status Node::SyncRules() {
   net::RuleSet rules;
   rules.pool_cidr = machinery_.pool->cidr();
   rules.masquerade = options_.masquerade;
+  // Only VMs that have been started have a tap; a node with none keeps no table at all.
+  bool any = false;
   for (const auto& [_, vm] : vms_) {
-    if (vm.ip.empty() || vm.state == VmState::kDeleting) continue;
+    if (vm.ip.empty() || vm.state == VmState::kDeleting || vm.state == VmState::kCreated) continue;
+    any = true;
     for (const auto& p : vm.spec.publish) rules.publish.push_back({vm.ip, p});
   }
-  if (auto s = machinery_.network->ApplyRules(rules); !s) {
+  if (auto s = any ? machinery_.network->ApplyRules(rules) : machinery_.network->RemoveRules();
+      !s) {
     return Fail(s.error().Wrap("rewriting hearth's nftables rules"));
   }
   return Ok();

@@ -134,7 +134,6 @@ Status Node::Recover() {
       spdlog::warn("removing tap {}: no VM owns it", tap);
       if (auto s = machinery_.network->RemoveTap(tap); !s) spdlog::error("{}", s.error().message);
     }
-    if (auto s = machinery_.network->Prepare(); !s) return Fail(s.error());
     if (auto s = SyncRules(); !s) return Fail(s.error());
   }
   for (auto& job : jobs) Spawn(std::move(job));

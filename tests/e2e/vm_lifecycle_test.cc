@@ -1,0 +1,238 @@
+// Real VMs through the real hearthd and CLI (QEMU; TCG on hosts where KVM cannot boot a guest):
+// HTTP to the guest's address and through a published port from the host and from another
+// network namespace, a memory edit seen by the guest, restart of a killed VMM, re-adoption after
+// SIGKILL of hearthd, and nothing left behind by delete.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "hv/process.h"
+#include "net/linux_network.h"
+#include "net/tap.h"
+#include "support/daemon.h"
+#include "support/temp_dir.h"
+#include "support/vm_env.h"
+
+namespace hearth {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using nlohmann::json;
+using testing::RunProgram;
+using testing::RunResult;
+
+class VmLifecycleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::LinkDefaultImage(dir_.path());
+    StartDaemon();
+  }
+  void TearDown() override {
+    daemon_.reset();
+    testing::CleanUpHost(dir_.path());
+  }
+
+  void StartDaemon() {
+    auto d = testing::DaemonProcess::Start(
+        dir_.path(), {"--network-pool", testing::TestNetworkPool(), "--log-level", "info"});
+    ASSERT_TRUE(d) << d.error().message;
+    daemon_ = std::move(*d);
+  }
+
+  RunResult Cli(std::vector<std::string> args) {
+    args.insert(args.begin(), (testing::BuildDir() / "hearth").string());
+    return RunProgram(args, {"HEARTH_SOCKET=" + daemon_->socket().string()});
+  }
+  void CliOk(std::vector<std::string> args) {
+    RunResult r = Cli(args);
+    ASSERT_EQ(r.exit_code, 0) << fmt::format("hearth {}: {}{}", fmt::join(args, " "), r.out, r.err);
+  }
+  json Show(const std::string& name) {
+    RunResult r = Cli({"vm", "show", name, "-o", "json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return json::parse(r.out, nullptr, false);
+  }
+  std::vector<std::string> Events(const std::string& name) {
+    RunResult r = Cli({"vm", "events", name, "-o", "json"});
+    std::vector<std::string> out;
+    json j = json::parse(r.out, nullptr, false);
+    if (j.is_object() && j.contains("events")) j = j["events"];
+    if (!j.is_array()) return out;
+    for (const auto& e : j) out.push_back(e.value("type", "") + ": " + e.value("message", ""));
+    return out;
+  }
+  // Waits until `name` is running with a pid other than `not_pid`.
+  json WaitRunning(const std::string& name, int64_t not_pid, std::chrono::seconds limit) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    json vm;
+    do {
+      std::this_thread::sleep_for(200ms);
+      vm = Show(name);
+    } while (!(vm.value("state", "") == "running" && vm["pid"].is_number() &&
+               vm["pid"].get<int64_t>() != not_pid) &&
+             std::chrono::steady_clock::now() < until);
+    return vm;
+  }
+  bool TapExists(const std::string& tap) {
+    return RunProgram({"ip", "link", "show", "dev", tap}).exit_code == 0;
+  }
+  std::string Rules() {
+    auto table = net::NetworkOptions::ForDataDir(dir_.path()).table;
+    return RunProgram({"nft", "list", "table", "ip", table}).out;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<testing::DaemonProcess> daemon_;
+};
+
+TEST_F(VmLifecycleTest, GuestAnswersOnItsAddressAndPublishedPortFromHostAndNamespace) {
+  uint16_t port = static_cast<uint16_t>(20000 + getpid() % 20000);
+  CliOk({"vm", "create", "web", "--image", "default", "--memory", "128M", "--publish",
+         fmt::format("{}:80", port)});
+  auto t0 = std::chrono::steady_clock::now();
+  CliOk({"vm", "start", "web"});
+  std::cerr << "start -> running: "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+            << " s\n";
+  json vm = Show("web");
+  ASSERT_EQ(vm["state"], "running");
+  std::string ip = vm["ip"];
+  EXPECT_TRUE(vm["backend"] == "qemu-tcg" || vm["backend"] == "qemu-kvm") << vm.dump();
+
+  auto direct = testing::HttpGetEventually(ip, 80, "/", 10s);
+  ASSERT_TRUE(direct && direct->status == 200);
+  EXPECT_EQ(direct->body, "web\n");
+  auto published = testing::HttpGetEventually("127.0.0.1", port, "/", 10s);
+  ASSERT_TRUE(published && published->status == 200);
+  EXPECT_EQ(published->body, "web\n");
+
+  testing::ClientNamespace client(getpid() % 250);
+  RunResult r = client.Run({"curl", "-sS", "--max-time", "10",
+                            fmt::format("http://{}:{}/", client.host_ip(), port)});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "web\n");
+
+  // The console log is served, and stop powers the guest off.
+  RunResult logs = Cli({"vm", "logs", "web"});
+  EXPECT_NE(logs.out.find("hearth: guest ready name=web"), std::string::npos) << logs.out;
+  int64_t pid = vm["pid"];
+  CliOk({"vm", "stop", "web"});
+  EXPECT_EQ(Show("web")["state"], "stopped");
+  EXPECT_FALSE(hv::ProcessStartTime(pid));
+  auto events = Events("web");
+  ASSERT_FALSE(events.empty());
+  EXPECT_NE(events.back().find("stopped: the guest powered off"), std::string::npos)
+      << events.back();
+}
+
+// The kernel's "Memory: used/totalK available" line of the newest boot in the console log.
+int64_t GuestMemoryKib(const std::string& console) {
+  std::regex line(R"(Memory: \d+K/(\d+)K available)");
+  int64_t last = 0;
+  for (std::sregex_iterator it(console.begin(), console.end(), line), end; it != end; ++it) {
+    last = std::stoll((*it)[1]);
+  }
+  return last;
+}
+
+TEST_F(VmLifecycleTest, MemoryEditOfAStoppedVmIsSeenByTheGuest) {
+  CliOk({"vm", "create", "mem", "--image", "default", "--memory", "128M"});
+  CliOk({"vm", "start", "mem"});
+  int64_t before = GuestMemoryKib(Cli({"vm", "logs", "mem"}).out);
+  CliOk({"vm", "stop", "mem", "--kill"});
+  CliOk({"vm", "edit", "mem", "--memory", "320M"});
+  CliOk({"vm", "start", "mem"});
+  int64_t after = GuestMemoryKib(Cli({"vm", "logs", "mem"}).out);
+  std::cerr << "guest memory: " << before << " KiB -> " << after << " KiB\n";
+  // The kernel reports RAM minus firmware holes: within a few MiB of the VM's size.
+  EXPECT_NEAR(before / 1024.0, 128, 8);
+  EXPECT_NEAR(after / 1024.0, 320, 8);
+}
+
+TEST_F(VmLifecycleTest, AKilledVmmIsRestartedOnFailure) {
+  CliOk({"vm", "create", "crashy", "--image", "default", "--memory", "128M"});
+  CliOk({"vm", "start", "crashy"});
+  json vm = Show("crashy");
+  int64_t pid = vm["pid"];
+  std::string ip = vm["ip"];
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(static_cast<pid_t>(pid), SIGKILL), 0);
+  json again = WaitRunning("crashy", pid, 60s);
+  ASSERT_EQ(again["state"], "running") << again.dump();
+  std::cerr << "killed -> running again: "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+            << " s\n";
+  auto reply = testing::HttpGetEventually(ip, 80, "/", 10s);
+  ASSERT_TRUE(reply && reply->status == 200);
+  bool recorded = false;
+  for (const auto& e : Events("crashy")) {
+    if (e.find("exited: qemu (pid " + std::to_string(pid) + ") killed by signal 9") == 0) {
+      recorded = true;
+    }
+  }
+  EXPECT_TRUE(recorded) << fmt::format("{}", fmt::join(Events("crashy"), "\n"));
+}
+
+TEST_F(VmLifecycleTest, ANewHearthdReadoptsVmsAfterSigkill) {
+  CliOk({"vm", "create", "keep", "--image", "default", "--memory", "128M"});
+  CliOk({"vm", "start", "keep"});
+  json vm = Show("keep");
+  int64_t pid = vm["pid"];
+  std::string ip = vm["ip"];
+  auto boot_id = testing::HttpGetEventually(ip, 80, "/bootid", 10s);
+  ASSERT_TRUE(boot_id && boot_id->status == 200);
+
+  daemon_->Kill();
+  // The VM carries on without hearthd.
+  auto alone = testing::HttpGet(ip, 80, "/bootid");
+  ASSERT_TRUE(alone && alone->status == 200);
+  EXPECT_EQ(alone->body, boot_id->body);
+
+  StartDaemon();
+  json adopted = Show("keep");
+  EXPECT_EQ(adopted["state"], "running");
+  EXPECT_EQ(adopted["pid"], pid);
+  auto events = Events("keep");
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().rfind("adopted:", 0), 0u) << events.back();
+  EXPECT_NE(Cli({"vm", "logs", "keep"}).out.find("hearth: guest ready"), std::string::npos);
+  auto same = testing::HttpGet(ip, 80, "/bootid");
+  ASSERT_TRUE(same && same->status == 200);
+  EXPECT_EQ(same->body, boot_id->body);  // the same boot: not restarted
+
+  // The new hearthd supervises it: a crash now is seen and restarted.
+  kill(static_cast<pid_t>(pid), SIGKILL);
+  json again = WaitRunning("keep", pid, 60s);
+  EXPECT_EQ(again["state"], "running") << again.dump();
+}
+
+TEST_F(VmLifecycleTest, DeleteLeavesNoTapRuleProcessOrFile) {
+  uint16_t port = static_cast<uint16_t>(20000 + (getpid() + 7) % 20000);
+  CliOk({"vm", "create", "gone", "--image", "default", "--memory", "128M", "--publish",
+         fmt::format("{}:80", port)});
+  CliOk({"vm", "start", "gone"});
+  json vm = Show("gone");
+  std::string id = vm["id"], ip = vm["ip"];
+  std::string tap = net::TapName(id);
+  ASSERT_TRUE(TapExists(tap));
+  ASSERT_NE(Rules().find(ip), std::string::npos) << Rules();
+  fs::path vm_dir = dir_.path() / "vms" / id;
+  ASSERT_TRUE(fs::exists(vm_dir));
+
+  CliOk({"vm", "rm", "gone", "--force"});
+  EXPECT_FALSE(TapExists(tap));
+  EXPECT_EQ(Rules().find(ip), std::string::npos) << Rules();
+  EXPECT_TRUE(hv::FindProcesses(vm_dir.string()).empty());
+  EXPECT_FALSE(hv::ProcessStartTime(vm["pid"].get<int64_t>()));
+  EXPECT_FALSE(fs::exists(vm_dir));
+}
+
+}  // namespace
+}  // namespace hearth
