@@ -168,11 +168,6 @@ Result<VmRecord> Node::Create(const CreateRequest& request) {
   vm.state = VmState::kCreated;
   vm.version = 1;
   vm.created_at = vm.updated_at = clock_.Now();
-  if (machinery_.network) {
-    auto ip = AllocateAddress();
-    if (!ip) return Fail(ip.error());
-    vm.ip = *ip;
-  }
   Event event = MakeEvent(vm, "created", "");
   if (auto s = Write(lock, vm, [&] { return store_.CreateVm(vm, event); }); !s) {
     return Fail(s.error().Wrap(fmt::format("creating vm '{}'", vm.name)));

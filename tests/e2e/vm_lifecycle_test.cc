@@ -41,7 +41,7 @@ class VmLifecycleTest : public ::testing::Test {
 
   void StartDaemon() {
     auto d = testing::DaemonProcess::Start(
-        dir_.path(), {"--network-pool", testing::TestNetworkPool(), "--log-level", "info"});
+        dir_.path(), {"--network-pool", testing::TestNetworkPool()});
     ASSERT_TRUE(d) << d.error().message;
     daemon_ = std::move(*d);
   }
@@ -189,6 +189,7 @@ TEST_F(VmLifecycleTest, ANewHearthdReadoptsVmsAfterSigkill) {
   auto boot_id = testing::HttpGetEventually(ip, 80, "/bootid", 10s);
   ASSERT_TRUE(boot_id && boot_id->status == 200);
 
+  daemon_->KeepHostState();
   daemon_->Kill();
   // The VM carries on without hearthd.
   auto alone = testing::HttpGet(ip, 80, "/bootid");

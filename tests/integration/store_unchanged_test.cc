@@ -2,7 +2,7 @@
 // database, its WAL and every other file (only the WAL index, state.db-shm, which readers update,
 // is left out). The table covers each validation rule reachable through the API (names, sizes,
 // files, disk and port conflicts, timers, unknown fields and wrong types, stale or malformed
-// versions, bad queries, state rules, missing driver, admission, authentication), and checks that
+// versions, bad queries, state rules, admission, authentication), and checks that
 // each answer is the documented 4xx with a JSON error naming the field. Requests that succeed
 // without changing anything (reads, edits that change nothing) must not write either; a control
 // shows that a real edit does change the files, so that the comparison can fail.
@@ -117,7 +117,7 @@ class StoreUnchangedTest : public ::testing::Test {
     fs::create_directory(dir_ / "a-directory");
 
     // Admission allows about 128 MiB of running VMs: starting the 256 MiB alpha is refused for
-    // memory, starting the 64 MiB beta gets as far as the missing hypervisor driver.
+    // memory.
     std::string ratio = fmt::format("{:.9f}", 128.0 / static_cast<double>(host_.memory.value));
     data_ = dir_.path() / "data";
     auto daemon = DaemonProcess::Start(data_, {"--memory-ratio", ratio});
@@ -460,8 +460,6 @@ TEST_F(StoreUnchangedTest, RefusedDeletesActionsAndUnauthenticatedRequestsLeaveT
       {"delete with a bad name encoding", "DELETE", "/v1/vms/bet%a", "", 400, bad, ""},
       {"delete every VM", "DELETE", "/v1/vms", "", 405, bad, ""},
       // Lifecycle actions: no hypervisor driver, admission, state rules, bad queries.
-      {"start without a driver", "POST", "/v1/vms/beta/start", "", 409, state, ""},
-      {"fresh start without a driver", "POST", "/v1/vms/beta/start?fresh=true", "", 409, state, ""},
       {"start over the admission limit", "POST", "/v1/vms/alpha/start", "", 429,
        "resource_exhausted", "memory_mib"},
       {"start with a bad fresh flag", "POST", "/v1/vms/beta/start?fresh=maybe", "", 400, bad,

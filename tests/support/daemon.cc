@@ -1,5 +1,7 @@
 #include "support/daemon.h"
 
+#include "support/vm_env.h"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -9,6 +11,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -35,6 +38,10 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::filesyste
                                    "127.0.0.1:0",
                                    "--log-level",
                                    "warn"};
+  // VMs of tests never share addresses with each other or with a production hearthd.
+  if (std::find(extra_args.begin(), extra_args.end(), "--network-pool") == extra_args.end()) {
+    args.insert(args.end(), {"--network-pool", TestNetworkPool()});
+  }
   for (auto& a : extra_args) args.push_back(std::move(a));
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) return Fail(Code::kInternal, "pipe failed");
@@ -79,6 +86,7 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::filesyste
 
 DaemonProcess::~DaemonProcess() {
   if (pid_ > 0) Terminate();
+  if (clean_up_host_) CleanUpHost(data_dir_);
 }
 
 std::string DaemonProcess::token() const {

@@ -1,6 +1,7 @@
 // Runs the real hearthd binary for integration tests and benchmarks: a fresh data directory,
-// TCP on an ephemeral loopback port, and the unix socket. Stops it (SIGTERM, then SIGKILL) when
-// the object goes away, so no process outlives a failed test.
+// TCP on an ephemeral loopback port, the unix socket, and a VM network pool of its own. Stops it
+// (SIGTERM, then SIGKILL) and removes its VMs' processes, taps and rules when the object goes
+// away, so nothing outlives a failed test.
 #pragma once
 
 #include <sys/types.h>
@@ -38,6 +39,9 @@ class DaemonProcess {
 
   // SIGKILL and reap: the daemon gets no chance to clean up.
   void Kill();
+  // By default the destructor also removes what the daemon left on the host (VMM processes,
+  // taps, its nftables table); after this call it leaves them, for a successor daemon.
+  void KeepHostState() { clean_up_host_ = false; }
   // SIGTERM and reap; returns the exit status (or -signal).
   int Terminate();
   bool running() const { return pid_ > 0; }
@@ -46,6 +50,7 @@ class DaemonProcess {
   DaemonProcess() = default;
   int Reap(int timeout_ms);
   pid_t pid_ = -1;
+  bool clean_up_host_ = true;
   uint16_t port_ = 0;
   std::filesystem::path data_dir_;
 };

@@ -106,12 +106,13 @@ AccelChoice KvmProbe::Decide() {
   ::close(fd);
   std::string boot_id = BootId();
   if (auto cached = ReadCache(options_.cache, boot_id)) return *cached;
-  AccelChoice c = BootUnderKvm();
-  WriteCache(options_.cache, boot_id, c);
+  bool probed = false;
+  AccelChoice c = BootUnderKvm(probed);
+  if (probed) WriteCache(options_.cache, boot_id, c);
   return c;
 }
 
-AccelChoice KvmProbe::BootUnderKvm() {
+AccelChoice KvmProbe::BootUnderKvm(bool& probed) {
   auto manifest = image::ReadManifest(options_.image_dir);
   if (!manifest) {
     return {Accel::kTcg, fmt::format("TCG: KVM not probed, no default image in {} to boot "
@@ -147,6 +148,7 @@ AccelChoice KvmProbe::BootUnderKvm() {
     c = {Accel::kTcg, fmt::format("TCG: qemu failed to start under KVM: {}",
                                   process.error().message)};
   } else {
+    probed = true;
     CancelFlag never{false};
     auto ready = kvm.WaitReady(spec, *process, started + options_.deadline, never);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -43,7 +43,8 @@ class KvmProbe {
 
  private:
   AccelChoice Decide();
-  AccelChoice BootUnderKvm();
+  // Sets `probed` when a guest was actually launched (only that verdict is cached).
+  AccelChoice BootUnderKvm(bool& probed);
 
   KvmProbeOptions options_;
   std::mutex mu_;
