@@ -122,6 +122,7 @@ case "${target%%\?*}" in
   /) body=$(cat /run/name) ;;
   /healthz) body=ok ;;
   /bootid) body=$(cat /proc/sys/kernel/random/boot_id) ;;
+  /meminfo) body=$(cat /proc/meminfo) ;;
   /time) body=$(adjtimex | awk '/tv_sec/ {s = $2} /tv_usec/ {u = $2} END {printf "%d.%06d", s, u}') ;;
   *) status="404 Not Found" body="not found" ;;
 esac

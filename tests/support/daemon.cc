@@ -151,7 +151,7 @@ RunResult RunProgram(const std::vector<std::string>& argv, const std::vector<std
     dup2(err[1], STDERR_FILENO);
     for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
     auto args = CArgs(argv);
-    execv(args[0], args.data());
+    execvp(args[0], args.data());
     _exit(127);
   }
   close(in[0]);

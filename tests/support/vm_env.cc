@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "hv/process.h"
+#include "image/guest_init.h"
 #include "net/linux_network.h"
 
 namespace hearth::testing {
@@ -20,8 +21,19 @@ namespace hearth::testing {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+// A key for what goes into the default image, so that a change to the guest's scripts or
+// modules builds a fresh shared image instead of reusing a stale one.
+std::string GuestContentKey() {
+  std::string all = std::string(image::InitScript()) + std::string(image::HttpHandlerScript()) +
+                    std::string(image::PowerOffScript()) + std::string(image::kDefaultCmdline) +
+                    std::string(image::kAcpidConf);
+  for (const auto& m : image::GuestModules()) all += m.name;
+  for (const auto& a : image::BusyboxApplets()) all += a;
+  return fmt::format("{:016x}", std::hash<std::string>{}(all));
+}
+
 fs::path SharedDefaultImage() {
-  fs::path root = BuildDir() / "e2e-image";
+  fs::path root = BuildDir() / ("e2e-image-" + GuestContentKey());
   fs::path image = root / "images" / "default";
   fs::create_directories(root);
   int lock = open((root / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);

@@ -12,7 +12,7 @@
 
 namespace hearth::testing {
 
-// <build>/e2e-image/images/default, built with `hearth image build default` the first time any
+// <build>/e2e-image-<key>/images/default (the key changes with the guest's contents), built with `hearth image build default` the first time any
 // test asks (serialised across test processes with a lock file). Fails the calling test if the
 // build fails.
 std::filesystem::path SharedDefaultImage();
