@@ -42,7 +42,10 @@ void CloexecAllBut(const std::vector<int>& keep) {
 
 }  // namespace
 
-Result<uint64_t> ProcessStartTime(int64_t pid) {
+namespace {
+
+// The start time from /proc/<pid>/stat; a zombie counts as gone unless `zombie_ok`.
+Result<uint64_t> ReadStartTime(int64_t pid, bool zombie_ok) {
   std::ifstream in(fmt::format("/proc/{}/stat", pid));
   std::string stat;
   if (!in || !std::getline(in, stat)) {
@@ -57,13 +60,17 @@ Result<uint64_t> ProcessStartTime(int64_t pid) {
   std::string field;
   // Fields after ')' start at 3 (state); the start time is field 22.
   for (int i = 3; i <= 22 && fields >> field; ++i) {
-    if (i == 3 && field == "Z") {
+    if (i == 3 && field == "Z" && !zombie_ok) {
       return Fail(Code::kNotFound, fmt::format("process {} has exited", pid));
     }
     if (i == 22) return std::stoull(field);
   }
   return Fail(Code::kInternal, fmt::format("cannot parse /proc/{}/stat", pid));
 }
+
+}  // namespace
+
+Result<uint64_t> ProcessStartTime(int64_t pid) { return ReadStartTime(pid, false); }
 
 bool IsAlive(const ProcessId& id) {
   auto t = ProcessStartTime(id.pid);
@@ -171,8 +178,9 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
     return Fail(Code::kUnavailable,
                 fmt::format("cannot run {}: {}", argv[0], Errno(exec_errno)));
   }
-  auto start = ProcessStartTime(pid);
-  if (!start) return Fail(start.error().Wrap(fmt::format("{} exited at once", argv[0])));
+  // Our child cannot vanish before we reap it: a quick exit leaves a zombie with its start time.
+  auto start = ReadStartTime(pid, /*zombie_ok=*/true);
+  if (!start) return Fail(start.error().Wrap(fmt::format("starting {}", argv[0])));
   return ProcessId{pid, *start};
 }
 

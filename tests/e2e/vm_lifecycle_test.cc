@@ -3,6 +3,7 @@
 // network namespace, a memory edit seen by the guest, restart of a killed VMM, re-adoption after
 // SIGKILL of hearthd, and nothing left behind by delete.
 #include <fmt/format.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "net/linux_network.h"
 #include "net/tap.h"
 #include "support/daemon.h"
+#include "support/openapi_validator.h"
 #include "support/temp_dir.h"
 #include "support/vm_env.h"
 
@@ -119,11 +121,30 @@ TEST_F(VmLifecycleTest, GuestAnswersOnItsAddressAndPublishedPortFromHostAndNames
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "web\n");
 
-  // The console log is served, and stop powers the guest off.
+  // The console log is served.
   RunResult logs = Cli({"vm", "logs", "web"});
   EXPECT_NE(logs.out.find("hearth: guest ready name=web"), std::string::npos) << logs.out;
+
+  // Answers only a running VM gives conform to api/openapi.yaml: delete without force is 409,
+  // stop is 200 with the VM stopping. Stop powers the guest off.
+  auto spec = testing::OpenApiSpec::Load(fs::path(HEARTH_SOURCE_DIR) / "api" / "openapi.yaml");
+  ASSERT_TRUE(spec) << spec.error().message;
+  http::Client api(daemon_->UnixClient());
+  auto check = [&](std::string_view method, const std::string& target, int status) {
+    auto r = api.Request(method, target, "");
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->status, status) << r->body;
+    auto op = spec->FindOperation(method, target);
+    ASSERT_TRUE(op);
+    EXPECT_THAT(spec->CheckResponse(*op, *r), ::testing::IsEmpty()) << r->body;
+  };
+  check("DELETE", "/v1/vms/web", 409);
   int64_t pid = vm["pid"];
-  CliOk({"vm", "stop", "web"});
+  check("POST", "/v1/vms/web/stop", 200);
+  for (auto until = std::chrono::steady_clock::now() + 20s;
+       Show("web")["state"] == "stopping" && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(100ms);
+  }
   EXPECT_EQ(Show("web")["state"], "stopped");
   EXPECT_FALSE(hv::ProcessStartTime(pid));
   auto events = Events("web");

@@ -158,7 +158,7 @@ AccelChoice KvmProbe::BootUnderKvm(bool& probed) {
       c = {Accel::kKvm, fmt::format("KVM: a probe guest booted in {} ms", ms)};
     } else {
       c = {Accel::kTcg,
-           fmt::format("TCG: a probe guest did not boot under KVM within {} ms ({})",
+           fmt::format("TCG: a probe guest did not boot under KVM (deadline {} ms): {}",
                        options_.deadline.count(), ready.error().message)};
     }
     kvm.Kill(*process);
