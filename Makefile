@@ -39,6 +39,7 @@ unit integration e2e: build
 # Benchmarks print their numbers; they are not pass/fail tests.
 bench: build
 	$(BUILD)/bench/api_bench
+	$(BUILD)/bench/start_bench
 
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -18,8 +18,8 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
-#include <stdexcept>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -94,8 +94,8 @@ struct Api {
   json Call(std::string_view method, const std::string& target, const std::string& body = "") {
     auto r = client.Request(method, target, body);
     if (!r || r->status >= 300) {
-      throw std::runtime_error(fmt::format("{} {} failed: {}", method, target,
-                                           r ? r->body : r.error().message));
+      throw std::runtime_error(
+          fmt::format("{} {} failed: {}", method, target, r ? r->body : r.error().message));
     }
     return r->body.empty() ? json() : json::parse(r->body);
   }
@@ -162,9 +162,10 @@ int Run(int rounds) {
     std::fflush(stdout);
   }
   double h = Median(via_hearth), r = Median(by_hand);
-  std::printf("median start -> first HTTP 200: hearth %.0f ms, by hand %.0f ms, ratio %.3f "
-              "(target <= 1.05)\n",
-              h, r, h / r);
+  std::printf(
+      "median start -> first HTTP 200: hearth %.0f ms, by hand %.0f ms, ratio %.3f "
+      "(target <= 1.05)\n",
+      h, r, h / r);
 
   // Ten VMs at once.
   const int kVms = 10;
@@ -176,13 +177,15 @@ int Run(int rounds) {
   for (int i = 0; i < kVms; ++i) api.Call("POST", fmt::format("/v1/vms/c{}/start", i));
   double accepted = Ms(Clock::now() - t0);
   std::vector<std::string> ips;
-  for (int i = 0; i < kVms; ++i) ips.push_back(api.WaitState(fmt::format("c{}", i), "running")["ip"]);
+  for (int i = 0; i < kVms; ++i)
+    ips.push_back(api.WaitState(fmt::format("c{}", i), "running")["ip"]);
   double all_running = Ms(Clock::now() - t0);
   for (const auto& vm_ip : ips) WaitHttp(vm_ip, t0 + 300s);
   double all_http = Ms(Clock::now() - t0);
-  std::printf("%d VMs started at once: all accepted in %.0f ms, all running in %.0f ms, all "
-              "answering HTTP in %.0f ms\n",
-              kVms, accepted, all_running, all_http);
+  std::printf(
+      "%d VMs started at once: all accepted in %.0f ms, all running in %.0f ms, all "
+      "answering HTTP in %.0f ms\n",
+      kVms, accepted, all_running, all_http);
   for (int i = 0; i < kVms; ++i) api.Call("DELETE", fmt::format("/v1/vms/c{}?force=true", i));
   api.Call("DELETE", "/v1/vms/bench?force=true");
   return 0;

@@ -245,7 +245,7 @@ int WaitSettled(Cli& cli, const std::string& name, api::HttpResponse r,
   json vm = json::parse(r.body, nullptr, false);
   auto text = [&](const char* key) {
     return vm.is_object() && vm.contains(key) && vm[key].is_string() ? vm[key].get<std::string>()
-                                                                      : std::string();
+                                                                     : std::string();
   };
   auto state = [&] { return text("state"); };
   auto transitional = [&] {

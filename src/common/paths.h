@@ -37,9 +37,7 @@ class Paths {
   std::filesystem::path console_log(std::string_view vm_id) const {
     return vm_dir(vm_id) / "console.log";
   }
-  std::filesystem::path vmm_log(std::string_view vm_id) const {
-    return vm_dir(vm_id) / "vmm.log";
-  }
+  std::filesystem::path vmm_log(std::string_view vm_id) const { return vm_dir(vm_id) / "vmm.log"; }
   std::filesystem::path memory_file(std::string_view vm_id) const {
     return vm_dir(vm_id) / "memory";
   }

@@ -18,9 +18,9 @@ struct DaemonConfig {
   std::string hypervisor = "auto";
   double memory_ratio = 1.0;
   std::string log_level = "info";
-  std::string accel = "auto";                   // QEMU: auto (probe KVM), kvm or tcg
+  std::string accel = "auto";                  // QEMU: auto (probe KVM), kvm or tcg
   std::string network_pool = "172.30.0.0/16";  // one /30 per VM
-  std::string nat = "on";                       // egress masquerade for the pool: on or off
+  std::string nat = "on";                      // egress masquerade for the pool: on or off
 };
 
 struct ListenAddress {

@@ -22,8 +22,8 @@
 #include "http/server.h"
 #include "hv/qemu/kvm_probe.h"
 #include "hv/qemu/qemu_driver.h"
-#include "net/linux_network.h"
 #include "model/host.h"
+#include "net/linux_network.h"
 #include "node/node.h"
 #include "store/sqlite_state_store.h"
 
@@ -99,7 +99,8 @@ int Run(config::DaemonConfig cfg) {
   qemu_options.accel = [&probe] { return probe.Get(); };
   qemu_options.peek_accel = [&probe] { return probe.Peek(); };
   hv::qemu::QemuDriver qemu(qemu_options);
-  std::unique_ptr<net::Network> network = net::NewLinuxNetwork(net::NetworkOptions::ForDataDir(paths.data_dir()));
+  std::unique_ptr<net::Network> network =
+      net::NewLinuxNetwork(net::NetworkOptions::ForDataDir(paths.data_dir()));
   node::NodeOptions node_options;
   node_options.memory_ratio = cfg.memory_ratio;
   node_options.masquerade = cfg.nat == "on";

@@ -30,8 +30,8 @@ Status CapLog(const std::filesystem::path& path, int64_t cap) {
       // Not supported here (or the range is busy): punch a hole instead; the size stays.
       if (cut > data_start &&
           fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, cut) != 0) {
-        result = Fail(Code::kInternal,
-                      fmt::format("capping {}: {}", path.string(), strerror(errno)));
+        result =
+            Fail(Code::kInternal, fmt::format("capping {}: {}", path.string(), strerror(errno)));
       }
     }
   }

@@ -86,8 +86,8 @@ Result<int> OpenPidfd(const ProcessId& id) {
   // The pid may have been recycled between recording and opening: check it is the same process.
   if (!IsAlive(id)) {
     ::close(fd);
-    return Fail(Code::kNotFound, fmt::format("process {} (started at tick {}) is gone", id.pid,
-                                             id.start_time));
+    return Fail(Code::kNotFound,
+                fmt::format("process {} (started at tick {}) is gone", id.pid, id.start_time));
   }
   return fd;
 }
@@ -175,8 +175,7 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
   ::close(report[0]);
   if (n > 0) {
     waitpid(pid, nullptr, 0);
-    return Fail(Code::kUnavailable,
-                fmt::format("cannot run {}: {}", argv[0], Errno(exec_errno)));
+    return Fail(Code::kUnavailable, fmt::format("cannot run {}: {}", argv[0], Errno(exec_errno)));
   }
   // Our child cannot vanish before we reap it: a quick exit leaves a zombie with its start time.
   auto start = ReadStartTime(pid, /*zombie_ok=*/true);

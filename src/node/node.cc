@@ -1,13 +1,13 @@
 #include "node/node.h"
 
-#include "hv/console_log.h"
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <random>
+
+#include "hv/console_log.h"
 
 namespace hearth::node {
 namespace {

@@ -21,11 +21,11 @@
 #include "hv/driver.h"
 #include "hv/supervisor.h"
 #include "model/host.h"
-#include "net/address_pool.h"
-#include "net/tap.h"
 #include "model/validator.h"
 #include "model/vm.h"
 #include "model/vm_json.h"
+#include "net/address_pool.h"
+#include "net/tap.h"
 #include "store/state_store.h"
 
 namespace hearth::node {
@@ -138,8 +138,7 @@ class Node {
   void RunStart(const std::string& name, std::chrono::milliseconds delay);
   // Waits for the guest of VM `name` whose VMM runs, then settles the VM. Runs as a job.
   void AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
-                  const hv::ProcessId& process,
-                  std::chrono::steady_clock::time_point launched);
+                  const hv::ProcessId& process, std::chrono::steady_clock::time_point launched);
   void RunStop(const std::string& name, bool kill);
   // Ends the VM's process (if any) and waits for it, releasing the lock meanwhile. Returns how.
   std::string EndProcess(std::unique_lock<std::mutex>& lock, const VmRecord& vm, bool graceful);
@@ -177,7 +176,7 @@ class Node {
 
   Machinery machinery_;
   std::map<std::string, Live, std::less<>> live_;  // by VM name
-  std::condition_variable changed_;                 // a cancel flag was set, or a job ended
+  std::condition_variable changed_;                // a cancel flag was set, or a job ended
   int jobs_ = 0;
   std::once_flag network_prepared_;  // host set-up (ip_forward) before the first tap
   bool shutting_down_ = false;

@@ -115,8 +115,8 @@ void Node::CleanUp(const VmRecord& vm) {
   }
   std::error_code ec;
   std::filesystem::remove_all(paths_.vm_dir(vm.id), ec);
-  if (ec) spdlog::error("vm '{}': removing {}: {}", vm.name, paths_.vm_dir(vm.id).string(),
-                        ec.message());
+  if (ec)
+    spdlog::error("vm '{}': removing {}: {}", vm.name, paths_.vm_dir(vm.id).string(), ec.message());
 }
 
 void Node::CapLogs() {
@@ -214,8 +214,8 @@ void Node::RunStart(const std::string& name, Ms delay) {
   lock.unlock();
   Status network = PrepareNetwork(vm);
   auto launched = std::chrono::steady_clock::now();
-  Result<hv::ProcessId> process = network ? machinery_.driver->Launch(*machine)
-                                          : Result<hv::ProcessId>(Fail(network.error()));
+  Result<hv::ProcessId> process =
+      network ? machinery_.driver->Launch(*machine) : Result<hv::ProcessId>(Fail(network.error()));
   std::string backend = process ? machinery_.driver->Backend() : "";
   lock.lock();
   if (network) {
@@ -244,14 +244,15 @@ void Node::RunStart(const std::string& name, Ms delay) {
 }
 
 void Node::AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
-                      const hv::ProcessId& process, std::chrono::steady_clock::time_point launched) {
+                      const hv::ProcessId& process,
+                      std::chrono::steady_clock::time_point launched) {
   std::shared_ptr<hv::CancelFlag> cancel;
   {
     std::lock_guard lock(mu_);
     cancel = live_[name].cancel;
   }
-  Status ready = machinery_.driver->WaitReady(machine, process, launched + options_.boot_timeout,
-                                              *cancel);
+  Status ready =
+      machinery_.driver->WaitReady(machine, process, launched + options_.boot_timeout, *cancel);
   std::unique_lock lock(mu_);
   if (shutting_down_) return;
   WaitForWrites(lock, name);
@@ -270,7 +271,8 @@ void Node::AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
   bool exited = !hv::IsAlive(process);
   std::string how = EndProcess(lock, vm, /*graceful=*/false);
   if (cancel->load()) {
-    Settle(lock, name, VmState::kStopped, "stopped", "start cancelled by a stop request (" + how + ")");
+    Settle(lock, name, VmState::kStopped, "stopped",
+           "start cancelled by a stop request (" + how + ")");
   } else if (exited) {
     // A guest that dies while booting is a failure like any other exit: the policy applies.
     HandleExit(lock, name, ready.error().message, false);
@@ -296,7 +298,8 @@ void Node::OnVmmExit(const hv::ProcessId& process, const hv::ExitStatus& status)
   std::unique_lock lock(mu_);
   const VmRecord* vm = nullptr;
   for (const auto& [_, candidate] : vms_) {
-    if (candidate.pid && *candidate.pid == process.pid && candidate.pid_start == process.start_time) {
+    if (candidate.pid && *candidate.pid == process.pid &&
+        candidate.pid_start == process.start_time) {
       vm = &candidate;
       break;
     }
@@ -326,7 +329,8 @@ void Node::HandleExit(std::unique_lock<std::mutex>& lock, const std::string& nam
   std::string console = hv::LastLines(paths_.console_log(vm.id), 3);
   std::string message = console.empty() ? why : fmt::format("{}; console: {}", why, console);
   RestartPolicy policy = vm.spec.restart;
-  bool restart = policy == RestartPolicy::kAlways || (policy == RestartPolicy::kOnFailure && !clean);
+  bool restart =
+      policy == RestartPolicy::kAlways || (policy == RestartPolicy::kOnFailure && !clean);
   if (!restart || shutting_down_) {
     VmState state = clean ? VmState::kStopped : VmState::kFailed;
     Settle(lock, name, state, "exited", message, clean ? "" : message);
@@ -340,8 +344,8 @@ void Node::HandleExit(std::unique_lock<std::mutex>& lock, const std::string& nam
   int recent = static_cast<int>(live.restarts.size());
   std::string window = FormatDuration(Duration(options_.crash_loop_window.count()));
   if (recent >= options_.crash_loop_limit) {
-    std::string reason = fmt::format("crash loop: restarted {} times within {}; last: {}", recent,
-                                     window, message);
+    std::string reason =
+        fmt::format("crash loop: restarted {} times within {}; last: {}", recent, window, message);
     Settle(lock, name, VmState::kFailed, "failed", reason, reason);
     return;
   }

@@ -35,9 +35,9 @@ Status Node::Recover() {
         if (auto s = supervisor_->Watch(process); !s) spdlog::error("{}", s.error().message);
         switch (vm.state) {
           case VmState::kRunning:
-            if (auto c = Commit(lock, vm, "adopted",
-                                fmt::format("hearthd restarted; took over {} pid {}", vm.backend,
-                                            process.pid));
+            if (auto c = Commit(
+                    lock, vm, "adopted",
+                    fmt::format("hearthd restarted; took over {} pid {}", vm.backend, process.pid));
                 !c) {
               spdlog::error("vm '{}': {}", name, c.error().message);
             }

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <regex>
 #include <thread>
 
@@ -42,8 +43,8 @@ class VmLifecycleTest : public ::testing::Test {
   }
 
   void StartDaemon() {
-    auto d = testing::DaemonProcess::Start(
-        dir_.path(), {"--network-pool", testing::TestNetworkPool()});
+    auto d =
+        testing::DaemonProcess::Start(dir_.path(), {"--network-pool", testing::TestNetworkPool()});
     ASSERT_TRUE(d) << d.error().message;
     daemon_ = std::move(*d);
   }
@@ -116,8 +117,8 @@ TEST_F(VmLifecycleTest, GuestAnswersOnItsAddressAndPublishedPortFromHostAndNames
   EXPECT_EQ(published->body, "web\n");
 
   testing::ClientNamespace client(getpid() % 250);
-  RunResult r = client.Run({"curl", "-sS", "--max-time", "10",
-                            fmt::format("http://{}:{}/", client.host_ip(), port)});
+  RunResult r = client.Run(
+      {"curl", "-sS", "--max-time", "10", fmt::format("http://{}:{}/", client.host_ip(), port)});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "web\n");
 
@@ -256,6 +257,73 @@ TEST_F(VmLifecycleTest, DeleteLeavesNoTapRuleProcessOrFile) {
   EXPECT_TRUE(hv::FindProcesses(vm_dir.string()).empty());
   EXPECT_FALSE(hv::ProcessStartTime(vm["pid"].get<int64_t>()));
   EXPECT_FALSE(fs::exists(vm_dir));
+}
+
+// Clients race start, stop, kill, edit and reads on one real VM. Whatever the interleaving, the
+// VM settles in a state that matches reality: running with exactly its one QEMU, or no QEMU.
+TEST_F(VmLifecycleTest, ConcurrentRequestsOnOneVmLeaveItConsistent) {
+  CliOk({"vm", "create", "race", "--image", "default", "--memory", "128M"});
+  json created = Show("race");
+  fs::path vm_dir = dir_.path() / "vms" / created["id"].get<std::string>();
+  std::vector<std::thread> clients;
+  std::atomic<int> accepted{0};
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      http::Client api(daemon_->UnixClient());
+      std::mt19937 rng(t + 1);
+      for (int i = 0; i < 10; ++i) {
+        std::string target;
+        std::string method = "POST", body;
+        switch (rng() % 5) {
+          case 0:
+            target = "/v1/vms/race/start";
+            break;
+          case 1:
+            target = "/v1/vms/race/stop";
+            break;
+          case 2:
+            target = "/v1/vms/race/stop?kill=true";
+            break;
+          case 3:
+            method = "PATCH";
+            target = "/v1/vms/race";
+            body = json{{"memory_mib", 128 + 64 * static_cast<int>(rng() % 3)}}.dump();
+            break;
+          default:
+            method = "GET";
+            target = "/v1/vms/race";
+            break;
+        }
+        auto r = api.Request(method, target, body);
+        if (r && r->status < 300) ++accepted;
+        std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 600));
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  json vm = Show("race");
+  for (auto until = std::chrono::steady_clock::now() + 120s;
+       (vm["state"] == "starting" || vm["state"] == "stopping") &&
+       std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(200ms);
+    vm = Show("race");
+  }
+  std::this_thread::sleep_for(500ms);
+  vm = Show("race");
+  std::cerr << accepted.load() << " requests accepted; settled " << vm["state"] << "\n";
+  auto processes = hv::FindProcesses((vm_dir / "qmp.sock").string());
+  if (vm["state"] == "running") {
+    ASSERT_EQ(processes.size(), 1u);
+    EXPECT_EQ(processes[0].pid, vm["pid"].get<int64_t>());
+    auto reply = testing::HttpGetEventually(vm["ip"], 80, "/", 10s);
+    EXPECT_TRUE(reply && reply->status == 200);
+  } else {
+    EXPECT_TRUE(vm["state"] == "stopped" || vm["state"] == "created") << vm.dump();
+    EXPECT_TRUE(processes.empty());
+    EXPECT_EQ(vm["pid"], nullptr);
+  }
+  CliOk({"vm", "rm", "race", "--force"});
+  EXPECT_TRUE(hv::FindProcesses(vm_dir.string()).empty());
 }
 
 }  // namespace

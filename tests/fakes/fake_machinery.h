@@ -9,8 +9,8 @@
 #include <set>
 
 #include "hv/driver.h"
-#include "net/tap.h"
 #include "net/ruleset.h"
+#include "net/tap.h"
 
 namespace hearth::testing {
 

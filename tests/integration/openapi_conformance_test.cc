@@ -14,10 +14,9 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <thread>
 #include <set>
-#include <thread>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -648,10 +647,8 @@ TEST_F(OpenApiConformanceTest, EveryDeclaredStatusIsExercised) {
   // Reached only with a guest that boots (tests/e2e/vm_lifecycle_test.cc checks those answers
   // against the spec) or with suspend, which a later driver brings.
   const std::set<std::tuple<std::string, std::string, int>> kNeedsDriver = {
-      {"POST", "/v1/vms/{name}/stop", 200},
-      {"POST", "/v1/vms/{name}/suspend", 200},
-      {"POST", "/v1/vms/{name}/resume", 200},
-      {"POST", "/v1/vms/{name}/resume", 429},
+      {"POST", "/v1/vms/{name}/stop", 200},   {"POST", "/v1/vms/{name}/suspend", 200},
+      {"POST", "/v1/vms/{name}/resume", 200}, {"POST", "/v1/vms/{name}/resume", 429},
       {"DELETE", "/v1/vms/{name}", 409},
   };
   for (const auto& [method, tmpl] : spec_->Operations()) {

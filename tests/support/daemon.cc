@@ -1,7 +1,5 @@
 #include "support/daemon.h"
 
-#include "support/vm_env.h"
-
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -9,11 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <algorithm>
 #include <fstream>
 #include <thread>
+
+#include "support/vm_env.h"
 
 namespace hearth::testing {
 namespace {

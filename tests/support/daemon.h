@@ -55,7 +55,8 @@ class DaemonProcess {
   std::filesystem::path data_dir_;
 };
 
-// Runs a program (argv[0] searched in PATH) to completion; returns its exit code (or -signal) with stdout and stderr.
+// Runs a program (argv[0] searched in PATH) to completion; returns its exit code (or -signal) with
+// stdout and stderr.
 struct RunResult {
   int exit_code = -1;
   std::string out;

@@ -40,8 +40,8 @@ fs::path SharedDefaultImage() {
   flock(lock, LOCK_EX);
   if (!fs::exists(image / "manifest.json")) {
     std::cerr << "building the default image into " << root << " (once per build tree)\n";
-    RunResult r = RunProgram(
-        {(BuildDir() / "hearth").string(), "image", "build", "default", "--data-dir", root.string()});
+    RunResult r = RunProgram({(BuildDir() / "hearth").string(), "image", "build", "default",
+                              "--data-dir", root.string()});
     EXPECT_EQ(r.exit_code, 0) << r.err;
   }
   close(lock);

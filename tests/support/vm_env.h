@@ -12,9 +12,9 @@
 
 namespace hearth::testing {
 
-// <build>/e2e-image-<key>/images/default (the key changes with the guest's contents), built with `hearth image build default` the first time any
-// test asks (serialised across test processes with a lock file). Fails the calling test if the
-// build fails.
+// <build>/e2e-image-<key>/images/default (the key changes with the guest's contents), built with
+// `hearth image build default` the first time any test asks (serialised across test processes with
+// a lock file). Fails the calling test if the build fails.
 std::filesystem::path SharedDefaultImage();
 // Links the shared default image into `data_dir`/images/default.
 void LinkDefaultImage(const std::filesystem::path& data_dir);

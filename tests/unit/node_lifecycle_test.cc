@@ -41,8 +41,8 @@ class NodeLifecycleTest : public ::testing::Test {
     m.driver = &driver_;
     m.network = &network_;
     m.pool = *net::AddressPool::Parse("172.30.0.0/24");
-    node_ = std::make_unique<Node>(store_, testing::TestHost(), files_, clock_, paths_, options_,
-                                   m);
+    node_ =
+        std::make_unique<Node>(store_, testing::TestHost(), files_, clock_, paths_, options_, m);
     ASSERT_TRUE(node_->Load());
     ASSERT_TRUE(node_->Recover());
   }
@@ -155,8 +155,8 @@ TEST_F(NodeLifecycleTest, AVmmThatDiesIsRestartedOnFailure) {
   ASSERT_EQ(again.state, VmState::kRunning);
   EXPECT_NE(again.pid, first.pid);
   auto events = *node_->Events("web", 100);
-  auto exited = std::find_if(events.begin(), events.end(),
-                             [](const Event& e) { return e.type == "exited"; });
+  auto exited =
+      std::find_if(events.begin(), events.end(), [](const Event& e) { return e.type == "exited"; });
   ASSERT_NE(exited, events.end());
   EXPECT_NE(exited->message.find("killed by signal 9"), std::string::npos) << exited->message;
   EXPECT_NE(exited->message.find("restarting in"), std::string::npos) << exited->message;
@@ -239,16 +239,24 @@ TEST_F(NodeLifecycleTest, ConcurrentRequestsOnOneVmLeaveItConsistent) {
         while (!go.load()) std::this_thread::yield();
         for (int i = 0; i < 60; ++i) {
           switch (rng() % 6) {
-            case 0: node_->Start("busy", false); break;
-            case 1: node_->Stop("busy", false); break;
-            case 2: node_->Stop("busy", true); break;
+            case 0:
+              node_->Start("busy", false);
+              break;
+            case 1:
+              node_->Stop("busy", false);
+              break;
+            case 2:
+              node_->Stop("busy", true);
+              break;
             case 3: {
               EditRequest e;
               e.fields = nlohmann::json{{"memory_mib", 128 + 2 * static_cast<int>(rng() % 64)}};
               node_->Edit("busy", e);
               break;
             }
-            case 4: node_->Get("busy"); break;
+            case 4:
+              node_->Get("busy");
+              break;
             case 5:
               if (i > 50) node_->Delete("busy", true);
               break;

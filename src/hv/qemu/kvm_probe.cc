@@ -43,9 +43,7 @@ void WriteCache(const fs::path& path, const std::string& boot_id, const AccelCho
   tmp += fmt::format(".{}", getpid());
   {
     std::ofstream out(tmp);
-    out << nlohmann::json{{"boot_id", boot_id},
-                          {"kvm", c.accel == Accel::kKvm},
-                          {"note", c.note}}
+    out << nlohmann::json{{"boot_id", boot_id}, {"kvm", c.accel == Accel::kKvm}, {"note", c.note}}
                .dump()
         << "\n";
   }
@@ -59,8 +57,8 @@ Result<AccelMode> ParseAccelMode(std::string_view text) {
   if (text == "auto") return AccelMode::kAuto;
   if (text == "kvm") return AccelMode::kKvm;
   if (text == "tcg") return AccelMode::kTcg;
-  return Fail(Code::kInvalidArgument,
-              fmt::format("accel: '{}' is not one of auto, kvm, tcg", text), "accel");
+  return Fail(Code::kInvalidArgument, fmt::format("accel: '{}' is not one of auto, kvm, tcg", text),
+              "accel");
 }
 
 KvmProbe::KvmProbe(KvmProbeOptions options) : options_(std::move(options)) {}
@@ -132,8 +130,8 @@ AccelChoice KvmProbe::BootUnderKvm(bool& probed) {
   spec.memory = MiB{128};
   spec.kernel = (options_.image_dir / "vmlinux").string();
   spec.initrd = (options_.image_dir / "initrd.img").string();
-  spec.cmdline = BuildKernelCmdline(manifest->cmdline, options_.tsc_khz, "kvm-probe",
-                                    std::nullopt, "");
+  spec.cmdline =
+      BuildKernelCmdline(manifest->cmdline, options_.tsc_khz, "kvm-probe", std::nullopt, "");
   spec.vm_dir = dir;
   spec.console_log = dir / "console.log";
   spec.vmm_log = dir / "vmm.log";
@@ -145,8 +143,8 @@ AccelChoice KvmProbe::BootUnderKvm(bool& probed) {
   AccelChoice c;
   auto process = kvm.Launch(spec);
   if (!process) {
-    c = {Accel::kTcg, fmt::format("TCG: qemu failed to start under KVM: {}",
-                                  process.error().message)};
+    c = {Accel::kTcg,
+         fmt::format("TCG: qemu failed to start under KVM: {}", process.error().message)};
   } else {
     probed = true;
     CancelFlag never{false};

@@ -61,9 +61,10 @@ Result<std::vector<std::string>> BuildQemuArgv(const QemuConfig& c) {
   };
   if (!c.initrd.empty()) argv.insert(argv.end(), {"-initrd", c.initrd});
   if (!c.cmdline.empty()) argv.insert(argv.end(), {"-append", c.cmdline});
-  argv.insert(argv.end(),
-              {"-chardev", fmt::format("file,id=console,path={},append=on", Escape(c.console_output)),
-               "-serial", "chardev:console"});
+  argv.insert(
+      argv.end(),
+      {"-chardev", fmt::format("file,id=console,path={},append=on", Escape(c.console_output)),
+       "-serial", "chardev:console"});
   argv.insert(argv.end(),
               {"-qmp", fmt::format("unix:{},server=on,wait=off", Escape(c.qmp_socket))});
   if (!c.rootfs.empty()) {

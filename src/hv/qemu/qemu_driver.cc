@@ -83,12 +83,13 @@ Result<ProcessId> QemuDriver::Launch(const MachineSpec& spec) {
   // A cold boot: no stale socket, and a fresh (sparse) RAM file of the right size.
   fs::remove(QmpPath(spec), ec);
   fs::remove(spec.vm_dir / "memory", ec);
-  std::string stamp = fmt::format("{} {} at {}", kLaunchMarker, spec.name,
-                                  FormatTime(SystemClock().Now()));
+  std::string stamp =
+      fmt::format("{} {} at {}", kLaunchMarker, spec.name, FormatTime(SystemClock().Now()));
   if (auto s = AppendLine(spec.console_log, stamp); !s) return Fail(s.error());
   if (auto s = AppendLine(spec.vmm_log, stamp); !s) return Fail(s.error());
   auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, {}});
-  if (!process) return Fail(process.error().Wrap(fmt::format("starting qemu for vm '{}'", spec.name)));
+  if (!process)
+    return Fail(process.error().Wrap(fmt::format("starting qemu for vm '{}'", spec.name)));
   spdlog::info("vm '{}': qemu started, pid {}", spec.name, process->pid);
   return process;
 }
@@ -144,14 +145,16 @@ Status QemuDriver::WaitReady(const MachineSpec& spec, const ProcessId& process,
 
 Status QemuDriver::Adopt(const MachineSpec& spec, const ProcessId& process) {
   if (!IsAlive(process)) {
-    return Fail(Code::kNotFound, fmt::format("vm '{}': process {} is gone", spec.name, process.pid));
+    return Fail(Code::kNotFound,
+                fmt::format("vm '{}': process {} is gone", spec.name, process.pid));
   }
   if (!RunsVm(process.pid, spec)) {
-    return Fail(Code::kNotFound, fmt::format("vm '{}': process {} is not its qemu", spec.name,
-                                             process.pid));
+    return Fail(Code::kNotFound,
+                fmt::format("vm '{}': process {} is not its qemu", spec.name, process.pid));
   }
   auto qmp = QmpClient::Connect(QmpPath(spec).string(), 2s);
-  if (!qmp) return Fail(qmp.error().Wrap(fmt::format("vm '{}': adopting pid {}", spec.name, process.pid)));
+  if (!qmp)
+    return Fail(qmp.error().Wrap(fmt::format("vm '{}': adopting pid {}", spec.name, process.pid)));
   auto status = qmp->Execute("query-status", nlohmann::json::object(), 2s);
   if (!status) return Fail(status.error().Wrap(fmt::format("vm '{}': query-status", spec.name)));
   return Ok();
@@ -159,7 +162,8 @@ Status QemuDriver::Adopt(const MachineSpec& spec, const ProcessId& process) {
 
 Status QemuDriver::RequestShutdown(const MachineSpec& spec, const ProcessId& process) {
   auto qmp = QmpClient::Connect(QmpPath(spec).string(), 2s);
-  if (!qmp) return Fail(qmp.error().Wrap(fmt::format("vm '{}': asking the guest to power off", spec.name)));
+  if (!qmp)
+    return Fail(qmp.error().Wrap(fmt::format("vm '{}': asking the guest to power off", spec.name)));
   auto r = qmp->Execute("system_powerdown", nlohmann::json::object(), 2s);
   if (!r) return Fail(r.error().Wrap(fmt::format("vm '{}': system_powerdown", spec.name)));
   return Ok();
