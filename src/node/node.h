@@ -148,6 +148,10 @@ class Node {
   // restart policy; a restart continues in this job.
   void HandleExit(std::unique_lock<std::mutex>& lock, const std::string& name,
                   const std::string& why, bool clean);
+  // The VM a job works on if it is still in `expected` (waiting for writes); else ends the job
+  // and returns null.
+  const VmRecord* OwnedVm(std::unique_lock<std::mutex>& lock, const std::string& name,
+                          VmState expected);
   // Settles a job's VM in `state` (pid cleared unless running) and ends the job.
   void Settle(std::unique_lock<std::mutex>& lock, const std::string& name, VmState state,
               std::string type, std::string message, std::string reason = {});

@@ -134,6 +134,17 @@ void Node::CapLogs() {
   }
 }
 
+const VmRecord* Node::OwnedVm(std::unique_lock<std::mutex>& lock, const std::string& name,
+                              VmState expected) {
+  WaitForWrites(lock, name);
+  const VmRecord* vm = Find(name);
+  if (vm && vm->state == expected) return vm;
+  // Deleted or moved on meanwhile: the job has nothing left to do.
+  if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
+  changed_.notify_all();
+  return nullptr;
+}
+
 void Node::Settle(std::unique_lock<std::mutex>& lock, const std::string& name, VmState state,
                   std::string type, std::string message, std::string reason) {
   WaitForWrites(lock, name);
@@ -198,12 +209,8 @@ void Node::RunStart(const std::string& name, Ms delay) {
     Settle(lock, name, VmState::kStopped, "stopped", "start cancelled by a stop request");
     return;
   }
-  WaitForWrites(lock, name);
-  const VmRecord* found = Find(name);
-  if (!found || found->state != VmState::kStarting) {
-    if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
-    return;
-  }
+  const VmRecord* found = OwnedVm(lock, name, VmState::kStarting);
+  if (!found) return;
   VmRecord vm = *found;
   auto machine = Machine(vm);
   if (!machine) {
@@ -255,12 +262,8 @@ void Node::AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
       machinery_.driver->WaitReady(machine, process, launched + options_.boot_timeout, *cancel);
   std::unique_lock lock(mu_);
   if (shutting_down_) return;
-  WaitForWrites(lock, name);
-  const VmRecord* found = Find(name);
-  if (!found || found->state != VmState::kStarting) {
-    if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
-    return;
-  }
+  const VmRecord* found = OwnedVm(lock, name, VmState::kStarting);
+  if (!found) return;
   VmRecord vm = *found;
   if (ready) {
     Settle(lock, name, VmState::kRunning, "started",
@@ -283,12 +286,8 @@ void Node::AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
 
 void Node::RunStop(const std::string& name, bool kill) {
   std::unique_lock lock(mu_);
-  WaitForWrites(lock, name);
-  const VmRecord* found = Find(name);
-  if (!found || found->state != VmState::kStopping) {
-    if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
-    return;
-  }
+  const VmRecord* found = OwnedVm(lock, name, VmState::kStopping);
+  if (!found) return;
   VmRecord vm = *found;
   std::string how = EndProcess(lock, vm, !kill);
   Settle(lock, name, VmState::kStopped, "stopped", how);

@@ -26,6 +26,7 @@
 #include "image/image_manifest.h"
 #include "support/daemon.h"
 #include "support/temp_dir.h"
+#include "support/vm_env.h"
 
 namespace hearth {
 namespace {
@@ -68,36 +69,13 @@ uint16_t FreePort() {
   return ntohs(a.sin_port);
 }
 
-struct HttpReply {
-  int status = 0;
-  std::string body;
-};
+using testing::HttpReply;
 
-// One HTTP/1.0 GET; nullopt when there is no complete answer (with user-mode networking QEMU
-// accepts the connection and closes it while nothing listens in the guest).
-// While the guest boots, QEMU holds such a connection open until `timeout` passes.
+// One HTTP/1.0 GET through QEMU's user-mode forward on 127.0.0.1:port; nullopt without a
+// complete answer (QEMU accepts the connection and closes it while nothing listens in the guest).
 std::optional<HttpReply> HttpGet(uint16_t port, const std::string& path,
-                                 std::chrono::seconds timeout = 5s) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval tv{static_cast<time_t>(timeout.count()), 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string raw;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
-    std::string req = fmt::format("GET {} HTTP/1.0\r\nHost: guest\r\n\r\n", path);
-    if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
-      char buf[4096];
-      for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) raw.append(buf, n);
-    }
-  }
-  close(fd);
-  auto split = raw.find("\r\n\r\n");
-  if (raw.rfind("HTTP/1.", 0) != 0 || split == std::string::npos) return std::nullopt;
-  return HttpReply{std::atoi(raw.c_str() + 9), raw.substr(split + 4)};
+                                 std::chrono::milliseconds timeout = 5s) {
+  return testing::HttpGet("127.0.0.1", port, path, timeout);
 }
 
 // qemu-system-x86_64, SIGKILLed and reaped when the object goes away (unless it has exited).

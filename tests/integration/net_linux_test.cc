@@ -20,6 +20,7 @@
 #include "net/linux_network.h"
 #include "net/proc_sys.h"
 #include "net/tun_device.h"
+#include "support/scope_guard.h"
 #include "support/temp_dir.h"
 
 namespace hearth::net {
@@ -54,17 +55,7 @@ std::vector<std::string> Ipv4Addresses(const std::string& name) {
 
 bool HearthTableExists() { return bool(Cmd({"nft", "list", "table", "ip", "hearth"})); }
 
-// Runs `undo` when the scope ends, however it ends.
-class Guard {
- public:
-  explicit Guard(std::function<void()> undo) : undo_(std::move(undo)) {}
-  ~Guard() { undo_(); }
-  Guard(const Guard&) = delete;
-  Guard& operator=(const Guard&) = delete;
-
- private:
-  std::function<void()> undo_;
-};
+using testing::Guard;
 
 Guard DeleteLinkAtEnd(const std::string& name) {
   return Guard([name] {

@@ -26,6 +26,7 @@
 #include "net/linux_network.h"
 #include "net/proc_sys.h"
 #include "net/tun_device.h"
+#include "support/scope_guard.h"
 
 namespace hearth::net {
 namespace {
@@ -38,17 +39,7 @@ Result<std::string> Cmd(const std::vector<std::string>& argv) {
   return r->out;
 }
 
-// Runs `undo` when the scope ends, however it ends.
-class Guard {
- public:
-  explicit Guard(std::function<void()> undo) : undo_(std::move(undo)) {}
-  ~Guard() { undo_(); }
-  Guard(const Guard&) = delete;
-  Guard& operator=(const Guard&) = delete;
-
- private:
-  std::function<void()> undo_;
-};
+using testing::Guard;
 
 Status EnterNetns(const std::string& ns) {
   std::string path = "/run/netns/" + ns;

@@ -74,6 +74,20 @@ class NodeLifecycleTest : public ::testing::Test {
     }
   }
 
+  // Waits until the VM runs on a process other than `old_pid` (a restart), or fails the test.
+  VmRecord WaitForRestart(const std::string& name, std::optional<int64_t> old_pid) {
+    auto until = std::chrono::steady_clock::now() + 5s;
+    VmRecord vm = *node_->Get(name);
+    while ((vm.state != VmState::kRunning || vm.pid == old_pid) &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(5ms);
+      vm = *node_->Get(name);
+    }
+    EXPECT_EQ(vm.state, VmState::kRunning);
+    EXPECT_NE(vm.pid, old_pid);
+    return vm;
+  }
+
   std::vector<std::string> EventTypes(const std::string& name) {
     std::vector<std::string> out;
     auto events = node_->Events(name, 1000);
@@ -145,15 +159,8 @@ TEST_F(NodeLifecycleTest, AVmmThatDiesIsRestartedOnFailure) {
   VmRecord first = WaitFor("web", VmState::kRunning);
   ASSERT_TRUE(hv::SignalProcess({*first.pid, first.pid_start}, SIGKILL));
   // Seen within a second, restarted after the backoff, up again with a new process.
-  auto until = std::chrono::steady_clock::now() + 5s;
-  VmRecord again;
-  do {
-    std::this_thread::sleep_for(5ms);
-    again = *node_->Get("web");
-  } while ((again.state != VmState::kRunning || again.pid == first.pid) &&
-           std::chrono::steady_clock::now() < until);
+  VmRecord again = WaitForRestart("web", first.pid);
   ASSERT_EQ(again.state, VmState::kRunning);
-  EXPECT_NE(again.pid, first.pid);
   auto events = *node_->Events("web", 100);
   auto exited =
       std::find_if(events.begin(), events.end(), [](const Event& e) { return e.type == "exited"; });
@@ -309,15 +316,7 @@ TEST_F(NodeLifecycleTest, ANewNodeReadoptsRunningVmsAndKeepsSupervisingThem) {
   EXPECT_EQ(EventTypes("web").back(), "adopted");
   // The new node supervises it: a crash is seen and restarted.
   hv::SignalProcess({*before.pid, before.pid_start}, SIGKILL);
-  auto until = std::chrono::steady_clock::now() + 5s;
-  VmRecord again = after;
-  while ((again.pid == before.pid || again.state != VmState::kRunning) &&
-         std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(5ms);
-    again = *node_->Get("web");
-  }
-  EXPECT_EQ(again.state, VmState::kRunning);
-  EXPECT_NE(again.pid, before.pid);
+  WaitForRestart("web", before.pid);
   auto types = EventTypes("web");
   EXPECT_NE(std::find(types.begin(), types.end(), "exited"), types.end());
 }
@@ -335,15 +334,7 @@ TEST_F(NodeLifecycleTest, AProcessThatVanishedWhileNoNodeRanIsRestartedByPolicy)
   hv::WaitForExit({*web.pid, web.pid_start}, 2s);
   hv::WaitForExit({*off.pid, off.pid_start}, 2s);
   NewNode();
-  auto until = std::chrono::steady_clock::now() + 5s;
-  VmRecord restarted = *node_->Get("web");
-  while ((restarted.pid == web.pid || restarted.state != VmState::kRunning) &&
-         std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(5ms);
-    restarted = *node_->Get("web");
-  }
-  EXPECT_EQ(restarted.state, VmState::kRunning);
-  EXPECT_NE(restarted.pid, web.pid);
+  WaitForRestart("web", web.pid);
   VmRecord failed = WaitFor("off", VmState::kFailed);
   EXPECT_NE(failed.state_reason.find("vanished while hearthd was down"), std::string::npos)
       << failed.state_reason;
