@@ -225,7 +225,8 @@ std::string NodeTable(const json& n) {
       {"memory running:",
        fmt::format("{} MiB of {} MiB admissible (ratio {})", Str(n["memory_running_mib"]),
                    Str(n["memory_admission_mib"]), Str(n["memory_ratio"]))},
-      {"backends:", backends.empty() ? "none (" + Str(n["backend_note"]) + ")" : backends},
+      {"backends:", backends.empty() ? "none" : backends},
+      {"why:", Str(n["backend_note"])},
       {"vms:",
        fmt::format("{}{}", Str(n["vms"]["total"]), by_state.empty() ? "" : " (" + by_state + ")")},
   });

@@ -265,7 +265,8 @@ void Node::AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
   const VmRecord* found = OwnedVm(lock, name, VmState::kStarting);
   if (!found) return;
   VmRecord vm = *found;
-  if (ready) {
+  // A stop that came while the guest was coming up wins, even if the guest made it.
+  if (ready && !cancel->load()) {
     Settle(lock, name, VmState::kRunning, "started",
            fmt::format("the guest is up {:.2f} s after launch on {}",
                        Seconds(std::chrono::steady_clock::now() - launched), vm.backend));

@@ -29,7 +29,9 @@ Status FakeDriver::WaitReady(const hv::MachineSpec& spec, const hv::ProcessId& p
                              const hv::CancelFlag& cancel) {
   auto ready_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(boot_ms.load());
   for (;;) {
-    if (cancel.load()) return Fail(Code::kFailedPrecondition, "start cancelled");
+    if (cancel.load() && !ignore_cancel.load()) {
+      return Fail(Code::kFailedPrecondition, "start cancelled");
+    }
     if (!hv::IsAlive(process)) return Fail(Code::kUnavailable, "exited before the guest was up");
     auto now = std::chrono::steady_clock::now();
     if (boot.load() == Boot::kReady && now >= ready_at) {

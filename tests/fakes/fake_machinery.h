@@ -34,6 +34,8 @@ class FakeDriver final : public hv::HypervisorDriver {
   std::atomic<int> boot_ms{20};
   // Whether RequestShutdown makes the "guest" exit (else stop has to kill).
   std::atomic<bool> obeys_shutdown{true};
+  // Whether WaitReady ignores the cancel flag (a guest that comes up just as a stop arrives).
+  std::atomic<bool> ignore_cancel{false};
   std::atomic<int> launches{0};
   std::mutex mu;
   std::map<std::string, hv::MachineSpec> launched;  // by VM id, the last spec

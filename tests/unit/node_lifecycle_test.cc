@@ -208,6 +208,19 @@ TEST_F(NodeLifecycleTest, StopCancelsAStartThatHangs) {
   EXPECT_NE(node_->Events("web", 1)->back().message.find("cancelled"), std::string::npos);
 }
 
+TEST_F(NodeLifecycleTest, AStopDuringStartWinsEvenIfTheGuestComesUpMeanwhile) {
+  VmRecord vm = Create("web");
+  driver_.ignore_cancel = true;
+  driver_.boot_ms = 100;
+  ASSERT_TRUE(node_->Start("web", false));
+  auto r = node_->Stop("web", true);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->state, VmState::kStarting);
+  VmRecord stopped = WaitFor("web", VmState::kStopped);
+  EXPECT_FALSE(stopped.pid.has_value());
+  EXPECT_EQ(ProcessesOf(vm), 0u);
+}
+
 TEST_F(NodeLifecycleTest, BootTimeoutFailsTheStart) {
   options_.boot_timeout = 100ms;
   NewNode();
