@@ -82,9 +82,15 @@ Status Node::PrepareNetwork(const VmRecord& vm) {
   auto address = machinery_.pool->FromGuest(vm.ip);
   if (!address) return Fail(address.error());
   net::TapConfig tap{net::TapName(vm.id), *address, net::GuestMac(*address)};
+  {
+    std::lock_guard lock(taps_mu_);
+    if (taps_ready_.count(tap.name)) return Ok();  // set up by this hearthd already
+  }
   if (auto s = machinery_.network->EnsureTap(tap); !s) {
     return Fail(s.error().Wrap(fmt::format("vm '{}': tap {}", vm.name, tap.name)));
   }
+  std::lock_guard lock(taps_mu_);
+  taps_ready_.insert(tap.name);
   return Ok();
 }
 
@@ -100,15 +106,23 @@ Status Node::SyncRules() {
     any = true;
     for (const auto& p : vm.spec.publish) rules.publish.push_back({vm.ip, p});
   }
+  if (!any) rules = net::RuleSet{};  // "no table"
+  if (applied_rules_ && *applied_rules_ == rules) return Ok();  // nothing changed
   if (auto s = any ? machinery_.network->ApplyRules(rules) : machinery_.network->RemoveRules();
       !s) {
+    applied_rules_.reset();
     return Fail(s.error().Wrap("rewriting hearth's nftables rules"));
   }
+  applied_rules_ = rules;
   return Ok();
 }
 
 void Node::CleanUp(const VmRecord& vm) {
   if (machinery_.network) {
+    {
+      std::lock_guard lock(taps_mu_);
+      taps_ready_.erase(net::TapName(vm.id));
+    }
     if (auto s = machinery_.network->RemoveTap(net::TapName(vm.id)); !s) {
       spdlog::error("vm '{}': {}", vm.name, s.error().message);
     }
