@@ -106,7 +106,7 @@ Status Node::SyncRules() {
     any = true;
     for (const auto& p : vm.spec.publish) rules.publish.push_back({vm.ip, p});
   }
-  if (!any) rules = net::RuleSet{};  // "no table"
+  if (!any) rules = net::RuleSet{};                             // "no table"
   if (applied_rules_ && *applied_rules_ == rules) return Ok();  // nothing changed
   if (auto s = any ? machinery_.network->ApplyRules(rules) : machinery_.network->RemoveRules();
       !s) {

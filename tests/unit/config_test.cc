@@ -38,6 +38,11 @@ TEST(DaemonConfigTest, ValidateNamesTheFlagAndValue) {
       {[](DaemonConfig& c) { c.store = "postgresql://db/hearth"; }, "--store: PostgreSQL"},
       {[](DaemonConfig& c) { c.clickhouse = "http://127.0.0.1:8123"; }, "--clickhouse"},
       {[](DaemonConfig& c) { c.log_level = "loud"; }, "--log-level: 'loud'"},
+      {[](DaemonConfig& c) { c.hypervisor = "firecracker"; }, "--hypervisor: firecracker"},
+      {[](DaemonConfig& c) { c.accel = "hvf"; }, "--accel: 'hvf'"},
+      {[](DaemonConfig& c) { c.network_pool = "10.0.0.0/30"; }, "--network-pool"},
+      {[](DaemonConfig& c) { c.network_pool = "fd00::/64"; }, "--network-pool"},
+      {[](DaemonConfig& c) { c.nat = "maybe"; }, "--nat: 'maybe'"},
       {[](DaemonConfig& c) { c.listen = "nowhere"; }, "--listen: 'nowhere'"},
   };
   for (const auto& c : cases) {
