@@ -169,6 +169,107 @@ Status QemuDriver::RequestShutdown(const MachineSpec& spec, const ProcessId& pro
   return Ok();
 }
 
+namespace {
+
+// A path for QEMU's `exec:` migration URI, which runs through /bin/sh.
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+Status IgnoreSharedMemory(QmpClient& qmp) {
+  auto r = qmp.Execute("migrate-set-capabilities",
+                       {{"capabilities", {{{"capability", "x-ignore-shared"}, {"state", true}}}}});
+  if (!r) return Fail(r.error().Wrap("migrate-set-capabilities x-ignore-shared"));
+  return Ok();
+}
+
+// Polls `command` until `done(answer)` or the deadline.
+Result<nlohmann::json> PollUntil(QmpClient& qmp, const std::string& command,
+                                 const std::function<bool(const nlohmann::json&)>& done,
+                                 std::chrono::milliseconds limit) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    auto r = qmp.Execute(command);
+    if (!r) return r;
+    if (done(*r)) return r;
+    if (std::chrono::steady_clock::now() >= until) {
+      return Fail(Code::kUnavailable,
+                  fmt::format("{} still says {} after {} ms", command, r->dump(), limit.count()));
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+}
+
+}  // namespace
+
+Status QemuDriver::SaveState(const MachineSpec& spec, const ProcessId& process,
+                             const fs::path& state_file) {
+  auto qmp = QmpClient::Connect(QmpPath(spec).string(), 2s);
+  if (!qmp) return Fail(qmp.error().Wrap(fmt::format("vm '{}': saving state", spec.name)));
+  if (auto s = IgnoreSharedMemory(*qmp); !s) return s;
+  if (auto r = qmp->Execute("stop"); !r) return Fail(r.error().Wrap("stop"));
+  std::error_code ec;
+  fs::remove(state_file, ec);
+  auto started = qmp->Execute("migrate", {{"uri", "exec:cat > " + ShellQuote(state_file)}});
+  if (!started) return Fail(started.error().Wrap("migrate"));
+  auto done = PollUntil(
+      *qmp, "query-migrate",
+      [](const nlohmann::json& r) {
+        std::string status = r.value("status", "");
+        return status == "completed" || status == "failed" || status == "cancelled";
+      },
+      60s);
+  if (!done) return Fail(done.error().Wrap(fmt::format("vm '{}': saving state", spec.name)));
+  if (done->value("status", "") != "completed") {
+    return Fail(Code::kInternal, fmt::format("vm '{}': saving state failed: {}", spec.name,
+                                             done->value("error-desc", done->dump())));
+  }
+  int fd = ::open(state_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    return Fail(Code::kInternal, fmt::format("fsync {}", state_file.string()));
+  }
+  ::close(fd);
+  qmp->Execute("quit", nlohmann::json::object(), 2s);  // the answer may not come: it exits
+  if (!WaitForExit(process, 5s)) Kill(process);
+  return Ok();
+}
+
+Result<ProcessId> QemuDriver::RestoreState(const MachineSpec& spec, const fs::path& state_file) {
+  QemuConfig config = ConfigFor(spec, options_.accel().accel);
+  config.incoming = true;
+  auto argv = BuildQemuArgv(config);
+  if (!argv) return Fail(argv.error());
+  std::error_code ec;
+  fs::remove(QmpPath(spec), ec);
+  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, {}});
+  if (!process) return Fail(process.error().Wrap(fmt::format("vm '{}': restoring", spec.name)));
+  auto fail = [&](const Error& e) {
+    Kill(*process);
+    return Fail(e.Wrap(fmt::format("vm '{}': restoring", spec.name)));
+  };
+  auto qmp = QmpClient::Connect(QmpPath(spec).string(), 10s);
+  if (!qmp) return fail(qmp.error());
+  if (auto s = IgnoreSharedMemory(*qmp); !s) return fail(s.error());
+  auto incoming = qmp->Execute("migrate-incoming", {{"uri", "exec:cat " + ShellQuote(state_file)}});
+  if (!incoming) return fail(incoming.error());
+  // The saved guest was stopped, so it arrives paused.
+  auto paused = PollUntil(
+      *qmp, "query-status",
+      [](const nlohmann::json& r) { return r.value("status", "") != "inmigrate"; }, 60s);
+  if (!paused) return fail(paused.error());
+  if (auto r = qmp->Execute("cont"); !r) return fail(r.error());
+  return process;
+}
+
 Status QemuDriver::Kill(const ProcessId& process) { return SignalProcess(process, SIGKILL); }
 
 Result<std::string> QemuDriver::Describe(const MachineSpec& spec, const ProcessId& process) {

@@ -1,0 +1,93 @@
+// Groundwork for "sleep", at the driver level: a running default-image guest is paused, its device
+// state saved (RAM stays in the shared memory file) and QEMU ended; a new QEMU restores it and the
+// guest carries on in the same boot, answering HTTP on its tap.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+
+#include "common/paths.h"
+#include "hv/qemu/qemu_driver.h"
+#include "model/host.h"
+#include "net/linux_network.h"
+#include "net/tap.h"
+#include "node/machine.h"
+#include "support/scope_guard.h"
+#include "support/temp_dir.h"
+#include "support/vm_env.h"
+
+namespace hearth {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+TEST(QemuSnapshotTest, SavedGuestResumesInTheSameBoot) {
+  testing::TempDir dir;
+  testing::LinkDefaultImage(dir.path());
+  Paths paths(dir.path());
+  auto pool = net::AddressPool::Parse(testing::TestNetworkPool());
+  ASSERT_TRUE(pool);
+  VmRecord vm;
+  vm.name = "snap";
+  vm.id = fmt::format("vm-{:016x}", 0x5a5a000000000000ull + getpid());
+  vm.spec.image = "default";
+  vm.spec.memory = MiB{128};
+  vm.ip = pool->Allocate({})->guest;
+  auto host = ReadLinuxHostInfo();
+  ASSERT_TRUE(host);
+  node::MachineContext ctx{&paths, &*pool, host->tsc_khz};
+  auto machine = node::MachineFor(vm, ctx);
+  ASSERT_TRUE(machine) << machine.error().message;
+
+  auto network = net::NewLinuxNetwork(net::NetworkOptions::ForDataDir(dir.path()));
+  auto address = pool->FromGuest(vm.ip);
+  ASSERT_TRUE(network->EnsureTap({machine->tap, *address, machine->mac}));
+  testing::Guard cleanup([&] {
+    testing::CleanUpHost(dir.path());
+    network->RemoveTap(machine->tap);
+  });
+
+  hv::qemu::QemuDriverOptions options;
+  options.accel = [] { return hv::qemu::AccelChoice{hv::qemu::Accel::kTcg, "test"}; };
+  hv::qemu::QemuDriver driver(options);
+  auto process = driver.Launch(*machine);
+  ASSERT_TRUE(process) << process.error().message;
+  hv::CancelFlag never{false};
+  ASSERT_TRUE(driver.WaitReady(*machine, *process, Clock::now() + 60s, never));
+  auto boot_id = testing::HttpGetEventually(vm.ip, 80, "/bootid", 10s);
+  ASSERT_TRUE(boot_id && boot_id->status == 200);
+
+  fs::path state = machine->vm_dir / "state";
+  auto t0 = Clock::now();
+  auto saved = driver.SaveState(*machine, *process, state);
+  ASSERT_TRUE(saved) << saved.error().message;
+  double save_ms = Ms(Clock::now() - t0);
+  EXPECT_FALSE(hv::IsAlive(*process)) << "QEMU ends after saving";
+  ASSERT_TRUE(fs::exists(state));
+  auto state_bytes = fs::file_size(state);
+
+  t0 = Clock::now();
+  auto restored = driver.RestoreState(*machine, state);
+  ASSERT_TRUE(restored) << restored.error().message;
+  double running_ms = Ms(Clock::now() - t0);
+  auto again = testing::HttpGetEventually(vm.ip, 80, "/bootid", 10s);
+  double http_ms = Ms(Clock::now() - t0);
+  ASSERT_TRUE(again && again->status == 200);
+  EXPECT_EQ(again->body, boot_id->body) << "the same boot carries on";
+  std::cerr << fmt::format(
+      "save {:.0f} ms ({} bytes of device state); restore -> running {:.0f} ms, -> first HTTP "
+      "{:.0f} ms\n",
+      save_ms, state_bytes, running_ms, http_ms);
+  hv::SignalProcess(*restored, SIGKILL);
+  hv::WaitForExit(*restored, 2s);
+}
+
+}  // namespace
+}  // namespace hearth
