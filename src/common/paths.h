@@ -8,7 +8,9 @@
 //   ├── vms/<vm-id>/                 one directory per VM: console log, sockets, snapshots
 //   │   ├── console.log              the guest's serial console (size capped)
 //   │   ├── vmm.log                  the VMM's own stdout/stderr (size capped)
-//   │   ├── memory                   guest RAM (QEMU memory-backend-file, shared)
+//   │   ├── memory                   guest RAM (QEMU memory-backend-file, shared); while the VM is
+//   │   │                            suspended, the RAM half of its saved state
+//   │   ├── state                    the device half of a suspended VM's saved state
 //   │   └── qmp.sock                 QEMU's QMP socket
 //   └── images/<name>/               guest images: kernel, initrd/rootfs and a manifest
 //
@@ -40,6 +42,9 @@ class Paths {
   std::filesystem::path vmm_log(std::string_view vm_id) const { return vm_dir(vm_id) / "vmm.log"; }
   std::filesystem::path memory_file(std::string_view vm_id) const {
     return vm_dir(vm_id) / "memory";
+  }
+  std::filesystem::path saved_state(std::string_view vm_id) const {
+    return vm_dir(vm_id) / "state";
   }
   std::filesystem::path qmp_socket(std::string_view vm_id) const {
     return vm_dir(vm_id) / "qmp.sock";

@@ -2,7 +2,7 @@
 // its guest is up, re-adopts processes that outlived a previous hearthd, and ends them. It keeps no
 // state of its own beyond what a MachineSpec and a ProcessId carry, so a new hearthd can take over
 // from an old one. Supervision of exits is the node's (see supervisor.h). Implementations: QEMU
-// (qemu/qemu_driver.h); "sleep" adds suspend/restore, "firecracker" a second backend.
+// (qemu/qemu_driver.h); "firecracker" adds a second backend.
 #pragma once
 
 #include <atomic>
@@ -65,6 +65,14 @@ class HypervisorDriver {
   virtual Status Adopt(const MachineSpec& spec, const ProcessId& process) = 0;
   // Asks the guest to power off (ACPI power button). Does not wait.
   virtual Status RequestShutdown(const MachineSpec& spec, const ProcessId& process) = 0;
+  // Pauses the guest, writes what the VMM needs to resume it to `state_file` (fsynced) and ends
+  // the VMM. Guest RAM stays in the VM's memory file. The VM then holds no host RAM.
+  virtual Status Suspend(const MachineSpec& spec, const ProcessId& process,
+                         const std::filesystem::path& state_file) = 0;
+  // Starts a VMM that carries on from `state_file` and the memory file; returns once the guest
+  // runs again.
+  virtual Result<ProcessId> Resume(const MachineSpec& spec,
+                                   const std::filesystem::path& state_file) = 0;
   // Ends the VMM at once (SIGKILL). Does not wait.
   virtual Status Kill(const ProcessId& process) = 0;
   // The VMM's own view of the VM, e.g. {"status": "running"}; for diagnostics.

@@ -230,7 +230,9 @@ Result<VmRecord> Node::Edit(std::string_view name, const EditRequest& request) {
   spdlog::info("vm '{}' edited: {}", updated.name, message);
   VmRecord& slot = vms_.find(name)->second;
   bool publish_changed = slot.spec.publish != updated.spec.publish;
+  bool discarded = slot.snapshot && !updated.snapshot;
   slot = std::move(updated);
+  if (discarded) DiscardSavedState(slot);
   if (publish_changed) {
     if (auto s = SyncRules(); !s) spdlog::error("vm '{}': {}", name, s.error().message);
   }
@@ -295,7 +297,12 @@ Result<VmRecord> Node::Start(std::string_view name, bool fresh) {
     case VmState::kFailed:
       break;
     case VmState::kSuspended:
-      return Fail(NeedDriver(vm, "resume").error());
+      if (!machinery_.driver) return Fail(NeedDriver(vm, "resume").error());
+      if (!fresh) {
+        if (auto s = Admit(vm); !s) return Fail(s.error());
+        return BeginResume(lock, vm);
+      }
+      break;
     default:
       return WrongState(vm, "start", vm.state == VmState::kRunning ? "it is already up" : "");
   }
@@ -304,13 +311,17 @@ Result<VmRecord> Node::Start(std::string_view name, bool fresh) {
   VmRecord next = vm;
   next.state = VmState::kStarting;
   next.state_reason.clear();
+  // A fresh start of a suspended VM discards its saved state and cold-boots.
+  bool discard = vm.state == VmState::kSuspended;
+  next.snapshot.reset();
   if (machinery_.network && next.ip.empty()) {
     auto ip = AllocateAddress();
     if (!ip) return Fail(ip.error());
     next.ip = *ip;
   }
-  auto started = Commit(lock, next, "starting", "");
+  auto started = Commit(lock, next, "starting", discard ? "saved state discarded (--fresh)" : "");
   if (!started) return Fail(started.error().Wrap(fmt::format("starting vm '{}'", vm.name)));
+  if (discard) DiscardSavedState(*started);
   Live& live = live_[started->name];
   live.cancel = std::make_shared<hv::CancelFlag>(false);
   live.job = true;
@@ -335,8 +346,16 @@ Result<VmRecord> Node::Stop(std::string_view name, bool kill) {
   if (vm.state != VmState::kRunning && vm.state != VmState::kSuspended) {
     return WrongState(vm, "stop", "only a running, starting or suspended VM can be stopped");
   }
-  if (!machinery_.driver || vm.state == VmState::kSuspended) {
-    return Fail(NeedDriver(vm, "stop").error());
+  if (!machinery_.driver) return Fail(NeedDriver(vm, "stop").error());
+  if (vm.state == VmState::kSuspended) {
+    // No process to end: the saved state is all there is, and stop keeps none.
+    VmRecord next = vm;
+    next.state = VmState::kStopped;
+    next.snapshot.reset();
+    auto stopped = Commit(lock, next, "stopped", "saved state discarded");
+    if (!stopped) return Fail(stopped.error().Wrap(fmt::format("stopping vm '{}'", vm.name)));
+    DiscardSavedState(*stopped);
+    return stopped;
   }
   VmRecord next = vm;
   next.state = VmState::kStopping;
@@ -349,18 +368,30 @@ Result<VmRecord> Node::Stop(std::string_view name, bool kill) {
 }
 
 Result<VmRecord> Node::Suspend(std::string_view name) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  WaitForWrites(lock, name);
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
   if (vm.state != VmState::kRunning) {
     return WrongState(vm, "suspend", "only a running VM can be suspended");
   }
-  return Fail(NeedDriver(vm, "suspend").error());
+  if (!machinery_.driver) return Fail(NeedDriver(vm, "suspend").error());
+  VmRecord next = vm;
+  next.state = VmState::kSuspending;
+  auto suspending = Commit(lock, next, "suspending", "");
+  if (!suspending) {
+    return Fail(suspending.error().Wrap(fmt::format("suspending vm '{}'", vm.name)));
+  }
+  live_[suspending->name].job = true;
+  std::string vm_name = suspending->name;
+  Spawn([this, vm_name] { RunSuspend(vm_name); });
+  return suspending;
 }
 
 Result<VmRecord> Node::Resume(std::string_view name) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  WaitForWrites(lock, name);
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
@@ -368,7 +399,20 @@ Result<VmRecord> Node::Resume(std::string_view name) {
     return WrongState(vm, "resume", "only a suspended VM can be resumed; use start");
   }
   if (auto s = Admit(vm); !s) return Fail(s.error());
-  return Fail(NeedDriver(vm, "resume").error());
+  if (!machinery_.driver) return Fail(NeedDriver(vm, "resume").error());
+  return BeginResume(lock, vm);
+}
+
+Result<VmRecord> Node::BeginResume(std::unique_lock<std::mutex>& lock, const VmRecord& vm) {
+  VmRecord next = vm;
+  next.state = VmState::kResuming;
+  next.state_reason.clear();
+  auto resuming = Commit(lock, next, "resuming", "");
+  if (!resuming) return Fail(resuming.error().Wrap(fmt::format("resuming vm '{}'", vm.name)));
+  live_[resuming->name].job = true;
+  std::string vm_name = resuming->name;
+  Spawn([this, vm_name] { RunResume(vm_name); });
+  return resuming;
 }
 
 Result<std::vector<Event>> Node::Events(std::string_view name, int limit) const {

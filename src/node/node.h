@@ -155,7 +155,15 @@ class Node {
                           VmState expected);
   // Settles a job's VM in `state` (pid cleared unless running) and ends the job.
   void Settle(std::unique_lock<std::mutex>& lock, const std::string& name, VmState state,
-              std::string type, std::string message, std::string reason = {});
+              std::string type, std::string message, std::string reason = {},
+              const std::function<void(VmRecord&)>& change = nullptr);
+  // Saves a running VM's state and ends its VMM (job); resumes a suspended one (job).
+  void RunSuspend(const std::string& name);
+  void RunResume(const std::string& name);
+  // Moves a suspended VM to `resuming` and starts the job (lock held, VM checked).
+  Result<VmRecord> BeginResume(std::unique_lock<std::mutex>& lock, const VmRecord& vm);
+  // Deletes a VM's saved state (files only).
+  void DiscardSavedState(const VmRecord& vm);
   // Creates or fixes the VM's tap (no lock needed).
   Status PrepareNetwork(const VmRecord& vm);
   // Rewrites hearth's firewall rules from the VMs (lock held).

@@ -66,7 +66,7 @@ TEST(QemuSnapshotTest, SavedGuestResumesInTheSameBoot) {
 
   fs::path state = machine->vm_dir / "state";
   auto t0 = Clock::now();
-  auto saved = driver.SaveState(*machine, *process, state);
+  auto saved = driver.Suspend(*machine, *process, state);
   ASSERT_TRUE(saved) << saved.error().message;
   double save_ms = Ms(Clock::now() - t0);
   EXPECT_FALSE(hv::IsAlive(*process)) << "QEMU ends after saving";
@@ -74,7 +74,7 @@ TEST(QemuSnapshotTest, SavedGuestResumesInTheSameBoot) {
   auto state_bytes = fs::file_size(state);
 
   t0 = Clock::now();
-  auto restored = driver.RestoreState(*machine, state);
+  auto restored = driver.Resume(*machine, state);
   ASSERT_TRUE(restored) << restored.error().message;
   double running_ms = Ms(Clock::now() - t0);
   auto again = testing::HttpGetEventually(vm.ip, 80, "/bootid", 10s);

@@ -83,6 +83,27 @@ class VmLifecycleTest : public ::testing::Test {
              std::chrono::steady_clock::now() < until);
     return vm;
   }
+  // A request over the unix socket whose answer must have `status` and conform to
+  // api/openapi.yaml (for answers only a booted guest can give).
+  void CheckedRequest(std::string_view method, const std::string& target, int status) {
+    static const auto spec =
+        testing::OpenApiSpec::Load(fs::path(HEARTH_SOURCE_DIR) / "api" / "openapi.yaml");
+    ASSERT_TRUE(spec) << spec.error().message;
+    http::Client api(daemon_->UnixClient());
+    auto r = api.Request(method, target, "");
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->status, status) << r->body;
+    auto op = spec->FindOperation(method, target);
+    ASSERT_TRUE(op);
+    EXPECT_THAT(spec->CheckResponse(*op, *r), ::testing::IsEmpty()) << r->body;
+  }
+  // Polls until the VM has left `state`.
+  void WaitLeaves(const std::string& name, const std::string& state) {
+    for (auto until = std::chrono::steady_clock::now() + 60s;
+         Show(name)["state"] == state && std::chrono::steady_clock::now() < until;) {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
   bool TapExists(const std::string& tap) {
     return RunProgram({"ip", "link", "show", "dev", tap}).exit_code == 0;
   }
@@ -128,20 +149,9 @@ TEST_F(VmLifecycleTest, GuestAnswersOnItsAddressAndPublishedPortFromHostAndNames
 
   // Answers only a running VM gives conform to api/openapi.yaml: delete without force is 409,
   // stop is 200 with the VM stopping. Stop powers the guest off.
-  auto spec = testing::OpenApiSpec::Load(fs::path(HEARTH_SOURCE_DIR) / "api" / "openapi.yaml");
-  ASSERT_TRUE(spec) << spec.error().message;
-  http::Client api(daemon_->UnixClient());
-  auto check = [&](std::string_view method, const std::string& target, int status) {
-    auto r = api.Request(method, target, "");
-    ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(r->status, status) << r->body;
-    auto op = spec->FindOperation(method, target);
-    ASSERT_TRUE(op);
-    EXPECT_THAT(spec->CheckResponse(*op, *r), ::testing::IsEmpty()) << r->body;
-  };
-  check("DELETE", "/v1/vms/web", 409);
+  CheckedRequest("DELETE", "/v1/vms/web", 409);
   int64_t pid = vm["pid"];
-  check("POST", "/v1/vms/web/stop", 200);
+  CheckedRequest("POST", "/v1/vms/web/stop", 200);
   for (auto until = std::chrono::steady_clock::now() + 20s;
        Show("web")["state"] == "stopping" && std::chrono::steady_clock::now() < until;) {
     std::this_thread::sleep_for(100ms);
@@ -257,6 +267,47 @@ TEST_F(VmLifecycleTest, DeleteLeavesNoTapRuleProcessOrFile) {
   EXPECT_TRUE(hv::FindProcesses(vm_dir.string()).empty());
   EXPECT_FALSE(hv::ProcessStartTime(vm["pid"].get<int64_t>()));
   EXPECT_FALSE(fs::exists(vm_dir));
+}
+
+TEST_F(VmLifecycleTest, SuspendFreesTheProcessAndResumeCarriesOnTheSameBoot) {
+  CliOk({"vm", "create", "nap", "--image", "default", "--memory", "128M"});
+  CliOk({"vm", "start", "nap"});
+  json vm = Show("nap");
+  std::string ip = vm["ip"];
+  int64_t pid = vm["pid"];
+  auto boot_id = testing::HttpGetEventually(ip, 80, "/bootid", 10s);
+  ASSERT_TRUE(boot_id && boot_id->status == 200);
+
+  auto t0 = std::chrono::steady_clock::now();
+  CheckedRequest("POST", "/v1/vms/nap/suspend", 200);
+  WaitLeaves("nap", "suspending");
+  double suspend_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json suspended = Show("nap");
+  EXPECT_EQ(suspended["state"], "suspended");
+  EXPECT_EQ(suspended["pid"], nullptr);
+  ASSERT_TRUE(suspended["snapshot"].is_object()) << suspended.dump();
+  EXPECT_GT(suspended["snapshot"]["bytes"].get<int64_t>(), 0);
+  EXPECT_FALSE(hv::ProcessStartTime(pid)) << "no QEMU while suspended";
+  RunResult refused = Cli({"vm", "edit", "nap", "--memory", "256M"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("--discard-state"), std::string::npos) << refused.err;
+
+  t0 = std::chrono::steady_clock::now();
+  CheckedRequest("POST", "/v1/vms/nap/resume", 200);
+  auto again = testing::HttpGetEventually(ip, 80, "/bootid", 10s);
+  double resume_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(again && again->status == 200);
+  EXPECT_EQ(again->body, boot_id->body) << "the same boot carries on";
+  std::cerr << fmt::format("suspend (API, until suspended) {:.3f} s; resume -> HTTP {:.3f} s\n",
+                           suspend_s, resume_s);
+  // stop on a suspended VM discards its state; the next start is a cold boot.
+  CliOk({"vm", "suspend", "nap"});
+  CliOk({"vm", "stop", "nap"});
+  EXPECT_EQ(Show("nap")["snapshot"], nullptr);
+  CliOk({"vm", "start", "nap"});
+  auto fresh = testing::HttpGetEventually(Show("nap")["ip"], 80, "/bootid", 10s);
+  ASSERT_TRUE(fresh && fresh->status == 200);
+  EXPECT_NE(fresh->body, boot_id->body) << "a new boot";
 }
 
 // Clients race start, stop, kill, edit and reads on one real VM. Whatever the interleaving, the

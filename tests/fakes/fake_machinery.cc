@@ -56,6 +56,25 @@ Status FakeDriver::RequestShutdown(const hv::MachineSpec& spec, const hv::Proces
   return Ok();
 }
 
+Status FakeDriver::Suspend(const hv::MachineSpec& spec, const hv::ProcessId& process,
+                           const std::filesystem::path& state_file) {
+  if (fail_suspend.load()) return Fail(Code::kInternal, "the fake refuses to suspend");
+  if (auto s = hv::AppendLine(state_file, "fake device state " + spec.vm_id); !s) return s;
+  hv::SignalProcess(process, SIGKILL);
+  hv::WaitForExit(process, 2s);
+  return Ok();
+}
+
+Result<hv::ProcessId> FakeDriver::Resume(const hv::MachineSpec& spec,
+                                         const std::filesystem::path& state_file) {
+  if (fail_resume.load()) return Fail(Code::kInternal, "the fake refuses to resume");
+  if (!std::filesystem::exists(state_file)) return Fail(Code::kNotFound, "no saved state");
+  Boot saved = boot.exchange(Boot::kReady);
+  auto process = Launch(spec);
+  boot = saved;
+  return process;
+}
+
 Status FakeDriver::Kill(const hv::ProcessId& process) {
   return hv::SignalProcess(process, SIGKILL);
 }

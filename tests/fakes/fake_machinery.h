@@ -26,6 +26,10 @@ class FakeDriver final : public hv::HypervisorDriver {
                    const hv::CancelFlag& cancel) override;
   Status Adopt(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
   Status RequestShutdown(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
+  Status Suspend(const hv::MachineSpec& spec, const hv::ProcessId& process,
+                 const std::filesystem::path& state_file) override;
+  Result<hv::ProcessId> Resume(const hv::MachineSpec& spec,
+                               const std::filesystem::path& state_file) override;
   Status Kill(const hv::ProcessId& process) override;
   Result<std::string> Describe(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
 
@@ -37,6 +41,8 @@ class FakeDriver final : public hv::HypervisorDriver {
   // Whether WaitReady ignores the cancel flag (a guest that comes up just as a stop arrives).
   std::atomic<bool> ignore_cancel{false};
   std::atomic<int> launches{0};
+  std::atomic<bool> fail_suspend{false};
+  std::atomic<bool> fail_resume{false};
   std::mutex mu;
   std::map<std::string, hv::MachineSpec> launched;  // by VM id, the last spec
 };

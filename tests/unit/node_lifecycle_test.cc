@@ -221,6 +221,92 @@ TEST_F(NodeLifecycleTest, AStopDuringStartWinsEvenIfTheGuestComesUpMeanwhile) {
   EXPECT_EQ(ProcessesOf(vm), 0u);
 }
 
+TEST_F(NodeLifecycleTest, SuspendSavesStateEndsTheProcessAndResumeBringsItBack) {
+  VmRecord vm = Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  VmRecord running = WaitFor("web", VmState::kRunning);
+  auto r = node_->Suspend("web");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->state, VmState::kSuspending);
+  VmRecord suspended = WaitFor("web", VmState::kSuspended);
+  ASSERT_TRUE(suspended.snapshot.has_value());
+  EXPECT_GT(suspended.snapshot->bytes, 0);
+  EXPECT_FALSE(suspended.pid.has_value());
+  EXPECT_EQ(ProcessesOf(vm), 0u) << "a suspended VM has no process";
+  EXPECT_TRUE(std::filesystem::exists(paths_.saved_state(vm.id)));
+  EXPECT_EQ(node_->Info().memory_running.value, 0) << "and holds no admitted memory";
+  // Hardware edits would not fit the saved state.
+  EditRequest edit;
+  edit.fields = nlohmann::json{{"memory_mib", 512}};
+  EXPECT_FALSE(node_->Edit("web", edit));
+
+  ASSERT_TRUE(node_->Resume("web"));
+  VmRecord resumed = WaitFor("web", VmState::kRunning);
+  EXPECT_NE(resumed.pid, running.pid);
+  EXPECT_FALSE(resumed.snapshot.has_value());
+  EXPECT_FALSE(std::filesystem::exists(paths_.saved_state(vm.id))) << "spent";
+  auto types = EventTypes("web");
+  EXPECT_EQ(std::vector<std::string>(types.end() - 4, types.end()),
+            (std::vector<std::string>{"suspending", "suspended", "resuming", "resumed"}));
+}
+
+TEST_F(NodeLifecycleTest, StartResumesASuspendedVmUnlessFreshAndStopDiscardsTheState) {
+  VmRecord vm = Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  WaitFor("web", VmState::kRunning);
+  ASSERT_TRUE(node_->Suspend("web"));
+  WaitFor("web", VmState::kSuspended);
+  ASSERT_EQ(node_->Start("web", false)->state, VmState::kResuming);
+  WaitFor("web", VmState::kRunning);
+
+  ASSERT_TRUE(node_->Suspend("web"));
+  WaitFor("web", VmState::kSuspended);
+  ASSERT_EQ(node_->Start("web", true)->state, VmState::kStarting) << "--fresh cold-boots";
+  EXPECT_FALSE(std::filesystem::exists(paths_.saved_state(vm.id)));
+  WaitFor("web", VmState::kRunning);
+
+  ASSERT_TRUE(node_->Suspend("web"));
+  WaitFor("web", VmState::kSuspended);
+  auto stopped = node_->Stop("web", false);
+  ASSERT_TRUE(stopped) << stopped.error().message;
+  EXPECT_EQ(stopped->state, VmState::kStopped);
+  EXPECT_FALSE(stopped->snapshot.has_value());
+  EXPECT_FALSE(std::filesystem::exists(paths_.saved_state(vm.id)));
+}
+
+TEST_F(NodeLifecycleTest, AFailedResumeKeepsTheSavedStateForARetry) {
+  VmRecord vm = Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  WaitFor("web", VmState::kRunning);
+  ASSERT_TRUE(node_->Suspend("web"));
+  WaitFor("web", VmState::kSuspended);
+  driver_.fail_resume = true;
+  ASSERT_TRUE(node_->Resume("web"));
+  auto until = std::chrono::steady_clock::now() + 5s;
+  VmRecord vm2 = *node_->Get("web");
+  while (vm2.state_reason.empty() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(2ms);
+    vm2 = *node_->Get("web");
+  }
+  EXPECT_EQ(vm2.state, VmState::kSuspended);
+  EXPECT_NE(vm2.state_reason.find("resume failed"), std::string::npos);
+  EXPECT_TRUE(vm2.snapshot.has_value());
+  driver_.fail_resume = false;
+  ASSERT_TRUE(node_->Resume("web"));
+  WaitFor("web", VmState::kRunning);
+}
+
+TEST_F(NodeLifecycleTest, AFailedSuspendEndsTheVmFailed) {
+  VmRecord vm = Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  WaitFor("web", VmState::kRunning);
+  driver_.fail_suspend = true;
+  ASSERT_TRUE(node_->Suspend("web"));
+  VmRecord failed = WaitFor("web", VmState::kFailed);
+  EXPECT_NE(failed.state_reason.find("suspend failed"), std::string::npos);
+  EXPECT_EQ(ProcessesOf(vm), 0u);
+}
+
 TEST_F(NodeLifecycleTest, BootTimeoutFailsTheStart) {
   options_.boot_timeout = 100ms;
   NewNode();
@@ -258,7 +344,7 @@ TEST_F(NodeLifecycleTest, ConcurrentRequestsOnOneVmLeaveItConsistent) {
         std::mt19937 rng(t * 7919 + round);
         while (!go.load()) std::this_thread::yield();
         for (int i = 0; i < 60; ++i) {
-          switch (rng() % 6) {
+          switch (rng() % 8) {
             case 0:
               node_->Start("busy", false);
               break;
@@ -279,6 +365,12 @@ TEST_F(NodeLifecycleTest, ConcurrentRequestsOnOneVmLeaveItConsistent) {
               break;
             case 5:
               if (i > 50) node_->Delete("busy", true);
+              break;
+            case 6:
+              node_->Suspend("busy");
+              break;
+            case 7:
+              node_->Resume("busy");
               break;
           }
           std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));

@@ -210,8 +210,8 @@ Result<nlohmann::json> PollUntil(QmpClient& qmp, const std::string& command,
 
 }  // namespace
 
-Status QemuDriver::SaveState(const MachineSpec& spec, const ProcessId& process,
-                             const fs::path& state_file) {
+Status QemuDriver::Suspend(const MachineSpec& spec, const ProcessId& process,
+                           const fs::path& state_file) {
   auto qmp = QmpClient::Connect(QmpPath(spec).string(), 2s);
   if (!qmp) return Fail(qmp.error().Wrap(fmt::format("vm '{}': saving state", spec.name)));
   if (auto s = IgnoreSharedMemory(*qmp); !s) return s;
@@ -243,7 +243,7 @@ Status QemuDriver::SaveState(const MachineSpec& spec, const ProcessId& process,
   return Ok();
 }
 
-Result<ProcessId> QemuDriver::RestoreState(const MachineSpec& spec, const fs::path& state_file) {
+Result<ProcessId> QemuDriver::Resume(const MachineSpec& spec, const fs::path& state_file) {
   QemuConfig config = ConfigFor(spec, options_.accel().accel);
   config.incoming = true;
   auto argv = BuildQemuArgv(config);

@@ -44,14 +44,13 @@ class QemuDriver final : public HypervisorDriver {
   // The configuration Launch runs (for tests and the benchmark's hand-run comparison).
   QemuConfig ConfigFor(const MachineSpec& spec, Accel accel) const;
 
-  // Groundwork for "sleep" (not yet wired into the node). Guest RAM stays in the shared memory
-  // file; only the device state is migrated (capability x-ignore-shared on both sides).
-  // Pauses the guest, writes its device state to `state_file` (fsynced) and ends QEMU.
-  Status SaveState(const MachineSpec& spec, const ProcessId& process,
-                   const std::filesystem::path& state_file);
-  // Starts QEMU with the same command line plus `-incoming defer`, loads `state_file` and lets
-  // the guest run on from where it was paused. The memory file must be the saved one.
-  Result<ProcessId> RestoreState(const MachineSpec& spec, const std::filesystem::path& state_file);
+  // Guest RAM stays in the shared memory file; only the device state is migrated (capability
+  // x-ignore-shared on both sides): `stop`, `migrate exec:cat > state_file`, `quit`.
+  Status Suspend(const MachineSpec& spec, const ProcessId& process,
+                 const std::filesystem::path& state_file) override;
+  // The same command line plus `-incoming defer`, `migrate-incoming exec:cat state_file`, `cont`.
+  Result<ProcessId> Resume(const MachineSpec& spec,
+                           const std::filesystem::path& state_file) override;
 
  private:
   QemuDriverOptions options_;
