@@ -83,6 +83,21 @@ class VmLifecycleTest : public ::testing::Test {
              std::chrono::steady_clock::now() < until);
     return vm;
   }
+  // Creates a 128 MiB default-image VM, starts it with the CLI (which waits until it runs) and
+  // returns it as the API shows it.
+  json CreateAndStart(const std::string& name, std::vector<std::string> flags = {}) {
+    std::vector<std::string> create = {"vm", "create", name, "--image", "default", "--memory",
+                                       "128M"};
+    create.insert(create.end(), flags.begin(), flags.end());
+    RunResult created = Cli(create);
+    EXPECT_EQ(created.exit_code, 0) << created.err;
+    RunResult started = Cli({"vm", "start", name});
+    EXPECT_EQ(started.exit_code, 0) << started.err;
+    json vm = Show(name);
+    EXPECT_EQ(vm.value("state", ""), "running") << vm.dump();
+    return vm;
+  }
+
   // A request over the unix socket whose answer must have `status` and conform to
   // api/openapi.yaml (for answers only a booted guest can give).
   void CheckedRequest(std::string_view method, const std::string& target, int status) {
@@ -191,9 +206,8 @@ TEST_F(VmLifecycleTest, MemoryEditOfAStoppedVmIsSeenByTheGuest) {
 }
 
 TEST_F(VmLifecycleTest, AKilledVmmIsRestartedOnFailure) {
-  CliOk({"vm", "create", "crashy", "--image", "default", "--memory", "128M"});
-  CliOk({"vm", "start", "crashy"});
-  json vm = Show("crashy");
+  json vm = CreateAndStart("crashy");
+  ASSERT_TRUE(vm["pid"].is_number());
   int64_t pid = vm["pid"];
   std::string ip = vm["ip"];
   auto t0 = std::chrono::steady_clock::now();
@@ -215,9 +229,8 @@ TEST_F(VmLifecycleTest, AKilledVmmIsRestartedOnFailure) {
 }
 
 TEST_F(VmLifecycleTest, ANewHearthdReadoptsVmsAfterSigkill) {
-  CliOk({"vm", "create", "keep", "--image", "default", "--memory", "128M"});
-  CliOk({"vm", "start", "keep"});
-  json vm = Show("keep");
+  json vm = CreateAndStart("keep");
+  ASSERT_TRUE(vm["pid"].is_number());
   int64_t pid = vm["pid"];
   std::string ip = vm["ip"];
   auto boot_id = testing::HttpGetEventually(ip, 80, "/bootid", 10s);
@@ -270,9 +283,8 @@ TEST_F(VmLifecycleTest, DeleteLeavesNoTapRuleProcessOrFile) {
 }
 
 TEST_F(VmLifecycleTest, SuspendFreesTheProcessAndResumeCarriesOnTheSameBoot) {
-  CliOk({"vm", "create", "nap", "--image", "default", "--memory", "128M"});
-  CliOk({"vm", "start", "nap"});
-  json vm = Show("nap");
+  json vm = CreateAndStart("nap");
+  ASSERT_TRUE(vm["pid"].is_number());
   std::string ip = vm["ip"];
   int64_t pid = vm["pid"];
   auto boot_id = testing::HttpGetEventually(ip, 80, "/bootid", 10s);
