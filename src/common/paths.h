@@ -11,7 +11,8 @@
 //   │   ├── memory                   guest RAM (QEMU memory-backend-file, shared); while the VM is
 //   │   │                            suspended, the RAM half of its saved state
 //   │   ├── state                    the device half of a suspended VM's saved state
-//   │   └── qmp.sock                 QEMU's QMP socket
+//   │   ├── qmp.sock                 QEMU's QMP socket
+//   │   └── agent.sock               the guest agent's channel (virtio-serial), QEMU listens
 //   └── images/<name>/               guest images: kernel, initrd/rootfs and a manifest
 //
 // Host-wide (shared by every hearthd on the host, cleared at reboot):

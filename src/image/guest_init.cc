@@ -14,6 +14,8 @@ const std::vector<GuestModule>& GuestModules() {
       {"net_failover", "drivers/net/net_failover"},
       {"virtio_net", "drivers/net/virtio_net"},
       {"virtio_blk", "drivers/block/virtio_blk"},
+      // The host's channel to the guest agent (virtio-serial port org.hearth.agent).
+      {"virtio_console", "drivers/char/virtio_console"},
       // The power button: no dependencies.
       {"button", "drivers/acpi/button"},
       {"evdev", "drivers/input/evdev"},
@@ -52,6 +54,39 @@ if [ -e /dev/input/event0 ]; then
 else
   echo "hearth: no input device for the power button (button/evdev missing?)" >/dev/console
 fi
+
+# The guest agent: one line per request on the virtio-serial port org.hearth.agent. The host
+# sends "settime SECONDS" exactly at that second after a resume (the clock stood still while the
+# VM was suspended) and gets "ok SECONDS" back.
+agent_port() {
+  for p in /sys/class/virtio-ports/*; do
+    [ "$(cat "$p/name" 2>/dev/null)" = org.hearth.agent ] && { echo "/dev/${p##*/}"; return; }
+  done
+}
+agent() {
+  # The port appears once virtio_console has probed the device: wait for it (5 s at most).
+  i=0
+  port=$(agent_port)
+  while [ -z "$port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); port=$(agent_port); done
+  if [ -z "$port" ] || [ ! -e "$port" ]; then
+    echo "hearth: no agent port (virtio_console missing?)" >/dev/console
+    return
+  fi
+  while :; do
+    # One descriptor for both ways: a virtio-serial port can be open only once at a time.
+    exec 3<>"$port" || { sleep 1; continue; }
+    while read -r cmd arg <&3; do
+      case "$cmd" in
+        settime) date -s "@$arg" >/dev/null 2>&1 && echo "ok $arg" >&3 || echo "error $arg" >&3 ;;
+        ping) echo pong >&3 ;;
+        *) echo "error unknown request" >&3 ;;
+      esac
+    done
+    exec 3>&-
+    sleep 0.2  # no host on the other end: read returns at once
+  done
+}
+agent &
 
 name=hearth addr= gw=
 for arg in $(cat /proc/cmdline); do

@@ -86,8 +86,8 @@ class VmLifecycleTest : public ::testing::Test {
   // Creates a 128 MiB default-image VM, starts it with the CLI (which waits until it runs) and
   // returns it as the API shows it.
   json CreateAndStart(const std::string& name, std::vector<std::string> flags = {}) {
-    std::vector<std::string> create = {"vm", "create", name, "--image", "default", "--memory",
-                                       "128M"};
+    std::vector<std::string> create = {"vm",      "create",   name,  "--image",
+                                       "default", "--memory", "128M"};
     create.insert(create.end(), flags.begin(), flags.end());
     RunResult created = Cli(create);
     EXPECT_EQ(created.exit_code, 0) << created.err;
@@ -304,12 +304,23 @@ TEST_F(VmLifecycleTest, SuspendFreesTheProcessAndResumeCarriesOnTheSameBoot) {
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("--discard-state"), std::string::npos) << refused.err;
 
+  // Asleep long enough that a guest clock left standing would be visibly wrong.
+  std::this_thread::sleep_for(3s);
   t0 = std::chrono::steady_clock::now();
   CheckedRequest("POST", "/v1/vms/nap/resume", 200);
   auto again = testing::HttpGetEventually(ip, 80, "/bootid", 10s);
   double resume_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_TRUE(again && again->status == 200);
   EXPECT_EQ(again->body, boot_id->body) << "the same boot carries on";
+  // The guest's wall clock was put right after the resume (within 1 s of the host's).
+  auto time = testing::HttpGet(ip, 80, "/time");
+  ASSERT_TRUE(time && time->status == 200);
+  double host_now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  double guest_now = std::stod(time->body);
+  std::cerr << fmt::format("guest clock - host clock after resume: {:+.3f} s\n",
+                           guest_now - host_now);
+  EXPECT_NEAR(guest_now, host_now, 1.0);
   std::cerr << fmt::format("suspend (API, until suspended) {:.3f} s; resume -> HTTP {:.3f} s\n",
                            suspend_s, resume_s);
   // stop on a suspended VM discards its state; the next start is a cold boot.
