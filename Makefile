@@ -40,6 +40,7 @@ unit integration e2e: build
 bench: build
 	$(BUILD)/bench/api_bench
 	$(BUILD)/bench/start_bench
+	$(BUILD)/bench/sleep_bench
 
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -12,7 +12,7 @@
 //   │   │                            suspended, the RAM half of its saved state
 //   │   ├── state                    the device half of a suspended VM's saved state
 //   │   ├── qmp.sock                 QEMU's QMP socket
-//   │   └── agent.sock               the guest agent's channel (virtio-serial), QEMU listens
+//   │   └── agent.in, agent.out      FIFOs of the guest agent's virtio-serial channel
 //   └── images/<name>/               guest images: kernel, initrd/rootfs and a manifest
 //
 // Host-wide (shared by every hearthd on the host, cleared at reboot):

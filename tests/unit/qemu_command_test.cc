@@ -119,16 +119,15 @@ TEST(QemuCommandTest, KernelCmdlineOrder) {
   EXPECT_EQ(BuildKernelCmdline("", 0, "web", std::nullopt, ""), "hearth.name=web");
 }
 
-TEST(QemuCommandTest, GuestAgentChannelIsAVirtioSerialPortOnAUnixSocket) {
+TEST(QemuCommandTest, GuestAgentChannelIsAVirtioSerialPortOnAPairOfFifos) {
   QemuConfig c = Minimal();
   auto without = BuildQemuArgv(c);
   ASSERT_TRUE(without);
   EXPECT_EQ(std::count(without->begin(), without->end(), "virtio-serial-device"), 0);
-  c.agent_socket = "/vm/agent.sock";
+  c.agent_pipe = "/vm/agent";
   auto argv = BuildQemuArgv(c);
   ASSERT_TRUE(argv);
-  auto chardev = std::find(argv->begin(), argv->end(),
-                           "socket,id=agent,path=/vm/agent.sock,server=on,wait=off");
+  auto chardev = std::find(argv->begin(), argv->end(), "pipe,id=agent,path=/vm/agent");
   EXPECT_NE(chardev, argv->end());
   EXPECT_NE(
       std::find(argv->begin(), argv->end(), "virtserialport,chardev=agent,name=org.hearth.agent"),

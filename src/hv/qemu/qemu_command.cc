@@ -67,11 +67,10 @@ Result<std::vector<std::string>> BuildQemuArgv(const QemuConfig& c) {
        "-serial", "chardev:console"});
   argv.insert(argv.end(),
               {"-qmp", fmt::format("unix:{},server=on,wait=off", Escape(c.qmp_socket))});
-  if (!c.agent_socket.empty()) {
-    argv.insert(argv.end(),
-                {"-device", "virtio-serial-device", "-chardev",
-                 fmt::format("socket,id=agent,path={},server=on,wait=off", Escape(c.agent_socket)),
-                 "-device", "virtserialport,chardev=agent,name=org.hearth.agent"});
+  if (!c.agent_pipe.empty()) {
+    argv.insert(argv.end(), {"-device", "virtio-serial-device", "-chardev",
+                             fmt::format("pipe,id=agent,path={}", Escape(c.agent_pipe)), "-device",
+                             "virtserialport,chardev=agent,name=org.hearth.agent"});
   }
   if (!c.rootfs.empty()) {
     argv.insert(argv.end(),

@@ -32,9 +32,10 @@ struct QemuConfig {
   std::string memory_file;     // guest RAM backing file
   std::string qmp_socket;      // QMP unix socket, created by QEMU
   std::string console_output;  // where the serial console goes (a file or FIFO)
-  // The guest agent's virtio-serial port (org.hearth.agent) as a unix socket QEMU listens on;
-  // empty: no agent channel.
-  std::string agent_socket;
+  // The guest agent's virtio-serial port (org.hearth.agent) as a pair of FIFOs, PATH.in (to the
+  // guest) and PATH.out (from it), so the port always has a host end and the guest's read blocks
+  // instead of seeing end-of-file; empty: no agent channel.
+  std::string agent_pipe;
   // The VM's tap: an fd hearthd opened and passes on (no gap when hearthd held it while the VM
   // was suspended), or otherwise its name.
   std::optional<int> tap_fd;

@@ -5,7 +5,7 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
-#include <sys/un.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -25,45 +25,61 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 fs::path QmpPath(const MachineSpec& spec) { return spec.vm_dir / "qmp.sock"; }
-fs::path AgentPath(const MachineSpec& spec) { return spec.vm_dir / "agent.sock"; }
+fs::path AgentPath(const MachineSpec& spec) { return spec.vm_dir / "agent"; }
+fs::path AgentIn(const MachineSpec& spec) { return spec.vm_dir / "agent.in"; }
+fs::path AgentOut(const MachineSpec& spec) { return spec.vm_dir / "agent.out"; }
+
+// The FIFOs of the agent channel; QEMU opens both read-write, so neither side ever blocks on open.
+Status MakeAgentPipes(const MachineSpec& spec) {
+  for (const auto& path : {AgentIn(spec), AgentOut(spec)}) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISFIFO(st.st_mode)) continue;
+    std::error_code ec;
+    fs::remove(path, ec);
+    if (mkfifo(path.c_str(), 0600) != 0) {
+      return Fail(Code::kInternal, fmt::format("mkfifo {}: {}", path.string(), strerror(errno)));
+    }
+  }
+  return Ok();
+}
 
 // Puts the guest's wall clock right through its agent ("settime SECONDS" on the virtio-serial
 // port org.hearth.agent, answered "ok SECONDS").
 Status SetGuestClock(const MachineSpec& spec, std::chrono::milliseconds timeout) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::string path = AgentPath(spec).string();
-  if (path.size() >= sizeof(addr.sun_path)) {
-    ::close(fd);
-    return Fail(Code::kInvalidArgument, fmt::format("{}: path too long", path));
+  int out = ::open(AgentOut(spec).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  int in = ::open(AgentIn(spec).c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  auto close_both = [&] {
+    if (out >= 0) ::close(out);
+    if (in >= 0) ::close(in);
+  };
+  if (out < 0 || in < 0) {
+    close_both();
+    return Fail(Code::kUnavailable, fmt::format("opening the agent channel {}: {}",
+                                                AgentPath(spec).string(), strerror(errno)));
   }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    int err = errno;
-    ::close(fd);
-    return Fail(Code::kUnavailable, fmt::format("connecting to {}: {}", path, strerror(err)));
-  }
+  char buf[256];
+  while (read(out, buf, sizeof(buf)) > 0) {
+  }  // stale answers of an earlier request that timed out
   // The agent sets whole seconds: the nearest one is at most half a second off, and costs no wait
   // on the resume path.
   auto now = std::chrono::round<std::chrono::seconds>(std::chrono::system_clock::now());
+  std::string expect = fmt::format("ok {}\n", now.time_since_epoch().count());
   std::string request = fmt::format("settime {}\n", now.time_since_epoch().count());
   std::string reply;
-  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-      static_cast<ssize_t>(request.size())) {
+  if (write(in, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
     auto until = std::chrono::steady_clock::now() + timeout;
-    char c;
-    while (reply.find('\n') == std::string::npos) {
+    while (reply.find(expect) == std::string::npos) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           until - std::chrono::steady_clock::now());
-      pollfd p{fd, POLLIN, 0};
+      pollfd p{out, POLLIN, 0};
       if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-      if (recv(fd, &c, 1, 0) != 1) break;
-      reply += c;
+      ssize_t n = read(out, buf, sizeof(buf));
+      if (n > 0) reply.append(buf, static_cast<size_t>(n));
+      if (n == 0) std::this_thread::sleep_for(5ms);  // no writer yet (POLLHUP)
     }
   }
-  ::close(fd);
-  if (reply.rfind("ok ", 0) != 0) {
+  close_both();
+  if (reply.find(expect) == std::string::npos) {
     return Fail(Code::kUnavailable,
                 fmt::format("the guest agent did not confirm the clock (answer: '{}'); guests "
                             "without hearth's agent keep the time they had when suspended",
@@ -116,7 +132,7 @@ QemuConfig QemuDriver::ConfigFor(const MachineSpec& spec, Accel accel) const {
   c.memory_file = (spec.vm_dir / "memory").string();
   c.qmp_socket = QmpPath(spec).string();
   c.console_output = spec.console_log.string();
-  c.agent_socket = AgentPath(spec).string();
+  c.agent_pipe = AgentPath(spec).string();
   c.tap_name = spec.tap;
   c.mac = spec.mac;
   return c;
@@ -133,8 +149,8 @@ Result<ProcessId> QemuDriver::Launch(const MachineSpec& spec) {
   }
   // A cold boot: no stale socket, and a fresh (sparse) RAM file of the right size.
   fs::remove(QmpPath(spec), ec);
-  fs::remove(AgentPath(spec), ec);
   fs::remove(spec.vm_dir / "memory", ec);
+  if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
   std::string stamp =
       fmt::format("{} {} at {}", kLaunchMarker, spec.name, FormatTime(SystemClock().Now()));
   if (auto s = AppendLine(spec.console_log, stamp); !s) return Fail(s.error());
@@ -302,7 +318,7 @@ Result<ProcessId> QemuDriver::Resume(const MachineSpec& spec, const fs::path& st
   if (!argv) return Fail(argv.error());
   std::error_code ec;
   fs::remove(QmpPath(spec), ec);
-  fs::remove(AgentPath(spec), ec);
+  if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
   auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, {}});
   if (!process) return Fail(process.error().Wrap(fmt::format("vm '{}': restoring", spec.name)));
   auto fail = [&](const Error& e) {

@@ -1,0 +1,245 @@
+// Suspend/resume cost: hearth (`POST suspend` until suspended; `POST resume` until running and
+// until the first HTTP answer) against the same QEMU save/restore done by hand over QMP (stop,
+// migrate exec:cat > state, quit; the same argv + -incoming defer, migrate-incoming, cont),
+// interleaved in one run. Then host memory before and after suspending 10 VMs. Root.
+//
+//   build/bench/sleep_bench [ROUNDS]      (default 5)
+#include <fmt/format.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <thread>
+
+#include "hv/process.h"
+#include "hv/qemu/qmp_client.h"
+#include "support/daemon.h"
+#include "support/temp_dir.h"
+#include "support/vm_env.h"
+
+namespace hearth {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+struct Api {
+  http::Client client;
+  json Call(std::string_view method, const std::string& target) {
+    auto r = client.Request(method, target, "");
+    if (!r || r->status >= 300) {
+      throw std::runtime_error(
+          fmt::format("{} {}: {}", method, target, r ? r->body : r.error().message));
+    }
+    return r->body.empty() ? json() : json::parse(r->body);
+  }
+  json Post(const std::string& target, const std::string& body) {
+    auto r = client.Request("POST", target, body);
+    if (!r || r->status >= 300) throw std::runtime_error(r ? r->body : r.error().message);
+    return json::parse(r->body);
+  }
+  json WaitState(const std::string& name, const std::string& state) {
+    for (auto until = Clock::now() + 120s; Clock::now() < until;) {
+      json vm = Call("GET", "/v1/vms/" + name);
+      if (vm["state"] == state) return vm;
+      if (vm["state"] == "failed") break;
+      std::this_thread::sleep_for(1ms);
+    }
+    throw std::runtime_error(fmt::format("vm {} did not become {}", name, state));
+  }
+};
+
+void WaitHttp(const std::string& ip) {
+  auto r = testing::HttpGetEventually(ip, 80, "/", 60s);
+  if (!r || r->status != 200) throw std::runtime_error("no HTTP answer from " + ip);
+}
+
+// The value of `flag`'s argument in a QEMU argv (e.g. -qmp unix:PATH,server=on,...).
+std::string QmpPath(const std::vector<std::string>& argv) {
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == "-qmp") {
+      std::string v = argv[i + 1].substr(5);  // after "unix:"
+      return v.substr(0, v.find(','));
+    }
+  }
+  throw std::runtime_error("no -qmp in the argv");
+}
+
+hv::qemu::QmpClient Qmp(const std::string& path) {
+  auto c = hv::qemu::QmpClient::Connect(path, 10s);
+  if (!c) throw std::runtime_error(c.error().message);
+  return std::move(*c);
+}
+
+void Must(const Result<json>& r) {
+  if (!r) throw std::runtime_error(r.error().message);
+}
+
+void IgnoreShared(hv::qemu::QmpClient& q) {
+  Must(q.Execute("migrate-set-capabilities",
+                 {{"capabilities", {{{"capability", "x-ignore-shared"}, {"state", true}}}}}));
+}
+
+void PollUntil(hv::qemu::QmpClient& q, const std::string& cmd, const std::string& key,
+               const std::function<bool(const std::string&)>& done) {
+  for (auto until = Clock::now() + 60s; Clock::now() < until;) {
+    auto r = q.Execute(cmd);
+    Must(r);
+    if (done(r->value(key, ""))) return;
+    std::this_thread::sleep_for(1ms);
+  }
+  throw std::runtime_error(cmd + " did not finish");
+}
+
+int64_t MemAvailableKib() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib;
+  }
+  return 0;
+}
+
+int64_t RssKib(int64_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return 0;
+}
+
+int Run(int rounds) {
+  testing::TempDir dir;
+  testing::LinkDefaultImage(dir.path());
+  auto daemon = testing::DaemonProcess::Start(dir.path());
+  if (!daemon) throw std::runtime_error(daemon.error().message);
+  Api api{http::Client((*daemon)->UnixClient())};
+  api.Post("/v1/vms", R"({"name":"nap","image":"default","memory_mib":128})");
+  api.Call("POST", "/v1/vms/nap/start");
+  json vm = api.WaitState("nap", "running");
+  std::string ip = vm["ip"], backend = vm["backend"];
+  std::vector<std::string> argv;
+  {
+    std::ifstream in(fmt::format("/proc/{}/cmdline", vm["pid"].get<int64_t>()), std::ios::binary);
+    for (std::string a; std::getline(in, a, '\0');) argv.push_back(a);
+  }
+  std::string qmp_path = QmpPath(argv);
+  std::string state = (dir.path() / "hand-state").string();
+  WaitHttp(ip);
+  std::printf("backend %s, 128 MiB guest, %d interleaved rounds (ms)\n", backend.c_str(), rounds);
+  std::printf("%-6s %10s %10s %12s %12s %10s %10s %12s %12s\n", "round", "h.susp", "h.resume",
+              "h.->HTTP", "", "raw.save", "raw.rest", "raw.->HTTP", "");
+  std::vector<double> hs, hr, hh, rs, rr, rh;
+  for (int i = 0; i < rounds; ++i) {
+    // hearth: the VM runs.
+    auto t0 = Clock::now();
+    api.Call("POST", "/v1/vms/nap/suspend");
+    api.WaitState("nap", "suspended");
+    hs.push_back(Ms(Clock::now() - t0));
+    t0 = Clock::now();
+    api.Call("POST", "/v1/vms/nap/resume");
+    api.WaitState("nap", "running");
+    hr.push_back(Ms(Clock::now() - t0));
+    WaitHttp(ip);
+    hh.push_back(Ms(Clock::now() - t0));
+
+    // By hand, on the same VM's files: take the running guest over from hearth's QEMU is not
+    // possible, so hearth suspends it and the raw restore/save cycle runs on its saved state.
+    api.Call("POST", "/v1/vms/nap/suspend");
+    json suspended = api.WaitState("nap", "suspended");
+    std::string vm_state =
+        (dir.path() / "vms" / suspended["id"].get<std::string>() / "state").string();
+    std::vector<std::string> incoming = argv;
+    incoming.insert(incoming.end(), {"-incoming", "defer"});
+    std::filesystem::remove(qmp_path);
+    t0 = Clock::now();
+    auto qemu = hv::Spawn(incoming, {});
+    if (!qemu) throw std::runtime_error(qemu.error().message);
+    {
+      auto q = Qmp(qmp_path);
+      IgnoreShared(q);
+      Must(q.Execute("migrate-incoming", {{"uri", "exec:cat " + vm_state}}));
+      PollUntil(q, "query-status", "status", [](const std::string& s) { return s != "inmigrate"; });
+      Must(q.Execute("cont"));
+      rr.push_back(Ms(Clock::now() - t0));
+      WaitHttp(ip);
+      rh.push_back(Ms(Clock::now() - t0));
+      t0 = Clock::now();
+      IgnoreShared(q);
+      Must(q.Execute("stop"));
+      Must(q.Execute("migrate", {{"uri", "exec:cat > " + vm_state}}));
+      PollUntil(q, "query-migrate", "status",
+                [](const std::string& s) { return s == "completed"; });
+      q.Execute("quit", json::object(), 2s);
+    }
+    hv::WaitForExit(*qemu, 5s);
+    waitpid(static_cast<pid_t>(qemu->pid), nullptr, 0);
+    rs.push_back(Ms(Clock::now() - t0));
+    // Back to hearth for the next round: its saved state is the one the raw cycle just wrote.
+    api.Call("POST", "/v1/vms/nap/resume");
+    api.WaitState("nap", "running");
+    std::printf("%-6d %10.1f %10.1f %12.1f %12s %10.1f %10.1f %12.1f\n", i + 1, hs.back(),
+                hr.back(), hh.back(), "", rs.back(), rr.back(), rh.back());
+    std::fflush(stdout);
+  }
+  std::printf(
+      "median: suspend hearth %.1f vs raw %.1f (ratio %.2f); resume->running %.1f vs %.1f "
+      "(ratio %.2f); resume->HTTP %.1f vs %.1f (ratio %.2f); targets <= 1.10\n",
+      Median(hs), Median(rs), Median(hs) / Median(rs), Median(hr), Median(rr),
+      Median(hr) / Median(rr), Median(hh), Median(rh), Median(hh) / Median(rh));
+
+  // Ten VMs: host memory before and after suspending them all.
+  const int kVms = 10;
+  for (int i = 0; i < kVms; ++i) {
+    api.Post("/v1/vms", fmt::format(R"({{"name":"m{}","image":"default","memory_mib":128}})", i));
+    api.Call("POST", fmt::format("/v1/vms/m{}/start", i));
+  }
+  int64_t rss = 0;
+  for (int i = 0; i < kVms; ++i) {
+    json m = api.WaitState(fmt::format("m{}", i), "running");
+    WaitHttp(m["ip"]);
+    rss += RssKib(m["pid"].get<int64_t>());
+  }
+  int64_t before = MemAvailableKib();
+  for (int i = 0; i < kVms; ++i) api.Call("POST", fmt::format("/v1/vms/m{}/suspend", i));
+  for (int i = 0; i < kVms; ++i) api.WaitState(fmt::format("m{}", i), "suspended");
+  int64_t after = MemAvailableKib();
+  std::printf(
+      "10 VMs x 128 MiB: QEMU RSS %lld MiB while running, 0 after suspending (no "
+      "process); MemAvailable +%lld MiB (%.0f %% of their guest RAM; the RAM files "
+      "stay in the page cache as reclaimable cache)\n",
+      static_cast<long long>(rss / 1024), static_cast<long long>((after - before) / 1024),
+      100.0 * static_cast<double>(after - before) / (kVms * 128 * 1024));
+  for (int i = 0; i < kVms; ++i) api.Call("DELETE", fmt::format("/v1/vms/m{}?force=true", i));
+  api.Call("DELETE", "/v1/vms/nap?force=true");
+  return 0;
+}
+
+}  // namespace
+}  // namespace hearth
+
+int main(int argc, char** argv) {
+  int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
+  try {
+    return hearth::Run(std::max(rounds, 1));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sleep_bench: %s\n", e.what());
+    return 1;
+  }
+}
