@@ -22,46 +22,17 @@
 #include "support/daemon.h"
 #include "support/temp_dir.h"
 #include "support/vm_env.h"
+#include "vm_bench_support.h"
 
 namespace hearth {
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
+using bench::Api;
+using bench::Clock;
+using bench::Median;
+using bench::Ms;
 using nlohmann::json;
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
-struct Api {
-  http::Client client;
-  json Call(std::string_view method, const std::string& target) {
-    auto r = client.Request(method, target, "");
-    if (!r || r->status >= 300) {
-      throw std::runtime_error(
-          fmt::format("{} {}: {}", method, target, r ? r->body : r.error().message));
-    }
-    return r->body.empty() ? json() : json::parse(r->body);
-  }
-  json Post(const std::string& target, const std::string& body) {
-    auto r = client.Request("POST", target, body);
-    if (!r || r->status >= 300) throw std::runtime_error(r ? r->body : r.error().message);
-    return json::parse(r->body);
-  }
-  json WaitState(const std::string& name, const std::string& state) {
-    for (auto until = Clock::now() + 120s; Clock::now() < until;) {
-      json vm = Call("GET", "/v1/vms/" + name);
-      if (vm["state"] == state) return vm;
-      if (vm["state"] == "failed") break;
-      std::this_thread::sleep_for(1ms);
-    }
-    throw std::runtime_error(fmt::format("vm {} did not become {}", name, state));
-  }
-};
 
 void WaitHttp(const std::string& ip) {
   auto r = testing::HttpGetEventually(ip, 80, "/", 60s);
@@ -130,15 +101,12 @@ int Run(int rounds) {
   auto daemon = testing::DaemonProcess::Start(dir.path());
   if (!daemon) throw std::runtime_error(daemon.error().message);
   Api api{http::Client((*daemon)->UnixClient())};
-  api.Post("/v1/vms", R"({"name":"nap","image":"default","memory_mib":128})");
+  api.Call("POST", "/v1/vms", R"({"name":"nap","image":"default","memory_mib":128})");
   api.Call("POST", "/v1/vms/nap/start");
   json vm = api.WaitState("nap", "running");
   std::string ip = vm["ip"], backend = vm["backend"];
   std::vector<std::string> argv;
-  {
-    std::ifstream in(fmt::format("/proc/{}/cmdline", vm["pid"].get<int64_t>()), std::ios::binary);
-    for (std::string a; std::getline(in, a, '\0');) argv.push_back(a);
-  }
+  argv = bench::Cmdline(vm["pid"].get<int64_t>());
   std::string qmp_path = QmpPath(argv);
   std::string state = (dir.path() / "hand-state").string();
   WaitHttp(ip);
@@ -207,7 +175,8 @@ int Run(int rounds) {
   // Ten VMs: host memory before and after suspending them all.
   const int kVms = 10;
   for (int i = 0; i < kVms; ++i) {
-    api.Post("/v1/vms", fmt::format(R"({{"name":"m{}","image":"default","memory_mib":128}})", i));
+    api.Call("POST", "/v1/vms",
+             fmt::format(R"({{"name":"m{}","image":"default","memory_mib":128}})", i));
     api.Call("POST", fmt::format("/v1/vms/m{}/start", i));
   }
   int64_t rss = 0;

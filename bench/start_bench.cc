@@ -27,15 +27,18 @@
 #include "support/daemon.h"
 #include "support/temp_dir.h"
 #include "support/vm_env.h"
+#include "vm_bench_support.h"
 
 namespace hearth {
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
+using bench::Api;
+using bench::Clock;
+using bench::Cmdline;
+using bench::Median;
+using bench::Ms;
 using nlohmann::json;
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 // True when one GET / to ip:80 answers 200. The connect gives up after 20 ms so that a SYN lost
 // while the guest's network is not up yet costs one short retry, not TCP's 1 s backoff.
@@ -77,39 +80,6 @@ Clock::time_point WaitHttp(const std::string& ip, Clock::time_point limit) {
   throw std::runtime_error("no HTTP answer from " + ip);
 }
 
-std::vector<std::string> Cmdline(int64_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
-  std::vector<std::string> argv;
-  for (std::string arg; std::getline(in, arg, '\0');) argv.push_back(arg);
-  return argv;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
-struct Api {
-  http::Client client;
-  json Call(std::string_view method, const std::string& target, const std::string& body = "") {
-    auto r = client.Request(method, target, body);
-    if (!r || r->status >= 300) {
-      throw std::runtime_error(
-          fmt::format("{} {} failed: {}", method, target, r ? r->body : r.error().message));
-    }
-    return r->body.empty() ? json() : json::parse(r->body);
-  }
-  json WaitState(const std::string& name, const std::string& state) {
-    for (auto until = Clock::now() + 120s; Clock::now() < until;) {
-      json vm = Call("GET", "/v1/vms/" + name);
-      if (vm["state"] == state) return vm;
-      if (vm["state"] == "failed") break;
-      std::this_thread::sleep_for(10ms);
-    }
-    throw std::runtime_error(fmt::format("vm {} did not become {}", name, state));
-  }
-};
-
 int Run(int rounds) {
   testing::TempDir dir;
   testing::LinkDefaultImage(dir.path());
@@ -122,11 +92,11 @@ int Run(int rounds) {
   api.Call("POST", "/v1/vms", R"({"name":"bench","image":"default","memory_mib":128})");
   // A first start decides the backend (KVM probe) and gives the command line to copy.
   api.Call("POST", "/v1/vms/bench/start");
-  json vm = api.WaitState("bench", "running");
+  json vm = api.WaitState("bench", "running", 10ms);
   std::string ip = vm["ip"], backend = vm["backend"];
   std::vector<std::string> argv = Cmdline(vm["pid"].get<int64_t>());
   api.Call("POST", "/v1/vms/bench/stop?kill=true");
-  api.WaitState("bench", "stopped");
+  api.WaitState("bench", "stopped", 10ms);
   std::printf("backend %s, guest %s, 128 MiB, 1 vCPU; %d interleaved rounds\n", backend.c_str(),
               ip.c_str(), rounds);
   std::printf("%-6s %14s %14s\n", "round", "hearth (ms)", "by hand (ms)");
@@ -138,7 +108,7 @@ int Run(int rounds) {
     api.Call("POST", "/v1/vms/bench/start");
     via_hearth.push_back(Ms(WaitHttp(ip, t0 + 120s) - t0));
     api.Call("POST", "/v1/vms/bench/stop?kill=true");
-    api.WaitState("bench", "stopped");
+    api.WaitState("bench", "stopped", 10ms);
   };
   auto by_hand_once = [&] {
     std::filesystem::remove(memory);  // hearth boots with a fresh RAM file too
@@ -178,7 +148,7 @@ int Run(int rounds) {
   double accepted = Ms(Clock::now() - t0);
   std::vector<std::string> ips;
   for (int i = 0; i < kVms; ++i)
-    ips.push_back(api.WaitState(fmt::format("c{}", i), "running")["ip"]);
+    ips.push_back(api.WaitState(fmt::format("c{}", i), "running", 10ms)["ip"]);
   double all_running = Ms(Clock::now() - t0);
   for (const auto& vm_ip : ips) WaitHttp(vm_ip, t0 + 300s);
   double all_http = Ms(Clock::now() - t0);

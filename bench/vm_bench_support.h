@@ -1,0 +1,63 @@
+// What the VM benchmarks share: timing helpers, a small API client that throws on failure (a
+// benchmark stops at the first error, and the stack unwinds so its hearthd is cleaned up), and
+// the command line of a running process.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http/client.h"
+
+namespace hearth::bench {
+
+using Clock = std::chrono::steady_clock;
+
+inline double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+inline std::vector<std::string> Cmdline(int64_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
+  std::vector<std::string> argv;
+  for (std::string arg; std::getline(in, arg, '\0');) argv.push_back(arg);
+  return argv;
+}
+
+struct Api {
+  http::Client client;
+
+  nlohmann::json Call(std::string_view method, const std::string& target,
+                      const std::string& body = "") {
+    auto r = client.Request(method, target, body);
+    if (!r || r->status >= 300) {
+      throw std::runtime_error(
+          fmt::format("{} {} failed: {}", method, target, r ? r->body : r.error().message));
+    }
+    return r->body.empty() ? nlohmann::json() : nlohmann::json::parse(r->body);
+  }
+
+  // Polls (every `poll`) until the VM is in `state`; throws when it fails or takes 2 minutes.
+  nlohmann::json WaitState(const std::string& name, const std::string& state,
+                           std::chrono::milliseconds poll = std::chrono::milliseconds(1)) {
+    for (auto until = Clock::now() + std::chrono::minutes(2); Clock::now() < until;) {
+      nlohmann::json vm = Call("GET", "/v1/vms/" + name);
+      if (vm["state"] == state) return vm;
+      if (vm["state"] == "failed") break;
+      std::this_thread::sleep_for(poll);
+    }
+    throw std::runtime_error(fmt::format("vm {} did not become {}", name, state));
+  }
+};
+
+}  // namespace hearth::bench
