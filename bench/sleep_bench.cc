@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/paths.h"
 #include "hv/process.h"
 #include "hv/qemu/qmp_client.h"
 #include "support/daemon.h"
@@ -108,7 +109,6 @@ int Run(int rounds) {
   std::vector<std::string> argv;
   argv = bench::Cmdline(vm["pid"].get<int64_t>());
   std::string qmp_path = QmpPath(argv);
-  std::string state = (dir.path() / "hand-state").string();
   WaitHttp(ip);
   std::printf("backend %s, 128 MiB guest, %d interleaved rounds (ms)\n", backend.c_str(), rounds);
   std::printf("%-6s %10s %10s %12s %12s %10s %10s %12s %12s\n", "round", "h.susp", "h.resume",
@@ -132,7 +132,7 @@ int Run(int rounds) {
     api.Call("POST", "/v1/vms/nap/suspend");
     json suspended = api.WaitState("nap", "suspended");
     std::string vm_state =
-        (dir.path() / "vms" / suspended["id"].get<std::string>() / "state").string();
+        Paths(dir.path()).saved_state(suspended["id"].get<std::string>()).string();
     std::vector<std::string> incoming = argv;
     incoming.insert(incoming.end(), {"-incoming", "defer"});
     std::filesystem::remove(qmp_path);
@@ -204,11 +204,5 @@ int Run(int rounds) {
 }  // namespace hearth
 
 int main(int argc, char** argv) {
-  int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
-  try {
-    return hearth::Run(std::max(rounds, 1));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "sleep_bench: %s\n", e.what());
-    return 1;
-  }
+  return hearth::bench::Main("sleep_bench", argc, argv, hearth::Run);
 }

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/paths.h"
 #include "hv/process.h"
 #include "support/daemon.h"
 #include "support/temp_dir.h"
@@ -101,7 +102,7 @@ int Run(int rounds) {
               ip.c_str(), rounds);
   std::printf("%-6s %14s %14s\n", "round", "hearth (ms)", "by hand (ms)");
 
-  std::filesystem::path memory = dir.path() / "vms" / vm["id"].get<std::string>() / "memory";
+  std::filesystem::path memory = Paths(dir.path()).memory_file(vm["id"].get<std::string>());
   std::vector<double> via_hearth, by_hand;
   auto through_hearth = [&] {
     auto t0 = Clock::now();
@@ -165,11 +166,5 @@ int Run(int rounds) {
 }  // namespace hearth
 
 int main(int argc, char** argv) {
-  int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
-  try {
-    return hearth::Run(std::max(rounds, 1));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "start_bench: %s\n", e.what());
-    return 1;
-  }
+  return hearth::bench::Main("start_bench", argc, argv, hearth::Run);
 }

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -59,5 +61,16 @@ struct Api {
     throw std::runtime_error(fmt::format("vm {} did not become {}", name, state));
   }
 };
+
+// main() of a VM benchmark: `NAME [ROUNDS]` (default 5); an exception ends it with its message.
+inline int Main(const char* name, int argc, char** argv, int (*run)(int rounds)) {
+  int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
+  try {
+    return run(std::max(rounds, 1));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 1;
+  }
+}
 
 }  // namespace hearth::bench

@@ -50,6 +50,8 @@ class Paths {
   std::filesystem::path qmp_socket(std::string_view vm_id) const {
     return vm_dir(vm_id) / "qmp.sock";
   }
+  // The agent channel's path prefix; the VMM appends ".in" and ".out".
+  std::filesystem::path agent_pipe(std::string_view vm_id) const { return vm_dir(vm_id) / "agent"; }
   std::filesystem::path images_dir() const { return data_dir_ / "images"; }
   std::filesystem::path image_dir(std::string_view name) const { return images_dir() / name; }
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string>
 
+#include "common/paths.h"
 #include "common/result.h"
 #include "hv/process.h"
 #include "model/vm.h"
@@ -29,11 +30,24 @@ struct MachineSpec {
   std::string cmdline;  // the complete kernel command line
   std::string tap;      // the VM's tap; empty: no network
   std::string mac;      // the guest's MAC on that tap
-  // Runtime files: the VM's directory holds the console log, the VMM's log and its sockets.
+  // Runtime files, all in the VM's directory (see UseLayout).
   std::filesystem::path vm_dir;
   std::filesystem::path console_log;
   std::filesystem::path vmm_log;
+  std::filesystem::path memory_file;  // guest RAM
+  std::filesystem::path qmp_socket;   // the VMM's control socket
+  std::filesystem::path agent_pipe;   // the guest agent's channel (prefix of .in/.out)
 };
+
+// Points the runtime files of `spec` at VM `vm_id`'s directory in the data-dir layout.
+inline void UseLayout(MachineSpec& spec, const Paths& paths, std::string_view vm_id) {
+  spec.vm_dir = paths.vm_dir(vm_id);
+  spec.console_log = paths.console_log(vm_id);
+  spec.vmm_log = paths.vmm_log(vm_id);
+  spec.memory_file = paths.memory_file(vm_id);
+  spec.qmp_socket = paths.qmp_socket(vm_id);
+  spec.agent_pipe = paths.agent_pipe(vm_id);
+}
 
 struct BackendInfo {
   std::string backend;

@@ -18,9 +18,7 @@ Result<hv::MachineSpec> MachineFor(const VmRecord& vm, const MachineContext& ctx
   m.initrd = vm.spec.initrd;
   m.rootfs = vm.spec.rootfs;
   m.rootfs_readonly = vm.spec.rootfs_readonly;
-  m.vm_dir = ctx.paths->vm_dir(vm.id);
-  m.console_log = ctx.paths->console_log(vm.id);
-  m.vmm_log = ctx.paths->vmm_log(vm.id);
+  hv::UseLayout(m, *ctx.paths, vm.id);
 
   std::string base(kDefaultCmdline);
   if (!vm.spec.image.empty()) {

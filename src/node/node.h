@@ -124,8 +124,7 @@ class Node {
   // What the node knows of a VM beyond its record, by VM name.
   struct Live {
     std::shared_ptr<hv::CancelFlag> cancel = std::make_shared<hv::CancelFlag>(false);
-    bool job = false;                    // a lifecycle job owns the VM
-    std::optional<hv::ExitStatus> exit;  // set when the recorded process exited
+    bool job = false;                                            // a lifecycle job owns the VM
     std::deque<std::chrono::steady_clock::time_point> restarts;  // automatic ones, recent
   };
   // Writes `next` (version + 1, with an event); lock held, no write under way for the VM.

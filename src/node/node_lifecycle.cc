@@ -188,7 +188,8 @@ std::string Node::EndProcess(std::unique_lock<std::mutex>& lock, const VmRecord&
                              bool graceful) {
   if (!vm.pid) return "no process";
   hv::ProcessId process{*vm.pid, vm.pid_start};
-  auto machine = Machine(vm);
+  // Only a graceful stop talks to the VMM, and needs its machine (which reads the image).
+  Result<hv::MachineSpec> machine = graceful ? Machine(vm) : Fail(Code::kNotFound, "unused");
   lock.unlock();
   auto t0 = std::chrono::steady_clock::now();
   std::string how;
@@ -255,7 +256,6 @@ void Node::RunStart(const std::string& name, Ms delay) {
   vm.pid = process->pid;
   vm.pid_start = process->start_time;
   vm.backend = backend;
-  live_[name].exit.reset();
   // Recorded before waiting for the guest, so that a new hearthd finds the process.
   if (auto c = Commit(lock, vm, "launched", fmt::format("{}, pid {}", backend, process->pid)); !c) {
     machinery_.driver->Kill(*process);
@@ -323,8 +323,6 @@ void Node::OnVmmExit(const hv::ProcessId& process, const hv::ExitStatus& status)
   }
   if (!vm) return;  // a stop or delete already settled it
   Live& live = live_[vm->name];
-  live.exit = status;
-  changed_.notify_all();
   spdlog::info("vm '{}': qemu pid {} {}", vm->name, process.pid, status.Describe());
   if (live.job || vm->state != VmState::kRunning || shutting_down_) return;
   live.job = true;
@@ -471,7 +469,6 @@ void Node::RunResume(const std::string& name) {
     return;
   }
   if (auto s = SyncRules(); !s) spdlog::error("vm '{}': {}", name, s.error().message);
-  live_[name].exit.reset();
   live_[name].restarts.clear();
   Settle(lock, name, VmState::kRunning, "resumed",
          fmt::format("running again {:.3f} s after the resume began, on {}", seconds, backend), "",

@@ -24,6 +24,7 @@
 #include "hv/qemu/qmp_client.h"
 #include "image/guest_init.h"
 #include "image/image_manifest.h"
+#include "model/host.h"
 #include "support/daemon.h"
 #include "support/temp_dir.h"
 #include "support/vm_env.h"
@@ -41,19 +42,6 @@ std::string ReadText(const fs::path& path) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-// The host's TSC frequency in kHz for tsc_early_khz, from /proc/cpuinfo's "cpu MHz" (the first
-// CPU). Hosts with constant_tsc/tsc_known_freq report the TSC rate there; microvm under TCG only
-// needs a plausible value so that the guest skips TSC calibration, which hangs without a PIT.
-int64_t HostTscKhz() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("cpu MHz", 0) != 0) continue;
-    auto colon = line.find(':');
-    if (colon != std::string::npos) return std::llround(std::stod(line.substr(colon + 1)) * 1000);
-  }
-  return 0;
 }
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
@@ -165,7 +153,7 @@ class ImageBootTest : public ::testing::Test {
 
   // Boots the image as `name` and waits (up to 60 s) for its first HTTP answer.
   static void Boot(const std::string& name, BootedVm& vm) {
-    int64_t khz = HostTscKhz();
+    int64_t khz = ReadLinuxHostInfo()->tsc_khz;
     ASSERT_GT(khz, 0) << "no \"cpu MHz\" in /proc/cpuinfo";
     auto m = image::ReadManifest(ImageDir());
     ASSERT_TRUE(m);

@@ -64,7 +64,7 @@ TEST(QemuSnapshotTest, SavedGuestResumesInTheSameBoot) {
   auto boot_id = testing::HttpGetEventually(vm.ip, 80, "/bootid", 10s);
   ASSERT_TRUE(boot_id && boot_id->status == 200);
 
-  fs::path state = machine->vm_dir / "state";
+  fs::path state = paths.saved_state(vm.id);
   auto t0 = Clock::now();
   auto saved = driver.Suspend(*machine, *process, state);
   ASSERT_TRUE(saved) << saved.error().message;

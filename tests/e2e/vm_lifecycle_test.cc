@@ -14,6 +14,7 @@
 #include <regex>
 #include <thread>
 
+#include "common/paths.h"
 #include "hv/process.h"
 #include "net/linux_network.h"
 #include "net/tap.h"
@@ -385,7 +386,8 @@ TEST_F(VmLifecycleTest, ConcurrentRequestsOnOneVmLeaveItConsistent) {
   std::this_thread::sleep_for(500ms);
   vm = Show("race");
   std::cerr << accepted.load() << " requests accepted; settled " << vm["state"] << "\n";
-  auto processes = hv::FindProcesses((vm_dir / "qmp.sock").string());
+  auto processes =
+      hv::FindProcesses(Paths(dir_.path()).qmp_socket(created["id"].get<std::string>()).string());
   if (vm["state"] == "running") {
     ASSERT_EQ(processes.size(), 1u);
     EXPECT_EQ(processes[0].pid, vm["pid"].get<int64_t>());

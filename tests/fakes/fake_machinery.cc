@@ -18,7 +18,7 @@ Result<hv::ProcessId> FakeDriver::Launch(const hv::MachineSpec& spec) {
   }
   ++launches;
   // exec -a puts the VM's socket path into the sleep's argv, where FindProcesses looks.
-  std::string name = "fake-vmm " + (spec.vm_dir / "qmp.sock").string();
+  std::string name = "fake-vmm " + spec.qmp_socket.string();
   int exit_ms = boot.load() == Boot::kExit ? 5 : 3600 * 1000;
   std::string script = "exec -a \"$0\" sleep " + std::to_string(exit_ms / 1000.0);
   return hv::Spawn({"bash", "-c", script, name}, hv::SpawnOptions{spec.vmm_log, {}});
@@ -45,7 +45,7 @@ Status FakeDriver::WaitReady(const hv::MachineSpec& spec, const hv::ProcessId& p
 
 Status FakeDriver::Adopt(const hv::MachineSpec& spec, const hv::ProcessId& process) {
   if (!hv::IsAlive(process)) return Fail(Code::kNotFound, "gone");
-  for (const auto& p : hv::FindProcesses((spec.vm_dir / "qmp.sock").string())) {
+  for (const auto& p : hv::FindProcesses(spec.qmp_socket.string())) {
     if (p == process) return Ok();
   }
   return Fail(Code::kNotFound, "not this VM's process");

@@ -451,9 +451,7 @@ TEST_F(NodeLifecycleTest, RecoveryRemovesLeftoversThatNoVmOwns) {
   hv::MachineSpec ghost;
   ghost.vm_id = "vm-00000000deadbeef";
   ghost.name = "ghost";
-  ghost.vm_dir = paths_.vm_dir(ghost.vm_id);
-  ghost.console_log = ghost.vm_dir / "console.log";
-  ghost.vmm_log = ghost.vm_dir / "vmm.log";
+  hv::UseLayout(ghost, paths_, ghost.vm_id);
   auto orphan = driver_.Launch(ghost);
   ASSERT_TRUE(orphan);
   ASSERT_TRUE(network_.EnsureTap({net::TapName(ghost.vm_id), {}, ""}));

@@ -132,9 +132,7 @@ AccelChoice KvmProbe::BootUnderKvm(bool& probed) {
   spec.initrd = (options_.image_dir / "initrd.img").string();
   spec.cmdline =
       BuildKernelCmdline(manifest->cmdline, options_.tsc_khz, "kvm-probe", std::nullopt, "");
-  spec.vm_dir = dir;
-  spec.console_log = dir / "console.log";
-  spec.vmm_log = dir / "vmm.log";
+  UseLayout(spec, Paths(dir), spec.vm_id);
   QemuDriverOptions kvm_options;
   kvm_options.binary = options_.binary;
   kvm_options.accel = [] { return AccelChoice{Accel::kKvm, ""}; };
@@ -162,7 +160,7 @@ AccelChoice KvmProbe::BootUnderKvm(bool& probed) {
     kvm.Kill(*process);
     waitpid(static_cast<pid_t>(process->pid), nullptr, 0);
   }
-  fs::remove_all(dir, ec);
+  fs::remove_all(dir, ec);  // the whole probe data dir
   return c;
 }
 

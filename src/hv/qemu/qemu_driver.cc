@@ -24,10 +24,17 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-fs::path QmpPath(const MachineSpec& spec) { return spec.vm_dir / "qmp.sock"; }
-fs::path AgentPath(const MachineSpec& spec) { return spec.vm_dir / "agent"; }
-fs::path AgentIn(const MachineSpec& spec) { return spec.vm_dir / "agent.in"; }
-fs::path AgentOut(const MachineSpec& spec) { return spec.vm_dir / "agent.out"; }
+// The VM's QMP connection; errors say what it was for.
+Result<QmpClient> Qmp(const MachineSpec& spec, std::string_view what,
+                      std::chrono::milliseconds timeout = 2s) {
+  auto qmp = QmpClient::Connect(spec.qmp_socket.string(), timeout);
+  if (!qmp) return Fail(qmp.error().Wrap(fmt::format("vm '{}': {}", spec.name, what)));
+  return qmp;
+}
+
+// QEMU's pipe chardev uses PATH.in (to the guest) and PATH.out (from it).
+fs::path AgentIn(const MachineSpec& spec) { return spec.agent_pipe.string() + ".in"; }
+fs::path AgentOut(const MachineSpec& spec) { return spec.agent_pipe.string() + ".out"; }
 
 // The FIFOs of the agent channel; QEMU opens both read-write, so neither side ever blocks on open.
 Status MakeAgentPipes(const MachineSpec& spec) {
@@ -55,7 +62,7 @@ Status SetGuestClock(const MachineSpec& spec, std::chrono::milliseconds timeout)
   if (out < 0 || in < 0) {
     close_both();
     return Fail(Code::kUnavailable, fmt::format("opening the agent channel {}: {}",
-                                                AgentPath(spec).string(), strerror(errno)));
+                                                spec.agent_pipe.string(), strerror(errno)));
   }
   char buf[256];
   while (read(out, buf, sizeof(buf)) > 0) {
@@ -101,7 +108,7 @@ std::string Diagnose(const MachineSpec& spec) {
 bool RunsVm(int64_t pid, const MachineSpec& spec) {
   std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
   std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return cmdline.find((spec.vm_dir / "qmp.sock").string()) != std::string::npos;
+  return cmdline.find(spec.qmp_socket.string()) != std::string::npos;
 }
 
 }  // namespace
@@ -129,10 +136,10 @@ QemuConfig QemuDriver::ConfigFor(const MachineSpec& spec, Accel accel) const {
   c.rootfs = spec.rootfs;
   c.rootfs_readonly = spec.rootfs_readonly;
   c.cmdline = spec.cmdline;
-  c.memory_file = (spec.vm_dir / "memory").string();
-  c.qmp_socket = QmpPath(spec).string();
+  c.memory_file = spec.memory_file.string();
+  c.qmp_socket = spec.qmp_socket.string();
   c.console_output = spec.console_log.string();
-  c.agent_pipe = AgentPath(spec).string();
+  c.agent_pipe = spec.agent_pipe.string();
   c.tap_name = spec.tap;
   c.mac = spec.mac;
   return c;
@@ -148,8 +155,8 @@ Result<ProcessId> QemuDriver::Launch(const MachineSpec& spec) {
                 fmt::format("creating {}: {}", spec.vm_dir.string(), ec.message()));
   }
   // A cold boot: no stale socket, and a fresh (sparse) RAM file of the right size.
-  fs::remove(QmpPath(spec), ec);
-  fs::remove(spec.vm_dir / "memory", ec);
+  fs::remove(spec.qmp_socket, ec);
+  fs::remove(spec.memory_file, ec);
   if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
   std::string stamp =
       fmt::format("{} {} at {}", kLaunchMarker, spec.name, FormatTime(SystemClock().Now()));
@@ -220,18 +227,16 @@ Status QemuDriver::Adopt(const MachineSpec& spec, const ProcessId& process) {
     return Fail(Code::kNotFound,
                 fmt::format("vm '{}': process {} is not its qemu", spec.name, process.pid));
   }
-  auto qmp = QmpClient::Connect(QmpPath(spec).string(), 2s);
-  if (!qmp)
-    return Fail(qmp.error().Wrap(fmt::format("vm '{}': adopting pid {}", spec.name, process.pid)));
+  auto qmp = Qmp(spec, fmt::format("adopting pid {}", process.pid));
+  if (!qmp) return Fail(qmp.error());
   auto status = qmp->Execute("query-status", nlohmann::json::object(), 2s);
   if (!status) return Fail(status.error().Wrap(fmt::format("vm '{}': query-status", spec.name)));
   return Ok();
 }
 
 Status QemuDriver::RequestShutdown(const MachineSpec& spec, const ProcessId& process) {
-  auto qmp = QmpClient::Connect(QmpPath(spec).string(), 2s);
-  if (!qmp)
-    return Fail(qmp.error().Wrap(fmt::format("vm '{}': asking the guest to power off", spec.name)));
+  auto qmp = Qmp(spec, "asking the guest to power off");
+  if (!qmp) return Fail(qmp.error());
   auto r = qmp->Execute("system_powerdown", nlohmann::json::object(), 2s);
   if (!r) return Fail(r.error().Wrap(fmt::format("vm '{}': system_powerdown", spec.name)));
   return Ok();
@@ -280,8 +285,8 @@ Result<nlohmann::json> PollUntil(QmpClient& qmp, const std::string& command,
 
 Status QemuDriver::Suspend(const MachineSpec& spec, const ProcessId& process,
                            const fs::path& state_file) {
-  auto qmp = QmpClient::Connect(QmpPath(spec).string(), 2s);
-  if (!qmp) return Fail(qmp.error().Wrap(fmt::format("vm '{}': saving state", spec.name)));
+  auto qmp = Qmp(spec, "saving state");
+  if (!qmp) return Fail(qmp.error());
   if (auto s = IgnoreSharedMemory(*qmp); !s) return s;
   if (auto r = qmp->Execute("stop"); !r) return Fail(r.error().Wrap("stop"));
   std::error_code ec;
@@ -317,7 +322,7 @@ Result<ProcessId> QemuDriver::Resume(const MachineSpec& spec, const fs::path& st
   auto argv = BuildQemuArgv(config);
   if (!argv) return Fail(argv.error());
   std::error_code ec;
-  fs::remove(QmpPath(spec), ec);
+  fs::remove(spec.qmp_socket, ec);
   if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
   auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, {}});
   if (!process) return Fail(process.error().Wrap(fmt::format("vm '{}': restoring", spec.name)));
@@ -325,8 +330,8 @@ Result<ProcessId> QemuDriver::Resume(const MachineSpec& spec, const fs::path& st
     Kill(*process);
     return Fail(e.Wrap(fmt::format("vm '{}': restoring", spec.name)));
   };
-  auto qmp = QmpClient::Connect(QmpPath(spec).string(), 10s);
-  if (!qmp) return fail(qmp.error());
+  auto qmp = QmpClient::Connect(spec.qmp_socket.string(), 10s);
+  if (!qmp) return fail(qmp.error());  // fail() adds the VM's name
   if (auto s = IgnoreSharedMemory(*qmp); !s) return fail(s.error());
   auto incoming = qmp->Execute("migrate-incoming", {{"uri", "exec:cat " + ShellQuote(state_file)}});
   if (!incoming) return fail(incoming.error());
@@ -346,7 +351,7 @@ Result<ProcessId> QemuDriver::Resume(const MachineSpec& spec, const fs::path& st
 Status QemuDriver::Kill(const ProcessId& process) { return SignalProcess(process, SIGKILL); }
 
 Result<std::string> QemuDriver::Describe(const MachineSpec& spec, const ProcessId& process) {
-  auto qmp = QmpClient::Connect(QmpPath(spec).string(), 2s);
+  auto qmp = Qmp(spec, "describing");
   if (!qmp) return Fail(qmp.error());
   auto status = qmp->Execute("query-status", nlohmann::json::object(), 2s);
   if (!status) return Fail(status.error());
