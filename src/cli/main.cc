@@ -238,9 +238,10 @@ json ReadSpecFile(const std::string& path) {
 }
 
 // After a lifecycle request: polls the VM until it leaves its transitional state, then reports
-// where it settled. Exit 1 when it ended failed or did not settle in time.
+// where it settled. Exit 1 when it ended failed, elsewhere than `expected` (a suspend that failed
+// leaves the VM running), or did not settle in time.
 int WaitSettled(Cli& cli, const std::string& name, api::HttpResponse r,
-                std::chrono::seconds timeout) {
+                std::chrono::seconds timeout, const std::string& expected) {
   auto until = std::chrono::steady_clock::now() + timeout;
   json vm = json::parse(r.body, nullptr, false);
   auto text = [&](const char* key) {
@@ -268,6 +269,11 @@ int WaitSettled(Cli& cli, const std::string& name, api::HttpResponse r,
   if (state() == "failed") {
     std::fprintf(stderr, "hearth: vm '%s' failed: %s\n", name.c_str(),
                  text("state_reason").c_str());
+    return kFailed;
+  }
+  if (state() != expected && !text("state_reason").empty()) {
+    std::fprintf(stderr, "hearth: vm '%s' is %s, not %s: %s\n", name.c_str(), state().c_str(),
+                 expected.c_str(), text("state_reason").c_str());
     return kFailed;
   }
   std::string detail;
@@ -449,7 +455,10 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
       auto r = cli.Call("POST", target);
       if (!r) return void(rc = kFailed);
       if (no_wait) return void(rc = cli.Done(*r, fmt::format("vm '{}' {}", name, done)));
-      rc = WaitSettled(cli, name, *r, std::chrono::seconds(wait_seconds));
+      std::string expected = query == "stop"      ? "stopped"
+                             : query == "suspend" ? "suspended"
+                                                  : "running";
+      rc = WaitSettled(cli, name, *r, std::chrono::seconds(wait_seconds), expected);
     });
   }
 

@@ -25,6 +25,11 @@ class SystemClock final : public Clock {
   Timestamp Now() const override;
 };
 
+// A steady-clock interval in seconds, for messages ("saved in 0.014 s").
+inline double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
 // Formats as RFC 3339 UTC, e.g. "2026-11-26T07:40:28Z"; milliseconds are shown when non-zero.
 std::string FormatTime(Timestamp t);
 // Parses RFC 3339 with a "Z" or "+hh:mm" offset and optional fractional seconds.

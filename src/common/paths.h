@@ -8,9 +8,14 @@
 //   ├── vms/<vm-id>/                 one directory per VM: console log, sockets, snapshots
 //   │   ├── console.log              the guest's serial console (size capped)
 //   │   ├── vmm.log                  the VMM's own stdout/stderr (size capped)
-//   │   ├── memory                   guest RAM (QEMU memory-backend-file, shared); while the VM is
-//   │   │                            suspended, the RAM half of its saved state
-//   │   ├── state                    the device half of a suspended VM's saved state
+//   │   ├── memory                   guest RAM (QEMU memory-backend-file, shared, allocated in
+//   │   │                            full at launch); while the VM is suspended, the RAM of its
+//   │   │                            snapshot
+//   │   ├── snapshot/                the complete snapshot of a suspended VM: manifest.json (what
+//   │   │                            it was taken from, file sums; written last) and the VMM's
+//   │   │                            files (QEMU: `state`, the device state)
+//   │   ├── snapshot.new/            a snapshot being written; swapped with snapshot/ when whole,
+//   │   │                            then removed (so it never holds the only good copy)
 //   │   ├── qmp.sock                 QEMU's QMP socket
 //   │   └── agent.in, agent.out      FIFOs of the guest agent's virtio-serial channel
 //   └── images/<name>/               guest images: kernel, initrd/rootfs and a manifest
@@ -44,8 +49,11 @@ class Paths {
   std::filesystem::path memory_file(std::string_view vm_id) const {
     return vm_dir(vm_id) / "memory";
   }
-  std::filesystem::path saved_state(std::string_view vm_id) const {
-    return vm_dir(vm_id) / "state";
+  std::filesystem::path snapshot_dir(std::string_view vm_id) const {
+    return vm_dir(vm_id) / "snapshot";
+  }
+  std::filesystem::path snapshot_staging(std::string_view vm_id) const {
+    return vm_dir(vm_id) / "snapshot.new";
   }
   std::filesystem::path qmp_socket(std::string_view vm_id) const {
     return vm_dir(vm_id) / "qmp.sock";

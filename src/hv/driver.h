@@ -79,14 +79,24 @@ class HypervisorDriver {
   virtual Status Adopt(const MachineSpec& spec, const ProcessId& process) = 0;
   // Asks the guest to power off (ACPI power button). Does not wait.
   virtual Status RequestShutdown(const MachineSpec& spec, const ProcessId& process) = 0;
-  // Pauses the guest, writes what the VMM needs to resume it to `state_file` (fsynced) and ends
-  // the VMM. Guest RAM stays in the VM's memory file. The VM then holds no host RAM.
-  virtual Status Suspend(const MachineSpec& spec, const ProcessId& process,
-                         const std::filesystem::path& state_file) = 0;
-  // Starts a VMM that carries on from `state_file` and the memory file; returns once the guest
-  // runs again.
-  virtual Result<ProcessId> Resume(const MachineSpec& spec,
-                                   const std::filesystem::path& state_file) = 0;
+  // --- Snapshots. The node drives the steps so that a failure or a crash at any of them leaves
+  // either the guest running or a complete snapshot (see snapshot/snapshot_dir.h).
+  // Pauses the guest and writes the VMM's state into directory `dir` (files fsynced). The VMM
+  // stays, paused: the node completes the snapshot and then ends it, or lets the guest run on.
+  // Returns the file holding guest RAM when it is kept outside `dir` (QEMU's memory file), else
+  // an empty path.
+  virtual Result<std::filesystem::path> SaveState(const MachineSpec& spec, const ProcessId& process,
+                                                  const std::filesystem::path& dir) = 0;
+  // Lets a paused guest run on (after SaveState, or after Restore).
+  virtual Status Continue(const MachineSpec& spec, const ProcessId& process) = 0;
+  // Starts a VMM that loads the snapshot in `dir`; returns it with the guest paused, not yet
+  // changed by running.
+  virtual Result<ProcessId> Restore(const MachineSpec& spec, const std::filesystem::path& dir) = 0;
+  // Puts the guest's wall clock right after a restore (it stood still while suspended).
+  virtual Status SyncClock(const MachineSpec& spec, const ProcessId& process) = 0;
+  // The hypervisor's version as it reports it; a snapshot records it and is restored only by the
+  // same version.
+  virtual Result<std::string> Version() = 0;
   // Ends the VMM at once (SIGKILL). Does not wait.
   virtual Status Kill(const ProcessId& process) = 0;
   // The VMM's own view of the VM, e.g. {"status": "running"}; for diagnostics.

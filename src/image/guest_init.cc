@@ -158,6 +158,7 @@ case "${target%%\?*}" in
   /healthz) body=ok ;;
   /bootid) body=$(cat /proc/sys/kernel/random/boot_id) ;;
   /meminfo) body=$(cat /proc/meminfo) ;;
+  /count) body=$(($(cat /run/count 2>/dev/null || echo 0) + 1)); echo "$body" >/run/count ;;
   /time) body=$(adjtimex | awk '/tv_sec/ {s = $2} /tv_usec/ {u = $2} END {printf "%d.%06d", s, u}') ;;
   *) status="404 Not Found" body="not found" ;;
 esac

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "common/clock.h"
+#include "common/files.h"
 #include "image/command.h"
 #include "image/cpio_archive.h"
 #include "image/guest_init.h"
@@ -303,15 +304,7 @@ Result<ImageManifest> ImageBuilder::Build(std::string_view name, const fs::path&
   if (auto s = WriteManifest(out, m); !s) return Fail(s.error());
 
   // 6. Into place.
-  if (fs::exists(target)) {
-    if (renameat2(AT_FDCWD, out.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) != 0) {
-      return Fail(Code::kInternal,
-                  fmt::format("replacing {}: {}", target.string(), std::strerror(errno)));
-    }
-  } else if (rename(out.c_str(), target.c_str()) != 0) {
-    return Fail(Code::kInternal, fmt::format("renaming {} to {}: {}", out.string(), target.string(),
-                                             std::strerror(errno)));
-  }
+  if (auto s = SwapIntoPlace(out, target); !s) return Fail(s.error());
   Say(fmt::format("image '{}' ready in {} (vmlinux {} MiB, initrd.img {} KiB)", name,
                   target.string(), m.files["vmlinux"].size >> 20,
                   m.files["initrd.img"].size >> 10));

@@ -1,11 +1,12 @@
 #include "image/image_manifest.h"
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
 
 #include <fstream>
 #include <memory>
 #include <sstream>
+
+#include "common/files.h"
 
 namespace hearth::image {
 
@@ -62,34 +63,7 @@ Result<ImageManifest> ReadManifest(const std::filesystem::path& dir) {
 }
 
 Status WriteManifest(const std::filesystem::path& dir, const ImageManifest& m) {
-  std::filesystem::path path = dir / kManifestFile;
-  std::filesystem::path tmp = dir / (std::string(kManifestFile) + ".tmp");
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << ToJson(m).dump(2) << "\n";
-    if (!out.flush()) return Fail(Code::kInternal, fmt::format("writing {}", tmp.string()));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return Fail(Code::kInternal, fmt::format("renaming {}: {}", tmp.string(), ec.message()));
-  return Ok();
-}
-
-Result<std::string> Sha256File(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Fail(Code::kNotFound, fmt::format("cannot read {}", path.string()));
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  std::vector<char> buf(1 << 16);
-  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
-    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
-  }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &len);
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) hex += fmt::format("{:02x}", digest[i]);
-  return hex;
+  return WriteFileDurably(dir / kManifestFile, ToJson(m).dump(2) + "\n");
 }
 
 }  // namespace hearth::image

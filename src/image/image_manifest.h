@@ -40,7 +40,4 @@ Result<ImageManifest> ReadManifest(const std::filesystem::path& dir);
 // Writes <dir>/manifest.json (through a temporary file and rename).
 Status WriteManifest(const std::filesystem::path& dir, const ImageManifest& m);
 
-// The SHA-256 of a file's contents, lower-case hex.
-Result<std::string> Sha256File(const std::filesystem::path& path);
-
 }  // namespace hearth::image

@@ -87,4 +87,11 @@ FileFacts LinuxFileProbe::Probe(const std::string& path) const {
   return facts;
 }
 
+std::string ReadHostBootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
 }  // namespace hearth

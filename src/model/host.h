@@ -20,6 +20,10 @@ struct HostInfo {
 // Reads CPU count (sched_getaffinity) and MemTotal (/proc/meminfo) of this machine.
 Result<HostInfo> ReadLinuxHostInfo();
 
+// This boot of the host (/proc/sys/kernel/random/boot_id): what survives in the page cache and in
+// /run is valid only within it.
+std::string ReadHostBootId();
+
 enum class FileKind { kMissing, kRegular, kBlockDevice, kDirectory, kOther };
 
 struct FileFacts {

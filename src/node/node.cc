@@ -404,6 +404,13 @@ Result<VmRecord> Node::Resume(std::string_view name) {
 }
 
 Result<VmRecord> Node::BeginResume(std::unique_lock<std::mutex>& lock, const VmRecord& vm) {
+  // Refuse a snapshot that cannot be restored before anything changes (the job checks again,
+  // once the backend is decided).
+  if (std::string backend = machinery_.driver->Peek().backend; !backend.empty()) {
+    auto machine = Machine(vm);
+    if (!machine) return Fail(machine.error());
+    if (auto m = CheckSnapshot(vm, *machine, backend); !m) return Fail(m.error());
+  }
   VmRecord next = vm;
   next.state = VmState::kResuming;
   next.state_reason.clear();

@@ -27,6 +27,7 @@
 #include "model/vm_json.h"
 #include "net/address_pool.h"
 #include "net/tap.h"
+#include "snapshot/manifest.h"
 #include "store/state_store.h"
 
 namespace hearth::node {
@@ -163,6 +164,19 @@ class Node {
   Result<VmRecord> BeginResume(std::unique_lock<std::mutex>& lock, const VmRecord& vm);
   // Deletes a VM's saved state (files only).
   void DiscardSavedState(const VmRecord& vm);
+  // The VM's snapshot if it is whole and was taken from the machine it would be restored into
+  // (failed_precondition saying why not, and how to proceed).
+  Result<snapshot::Manifest> CheckSnapshot(const VmRecord& vm, const hv::MachineSpec& machine,
+                                           const std::string& backend);
+  // Writes a suspended VM's RAM file to disk and drops it from the page cache (a job).
+  void FlushSnapshotMemory(const std::string& vm_id, std::filesystem::path memory_file,
+                           Timestamp taken_at);
+  // Recover() for a VM caught in suspending or resuming: settles it running (adopting its VMM
+  // into `adopted`), suspended or failed, whichever its snapshot and VMM allow.
+  void RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
+                                 std::set<int64_t>& adopted);
+  // Fault injection at a named step (common/fault.h); `vmm` is the process a ":vmm" fault kills.
+  void Fault(std::string_view point, const hv::ProcessId* vmm);
   // Creates or fixes the VM's tap (no lock needed).
   Status PrepareNetwork(const VmRecord& vm);
   // Rewrites hearth's firewall rules from the VMs (lock held).

@@ -17,10 +17,6 @@ namespace {
 using namespace std::chrono_literals;
 using Ms = std::chrono::milliseconds;
 
-double Seconds(std::chrono::steady_clock::duration d) {
-  return std::chrono::duration<double>(d).count();
-}
-
 }  // namespace
 
 Result<VmRecord> Node::Commit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
@@ -384,104 +380,6 @@ void Node::HandleExit(std::unique_lock<std::mutex>& lock, const std::string& nam
   lock.unlock();
   RunStart(name, delay);
   lock.lock();
-}
-
-void Node::DiscardSavedState(const VmRecord& vm) {
-  std::error_code ec;
-  std::filesystem::remove(paths_.saved_state(vm.id), ec);
-  std::filesystem::remove(paths_.memory_file(vm.id), ec);
-}
-
-void Node::RunSuspend(const std::string& name) {
-  std::unique_lock lock(mu_);
-  const VmRecord* found = OwnedVm(lock, name, VmState::kSuspending);
-  if (!found) return;
-  VmRecord vm = *found;
-  auto machine = Machine(vm);
-  if (!machine || !vm.pid) {
-    std::string why = machine ? "no process recorded" : machine.error().message;
-    EndProcess(lock, vm, /*graceful=*/false);
-    Settle(lock, name, VmState::kFailed, "failed", "suspend failed: " + why,
-           "suspend failed: " + why);
-    return;
-  }
-  hv::ProcessId process{*vm.pid, vm.pid_start};
-  std::filesystem::path state = paths_.saved_state(vm.id);
-  std::filesystem::path partial = state;
-  partial += ".partial";
-  lock.unlock();
-  auto t0 = std::chrono::steady_clock::now();
-  Status saved = machinery_.driver->Suspend(*machine, process, partial);
-  std::error_code ec;
-  if (saved) {
-    // Complete only once renamed: a crash before leaves no state file that looks whole.
-    std::filesystem::rename(partial, state, ec);
-    if (ec)
-      saved = Fail(Code::kInternal, fmt::format("renaming {}: {}", partial.string(), ec.message()));
-  }
-  double seconds = Seconds(std::chrono::steady_clock::now() - t0);
-  lock.lock();
-  if (!saved) {
-    std::filesystem::remove(partial, ec);
-    EndProcess(lock, vm, /*graceful=*/false);
-    std::string why = "suspend failed: " + saved.error().message;
-    Settle(lock, name, VmState::kFailed, "failed", why, why);
-    return;
-  }
-  // What the saved state occupies on disk: the device state and the RAM file's blocks.
-  int64_t bytes = 0;
-  for (const auto& path : {state, paths_.memory_file(vm.id)}) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) bytes += static_cast<int64_t>(st.st_blocks) * 512;
-  }
-  Timestamp taken = clock_.Now();
-  Settle(lock, name, VmState::kSuspended, "suspended",
-         fmt::format("state saved in {:.3f} s; {} bytes on disk", seconds, bytes), "",
-         [&](VmRecord& next) {
-           next.snapshot = SnapshotInfo{taken, bytes};
-         });
-}
-
-void Node::RunResume(const std::string& name) {
-  std::unique_lock lock(mu_);
-  const VmRecord* found = OwnedVm(lock, name, VmState::kResuming);
-  if (!found) return;
-  VmRecord vm = *found;
-  auto machine = Machine(vm);
-  if (!machine) {
-    Settle(lock, name, VmState::kSuspended, "failed", "resume failed: " + machine.error().message,
-           "resume failed: " + machine.error().message);
-    return;
-  }
-  lock.unlock();
-  auto t0 = std::chrono::steady_clock::now();
-  Status network = PrepareNetwork(vm);
-  Result<hv::ProcessId> process =
-      network ? machinery_.driver->Resume(*machine, paths_.saved_state(vm.id))
-              : Result<hv::ProcessId>(Fail(network.error()));
-  std::string backend = process ? machinery_.driver->Backend() : "";
-  double seconds = Seconds(std::chrono::steady_clock::now() - t0);
-  lock.lock();
-  if (!process) {
-    // The saved state is untouched (the guest never ran): it stays, to retry or start --fresh.
-    std::string why = "resume failed: " + process.error().message;
-    Settle(lock, name, VmState::kSuspended, "failed", why, why);
-    return;
-  }
-  if (auto s = SyncRules(); !s) spdlog::error("vm '{}': {}", name, s.error().message);
-  live_[name].restarts.clear();
-  Settle(lock, name, VmState::kRunning, "resumed",
-         fmt::format("running again {:.3f} s after the resume began, on {}", seconds, backend), "",
-         [&](VmRecord& next) {
-           next.pid = process->pid;
-           next.pid_start = process->start_time;
-           next.backend = backend;
-           next.snapshot.reset();
-         });
-  if (auto s = supervisor_->Watch(*process); !s) spdlog::error("{}", s.error().message);
-  // The device state is spent; the RAM file is the running guest's memory again.
-  std::error_code ec;
-  std::filesystem::remove(paths_.saved_state(vm.id), ec);
 }
 
 }  // namespace hearth::node

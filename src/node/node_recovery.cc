@@ -27,25 +27,7 @@ Status Node::Recover() {
     VmRecord vm = it->second;
     Live& live = live_[name];
     if (vm.state == VmState::kSuspending || vm.state == VmState::kResuming) {
-      // Cut short by the restart. A suspend whose state file was completed (renamed into place)
-      // stands; anything else is ended: a half-resumed guest may have run on from its saved RAM,
-      // so its saved state no longer matches.
-      live.job = true;
-      if (vm.pid) EndProcess(lock, vm, /*graceful=*/false);
-      bool saved =
-          vm.state == VmState::kSuspending && std::filesystem::exists(paths_.saved_state(vm.id));
-      if (saved) {
-        Settle(lock, name, VmState::kSuspended, "suspended",
-               "hearthd restarted during the suspend; the saved state was complete");
-      } else {
-        std::string why = fmt::format(
-            "hearthd restarted during the {}; the VM was ended and its "
-            "saved state discarded (start it anew)",
-            vm.state == VmState::kSuspending ? "suspend" : "resume");
-        DiscardSavedState(vm);
-        Settle(lock, name, VmState::kFailed, "failed", why, why,
-               [](VmRecord& next) { next.snapshot.reset(); });
-      }
+      RecoverSnapshotTransition(lock, vm, adopted);
       continue;
     }
     if (vm.pid) {

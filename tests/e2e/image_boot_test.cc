@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/files.h"
 #include "hv/qemu/qemu_command.h"
 #include "hv/qemu/qmp_client.h"
 #include "image/guest_init.h"
@@ -204,7 +205,7 @@ TEST_F(ImageBootTest, BuildWritesManifestAndKernelFiles) {
   EXPECT_FALSE(m->created_at.empty());
   ASSERT_EQ(m->files.size(), 2u);
   for (const auto& [name, file] : m->files) {
-    auto sum = image::Sha256File(ImageDir() / name);
+    auto sum = Sha256File(ImageDir() / name);
     ASSERT_TRUE(sum) << name;
     EXPECT_EQ(*sum, file.sha256) << name;
     EXPECT_EQ(fs::file_size(ImageDir() / name), file.size) << name;

@@ -64,29 +64,54 @@ TEST(QemuSnapshotTest, SavedGuestResumesInTheSameBoot) {
   auto boot_id = testing::HttpGetEventually(vm.ip, 80, "/bootid", 10s);
   ASSERT_TRUE(boot_id && boot_id->status == 200);
 
-  fs::path state = paths.saved_state(vm.id);
+  // A save that the node abandons (say the manifest could not be written): the guest runs on.
+  fs::path snapshot = dir.path() / "snapshot-test";
+  fs::create_directories(snapshot);
+  auto memory = driver.SaveState(*machine, *process, snapshot);
+  ASSERT_TRUE(memory) << memory.error().message;
+  EXPECT_EQ(*memory, machine->memory_file) << "RAM stays in the shared memory file";
+  ASSERT_TRUE(driver.Continue(*machine, *process));
+  auto same = testing::HttpGetEventually(vm.ip, 80, "/bootid", 10s);
+  ASSERT_TRUE(same && same->status == 200);
+  EXPECT_EQ(same->body, boot_id->body);
+
+  fs::remove_all(snapshot);
+  fs::create_directories(snapshot);
   auto t0 = Clock::now();
-  auto saved = driver.Suspend(*machine, *process, state);
-  ASSERT_TRUE(saved) << saved.error().message;
+  memory = driver.SaveState(*machine, *process, snapshot);
+  ASSERT_TRUE(memory) << memory.error().message;
   double save_ms = Ms(Clock::now() - t0);
-  EXPECT_FALSE(hv::IsAlive(*process)) << "QEMU ends after saving";
+  EXPECT_TRUE(hv::IsAlive(*process)) << "the node ends the VMM once the snapshot is complete";
+  ASSERT_TRUE(driver.Kill(*process));
+  hv::WaitForExit(*process, 5s);
+  fs::path state = snapshot / hv::qemu::kStateFile;
   ASSERT_TRUE(fs::exists(state));
   auto state_bytes = fs::file_size(state);
 
   t0 = Clock::now();
-  auto restored = driver.Resume(*machine, state);
+  auto restored = driver.Restore(*machine, snapshot);
   ASSERT_TRUE(restored) << restored.error().message;
+  testing::Guard end_restored([&] {
+    hv::SignalProcess(*restored, SIGKILL);
+    hv::WaitForExit(*restored, 2s);
+  });
+  auto status = driver.Describe(*machine, *restored);
+  ASSERT_TRUE(status);
+  EXPECT_NE(status->find("paused"), std::string::npos) << "restored paused: " << *status;
+  ASSERT_TRUE(driver.Continue(*machine, *restored));
   double running_ms = Ms(Clock::now() - t0);
   auto again = testing::HttpGetEventually(vm.ip, 80, "/bootid", 10s);
   double http_ms = Ms(Clock::now() - t0);
   ASSERT_TRUE(again && again->status == 200);
   EXPECT_EQ(again->body, boot_id->body) << "the same boot carries on";
+  EXPECT_TRUE(driver.SyncClock(*machine, *restored));
+  auto version = driver.Version();
+  ASSERT_TRUE(version) << version.error().message;
+  EXPECT_NE(version->find("QEMU"), std::string::npos) << *version;
   std::cerr << fmt::format(
       "save {:.0f} ms ({} bytes of device state); restore -> running {:.0f} ms, -> first HTTP "
-      "{:.0f} ms\n",
-      save_ms, state_bytes, running_ms, http_ms);
-  hv::SignalProcess(*restored, SIGKILL);
-  hv::WaitForExit(*restored, 2s);
+      "{:.0f} ms; {}\n",
+      save_ms, state_bytes, running_ms, http_ms, *version);
 }
 
 }  // namespace

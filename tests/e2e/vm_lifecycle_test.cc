@@ -2,9 +2,12 @@
 // HTTP to the guest's address and through a published port from the host and from another
 // network namespace, a memory edit seen by the guest, restart of a killed VMM, re-adoption after
 // SIGKILL of hearthd, and nothing left behind by delete.
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -20,6 +23,7 @@
 #include "net/tap.h"
 #include "support/daemon.h"
 #include "support/openapi_validator.h"
+#include "support/scope_guard.h"
 #include "support/temp_dir.h"
 #include "support/vm_env.h"
 
@@ -290,6 +294,19 @@ TEST_F(VmLifecycleTest, SuspendFreesTheProcessAndResumeCarriesOnTheSameBoot) {
   int64_t pid = vm["pid"];
   auto boot_id = testing::HttpGetEventually(ip, 80, "/bootid", 10s);
   ASSERT_TRUE(boot_id && boot_id->status == 200);
+  auto count = testing::HttpGet(ip, 80, "/count");
+  ASSERT_TRUE(count && count->status == 200);
+  // A TCP connection to the guest's listener, opened before the suspend and used after it.
+  int held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(held, 0);
+  testing::Guard close_held([&] { close(held); });
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(80);
+  inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+  ASSERT_EQ(connect(held, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  timeval tv{10, 0};
+  setsockopt(held, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 
   auto t0 = std::chrono::steady_clock::now();
   CheckedRequest("POST", "/v1/vms/nap/suspend", 200);
@@ -313,6 +330,19 @@ TEST_F(VmLifecycleTest, SuspendFreesTheProcessAndResumeCarriesOnTheSameBoot) {
   double resume_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_TRUE(again && again->status == 200);
   EXPECT_EQ(again->body, boot_id->body) << "the same boot carries on";
+  // Guest files and processes carried on: the counter in its /run goes on from where it was.
+  auto next = testing::HttpGet(ip, 80, "/count");
+  ASSERT_TRUE(next && next->status == 200);
+  EXPECT_EQ(std::stoi(next->body), std::stoi(count->body) + 1);
+  // So did the TCP connection opened before the suspend.
+  std::string request = "GET /bootid HTTP/1.0\r\n\r\n";
+  ASSERT_EQ(send(held, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  std::string reply;
+  char buf[512];
+  for (ssize_t n; (n = recv(held, buf, sizeof(buf), 0)) > 0;) reply.append(buf, n);
+  EXPECT_NE(reply.find("200 OK"), std::string::npos) << reply;
+  EXPECT_NE(reply.find(boot_id->body), std::string::npos) << reply;
   // The guest's wall clock was put right after the resume (within 1 s of the host's).
   auto time = testing::HttpGet(ip, 80, "/time");
   ASSERT_TRUE(time && time->status == 200);

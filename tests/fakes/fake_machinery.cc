@@ -56,26 +56,57 @@ Status FakeDriver::RequestShutdown(const hv::MachineSpec& spec, const hv::Proces
   return Ok();
 }
 
-Status FakeDriver::Suspend(const hv::MachineSpec& spec, const hv::ProcessId& process,
-                           const std::filesystem::path& state_file) {
+Result<std::filesystem::path> FakeDriver::SaveState(const hv::MachineSpec& spec,
+                                                    const hv::ProcessId& process,
+                                                    const std::filesystem::path& dir) {
   if (fail_suspend.load()) return Fail(Code::kInternal, "the fake refuses to suspend");
-  if (auto s = hv::AppendLine(state_file, "fake device state " + spec.vm_id); !s) return s;
-  hv::SignalProcess(process, SIGKILL);
-  hv::WaitForExit(process, 2s);
+  if (!hv::IsAlive(process)) return Fail(Code::kUnavailable, "the fake VMM is gone");
+  if (auto s = hv::AppendLine(dir / "state", "fake device state " + spec.vm_id); !s) {
+    return Fail(s.error());
+  }
+  if (!std::filesystem::exists(spec.memory_file)) {
+    if (auto s = hv::AppendLine(spec.memory_file, "fake guest RAM"); !s) return Fail(s.error());
+  }
+  std::lock_guard lock(mu);
+  paused.insert(process.pid);
+  return spec.memory_file;
+}
+
+Status FakeDriver::Continue(const hv::MachineSpec&, const hv::ProcessId& process) {
+  std::lock_guard lock(mu);
+  paused.erase(process.pid);
   return Ok();
 }
 
-Result<hv::ProcessId> FakeDriver::Resume(const hv::MachineSpec& spec,
-                                         const std::filesystem::path& state_file) {
+Result<hv::ProcessId> FakeDriver::Restore(const hv::MachineSpec& spec,
+                                          const std::filesystem::path& dir) {
   if (fail_resume.load()) return Fail(Code::kInternal, "the fake refuses to resume");
-  if (!std::filesystem::exists(state_file)) return Fail(Code::kNotFound, "no saved state");
+  if (!std::filesystem::exists(dir / "state")) return Fail(Code::kNotFound, "no saved state");
   Boot saved = boot.exchange(Boot::kReady);
   auto process = Launch(spec);
   boot = saved;
+  if (process) {
+    std::lock_guard lock(mu);
+    paused.insert(process->pid);
+  }
   return process;
 }
 
+Status FakeDriver::SyncClock(const hv::MachineSpec&, const hv::ProcessId&) {
+  ++clock_syncs;
+  return Ok();
+}
+
+Result<std::string> FakeDriver::Version() {
+  std::lock_guard lock(mu);
+  return version;
+}
+
 Status FakeDriver::Kill(const hv::ProcessId& process) {
+  {
+    std::lock_guard lock(mu);
+    paused.erase(process.pid);
+  }
   return hv::SignalProcess(process, SIGKILL);
 }
 

@@ -26,10 +26,13 @@ class FakeDriver final : public hv::HypervisorDriver {
                    const hv::CancelFlag& cancel) override;
   Status Adopt(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
   Status RequestShutdown(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
-  Status Suspend(const hv::MachineSpec& spec, const hv::ProcessId& process,
-                 const std::filesystem::path& state_file) override;
-  Result<hv::ProcessId> Resume(const hv::MachineSpec& spec,
-                               const std::filesystem::path& state_file) override;
+  Result<std::filesystem::path> SaveState(const hv::MachineSpec& spec, const hv::ProcessId& process,
+                                          const std::filesystem::path& dir) override;
+  Status Continue(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
+  Result<hv::ProcessId> Restore(const hv::MachineSpec& spec,
+                                const std::filesystem::path& dir) override;
+  Status SyncClock(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
+  Result<std::string> Version() override;
   Status Kill(const hv::ProcessId& process) override;
   Result<std::string> Describe(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
 
@@ -43,8 +46,11 @@ class FakeDriver final : public hv::HypervisorDriver {
   std::atomic<int> launches{0};
   std::atomic<bool> fail_suspend{false};
   std::atomic<bool> fail_resume{false};
+  std::atomic<int> clock_syncs{0};
   std::mutex mu;
   std::map<std::string, hv::MachineSpec> launched;  // by VM id, the last spec
+  std::set<int64_t> paused;                         // pids of "VMMs" with a paused guest
+  std::string version = "fake 1.0";
 };
 
 class FakeNetwork final : public net::Network {

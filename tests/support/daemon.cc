@@ -134,6 +134,20 @@ void DaemonProcess::Kill() {
   Reap(10000);
 }
 
+std::optional<int> DaemonProcess::WaitForExit(int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (pid_ > 0) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return std::nullopt;
+}
+
 int DaemonProcess::Terminate() {
   if (pid_ <= 0) return -1;
   kill(pid_, SIGTERM);

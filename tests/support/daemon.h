@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,9 @@ class DaemonProcess {
   void KeepHostState() { clean_up_host_ = false; }
   // SIGTERM and reap; returns the exit status (or -signal).
   int Terminate();
+  // Waits up to `timeout_ms` for the daemon to exit by itself; its exit status (or -signal), or
+  // nullopt if it still runs.
+  std::optional<int> WaitForExit(int timeout_ms);
   bool running() const { return pid_ > 0; }
 
  private:

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -233,7 +234,7 @@ TEST_F(NodeLifecycleTest, SuspendSavesStateEndsTheProcessAndResumeBringsItBack) 
   EXPECT_GT(suspended.snapshot->bytes, 0);
   EXPECT_FALSE(suspended.pid.has_value());
   EXPECT_EQ(ProcessesOf(vm), 0u) << "a suspended VM has no process";
-  EXPECT_TRUE(std::filesystem::exists(paths_.saved_state(vm.id)));
+  EXPECT_TRUE(std::filesystem::exists(paths_.snapshot_dir(vm.id) / "manifest.json"));
   EXPECT_EQ(node_->Info().memory_running.value, 0) << "and holds no admitted memory";
   // Hardware edits would not fit the saved state.
   EditRequest edit;
@@ -244,7 +245,7 @@ TEST_F(NodeLifecycleTest, SuspendSavesStateEndsTheProcessAndResumeBringsItBack) 
   VmRecord resumed = WaitFor("web", VmState::kRunning);
   EXPECT_NE(resumed.pid, running.pid);
   EXPECT_FALSE(resumed.snapshot.has_value());
-  EXPECT_FALSE(std::filesystem::exists(paths_.saved_state(vm.id))) << "spent";
+  EXPECT_FALSE(std::filesystem::exists(paths_.snapshot_dir(vm.id))) << "spent";
   auto types = EventTypes("web");
   EXPECT_EQ(std::vector<std::string>(types.end() - 4, types.end()),
             (std::vector<std::string>{"suspending", "suspended", "resuming", "resumed"}));
@@ -262,7 +263,7 @@ TEST_F(NodeLifecycleTest, StartResumesASuspendedVmUnlessFreshAndStopDiscardsTheS
   ASSERT_TRUE(node_->Suspend("web"));
   WaitFor("web", VmState::kSuspended);
   ASSERT_EQ(node_->Start("web", true)->state, VmState::kStarting) << "--fresh cold-boots";
-  EXPECT_FALSE(std::filesystem::exists(paths_.saved_state(vm.id)));
+  EXPECT_FALSE(std::filesystem::exists(paths_.snapshot_dir(vm.id)));
   WaitFor("web", VmState::kRunning);
 
   ASSERT_TRUE(node_->Suspend("web"));
@@ -271,7 +272,7 @@ TEST_F(NodeLifecycleTest, StartResumesASuspendedVmUnlessFreshAndStopDiscardsTheS
   ASSERT_TRUE(stopped) << stopped.error().message;
   EXPECT_EQ(stopped->state, VmState::kStopped);
   EXPECT_FALSE(stopped->snapshot.has_value());
-  EXPECT_FALSE(std::filesystem::exists(paths_.saved_state(vm.id)));
+  EXPECT_FALSE(std::filesystem::exists(paths_.snapshot_dir(vm.id)));
 }
 
 TEST_F(NodeLifecycleTest, AFailedResumeKeepsTheSavedStateForARetry) {
@@ -296,15 +297,78 @@ TEST_F(NodeLifecycleTest, AFailedResumeKeepsTheSavedStateForARetry) {
   WaitFor("web", VmState::kRunning);
 }
 
-TEST_F(NodeLifecycleTest, AFailedSuspendEndsTheVmFailed) {
+TEST_F(NodeLifecycleTest, AFailedSuspendLetsTheGuestRunOn) {
+  VmRecord vm = Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  VmRecord running = WaitFor("web", VmState::kRunning);
+  driver_.fail_suspend = true;
+  ASSERT_TRUE(node_->Suspend("web"));
+  auto until = std::chrono::steady_clock::now() + 5s;
+  VmRecord after = *node_->Get("web");
+  while (after.state != VmState::kRunning && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(2ms);
+    after = *node_->Get("web");
+  }
+  EXPECT_EQ(after.state, VmState::kRunning);
+  EXPECT_EQ(after.pid, running.pid) << "the same VMM runs on";
+  EXPECT_NE(after.state_reason.find("suspend failed"), std::string::npos) << after.state_reason;
+  EXPECT_FALSE(after.snapshot.has_value());
+  EXPECT_EQ(ProcessesOf(vm), 1u);
+  EXPECT_FALSE(std::filesystem::exists(paths_.snapshot_staging(vm.id)));
+  EXPECT_EQ(EventTypes("web").back(), "suspend_failed");
+  driver_.fail_suspend = false;
+  ASSERT_TRUE(node_->Suspend("web"));
+  WaitFor("web", VmState::kSuspended);
+}
+
+TEST_F(NodeLifecycleTest, ASnapshotIsRestoredOnlyIntoTheMachineAndHypervisorItCameFrom) {
   VmRecord vm = Create("web");
   ASSERT_TRUE(node_->Start("web", false));
   WaitFor("web", VmState::kRunning);
-  driver_.fail_suspend = true;
   ASSERT_TRUE(node_->Suspend("web"));
-  VmRecord failed = WaitFor("web", VmState::kFailed);
-  EXPECT_NE(failed.state_reason.find("suspend failed"), std::string::npos);
-  EXPECT_EQ(ProcessesOf(vm), 0u);
+  WaitFor("web", VmState::kSuspended);
+  {
+    std::lock_guard lock(driver_.mu);
+    driver_.version = "fake 2.0";
+  }
+  auto refused = node_->Resume("web");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Code::kFailedPrecondition);
+  EXPECT_NE(refused.error().message.find("'fake 1.0'"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("--fresh"), std::string::npos);
+  EXPECT_EQ(node_->Get("web")->state, VmState::kSuspended) << "nothing changed";
+  {
+    std::lock_guard lock(driver_.mu);
+    driver_.version = "fake 1.0";
+  }
+  // A torn or altered device state is refused as well.
+  {
+    std::fstream state(paths_.snapshot_dir(vm.id) / "state", std::ios::in | std::ios::out);
+    state.put('F');  // same size, other content
+  }
+  refused = node_->Start("web", false);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("SHA-256"), std::string::npos) << refused.error().message;
+  ASSERT_TRUE(node_->Start("web", /*fresh=*/true));
+  WaitFor("web", VmState::kRunning);
+}
+
+TEST_F(NodeLifecycleTest, ResumeSetsTheGuestClockAfterTheVmRuns) {
+  Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  WaitFor("web", VmState::kRunning);
+  ASSERT_TRUE(node_->Suspend("web"));
+  WaitFor("web", VmState::kSuspended);
+  ASSERT_TRUE(node_->Resume("web"));
+  WaitFor("web", VmState::kRunning);
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (driver_.clock_syncs.load() == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(2ms);
+  }
+  EXPECT_EQ(driver_.clock_syncs.load(), 1);
+  std::lock_guard lock(driver_.mu);
+  EXPECT_TRUE(driver_.paused.empty()) << "the restored guest was continued";
 }
 
 TEST_F(NodeLifecycleTest, BootTimeoutFailsTheStart) {

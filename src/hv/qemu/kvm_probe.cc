@@ -12,18 +12,12 @@
 #include <nlohmann/json.hpp>
 
 #include "image/image_manifest.h"
+#include "model/host.h"
 
 namespace hearth::hv::qemu {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string BootId() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
-  return id;
-}
 
 std::optional<AccelChoice> ReadCache(const fs::path& path, const std::string& boot_id) {
   std::ifstream in(path);
@@ -102,7 +96,7 @@ AccelChoice KvmProbe::Decide() {
     return {Accel::kTcg, fmt::format("TCG: /dev/kvm cannot be opened ({})", strerror(errno))};
   }
   ::close(fd);
-  std::string boot_id = BootId();
+  std::string boot_id = ReadHostBootId();
   if (auto cached = ReadCache(options_.cache, boot_id)) return *cached;
   bool probed = false;
   AccelChoice c = BootUnderKvm(probed);

@@ -14,8 +14,10 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "common/files.h"
 #include "hv/console_log.h"
 #include "hv/qemu/qmp_client.h"
+#include "image/command.h"
 #include "image/guest_init.h"
 
 namespace hearth::hv::qemu {
@@ -95,6 +97,30 @@ Status SetGuestClock(const MachineSpec& spec, std::chrono::milliseconds timeout)
   return Ok();
 }
 
+// A new guest RAM file with every block allocated now, so that a full disk fails the launch with
+// a clear error instead of killing the running VMM (SIGBUS) when the guest first touches a page.
+// The blocks read as zeros and cost no write.
+Status AllocateMemoryFile(const MachineSpec& spec) {
+  std::error_code ec;
+  fs::remove(spec.memory_file, ec);
+  int fd = ::open(spec.memory_file.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Fail(Code::kInternal, fmt::format("creating the guest RAM file {}: {}",
+                                             spec.memory_file.string(), strerror(errno)));
+  }
+  int rc = posix_fallocate(fd, 0, spec.memory.value << 20);
+  ::close(fd);
+  if (rc != 0) {
+    fs::remove(spec.memory_file, ec);
+    return Fail(
+        rc == ENOSPC ? Code::kResourceExhausted : Code::kInternal,
+        fmt::format("vm '{}': allocating {} MiB for guest RAM in {}: {}{}", spec.name,
+                    spec.memory.value, spec.memory_file.parent_path().string(), strerror(rc),
+                    rc == ENOSPC ? "; free space on the data directory's filesystem" : ""));
+  }
+  return Ok();
+}
+
 std::string Diagnose(const MachineSpec& spec) {
   std::string vmm = LastLines(spec.vmm_log, 3);
   std::string console = LastLines(spec.console_log, 3);
@@ -154,9 +180,9 @@ Result<ProcessId> QemuDriver::Launch(const MachineSpec& spec) {
     return Fail(Code::kInternal,
                 fmt::format("creating {}: {}", spec.vm_dir.string(), ec.message()));
   }
-  // A cold boot: no stale socket, and a fresh (sparse) RAM file of the right size.
+  // A cold boot: no stale socket, and a fresh RAM file of the right size.
   fs::remove(spec.qmp_socket, ec);
-  fs::remove(spec.memory_file, ec);
+  if (auto s = AllocateMemoryFile(spec); !s) return Fail(s.error());
   if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
   std::string stamp =
       fmt::format("{} {} at {}", kLaunchMarker, spec.name, FormatTime(SystemClock().Now()));
@@ -283,14 +309,13 @@ Result<nlohmann::json> PollUntil(QmpClient& qmp, const std::string& command,
 
 }  // namespace
 
-Status QemuDriver::Suspend(const MachineSpec& spec, const ProcessId& process,
-                           const fs::path& state_file) {
-  auto qmp = Qmp(spec, "saving state");
+Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId& process,
+                                       const fs::path& dir) {
+  auto qmp = Qmp(spec, fmt::format("saving state of pid {}", process.pid));
   if (!qmp) return Fail(qmp.error());
-  if (auto s = IgnoreSharedMemory(*qmp); !s) return s;
+  if (auto s = IgnoreSharedMemory(*qmp); !s) return Fail(s.error());
   if (auto r = qmp->Execute("stop"); !r) return Fail(r.error().Wrap("stop"));
-  std::error_code ec;
-  fs::remove(state_file, ec);
+  fs::path state_file = dir / kStateFile;
   auto started = qmp->Execute("migrate", {{"uri", "exec:cat > " + ShellQuote(state_file)}});
   if (!started) return Fail(started.error().Wrap("migrate"));
   auto done = PollUntil(
@@ -302,21 +327,30 @@ Status QemuDriver::Suspend(const MachineSpec& spec, const ProcessId& process,
       60s);
   if (!done) return Fail(done.error().Wrap(fmt::format("vm '{}': saving state", spec.name)));
   if (done->value("status", "") != "completed") {
-    return Fail(Code::kInternal, fmt::format("vm '{}': saving state failed: {}", spec.name,
-                                             done->value("error-desc", done->dump())));
+    return Fail(Code::kInternal,
+                fmt::format("vm '{}': saving state failed: {}{}", spec.name,
+                            done->value("error-desc", done->dump()), Diagnose(spec)));
   }
-  int fd = ::open(state_file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || fsync(fd) != 0) {
-    if (fd >= 0) ::close(fd);
-    return Fail(Code::kInternal, fmt::format("fsync {}", state_file.string()));
+  // `cat` may have failed (a full disk) after QEMU handed it everything: check what arrived.
+  std::error_code ec;
+  if (fs::file_size(state_file, ec) == 0 || ec) {
+    return Fail(Code::kInternal, fmt::format("vm '{}': saving state: {} is empty or missing{}",
+                                             spec.name, state_file.string(), Diagnose(spec)));
   }
-  ::close(fd);
-  qmp->Execute("quit", nlohmann::json::object(), 2s);  // the answer may not come: it exits
-  if (!WaitForExit(process, 5s)) Kill(process);
+  if (auto s = FsyncPath(state_file); !s) return Fail(s.error());
+  return spec.memory_file;
+}
+
+Status QemuDriver::Continue(const MachineSpec& spec, const ProcessId& process) {
+  auto qmp = Qmp(spec, fmt::format("continuing pid {}", process.pid));
+  if (!qmp) return Fail(qmp.error());
+  if (auto r = qmp->Execute("cont"); !r) {
+    return Fail(r.error().Wrap(fmt::format("vm '{}': cont", spec.name)));
+  }
   return Ok();
 }
 
-Result<ProcessId> QemuDriver::Resume(const MachineSpec& spec, const fs::path& state_file) {
+Result<ProcessId> QemuDriver::Restore(const MachineSpec& spec, const fs::path& dir) {
   QemuConfig config = ConfigFor(spec, options_.accel().accel);
   config.incoming = true;
   auto argv = BuildQemuArgv(config);
@@ -328,24 +362,43 @@ Result<ProcessId> QemuDriver::Resume(const MachineSpec& spec, const fs::path& st
   if (!process) return Fail(process.error().Wrap(fmt::format("vm '{}': restoring", spec.name)));
   auto fail = [&](const Error& e) {
     Kill(*process);
+    WaitForExit(*process, 5s);
     return Fail(e.Wrap(fmt::format("vm '{}': restoring", spec.name)));
   };
   auto qmp = QmpClient::Connect(spec.qmp_socket.string(), 10s);
-  if (!qmp) return fail(qmp.error());  // fail() adds the VM's name
+  if (!qmp) return fail(qmp.error());
   if (auto s = IgnoreSharedMemory(*qmp); !s) return fail(s.error());
-  auto incoming = qmp->Execute("migrate-incoming", {{"uri", "exec:cat " + ShellQuote(state_file)}});
+  auto incoming =
+      qmp->Execute("migrate-incoming", {{"uri", "exec:cat " + ShellQuote(dir / kStateFile)}});
   if (!incoming) return fail(incoming.error());
   // The saved guest was stopped, so it arrives paused.
-  auto paused = PollUntil(
+  auto loaded = PollUntil(
       *qmp, "query-status",
       [](const nlohmann::json& r) { return r.value("status", "") != "inmigrate"; }, 60s);
-  if (!paused) return fail(paused.error());
-  if (auto r = qmp->Execute("cont"); !r) return fail(r.error());
-  // The guest's clock stood still while it was suspended.
-  if (auto s = SetGuestClock(spec, 500ms); !s) {
-    spdlog::warn("vm '{}': clock not set after resume: {}", spec.name, s.error().message);
+  if (!loaded) return fail(loaded.error());
+  if (std::string status = loaded->value("status", ""); status != "paused") {
+    return fail(Error{Code::kInternal, fmt::format("loading the state ended in status '{}'{}",
+                                                   status, Diagnose(spec))});
   }
   return process;
+}
+
+Status QemuDriver::SyncClock(const MachineSpec& spec, const ProcessId&) {
+  return SetGuestClock(spec, 500ms);
+}
+
+Result<std::string> QemuDriver::Version() {
+  std::lock_guard lock(version_mu_);
+  if (version_.empty()) {
+    auto out = image::RunCommand({options_.binary, "--version"});
+    if (!out) return Fail(out.error());
+    std::string first = out->out.substr(0, out->out.find('\n'));
+    if (first.empty()) {
+      return Fail(Code::kUnavailable, fmt::format("{} --version printed nothing", options_.binary));
+    }
+    version_ = first;
+  }
+  return version_;
 }
 
 Status QemuDriver::Kill(const ProcessId& process) { return SignalProcess(process, SIGKILL); }

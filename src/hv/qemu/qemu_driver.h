@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -45,18 +46,26 @@ class QemuDriver final : public HypervisorDriver {
   QemuConfig ConfigFor(const MachineSpec& spec, Accel accel) const;
 
   // Guest RAM stays in the shared memory file; only the device state is migrated (capability
-  // x-ignore-shared on both sides): `stop`, `migrate exec:cat > state_file`, `quit`.
-  Status Suspend(const MachineSpec& spec, const ProcessId& process,
-                 const std::filesystem::path& state_file) override;
-  // The same command line plus `-incoming defer`, `migrate-incoming exec:cat state_file`, `cont`.
-  Result<ProcessId> Resume(const MachineSpec& spec,
-                           const std::filesystem::path& state_file) override;
+  // x-ignore-shared on both sides): `stop`, `migrate exec:cat > dir/state`.
+  Result<std::filesystem::path> SaveState(const MachineSpec& spec, const ProcessId& process,
+                                          const std::filesystem::path& dir) override;
+  Status Continue(const MachineSpec& spec, const ProcessId& process) override;
+  // The same command line plus `-incoming defer`, `migrate-incoming exec:cat dir/state`.
+  Result<ProcessId> Restore(const MachineSpec& spec, const std::filesystem::path& dir) override;
+  // Through the guest agent in the default image ("settime").
+  Status SyncClock(const MachineSpec& spec, const ProcessId& process) override;
+  // The first line of `qemu-system-x86_64 --version`.
+  Result<std::string> Version() override;
 
  private:
   QemuDriverOptions options_;
+  std::mutex version_mu_;
+  std::string version_;  // cached
 };
 
 // The line written to the console log before each launch; readiness is looked for after it.
 inline constexpr std::string_view kLaunchMarker = "hearth: vmm launched";
+// The device state's file in a snapshot directory.
+inline constexpr std::string_view kStateFile = "state";
 
 }  // namespace hearth::hv::qemu

@@ -1,0 +1,326 @@
+// The snapshot half of Node: suspend and resume, and taking over a suspend or resume that a
+// restart of hearthd cut short. The steps are ordered so that at every point either the guest can
+// run on or a complete snapshot exists (see snapshot/snapshot_dir.h):
+//   suspend: pause + save into snapshot.new/ → sum, manifest, swap into snapshot/ → end the VMM
+//            (a failure before the swap lets the paused guest run on);
+//   resume:  check the snapshot → restore paused → mark it consumed → run → clock, discard.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/fault.h"
+#include "model/host.h"
+#include "node/node.h"
+#include "snapshot/snapshot_dir.h"
+
+namespace hearth::node {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A file's path with what identifies its content ("<path> (<bytes> bytes, modified <time>)").
+std::string Identity(const std::string& path) {
+  if (path.empty()) return "";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return path + " (missing)";
+  return fmt::format("{} ({} bytes, modified {}.{:09d})", path, st.st_size, st.st_mtim.tv_sec,
+                     st.st_mtim.tv_nsec);
+}
+
+snapshot::Origin OriginOf(const hv::MachineSpec& m, std::string backend, std::string version) {
+  snapshot::Origin o;
+  o.backend = std::move(backend);
+  o.hypervisor_version = std::move(version);
+  o.vcpus = m.vcpus;
+  o.memory_mib = m.memory.value;
+  o.kernel = Identity(m.kernel);
+  o.initrd = Identity(m.initrd);
+  o.rootfs = m.rootfs;
+  o.cmdline = m.cmdline;
+  o.mac = m.mac;
+  return o;
+}
+
+}  // namespace
+
+void Node::Fault(std::string_view point, const hv::ProcessId* vmm) {
+  switch (FaultAt(point)) {
+    case FaultAction::kNone:
+      return;
+    case FaultAction::kExit:
+      spdlog::critical("fault injection: exiting at {}", point);
+      ::_exit(86);
+    case FaultAction::kKillVmm:
+      if (!vmm) return;
+      spdlog::critical("fault injection: killing pid {} at {}", vmm->pid, point);
+      machinery_.driver->Kill(*vmm);
+      hv::WaitForExit(*vmm, 5s);
+      return;
+  }
+}
+
+Result<snapshot::Manifest> Node::CheckSnapshot(const VmRecord& vm, const hv::MachineSpec& machine,
+                                               const std::string& backend) {
+  snapshot::SnapshotDir dir(paths_, vm.id);
+  auto m = dir.Load();
+  if (!m) {
+    if (m.error().code == Code::kNotFound) {
+      return Fail(Code::kFailedPrecondition,
+                  fmt::format("vm '{}' has no snapshot on disk ({}); start it with --fresh to "
+                              "cold-boot",
+                              vm.name, m.error().message));
+    }
+    return Fail(m.error());
+  }
+  if (vm.snapshot && m->taken_at != vm.snapshot->taken_at) {
+    return Fail(Code::kFailedPrecondition,
+                fmt::format("the snapshot on disk was taken at {}, not at {} as recorded; start "
+                            "the VM with --fresh to cold-boot",
+                            FormatTime(m->taken_at), FormatTime(vm.snapshot->taken_at)));
+  }
+  if (!m->memory_synced && m->host_boot_id != ReadHostBootId()) {
+    return Fail(Code::kFailedPrecondition,
+                "the host restarted before the snapshot's RAM reached the disk, so it may be "
+                "torn; start the VM with --fresh to cold-boot");
+  }
+  auto version = machinery_.driver->Version();
+  if (!version) return Fail(version.error().Wrap("asking the hypervisor's version"));
+  if (auto s = snapshot::CheckOrigin(m->origin, OriginOf(machine, backend, *version)); !s) {
+    return Fail(s.error().Wrap(fmt::format("vm '{}'", vm.name)));
+  }
+  return m;
+}
+
+void Node::DiscardSavedState(const VmRecord& vm) { snapshot::SnapshotDir(paths_, vm.id).Discard(); }
+
+void Node::FlushSnapshotMemory(const std::string& vm_id, std::filesystem::path memory_file,
+                               Timestamp taken_at) {
+  // Off the suspend path: write the RAM file back to disk, then drop it from the page cache, so
+  // the suspended VM holds no host RAM at all and the snapshot survives a host crash.
+  int fd = ::open(memory_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  bool synced = ::fdatasync(fd) == 0;
+  if (synced) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+  if (synced) {
+    // Fails harmlessly when the VM was resumed or discarded meanwhile.
+    snapshot::SnapshotDir(paths_, vm_id).MarkMemorySynced(taken_at);
+  }
+}
+
+void Node::RunSuspend(const std::string& name) {
+  std::unique_lock lock(mu_);
+  const VmRecord* found = OwnedVm(lock, name, VmState::kSuspending);
+  if (!found) return;
+  VmRecord vm = *found;
+  auto machine = Machine(vm);
+  if (!machine || !vm.pid) {
+    std::string why =
+        "suspend failed: " + (machine ? "no process recorded" : machine.error().message);
+    EndProcess(lock, vm, /*graceful=*/false);
+    Settle(lock, name, VmState::kFailed, "failed", why, why);
+    return;
+  }
+  hv::ProcessId process{*vm.pid, vm.pid_start};
+  lock.unlock();
+  auto t0 = std::chrono::steady_clock::now();
+  snapshot::SnapshotDir dir(paths_, vm.id);
+  Result<snapshot::Manifest> committed = Fail(Code::kInternal, "not taken");
+  Status begun = dir.Begin();
+  Result<std::filesystem::path> memory =
+      begun ? machinery_.driver->SaveState(*machine, process, dir.staging())
+            : Result<std::filesystem::path>(Fail(begun.error()));
+  Fault("suspend-saved", &process);
+  if (memory) {
+    auto version = machinery_.driver->Version();
+    snapshot::Manifest manifest;
+    manifest.vm_version = vm.version;
+    manifest.taken_at = clock_.Now();
+    manifest.host_boot_id = ReadHostBootId();
+    manifest.origin = OriginOf(*machine, vm.backend, version ? *version : "");
+    if (!memory->empty()) manifest.memory_file = memory->lexically_relative(machine->vm_dir);
+    committed = version ? dir.Commit(manifest) : Result<snapshot::Manifest>(Fail(version.error()));
+  } else {
+    committed = Fail(memory.error());
+  }
+  Fault("suspend-committed", &process);
+  if (!committed) {
+    // Nothing was lost: the paused guest runs on. Only if that fails too is the VM ended.
+    dir.RemoveStaging();
+    Status cont = machinery_.driver->Continue(*machine, process);
+    lock.lock();
+    std::string why = "suspend failed: " + committed.error().message;
+    if (cont) {
+      Settle(lock, name, VmState::kRunning, "suspend_failed", why + "; the VM runs on", why);
+      return;
+    }
+    EndProcess(lock, vm, /*graceful=*/false);
+    why += "; resuming the paused guest failed too: " + cont.error().message;
+    Settle(lock, name, VmState::kFailed, "failed", why, why);
+    return;
+  }
+  // The snapshot is complete: the VMM has nothing more to keep.
+  machinery_.driver->Kill(process);
+  hv::WaitForExit(process, 5s);
+  Fault("suspend-ended", nullptr);
+  int64_t bytes = dir.DiskBytes(*committed);
+  double seconds = Seconds(std::chrono::steady_clock::now() - t0);
+  lock.lock();
+  Settle(lock, name, VmState::kSuspended, "suspended",
+         fmt::format("snapshot taken in {:.3f} s; {} bytes on disk", seconds, bytes), "",
+         [&](VmRecord& next) {
+           next.snapshot = SnapshotInfo{committed->taken_at, bytes};
+         });
+  if (!committed->memory_file.empty()) {
+    Spawn([this, id = vm.id, file = machine->vm_dir / committed->memory_file,
+           taken = committed->taken_at] { FlushSnapshotMemory(id, file, taken); });
+  }
+}
+
+void Node::RunResume(const std::string& name) {
+  std::unique_lock lock(mu_);
+  const VmRecord* found = OwnedVm(lock, name, VmState::kResuming);
+  if (!found) return;
+  VmRecord vm = *found;
+  auto machine = Machine(vm);
+  if (!machine) {
+    std::string why = "resume failed: " + machine.error().message;
+    Settle(lock, name, VmState::kSuspended, "failed", why, why);
+    return;
+  }
+  lock.unlock();
+  auto t0 = std::chrono::steady_clock::now();
+  snapshot::SnapshotDir dir(paths_, vm.id);
+  std::string backend = machinery_.driver->Backend();
+  Status ready = CheckSnapshot(vm, *machine, backend).map([](auto&&) {});
+  if (ready) ready = PrepareNetwork(vm);
+  Result<hv::ProcessId> process = ready ? machinery_.driver->Restore(*machine, dir.current())
+                                        : Result<hv::ProcessId>(Fail(ready.error()));
+  Fault("resume-restored", process ? &*process : nullptr);
+  if (process && !hv::IsAlive(*process)) {
+    process =
+        Fail(Code::kUnavailable,
+             fmt::format("the restored VMM (pid {}) ended before the guest ran", process->pid));
+  }
+  // From here the guest may change its RAM: the snapshot is used up, whatever happens next.
+  Status consumed = process ? dir.MarkConsumed() : Status(Fail(process.error()));
+  Status running =
+      consumed ? machinery_.driver->Continue(*machine, *process) : Status(Fail(consumed.error()));
+  Fault("resume-running", process ? &*process : nullptr);
+  // The snapshot is spent; the RAM file is the running guest's memory again.
+  if (running) dir.Discard();
+  double seconds = Seconds(std::chrono::steady_clock::now() - t0);
+  lock.lock();
+  if (!running) {
+    std::string why = "resume failed: " + running.error().message;
+    if (process) {
+      machinery_.driver->Kill(*process);
+      hv::WaitForExit(*process, 5s);
+    }
+    if (!consumed) {
+      // The guest never ran: the snapshot is as it was, to retry or start --fresh.
+      Settle(lock, name, VmState::kSuspended, "failed", why, why);
+      return;
+    }
+    DiscardSavedState(vm);
+    why += "; the snapshot was used up, start the VM anew";
+    Settle(lock, name, VmState::kFailed, "failed", why, why,
+           [](VmRecord& next) { next.snapshot.reset(); });
+    return;
+  }
+  if (auto s = SyncRules(); !s) spdlog::error("vm '{}': {}", name, s.error().message);
+  live_[name].restarts.clear();
+  Settle(lock, name, VmState::kRunning, "resumed",
+         fmt::format("running again {:.3f} s after the resume began, on {}", seconds, backend), "",
+         [&](VmRecord& next) {
+           next.pid = process->pid;
+           next.pid_start = process->start_time;
+           next.backend = backend;
+           next.snapshot.reset();
+         });
+  if (auto s = supervisor_->Watch(*process); !s) spdlog::error("{}", s.error().message);
+  lock.unlock();
+  // Off the critical path: the VM already counts as running while its clock is put right.
+  if (auto s = machinery_.driver->SyncClock(*machine, *process); !s) {
+    spdlog::warn("vm '{}': clock not set after resume: {}", name, s.error().message);
+  }
+}
+
+void Node::RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
+                                     std::set<int64_t>& adopted) {
+  const std::string& name = vm.name;
+  live_[name].job = true;
+  snapshot::SnapshotDir dir(paths_, vm.id);
+  dir.RemoveStaging();
+  auto machine = Machine(vm);
+  // The VMM that was being saved (recorded) or restored (not yet recorded: found by its socket).
+  std::optional<hv::ProcessId> vmm;
+  if (vm.pid) {
+    vmm = hv::ProcessId{*vm.pid, vm.pid_start};
+  } else if (auto found = hv::FindProcesses(paths_.qmp_socket(vm.id).string()); !found.empty()) {
+    vmm = found.front();
+  }
+  bool alive = vmm && machine && machinery_.driver->Adopt(*machine, *vmm);
+  auto end_vmm = [&] {
+    if (!vmm) return;
+    machinery_.driver->Kill(*vmm);
+    hv::WaitForExit(*vmm, 5s);
+  };
+  auto run_on = [&](std::string message) {
+    Status cont = machinery_.driver->Continue(*machine, *vmm);
+    if (!cont) return false;
+    adopted.insert(vmm->pid);
+    if (auto s = supervisor_->Watch(*vmm); !s) spdlog::error("{}", s.error().message);
+    Settle(lock, name, VmState::kRunning, "adopted", std::move(message), "", [&](VmRecord& next) {
+      next.pid = vmm->pid;
+      next.pid_start = vmm->start_time;
+      next.snapshot.reset();
+    });
+    return true;
+  };
+  auto fail = [&](std::string why) {
+    end_vmm();
+    DiscardSavedState(vm);
+    Settle(lock, name, VmState::kFailed, "failed", why, why,
+           [](VmRecord& next) { next.snapshot.reset(); });
+  };
+
+  if (vm.state == VmState::kSuspending) {
+    auto m = dir.Load();
+    if (m && m->vm_version == vm.version) {
+      end_vmm();
+      int64_t bytes = dir.DiskBytes(*m);
+      Settle(lock, name, VmState::kSuspended, "suspended",
+             "hearthd restarted during the suspend; the snapshot was complete", "",
+             [&](VmRecord& next) {
+               next.snapshot = SnapshotInfo{m->taken_at, bytes};
+             });
+      return;
+    }
+    if (alive && run_on("hearthd restarted during the suspend, before the snapshot was complete; "
+                        "the guest runs on")) {
+      return;
+    }
+    fail(
+        "hearthd restarted during the suspend and the VMM ended before the snapshot was "
+        "complete; start the VM anew");
+    return;
+  }
+  // Resuming. Once the snapshot is marked consumed the guest may have run: continue it if its VMM
+  // is still there. Before that, the snapshot is intact and stays.
+  if (!dir.Consumed() && dir.Load()) {
+    end_vmm();
+    Settle(lock, name, VmState::kSuspended, "suspended",
+           "hearthd restarted during the resume, before the guest ran; the snapshot is kept");
+    return;
+  }
+  if (alive) {
+    dir.Discard();
+    if (run_on("hearthd restarted during the resume; took over the restored guest")) return;
+  }
+  fail("hearthd restarted during the resume and the restored VMM is gone; start the VM anew");
+}
+
+}  // namespace hearth::node

@@ -1,0 +1,110 @@
+#include "snapshot/manifest.h"
+
+#include <fmt/format.h>
+
+namespace hearth::snapshot {
+
+using nlohmann::json;
+
+namespace {
+
+json OriginJson(const Origin& o) {
+  return {{"backend", o.backend}, {"hypervisor_version", o.hypervisor_version},
+          {"vcpus", o.vcpus},     {"memory_mib", o.memory_mib},
+          {"kernel", o.kernel},   {"initrd", o.initrd},
+          {"rootfs", o.rootfs},   {"cmdline", o.cmdline},
+          {"mac", o.mac}};
+}
+
+Origin OriginFrom(const json& j) {
+  Origin o;
+  o.backend = j.at("backend").get<std::string>();
+  o.hypervisor_version = j.at("hypervisor_version").get<std::string>();
+  o.vcpus = j.at("vcpus").get<int>();
+  o.memory_mib = j.at("memory_mib").get<int64_t>();
+  o.kernel = j.at("kernel").get<std::string>();
+  o.initrd = j.at("initrd").get<std::string>();
+  o.rootfs = j.at("rootfs").get<std::string>();
+  o.cmdline = j.at("cmdline").get<std::string>();
+  o.mac = j.at("mac").get<std::string>();
+  return o;
+}
+
+}  // namespace
+
+json ToJson(const Manifest& m) {
+  json files = json::array();
+  for (const auto& f : m.files) {
+    files.push_back({{"name", f.name}, {"bytes", f.bytes}, {"sha256", f.sha256}});
+  }
+  return {{"format", m.format},
+          {"vm_id", m.vm_id},
+          {"vm_version", m.vm_version},
+          {"taken_at", FormatTime(m.taken_at)},
+          {"host_boot_id", m.host_boot_id},
+          {"origin", OriginJson(m.origin)},
+          {"files", files},
+          {"memory_file", m.memory_file},
+          {"memory_bytes", m.memory_bytes},
+          {"memory_synced", m.memory_synced}};
+}
+
+Result<Manifest> ManifestFromJson(const json& j) {
+  try {
+    Manifest m;
+    m.format = j.at("format").get<int>();
+    if (m.format != kFormatVersion) {
+      return Fail(Code::kFailedPrecondition,
+                  fmt::format("snapshot format {} is not the format this hearth writes ({})",
+                              m.format, kFormatVersion));
+    }
+    m.vm_id = j.at("vm_id").get<std::string>();
+    m.vm_version = j.at("vm_version").get<int64_t>();
+    auto taken = ParseTime(j.at("taken_at").get<std::string>());
+    if (!taken) return Fail(taken.error().Wrap("taken_at"));
+    m.taken_at = *taken;
+    m.host_boot_id = j.at("host_boot_id").get<std::string>();
+    m.origin = OriginFrom(j.at("origin"));
+    for (const auto& f : j.at("files")) {
+      m.files.push_back({f.at("name").get<std::string>(), f.at("bytes").get<int64_t>(),
+                         f.at("sha256").get<std::string>()});
+    }
+    m.memory_file = j.at("memory_file").get<std::string>();
+    m.memory_bytes = j.at("memory_bytes").get<int64_t>();
+    m.memory_synced = j.at("memory_synced").get<bool>();
+    return m;
+  } catch (const json::exception& e) {
+    return Fail(Code::kInternal, fmt::format("snapshot manifest: {}", e.what()));
+  }
+}
+
+Status CheckOrigin(const Origin& taken, const Origin& now) {
+  auto differ = [](std::string_view what, const auto& then, const auto& current) {
+    return Fail(Code::kFailedPrecondition,
+                fmt::format("the snapshot was taken with {} {} and the VM now has {}: restoring "
+                            "it would break the guest; start it with --fresh to discard the "
+                            "snapshot and cold-boot",
+                            what, then, current));
+  };
+  if (taken.backend != now.backend) return differ("backend", taken.backend, now.backend);
+  if (taken.hypervisor_version != now.hypervisor_version) {
+    return differ("hypervisor", fmt::format("'{}'", taken.hypervisor_version),
+                  fmt::format("'{}'", now.hypervisor_version));
+  }
+  if (taken.vcpus != now.vcpus) return differ("vcpus", taken.vcpus, now.vcpus);
+  if (taken.memory_mib != now.memory_mib) {
+    return differ("memory", fmt::format("{} MiB", taken.memory_mib),
+                  fmt::format("{} MiB", now.memory_mib));
+  }
+  if (taken.kernel != now.kernel) return differ("kernel", taken.kernel, now.kernel);
+  if (taken.initrd != now.initrd) return differ("initrd", taken.initrd, now.initrd);
+  if (taken.rootfs != now.rootfs) return differ("rootfs", taken.rootfs, now.rootfs);
+  if (taken.cmdline != now.cmdline) {
+    return differ("kernel command line", fmt::format("'{}'", taken.cmdline),
+                  fmt::format("'{}'", now.cmdline));
+  }
+  if (taken.mac != now.mac) return differ("MAC address", taken.mac, now.mac);
+  return Ok();
+}
+
+}  // namespace hearth::snapshot
