@@ -7,7 +7,7 @@ DATA_DIR  ?= /var/lib/hearth
 JOBS      ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test unit integration e2e bench fuzz format clean
+.PHONY: all deps build run test unit integration e2e bench soak fuzz format clean
 
 all: build
 
@@ -41,6 +41,11 @@ bench: build
 	$(BUILD)/bench/api_bench
 	$(BUILD)/bench/start_bench
 	$(BUILD)/bench/sleep_bench
+
+# 10 VMs suspended and resumed in a loop for SOAK_MINUTES; fails on any error or leak.
+SOAK_MINUTES ?= 10
+soak: build
+	$(BUILD)/bench/soak_bench $(SOAK_MINUTES) 10
 
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "common/paths.h"
@@ -87,11 +88,14 @@ class HypervisorDriver {
   // an empty path.
   virtual Result<std::filesystem::path> SaveState(const MachineSpec& spec, const ProcessId& process,
                                                   const std::filesystem::path& dir) = 0;
-  // Lets a paused guest run on (after SaveState, or after Restore).
+  // Lets a paused guest run on (after SaveState).
   virtual Status Continue(const MachineSpec& spec, const ProcessId& process) = 0;
-  // Starts a VMM that loads the snapshot in `dir`; returns it with the guest paused, not yet
-  // changed by running.
-  virtual Result<ProcessId> Restore(const MachineSpec& spec, const std::filesystem::path& dir) = 0;
+  // Starts a VMM that loads the snapshot in `dir` and calls `before_running` while the guest is
+  // still paused, unchanged by running; if that succeeds, lets the guest run and returns the VMM.
+  // On any failure the new VMM is ended.
+  virtual Result<ProcessId> Restore(
+      const MachineSpec& spec, const std::filesystem::path& dir,
+      const std::function<Status(const ProcessId&)>& before_running) = 0;
   // Puts the guest's wall clock right after a restore (it stood still while suspended).
   virtual Status SyncClock(const MachineSpec& spec, const ProcessId& process) = 0;
   // The hypervisor's version as it reports it; a snapshot records it and is restored only by the

@@ -196,29 +196,32 @@ void Node::RunResume(const std::string& name) {
   std::string backend = machinery_.driver->Backend();
   Status ready = CheckSnapshot(vm, *machine, backend).map([](auto&&) {});
   if (ready) ready = PrepareNetwork(vm);
-  Result<hv::ProcessId> process = ready ? machinery_.driver->Restore(*machine, dir.current())
-                                        : Result<hv::ProcessId>(Fail(ready.error()));
-  Fault("resume-restored", process ? &*process : nullptr);
-  if (process && !hv::IsAlive(*process)) {
-    process =
-        Fail(Code::kUnavailable,
-             fmt::format("the restored VMM (pid {}) ended before the guest ran", process->pid));
-  }
-  // From here the guest may change its RAM: the snapshot is used up, whatever happens next.
-  Status consumed = process ? dir.MarkConsumed() : Status(Fail(process.error()));
-  Status running =
-      consumed ? machinery_.driver->Continue(*machine, *process) : Status(Fail(consumed.error()));
+  // The guest may change its RAM once it runs: the snapshot is marked used up before that.
+  bool consumed = false;
+  Result<hv::ProcessId> process =
+      ready
+          ? machinery_.driver->Restore(
+                *machine, dir.current(),
+                [&](const hv::ProcessId& restored) -> Status {
+                  Fault("resume-restored", &restored);
+                  if (!hv::IsAlive(restored)) {
+                    return Fail(Code::kUnavailable,
+                                fmt::format("the restored VMM (pid {}) ended before the guest ran",
+                                            restored.pid));
+                  }
+                  if (auto s = dir.MarkConsumed(); !s) return s;
+                  consumed = true;
+                  return Ok();
+                })
+          : Result<hv::ProcessId>(Fail(ready.error()));
   Fault("resume-running", process ? &*process : nullptr);
+  Status running = process ? Ok() : Status(Fail(process.error()));
   // The snapshot is spent; the RAM file is the running guest's memory again.
   if (running) dir.Discard();
   double seconds = Seconds(std::chrono::steady_clock::now() - t0);
   lock.lock();
   if (!running) {
     std::string why = "resume failed: " + running.error().message;
-    if (process) {
-      machinery_.driver->Kill(*process);
-      hv::WaitForExit(*process, 5s);
-    }
     if (!consumed) {
       // The guest never ran: the snapshot is as it was, to retry or start --fresh.
       Settle(lock, name, VmState::kSuspended, "failed", why, why);

@@ -78,17 +78,26 @@ Status FakeDriver::Continue(const hv::MachineSpec&, const hv::ProcessId& process
   return Ok();
 }
 
-Result<hv::ProcessId> FakeDriver::Restore(const hv::MachineSpec& spec,
-                                          const std::filesystem::path& dir) {
+Result<hv::ProcessId> FakeDriver::Restore(
+    const hv::MachineSpec& spec, const std::filesystem::path& dir,
+    const std::function<Status(const hv::ProcessId&)>& before_running) {
   if (fail_resume.load()) return Fail(Code::kInternal, "the fake refuses to resume");
   if (!std::filesystem::exists(dir / "state")) return Fail(Code::kNotFound, "no saved state");
   Boot saved = boot.exchange(Boot::kReady);
   auto process = Launch(spec);
   boot = saved;
-  if (process) {
+  if (!process) return process;
+  {
     std::lock_guard lock(mu);
     paused.insert(process->pid);
   }
+  if (auto s = before_running(*process); !s) {
+    Kill(*process);
+    hv::WaitForExit(*process, 2s);
+    return Fail(s.error());
+  }
+  std::lock_guard lock(mu);
+  paused.erase(process->pid);
   return process;
 }
 

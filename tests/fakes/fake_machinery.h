@@ -29,8 +29,9 @@ class FakeDriver final : public hv::HypervisorDriver {
   Result<std::filesystem::path> SaveState(const hv::MachineSpec& spec, const hv::ProcessId& process,
                                           const std::filesystem::path& dir) override;
   Status Continue(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
-  Result<hv::ProcessId> Restore(const hv::MachineSpec& spec,
-                                const std::filesystem::path& dir) override;
+  Result<hv::ProcessId> Restore(
+      const hv::MachineSpec& spec, const std::filesystem::path& dir,
+      const std::function<Status(const hv::ProcessId&)>& before_running) override;
   Status SyncClock(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
   Result<std::string> Version() override;
   Status Kill(const hv::ProcessId& process) override;

@@ -350,7 +350,9 @@ Status QemuDriver::Continue(const MachineSpec& spec, const ProcessId& process) {
   return Ok();
 }
 
-Result<ProcessId> QemuDriver::Restore(const MachineSpec& spec, const fs::path& dir) {
+Result<ProcessId> QemuDriver::Restore(
+    const MachineSpec& spec, const fs::path& dir,
+    const std::function<Status(const ProcessId&)>& before_running) {
   QemuConfig config = ConfigFor(spec, options_.accel().accel);
   config.incoming = true;
   auto argv = BuildQemuArgv(config);
@@ -380,6 +382,8 @@ Result<ProcessId> QemuDriver::Restore(const MachineSpec& spec, const fs::path& d
     return fail(Error{Code::kInternal, fmt::format("loading the state ended in status '{}'{}",
                                                    status, Diagnose(spec))});
   }
+  if (auto s = before_running(*process); !s) return fail(s.error());
+  if (auto r = qmp->Execute("cont"); !r) return fail(r.error().Wrap("cont"));
   return process;
 }
 

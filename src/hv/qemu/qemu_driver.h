@@ -50,8 +50,10 @@ class QemuDriver final : public HypervisorDriver {
   Result<std::filesystem::path> SaveState(const MachineSpec& spec, const ProcessId& process,
                                           const std::filesystem::path& dir) override;
   Status Continue(const MachineSpec& spec, const ProcessId& process) override;
-  // The same command line plus `-incoming defer`, `migrate-incoming exec:cat dir/state`.
-  Result<ProcessId> Restore(const MachineSpec& spec, const std::filesystem::path& dir) override;
+  // The same command line plus `-incoming defer`, `migrate-incoming exec:cat dir/state`, then
+  // `cont` on the same QMP connection.
+  Result<ProcessId> Restore(const MachineSpec& spec, const std::filesystem::path& dir,
+                            const std::function<Status(const ProcessId&)>& before_running) override;
   // Through the guest agent in the default image ("settime").
   Status SyncClock(const MachineSpec& spec, const ProcessId& process) override;
   // The first line of `qemu-system-x86_64 --version`.
