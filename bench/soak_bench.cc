@@ -105,8 +105,8 @@ int Run(int minutes, int vms) {
     for (const auto& [name, id] : boot) {
       auto r = testing::HttpGetEventually(ip[name], 80, "/bootid", 20s);
       if (!r || r->status != 200 || r->body != id) {
-        throw std::runtime_error(fmt::format("cycle {}: {} did not carry on ({})", cycles + 1,
-                                             name, r ? r->body : "no answer"));
+        throw std::runtime_error(fmt::format("cycle {}: {} did not carry on ({})", cycles + 1, name,
+                                             r ? r->body : "no answer"));
       }
     }
     ++cycles;
@@ -120,9 +120,8 @@ int Run(int minutes, int vms) {
       "soak: %d cycles of suspend-all/resume-all, 0 failures; all %d suspended in %.0f ms, "
       "running again in %.0f ms (medians)\n  at end: %s\n",
       cycles, vms, Median(suspend_ms), Median(resume_ms), Describe(end).c_str());
-  bool leaked = end.processes != start.processes || end.taps != start.taps ||
-                end.fds > start.fds || end.files != start.files ||
-                end.rss_kib > start.rss_kib + 16 * 1024;
+  bool leaked = end.processes != start.processes || end.taps != start.taps || end.fds > start.fds ||
+                end.files != start.files || end.rss_kib > start.rss_kib + 16 * 1024;
   std::printf("soak: %s\n", leaked ? "LEAK (see the numbers above)" : "no leak");
   for (const auto& [name, _] : boot) api.Call("DELETE", fmt::format("/v1/vms/{}?force=true", name));
   return leaked ? 1 : 0;

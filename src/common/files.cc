@@ -57,7 +57,9 @@ Status FsyncPath(const fs::path& path) {
   return Ok();
 }
 
-Status WriteFileDurably(const fs::path& path, std::string_view content) {
+namespace {
+
+Status WriteThroughTemporary(const fs::path& path, std::string_view content, bool sync) {
   fs::path tmp = path;
   tmp += ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -74,7 +76,7 @@ Status WriteFileDurably(const fs::path& path, std::string_view content) {
   }
   bool ok = done == content.size();
   int err = ok ? 0 : (errno != 0 ? errno : EIO);
-  if (ok && ::fsync(fd) != 0) {
+  if (ok && sync && ::fsync(fd) != 0) {
     ok = false;
     err = errno;
   }
@@ -89,17 +91,27 @@ Status WriteFileDurably(const fs::path& path, std::string_view content) {
     return Fail(Code::kInternal, fmt::format("renaming {} to {}: {}", tmp.string(), path.string(),
                                              std::strerror(err)));
   }
-  return FsyncPath(path.parent_path());
+  return sync ? FsyncPath(path.parent_path()) : Ok();
 }
 
-Status SwapIntoPlace(const fs::path& from, const fs::path& to) {
+}  // namespace
+
+Status WriteFileDurably(const fs::path& path, std::string_view content) {
+  return WriteThroughTemporary(path, content, /*sync=*/true);
+}
+
+Status WriteFileAtomically(const fs::path& path, std::string_view content) {
+  return WriteThroughTemporary(path, content, /*sync=*/false);
+}
+
+Status SwapIntoPlace(const fs::path& from, const fs::path& to, bool sync) {
   int rc = renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE);
   if (rc != 0 && errno == ENOENT) rc = ::rename(from.c_str(), to.c_str());
   if (rc != 0) {
     return Fail(Code::kInternal, fmt::format("moving {} into place at {}: {}", from.string(),
                                              to.string(), std::strerror(errno)));
   }
-  return FsyncPath(to.parent_path());
+  return sync ? FsyncPath(to.parent_path()) : Ok();
 }
 
 }  // namespace hearth

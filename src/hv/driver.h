@@ -82,7 +82,8 @@ class HypervisorDriver {
   virtual Status RequestShutdown(const MachineSpec& spec, const ProcessId& process) = 0;
   // --- Snapshots. The node drives the steps so that a failure or a crash at any of them leaves
   // either the guest running or a complete snapshot (see snapshot/snapshot_dir.h).
-  // Pauses the guest and writes the VMM's state into directory `dir` (files fsynced). The VMM
+  // Pauses the guest and writes the VMM's state into directory `dir` (complete, not fsynced:
+  // the node makes the snapshot durable after the VM is suspended). The VMM
   // stays, paused: the node completes the snapshot and then ends it, or lets the guest run on.
   // Returns the file holding guest RAM when it is kept outside `dir` (QEMU's memory file), else
   // an empty path.

@@ -32,6 +32,9 @@
 
 namespace hearth::node {
 
+// The store setting holding the host boot id hearthd last started in.
+inline constexpr std::string_view kHostBootSetting = "host_boot_id";
+
 struct NodeOptions {
   // Admission control: running VMs' guest memory may total at most ratio x host RAM.
   double memory_ratio = 1.0;
@@ -168,9 +171,8 @@ class Node {
   // (failed_precondition saying why not, and how to proceed).
   Result<snapshot::Manifest> CheckSnapshot(const VmRecord& vm, const hv::MachineSpec& machine,
                                            const std::string& backend);
-  // Writes a suspended VM's RAM file to disk and drops it from the page cache (a job).
-  void FlushSnapshotMemory(const std::string& vm_id, std::filesystem::path memory_file,
-                           Timestamp taken_at);
+  // Makes a suspended VM's snapshot durable and drops its RAM from the page cache (a job).
+  void SyncSnapshotLater(const std::string& vm_id, Timestamp taken_at);
   // Recover() for a VM caught in suspending or resuming: settles it running (adopting its VMM
   // into `adopted`), suspended or failed, whichever its snapshot and VMM allow.
   void RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
@@ -211,6 +213,9 @@ class Node {
   std::mutex taps_mu_;
   std::set<std::string> taps_ready_;
   bool shutting_down_ = false;
+  bool host_rebooted_ = false;
+  std::mutex snapshot_files_mu_;  // between discarding a snapshot and marking it synced  // since
+                                  // the previous hearthd on this data dir (Recover)
   std::unique_ptr<hv::Supervisor> supervisor_;  // last: its thread calls back into the node
 };
 

@@ -7,13 +7,24 @@
 #include <csignal>
 #include <set>
 
+#include "model/host.h"
 #include "node/node.h"
 
 namespace hearth::node {
 
 Status Node::Recover() {
   if (!machinery_.driver) return Ok();
+  // Whether the host rebooted since the last hearthd on this data dir: the page cache (and with
+  // it any file written but not fsynced) did not survive.
+  std::string boot = ReadHostBootId();
+  auto last_boot = store_.GetSetting(kHostBootSetting);
+  host_rebooted_ = last_boot && *last_boot && **last_boot != boot;
+  if (auto s = store_.PutSetting(kHostBootSetting, boot); !s) {
+    return Fail(s.error().Wrap("recording the host boot id"));
+  }
   std::unique_lock lock(mu_);
+  // Snapshots record the hypervisor's version; ask it once now, off the suspend path.
+  Spawn([this] { machinery_.driver->Version(); });
   // Processes running from our VM directories, before any job launches new ones.
   std::vector<hv::ProcessId> running = hv::FindProcesses(paths_.vms_dir().string() + "/");
   std::set<int64_t> adopted;

@@ -46,7 +46,7 @@ json ToJson(const Manifest& m) {
           {"files", files},
           {"memory_file", m.memory_file},
           {"memory_bytes", m.memory_bytes},
-          {"memory_synced", m.memory_synced}};
+          {"synced", m.synced}};
 }
 
 Result<Manifest> ManifestFromJson(const json& j) {
@@ -71,7 +71,7 @@ Result<Manifest> ManifestFromJson(const json& j) {
     }
     m.memory_file = j.at("memory_file").get<std::string>();
     m.memory_bytes = j.at("memory_bytes").get<int64_t>();
-    m.memory_synced = j.at("memory_synced").get<bool>();
+    m.synced = j.at("synced").get<bool>();
     return m;
   } catch (const json::exception& e) {
     return Fail(Code::kInternal, fmt::format("snapshot manifest: {}", e.what()));

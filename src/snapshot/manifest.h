@@ -51,9 +51,10 @@ struct Manifest {
   // VM directory; empty when the backend writes RAM into the snapshot itself.
   std::string memory_file;
   int64_t memory_bytes = 0;
-  // Whether that RAM file has reached the disk (fdatasync). Until it has, the snapshot survives a
-  // crash of hearthd or the VMM but not of the host.
-  bool memory_synced = false;
+  // Whether the snapshot (its files, the manifest and the RAM file) has reached the disk. It is
+  // complete before that, and survives a crash of hearthd or the VMM, but not of the host: a
+  // snapshot taken in an earlier host boot is restored only if synced.
+  bool synced = false;
   bool operator==(const Manifest&) const = default;
 };
 

@@ -1,7 +1,9 @@
 #include "snapshot/snapshot_dir.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -62,7 +64,6 @@ Result<Manifest> SnapshotDir::Commit(Manifest manifest) const {
     if (name == kManifestFile) continue;
     auto sum = Sha256File(entry.path());
     if (!sum) return Fail(sum.error().Wrap("summing the snapshot"));
-    if (auto s = FsyncPath(entry.path()); !s) return Fail(s.error());
     manifest.files.push_back({name, static_cast<int64_t>(entry.file_size()), *sum});
   }
   if (ec)
@@ -77,10 +78,10 @@ Result<Manifest> SnapshotDir::Commit(Manifest manifest) const {
                               (vm_dir_ / manifest.memory_file).string(), ec.message()));
     }
   }
-  if (auto s = WriteFileDurably(staging_ / kManifestFile, ToJson(manifest).dump(2) + "\n"); !s) {
+  if (auto s = WriteFileAtomically(staging_ / kManifestFile, ToJson(manifest).dump(2) + "\n"); !s) {
     return Fail(s.error().Wrap("writing the snapshot manifest"));
   }
-  if (auto s = SwapIntoPlace(staging_, current_); !s) return Fail(s.error());
+  if (auto s = SwapIntoPlace(staging_, current_, /*sync=*/false); !s) return Fail(s.error());
   RemoveStaging();  // now the previous snapshot, if there was one
   return manifest;
 }
@@ -120,17 +121,42 @@ Result<Manifest> SnapshotDir::Load() const {
   return m;
 }
 
-Status SnapshotDir::MarkMemorySynced(Timestamp taken_at) const {
+Result<Manifest> SnapshotDir::Sync(Timestamp taken_at) const {
   auto m = ReadManifest(current_);
   if (!m) return Fail(m.error());
   if (m->taken_at != taken_at || Consumed()) {
     return Fail(Code::kFailedPrecondition, "the snapshot was replaced or used meanwhile");
   }
-  m->memory_synced = true;
-  return WriteFileDurably(current_ / kManifestFile, ToJson(*m).dump(2) + "\n");
+  for (const auto& f : m->files) {
+    if (auto s = FsyncPath(current_ / f.name); !s) return Fail(s.error());
+  }
+  for (const auto& path : {current_ / kManifestFile, current_, vm_dir_}) {
+    if (auto s = FsyncPath(path); !s) return Fail(s.error());
+  }
+  if (!m->memory_file.empty()) {
+    fs::path memory = vm_dir_ / m->memory_file;
+    int fd = ::open(memory.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Fail(Code::kInternal, fmt::format("opening {}", memory.string()));
+    bool synced = ::fdatasync(fd) == 0;
+    if (synced) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+    if (!synced) return Fail(Code::kInternal, fmt::format("fdatasync {}", memory.string()));
+  }
+  return m;
 }
 
-Status SnapshotDir::MarkConsumed() const { return WriteFileDurably(current_ / kConsumedFile, ""); }
+Status SnapshotDir::MarkSynced(Manifest manifest) const {
+  auto now = ReadManifest(current_);
+  if (!now || now->taken_at != manifest.taken_at || Consumed()) {
+    return Fail(Code::kFailedPrecondition, "the snapshot was replaced or used meanwhile");
+  }
+  manifest.synced = true;
+  return WriteFileDurably(current_ / kManifestFile, ToJson(manifest).dump(2) + "\n");
+}
+
+Status SnapshotDir::MarkConsumed() const {
+  return WriteFileAtomically(current_ / kConsumedFile, "");
+}
 
 bool SnapshotDir::Consumed() const {
   std::error_code ec;

@@ -95,12 +95,20 @@ TEST_F(SnapshotDirTest, AConsumedSnapshotIsNeverRestoredAgain) {
   EXPECT_EQ(dir_.Load().error().code, Code::kNotFound);
 }
 
-TEST_F(SnapshotDirTest, MemorySyncedIsRecordedOnlyForTheSameSnapshot) {
+TEST_F(SnapshotDirTest, SyncedIsRecordedOnlyForTheSameUnusedSnapshot) {
   ASSERT_TRUE(Take("state", t1_));
-  EXPECT_FALSE(dir_.MarkMemorySynced(t2_));
-  EXPECT_FALSE(dir_.Load()->memory_synced);
-  ASSERT_TRUE(dir_.MarkMemorySynced(t1_));
-  EXPECT_TRUE(dir_.Load()->memory_synced);
+  EXPECT_FALSE(dir_.Sync(t2_)) << "another snapshot";
+  auto synced = dir_.Sync(t1_);
+  ASSERT_TRUE(synced) << synced.error().message;
+  EXPECT_FALSE(dir_.Load()->synced);
+  ASSERT_TRUE(dir_.MarkSynced(*synced));
+  EXPECT_TRUE(dir_.Load()->synced);
+
+  ASSERT_TRUE(Take("state", t2_));
+  synced = dir_.Sync(t2_);
+  ASSERT_TRUE(synced);
+  ASSERT_TRUE(dir_.MarkConsumed());  // resumed while it was being synced
+  EXPECT_FALSE(dir_.MarkSynced(*synced));
 }
 
 TEST(SnapshotManifestTest, RoundTripsAndRefusesOtherFormats) {

@@ -337,7 +337,6 @@ Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId&
     return Fail(Code::kInternal, fmt::format("vm '{}': saving state: {} is empty or missing{}",
                                              spec.name, state_file.string(), Diagnose(spec)));
   }
-  if (auto s = FsyncPath(state_file); !s) return Fail(s.error());
   return spec.memory_file;
 }
 
