@@ -58,10 +58,11 @@ std::string DescribeFiring(const DueTimer& due, const Timers& timers) {
 }
 
 void TrackRunningSince(const VmRecord& before, VmRecord& next, Timestamp now) {
-  if (next.state != VmState::kRunning) {
+  bool same_run = before.state == VmState::kRunning || before.state == VmState::kSuspending;
+  if (next.state == VmState::kRunning) {
+    if (!same_run || !next.running_since) next.running_since = now;
+  } else if (next.state != VmState::kSuspending) {
     next.running_since.reset();
-  } else if (before.state != VmState::kRunning || !next.running_since) {
-    next.running_since = now;
   }
 }
 

@@ -44,7 +44,8 @@ std::string DescribeFiring(const DueTimer& due, const Timers& timers);
 
 // Keeps `next.running_since` in step with `next.state` as a VM goes from `before` to `next`: set
 // to `now` when the VM becomes running (or runs without it, as a record from an older hearthd
-// may), kept while it stays running, cleared when it leaves running.
+// may), kept while it runs and while it is being suspended (a suspend that fails lets the same
+// run go on), cleared in every other state.
 void TrackRunningSince(const VmRecord& before, VmRecord& next, Timestamp now);
 
 }  // namespace hearth

@@ -115,8 +115,8 @@ struct VmRecord {
   int64_t version = 1;       // increases on every change
   Timestamp created_at;
   Timestamp updated_at;
-  // When the VM last became running (start, resume, automatic restart); unset unless running.
-  // Timers count from it (model/timers.h).
+  // When the VM last became running (start, resume, automatic restart); unset unless it is
+  // running or suspending. Timers count from it (model/timers.h).
   std::optional<Timestamp> running_since;
   // Runtime facts, set by the hypervisor and network layers while the VM exists.
   std::optional<int64_t> pid;

@@ -105,7 +105,8 @@ class Node {
   // the taps of running VMs with an idle timeout every 250 ms and fires each timer within a
   // second of its time, including one that fell due while no hearthd ran. A firing is a "timer"
   // event followed by the same suspend or (graceful) stop the API does; if that is refused, a
-  // second "timer" event says why and the timer tries again 30 s later while the VM still runs.
+  // second "timer" event says why. A timer that fired tries again 30 s later while the same run
+  // goes on (a refused action, or a suspend that failed and let the guest run on).
   // Idle time is counted from when the VM became running, from the edit that gave a running VM
   // its idle timeout, or from when this node started its timers, whichever is latest (packets
   // were not watched before; those of a previous hearthd's time are not known).
@@ -244,7 +245,7 @@ class Node {
   std::set<std::string> taps_ready_;
   bool shutting_down_ = false;
   // Timers; mu_ guards all but the thread object itself.
-  std::map<std::string, TimerWatch, std::less<>> watches_;  // by VM name, running VMs only
+  std::map<std::string, TimerWatch, std::less<>> watches_;  // by VM name, while it has a run
   Timestamp timers_epoch_;                                  // when the timer thread started
   std::condition_variable timers_wake_;                     // a record changed, or stop
   bool timers_dirty_ = false;

@@ -73,9 +73,11 @@ Node::TimerPass Node::RunTimers() {
   {
     std::lock_guard lock(mu_);
     Timestamp now = clock_.Now();
+    // A watch lives as long as its run, which a suspend that fails does not end: the retry time
+    // of the timer that started that suspend is kept.
     std::erase_if(watches_, [&](const auto& entry) {
       const VmRecord* vm = Find(entry.first);
-      return !vm || vm->state != VmState::kRunning;
+      return !vm || vm->running_since != entry.second.run;
     });
     auto later = [&](Timestamp at) { pass.next = pass.next ? std::min(*pass.next, at) : at; };
     for (const auto& [name, vm] : vms_) {

@@ -112,13 +112,34 @@ TEST(TimersTest, RunningSinceFollowsTheState) {
   before = next;
   next.state = VmState::kSuspending;
   TrackRunningSince(before, next, kT0 + 2h);
-  EXPECT_FALSE(next.running_since) << "left running";
+  EXPECT_EQ(next.running_since, kT0) << "being suspended: the run is not over yet";
+  VmRecord failed_suspend = next;
+  failed_suspend.state = VmState::kRunning;
+  TrackRunningSince(next, failed_suspend, kT0 + 3h);
+  EXPECT_EQ(failed_suspend.running_since, kT0) << "a failed suspend: the same run goes on";
+  before = next;
+  next.state = VmState::kSuspended;
+  TrackRunningSince(before, next, kT0 + 3h);
+  EXPECT_FALSE(next.running_since) << "suspended";
+
+  before = failed_suspend;
+  next = failed_suspend;
+  next.state = VmState::kStopping;
+  TrackRunningSince(before, next, kT0 + 3h);
+  EXPECT_FALSE(next.running_since) << "left running for good";
 
   before = next;
-  before.state = VmState::kRunning;  // a record from a hearthd that did not keep running_since
+  before.state = VmState::kResuming;
   next = before;
-  TrackRunningSince(before, next, kT0 + 3h);
-  EXPECT_EQ(next.running_since, kT0 + 3h);
+  next.state = VmState::kRunning;
+  TrackRunningSince(before, next, kT0 + 4h);
+  EXPECT_EQ(next.running_since, kT0 + 4h) << "a resume is a new run";
+
+  before.state = VmState::kRunning;  // a record from a hearthd that did not keep running_since
+  before.running_since.reset();
+  next = before;
+  TrackRunningSince(before, next, kT0 + 5h);
+  EXPECT_EQ(next.running_since, kT0 + 5h);
 }
 
 }  // namespace
