@@ -220,6 +220,15 @@ class Node {
   void StartTimers();
   void StopTimers();
   void TimerLoop();
+  // mu_ guards these, except the thread object (timer_thread_mu_); Shutdown joins the thread.
+  std::map<std::string, TimerWatch, std::less<>> watches_;  // by VM name, while it has a run
+  Timestamp timers_epoch_;                                  // when the timer thread started
+  std::condition_variable timers_wake_;                     // a record changed, or stop
+  bool timers_dirty_ = false;
+  bool timers_stop_ = false;
+  std::mutex timer_pass_mu_;  // one RunTimers at a time
+  std::mutex timer_thread_mu_;
+  std::thread timer_thread_;
 
   mutable std::mutex mu_;
   store::StateStore& store_;
@@ -244,15 +253,6 @@ class Node {
   std::mutex taps_mu_;
   std::set<std::string> taps_ready_;
   bool shutting_down_ = false;
-  // Timers; mu_ guards all but the thread object itself.
-  std::map<std::string, TimerWatch, std::less<>> watches_;  // by VM name, while it has a run
-  Timestamp timers_epoch_;                                  // when the timer thread started
-  std::condition_variable timers_wake_;                     // a record changed, or stop
-  bool timers_dirty_ = false;
-  bool timers_stop_ = false;
-  std::mutex timer_pass_mu_;  // one RunTimers at a time
-  std::mutex timer_thread_mu_;
-  std::thread timer_thread_;
   std::unique_ptr<hv::Supervisor> supervisor_;  // last: its thread calls back into the node
 };
 
