@@ -31,16 +31,16 @@ HttpResponse ErrorResponse(Code code, std::string message, std::string field = {
   return ErrorResponse(Error{code, std::move(message), std::move(field)});
 }
 
-HttpResponse VmResponse(int status, const VmRecord& vm) {
-  HttpResponse r = JsonResponse(status, VmToJson(vm));
+HttpResponse VmResponse(const node::Node& node, int status, const VmRecord& vm) {
+  HttpResponse r = JsonResponse(status, VmToJson(vm, node.NextTimer(vm)));
   r.headers.emplace_back("ETag", fmt::format("\"{}\"", vm.version));
   return r;
 }
 
 template <class T>
-HttpResponse VmResult(const Result<T>& r, int status = 200) {
+HttpResponse VmResult(const node::Node& node, const Result<T>& r, int status = 200) {
   if (!r) return ErrorResponse(r.error());
-  return VmResponse(status, *r);
+  return VmResponse(node, status, *r);
 }
 
 struct Target {
@@ -259,7 +259,8 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
       for (const auto& vm : node_.List()) {
         if (!first) r.body += ',';
         first = false;
-        r.body += VmToJson(vm).dump(-1, ' ', false, json::error_handler_t::replace);
+        r.body +=
+            VmToJson(vm, node_.NextTimer(vm)).dump(-1, ' ', false, json::error_handler_t::replace);
       }
       r.body += "]}";
       return r;
@@ -271,7 +272,7 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
       if (!create) return ErrorResponse(create.error());
       auto vm = node_.Create(*create);
       if (!vm) return ErrorResponse(vm.error());
-      HttpResponse r = VmResponse(201, *vm);
+      HttpResponse r = VmResponse(node_, 201, *vm);
       r.headers.emplace_back("Location", "/v1/vms/" + vm->name);
       return r;
     }
@@ -283,7 +284,7 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
     if ((m == "GET" || m == "PATCH") && !target->query.empty()) {
       return ErrorResponse(CheckQuery(*target, {}).error());
     }
-    if (m == "GET") return VmResult(node_.Get(name));
+    if (m == "GET") return VmResult(node_, node_.Get(name));
     if (m == "PATCH") {
       auto if_match = IfMatchVersion(req);
       if (!if_match) return ErrorResponse(if_match.error());
@@ -300,7 +301,7 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
         }
         edit->version = **if_match;
       }
-      return VmResult(node_.Edit(name, *edit));
+      return VmResult(node_, node_.Edit(name, *edit));
     }
     if (m == "DELETE") {
       if (auto s = CheckQuery(*target, {"force"}); !s) return ErrorResponse(s.error());
@@ -346,16 +347,16 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
     if (auto s = CheckQuery(*target, {"fresh"}); !s) return ErrorResponse(s.error());
     auto fresh = QueryFlag(*target, "fresh");
     if (!fresh) return ErrorResponse(fresh.error());
-    return VmResult(node_.Start(name, *fresh));
+    return VmResult(node_, node_.Start(name, *fresh));
   }
   if (verb == "stop") {
     if (auto s = CheckQuery(*target, {"kill"}); !s) return ErrorResponse(s.error());
     auto kill = QueryFlag(*target, "kill");
     if (!kill) return ErrorResponse(kill.error());
-    return VmResult(node_.Stop(name, *kill));
+    return VmResult(node_, node_.Stop(name, *kill));
   }
   if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
-  return VmResult(verb == "suspend" ? node_.Suspend(name) : node_.Resume(name));
+  return VmResult(node_, verb == "suspend" ? node_.Suspend(name) : node_.Resume(name));
 }
 
 }  // namespace hearth::api

@@ -55,10 +55,13 @@ struct SpecFlags {
                                       "HOSTPORT:GUESTPORT[/tcp|udp], repeatable; \"\" clears")
                           ->take_all()
                           ->allow_extra_args(false));
-    add("--idle-timeout", idle_timeout, "act after this long without network traffic, or none");
-    add("--stop-after", stop_after, "act after this much running time, or none");
-    add("--stop-at", stop_at, "act at this RFC 3339 time, or none");
-    add("--on-timer", on_timer, "what timers do: suspend (default) or stop");
+    add("--idle-timeout", idle_timeout,
+        "act after this long (e.g. 30s) without a packet either way on the VM's tap, or none");
+    add("--stop-after", stop_after,
+        "act after this much running time since the last start or resume (e.g. 2h), or none");
+    add("--stop-at", stop_at, "act at this RFC 3339 time if the VM was started before it, or none");
+    add("--on-timer", on_timer,
+        "what timers do: suspend (default; state kept) or stop (guest shutdown, no state)");
     add("--wake", wake, "on-packet or never");
     add("--wake-ports", wake_ports, "e.g. tcp:80,tcp:443 (default: any packet); \"\" for any");
     add("--restart", restart, "never, on-failure (default) or always");
@@ -317,6 +320,10 @@ int Main(int argc, char** argv) {
   hearth vm start web && hearth vm logs web -f
   hearth vm show web -o json
   HEARTH_HOST=node1:7777 HEARTH_TOKEN=$(cat admin.token) hearth node info
+
+Timers (--idle-timeout, --stop-after, --stop-at) act on a running VM within a second of their
+time, also when it came while hearthd was down; `vm ls` shows the next one, and each firing is a
+`timer` event in `vm events`.
 
 Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
   app.require_subcommand(1);

@@ -91,6 +91,33 @@ std::string Timers(const json& vm) {
   return out + " -> " + Str(t.value("on_timer", json("suspend")));
 }
 
+// "4m12s" from now to `at`, to the second (to the minute past an hour); "now" once it is past.
+std::string Remaining(Timestamp at, Timestamp now) {
+  if (at <= now) return "now";
+  auto left = std::chrono::ceil<std::chrono::seconds>(at - now);
+  if (left >= std::chrono::hours(1)) left = std::chrono::floor<std::chrono::minutes>(left);
+  return "in " + FormatDuration(std::chrono::duration_cast<Duration>(left));
+}
+
+// "suspend in 4m12s" (`detail`: followed by the kind and the time); "-" without a timer.
+std::string NextTimer(const json& vm, Timestamp now, bool detail) {
+  const json t = vm.value("next_timer", json());
+  if (!t.is_object()) return "-";
+  auto at = ParseTime(t.value("at", ""));
+  if (!at) return "-";
+  std::string out = fmt::format("{} {}", t.value("action", "?"), Remaining(*at, now));
+  if (detail) out += fmt::format(" ({}, at {})", t.value("kind", "?"), t.value("at", ""));
+  return out;
+}
+
+// "5 MiB on disk, taken 2026-11-26T07:40:28Z"; "-" without saved state.
+std::string Snapshot(const json& vm) {
+  const json s = vm.value("snapshot", json());
+  if (!s.is_object()) return "-";
+  return fmt::format("{} MiB on disk, taken {}", s.value("bytes", int64_t{0}) >> 20,
+                     s.value("taken_at", "?"));
+}
+
 }  // namespace
 
 Result<Format> ParseFormat(std::string_view text) {
@@ -163,9 +190,11 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
   return out;
 }
 
-std::string VmListTable(const json& list) {
+std::string VmListTable(const json& list) { return VmListTable(list, SystemClock().Now()); }
+
+std::string VmListTable(const json& list, Timestamp now) {
   std::vector<std::vector<std::string>> rows = {
-      {"NAME", "STATE", "VCPUS", "MEMORY", "IP", "PUBLISH", "TIMERS", "VERSION"}};
+      {"NAME", "STATE", "VCPUS", "MEMORY", "IP", "PUBLISH", "TIMERS", "NEXT TIMER", "VERSION"}};
   for (const auto& vm : list.value("vms", json::array())) {
     std::string state = Str(vm["state"]);
     // Suspended VMs hold no RAM but keep their state on disk: make that visible at a glance.
@@ -174,23 +203,27 @@ std::string VmListTable(const json& list) {
     }
     rows.push_back({Str(vm["name"]), state, Str(vm["vcpus"]),
                     fmt::format("{}M", vm.value("memory_mib", 0)), Str(vm["ip"]), Publish(vm),
-                    Timers(vm), Str(vm["version"])});
+                    Timers(vm), NextTimer(vm, now, false), Str(vm["version"])});
   }
   if (rows.size() == 1) return "No VMs. Create one with `hearth vm create NAME --kernel PATH`.\n";
   return FormatTable(rows);
 }
 
-std::string VmDetailTable(const json& vm) {
+std::string VmDetailTable(const json& vm) { return VmDetailTable(vm, SystemClock().Now()); }
+
+std::string VmDetailTable(const json& vm, Timestamp now) {
   std::vector<std::vector<std::string>> rows;
-  for (const char* key : {"name",       "id",      "state",    "state_reason", "vcpus",
-                          "memory_mib", "kernel",  "initrd",   "rootfs",       "rootfs_readonly",
-                          "image",      "cmdline", "ip",       "pid",          "backend",
-                          "wake",       "restart", "snapshot", "version",      "created_at",
+  for (const char* key : {"name",       "id",      "state",   "state_reason",  "vcpus",
+                          "memory_mib", "kernel",  "initrd",  "rootfs",        "rootfs_readonly",
+                          "image",      "cmdline", "ip",      "pid",           "backend",
+                          "wake",       "restart", "version", "running_since", "created_at",
                           "updated_at"}) {
     if (vm.contains(key)) rows.push_back({std::string(key) + ":", Str(vm[key])});
   }
+  rows.push_back({"snapshot:", Snapshot(vm)});
   rows.push_back({"publish:", Publish(vm)});
   rows.push_back({"timers:", Timers(vm)});
+  rows.push_back({"next_timer:", NextTimer(vm, now, true)});
   std::string wake_ports;
   for (const auto& p : vm.value("wake_ports", json::array())) {
     wake_ports += (wake_ports.empty() ? "" : ",") + Str(p);

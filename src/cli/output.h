@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/result.h"
 
 namespace hearth::cli {
@@ -29,8 +30,11 @@ Result<int64_t> ParseMemoryMib(std::string_view text);
 // Column-aligned rows; the first row is the header.
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
 
-std::string VmListTable(const nlohmann::json& list);    // {"vms": [...]}
-std::string VmDetailTable(const nlohmann::json& vm);    // one VM object
+// Tables of VMs. The next timer is shown relative to `now` ("suspend in 4m12s").
+std::string VmListTable(const nlohmann::json& list);  // {"vms": [...]}
+std::string VmListTable(const nlohmann::json& list, Timestamp now);
+std::string VmDetailTable(const nlohmann::json& vm);  // one VM object
+std::string VmDetailTable(const nlohmann::json& vm, Timestamp now);
 std::string EventsTable(const nlohmann::json& events);  // {"events": [...]}
 std::string NodeTable(const nlohmann::json& node);
 

@@ -115,6 +115,9 @@ struct VmRecord {
   int64_t version = 1;       // increases on every change
   Timestamp created_at;
   Timestamp updated_at;
+  // When the VM last became running (start, resume, automatic restart); unset unless it is
+  // running or suspending. Timers count from it (model/timers.h).
+  std::optional<Timestamp> running_since;
   // Runtime facts, set by the hypervisor and network layers while the VM exists.
   std::optional<int64_t> pid;
   uint64_t pid_start = 0;  // the VMM's start time (clock ticks since boot): pid + this identify it

@@ -350,7 +350,7 @@ json SpecToJson(const VmSpec& spec, bool resolve_wake) {
   };
 }
 
-json VmToJson(const VmRecord& vm) {
+json VmToJson(const VmRecord& vm, const std::optional<DueTimer>& next_timer) {
   json out = SpecToJson(vm.spec);
   out["name"] = vm.name;
   out["id"] = vm.id;
@@ -359,6 +359,11 @@ json VmToJson(const VmRecord& vm) {
   out["version"] = vm.version;
   out["created_at"] = FormatTime(vm.created_at);
   out["updated_at"] = FormatTime(vm.updated_at);
+  out["running_since"] = vm.running_since ? json(FormatTime(*vm.running_since)) : json(nullptr);
+  out["next_timer"] = next_timer ? json{{"kind", ToString(next_timer->kind)},
+                                        {"action", ToString(next_timer->action)},
+                                        {"at", FormatTime(next_timer->at)}}
+                                 : json(nullptr);
   out["pid"] = vm.pid ? json(*vm.pid) : json(nullptr);
   out["ip"] = OptionalString(vm.ip);
   out["backend"] = OptionalString(vm.backend);

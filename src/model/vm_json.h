@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/result.h"
+#include "model/timers.h"
 #include "model/vm.h"
 
 namespace hearth {
@@ -37,7 +38,8 @@ Result<nlohmann::json> ParseJsonObject(std::string_view text);
 
 // `resolve_wake`: show the effective wake mode (API) rather than null for "unset" (storage).
 nlohmann::json SpecToJson(const VmSpec& spec, bool resolve_wake = true);
-nlohmann::json VmToJson(const VmRecord& vm);
+// `next_timer`: the timer that fires next, as the node sees it (model/timers.h).
+nlohmann::json VmToJson(const VmRecord& vm, const std::optional<DueTimer>& next_timer);
 nlohmann::json EventToJson(const Event& event);
 nlohmann::json ErrorToJson(const Error& error);
 

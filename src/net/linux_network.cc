@@ -251,6 +251,25 @@ class LinuxNetwork final : public Network {
     return Ok();
   }
 
+  Result<TapCounters> Counters(std::string_view name) override {
+    if (auto s = CheckTapName(name); !s) return Fail(s.error());
+    // No lock: sysfs reads do not race with the changes made under mu_.
+    std::filesystem::path dir = std::filesystem::path("/sys/class/net") / name / "statistics";
+    TapCounters counters;
+    for (auto [file, slot] : {std::pair{"rx_packets", &counters.rx_packets},
+                              std::pair{"tx_packets", &counters.tx_packets}}) {
+      std::ifstream in(dir / file);
+      if (!(in >> *slot)) {
+        if (!InterfaceExists(name)) {
+          return Fail(Code::kNotFound, fmt::format("tap {} does not exist", name));
+        }
+        return Fail(Code::kUnavailable,
+                    fmt::format("cannot read {}; is sysfs mounted?", (dir / file).string()));
+      }
+    }
+    return counters;
+  }
+
   Status RemoveRules() override {
     if (auto s = ValidateTableName(options_.table); !s) return s;
     std::lock_guard lock(mu_);

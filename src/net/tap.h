@@ -4,6 +4,7 @@
 // interface so that the node and the tests above it run without root.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,13 @@ struct TapConfig {
   std::string guest_mac;  // GuestMac(address)
 };
 
+// Packets through a tap, both ways, since it was created.
+struct TapCounters {
+  uint64_t rx_packets = 0;  // sent by the guest
+  uint64_t tx_packets = 0;  // sent to the guest
+  bool operator==(const TapCounters&) const = default;
+};
+
 // Every method is idempotent. Thread-safe.
 class Network {
  public:
@@ -61,6 +69,9 @@ class Network {
   virtual Status ApplyRules(const RuleSet& rules) = 0;
   // Deletes hearth's nftables table; OK if it is absent.
   virtual Status RemoveRules() = 0;
+  // The tap's packet counters (idle timeouts watch them). not_found when no interface has the
+  // name; invalid_argument for a name EnsureTap would not take. Cheap: two small sysfs reads.
+  virtual Result<TapCounters> Counters(std::string_view name) = 0;
 };
 
 }  // namespace hearth::net

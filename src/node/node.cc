@@ -144,6 +144,8 @@ Status Node::Write(std::unique_lock<std::mutex>& lock, const VmRecord& next,
   lock.lock();
   writing_.erase(writing_.find(next.name));
   idle_.notify_all();
+  timers_dirty_ = true;  // the timers may have changed with the record
+  timers_wake_.notify_all();
   return s;
 }
 

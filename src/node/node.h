@@ -15,6 +15,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"
@@ -22,6 +23,7 @@
 #include "hv/driver.h"
 #include "hv/supervisor.h"
 #include "model/host.h"
+#include "model/timers.h"
 #include "model/validator.h"
 #include "model/vm.h"
 #include "model/vm_json.h"
@@ -102,6 +104,22 @@ class Node {
   Result<VmRecord> Stop(std::string_view name, bool kill);
   Result<VmRecord> Suspend(std::string_view name);
   Result<VmRecord> Resume(std::string_view name);
+
+  // Timers (model/timers.h for when they fall due). After Recover, a thread of the node reads
+  // the taps of running VMs with an idle timeout every 250 ms and fires each timer within a
+  // second of its time, including one that fell due while no hearthd ran. A firing is a "timer"
+  // event followed by the same suspend or (graceful) stop the API does; if that is refused, a
+  // second "timer" event says why. A timer that fired tries again 30 s later while the same run
+  // goes on (a refused action, or a suspend that failed and let the guest run on).
+  // Idle time is counted from when the VM became running, from the edit that gave a running VM
+  // its idle timeout, or from when this node started its timers, whichever is latest (packets
+  // were not watched before; those of a previous hearthd's time are not known).
+  //
+  // Reads the taps and fires the timers due at the clock's now (the timer thread's work, exposed
+  // for tests with a fake clock). Returns how many fired.
+  int FireDueTimers();
+  // The timer that fires next for `vm` (a record this node returned), if any.
+  std::optional<DueTimer> NextTimer(const VmRecord& vm) const;
 
   Result<std::vector<Event>> Events(std::string_view name, int limit) const;
   // The last `max_bytes` of the VM's console log; empty if it never ran.
@@ -189,6 +207,44 @@ class Node {
   Result<std::string> AllocateAddress() const;
   // Deletes a VM whose process has ended: cleanup, store, memory.
   Status Remove(std::unique_lock<std::mutex>& lock, const VmRecord& vm);
+
+  // --- timers (node_timers.cc) ---
+  // What the node has seen of a running VM, for its timers; reset when a new run begins.
+  struct TimerWatch {
+    std::optional<Timestamp> run;              // the running_since this watch is about
+    std::optional<net::TapCounters> counters;  // as last read
+    Timestamp last_activity;                   // when the counters last changed
+    std::optional<Timestamp> fired_at;         // a timer fired in this run (retry after 30 s)
+    bool idle_watched = false;                 // the VM had an idle timeout at the last pass
+    bool read_failed = false;                  // the failure to read the tap was logged
+  };
+  struct TimerPass {
+    int fired = 0;
+    std::optional<Timestamp> next;  // the next timer after this pass (clock time)
+    bool polling = false;           // some running VM has an idle timeout
+  };
+  struct Firing {
+    std::string name;
+    DueTimer due;
+    std::string message;
+  };
+  TimerPass RunTimers();
+  void Fire(const Firing& firing);
+  Timestamp IdleBaseline(const VmRecord& vm) const;  // lock held
+  // Starts the timer thread (end of Recover, lock held); stops and joins it (Shutdown, lock not
+  // held). A node whose timers were stopped does not start them again.
+  void StartTimers();
+  void StopTimers();
+  void TimerLoop();
+  // mu_ guards these, except the thread object (timer_thread_mu_); Shutdown joins the thread.
+  std::map<std::string, TimerWatch, std::less<>> watches_;  // by VM name, while it has a run
+  Timestamp timers_epoch_;                                  // when the timer thread started
+  std::condition_variable timers_wake_;                     // a record changed, or stop
+  bool timers_dirty_ = false;
+  bool timers_stop_ = false;
+  std::mutex timer_pass_mu_;  // one RunTimers at a time
+  std::mutex timer_thread_mu_;
+  std::thread timer_thread_;
 
   mutable std::mutex mu_;
   store::StateStore& store_;

@@ -24,6 +24,7 @@ Result<VmRecord> Node::Commit(std::unique_lock<std::mutex>& lock, VmRecord next,
   int64_t base = next.version;
   next.version = base + 1;
   next.updated_at = clock_.Now();
+  TrackRunningSince(vms_.find(next.name)->second, next, next.updated_at);
   Event event = MakeEvent(next, std::move(type), std::move(message));
   if (auto s = Write(lock, next, [&] { return store_.UpdateVm(next, base, event); }); !s) {
     return Fail(s.error());
@@ -43,6 +44,7 @@ void Node::Spawn(std::function<void()> job) {
 }
 
 void Node::Shutdown() {
+  StopTimers();  // first: a firing starts jobs
   std::unique_lock lock(mu_);
   shutting_down_ = true;
   for (auto& [_, live] : live_) live.cancel->store(true);

@@ -152,6 +152,7 @@ Status Node::Recover() {
     if (auto s = SyncRules(); !s) return Fail(s.error());
   }
   for (auto& job : jobs) Spawn(std::move(job));
+  StartTimers();  // timers that fell due while no hearthd ran fire now
   return Ok();
 }
 

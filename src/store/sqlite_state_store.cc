@@ -51,6 +51,7 @@ std::string RuntimeJson(const VmRecord& vm) {
   json r = json::object();
   if (vm.pid) r["pid"] = *vm.pid;
   if (vm.pid_start) r["pid_start"] = vm.pid_start;
+  if (vm.running_since) r["running_since_ms"] = ToMillis(*vm.running_since);
   if (!vm.ip.empty()) r["ip"] = vm.ip;
   if (!vm.backend.empty()) r["backend"] = vm.backend;
   if (vm.snapshot) {
@@ -238,6 +239,9 @@ Result<VmRecord> ReadVm(const std::string& name, const std::string& id, const st
   if (rt.is_object()) {
     if (rt.contains("pid")) vm.pid = rt["pid"].get<int64_t>();
     vm.pid_start = rt.value("pid_start", uint64_t{0});
+    if (rt.contains("running_since_ms")) {
+      vm.running_since = FromMillis(rt["running_since_ms"].get<int64_t>());
+    }
     vm.ip = rt.value("ip", "");
     vm.backend = rt.value("backend", "");
     if (rt.contains("snapshot")) {
@@ -290,6 +294,10 @@ Status SqliteStateStore::InsertEvent(const Event& e) {
       .Bind(5, e.message);
   if (!q.ok() || q.Step() != SQLITE_DONE) return Fail(SqlError("appending event"));
   return Ok();
+}
+
+Status SqliteStateStore::AppendEvent(const Event& event) {
+  return Commit([&] { return InsertEvent(event); });
 }
 
 Status SqliteStateStore::CreateVm(const VmRecord& vm, const Event& event) {

@@ -32,6 +32,7 @@ class SqliteStateStore final : public StateStore {
   Status CreateVm(const VmRecord& vm, const Event& event) override;
   Status UpdateVm(const VmRecord& vm, int64_t expected_version, const Event& event) override;
   Status DeleteVm(std::string_view name, int64_t expected_version, const Event& event) override;
+  Status AppendEvent(const Event& event) override;
   Result<std::vector<Event>> ListEvents(std::string_view vm_id, int limit) override;
   Result<std::optional<std::string>> GetSetting(std::string_view key) override;
   Status PutSetting(std::string_view key, std::string_view value) override;

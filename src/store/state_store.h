@@ -31,6 +31,10 @@ class StateStore {
   // Deletes the VM if its version is `expected_version`; its events are kept.
   virtual Status DeleteVm(std::string_view name, int64_t expected_version, const Event& event) = 0;
 
+  // Appends an event about a VM whose record does not change with it (a timer that fired, or
+  // could not act).
+  virtual Status AppendEvent(const Event& event) = 0;
+
   // The VM's events (by VM id), oldest first, at most `limit` of the newest.
   virtual Result<std::vector<Event>> ListEvents(std::string_view vm_id, int limit) = 0;
 

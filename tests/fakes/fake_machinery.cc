@@ -153,6 +153,24 @@ Status FakeNetwork::RemoveRules() {
   return Ok();
 }
 
+Result<net::TapCounters> FakeNetwork::Counters(std::string_view name) {
+  std::lock_guard lock(mu_);
+  std::string tap(name);
+  if (!taps_.count(tap)) return Fail(Code::kNotFound, "tap " + tap + " does not exist");
+  return counters_[tap];
+}
+
+void FakeNetwork::SetCounters(const std::string& tap, net::TapCounters counters) {
+  std::lock_guard lock(mu_);
+  counters_[tap] = counters;
+}
+
+void FakeNetwork::AddTraffic(const std::string& tap, uint64_t packets) {
+  std::lock_guard lock(mu_);
+  counters_[tap].rx_packets += packets;
+  counters_[tap].tx_packets += packets;
+}
+
 std::set<std::string> FakeNetwork::taps() const {
   std::lock_guard lock(mu_);
   return taps_;

@@ -62,13 +62,18 @@ class FakeNetwork final : public net::Network {
   Result<std::vector<std::string>> ListTaps() override;
   Status ApplyRules(const net::RuleSet& rules) override;
   Status RemoveRules() override;
+  Result<net::TapCounters> Counters(std::string_view name) override;
 
   std::set<std::string> taps() const;
   net::RuleSet rules() const;
+  // Sets a tap's counters (they start at zero); `packets` more each way by AddTraffic.
+  void SetCounters(const std::string& tap, net::TapCounters counters);
+  void AddTraffic(const std::string& tap, uint64_t packets = 1);
 
  private:
   mutable std::mutex mu_;
   std::set<std::string> taps_;
+  std::map<std::string, net::TapCounters> counters_;
   net::RuleSet rules_;
 };
 

@@ -132,6 +132,14 @@ Status FakeStateStore::DeleteVm(std::string_view name, int64_t expected_version,
   return Ok();
 }
 
+Status FakeStateStore::AppendEvent(const Event& event) {
+  std::lock_guard lock(mu_);
+  if (auto s = CheckWrite(); !s) return s;
+  events_.push_back(event);
+  events_.back().seq = next_seq_++;
+  return Ok();
+}
+
 Result<std::vector<Event>> FakeStateStore::ListEvents(std::string_view vm_id, int limit) {
   std::lock_guard lock(mu_);
   std::vector<Event> out;

@@ -1,6 +1,7 @@
 // Stateful fakes of the I/O boundaries, for unit tests.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <string>
@@ -14,12 +15,12 @@ namespace hearth::testing {
 class FakeClock final : public Clock {
  public:
   explicit FakeClock(Timestamp now = Timestamp{std::chrono::hours(24 * 365 * 56)}) : now_(now) {}
-  Timestamp Now() const override { return now_; }
-  void Advance(Duration d) { now_ += d; }
-  void Set(Timestamp t) { now_ = t; }
+  Timestamp Now() const override { return now_.load(); }
+  void Advance(Duration d) { now_.store(now_.load() + d); }
+  void Set(Timestamp t) { now_.store(t); }
 
  private:
-  Timestamp now_;
+  std::atomic<Timestamp> now_;  // read by node threads (timers) while a test moves it
 };
 
 // Files that exist only in the test. Paths not added are missing.
@@ -52,6 +53,7 @@ class FakeStateStore final : public store::StateStore {
   Status CreateVm(const VmRecord& vm, const Event& event) override;
   Status UpdateVm(const VmRecord& vm, int64_t expected_version, const Event& event) override;
   Status DeleteVm(std::string_view name, int64_t expected_version, const Event& event) override;
+  Status AppendEvent(const Event& event) override;
   Result<std::vector<Event>> ListEvents(std::string_view vm_id, int limit) override;
   Result<std::optional<std::string>> GetSetting(std::string_view key) override;
   Status PutSetting(std::string_view key, std::string_view value) override;

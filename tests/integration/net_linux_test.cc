@@ -148,6 +148,22 @@ TEST_F(NetLinuxTest, EnsureTapCreatesAPersistentConfiguredTapAndRemoveTapDeletes
   EXPECT_TRUE(s) << "absent: " << s.error().message;
 }
 
+TEST_F(NetLinuxTest, CountersReadTheTapsPacketStatistics) {
+  TapConfig tap = TestTap(Unique("hthcnt"), "172.30.252.0/24");
+  Guard cleanup = DeleteLinkAtEnd(tap.name);
+  auto missing = net_->Counters(tap.name);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Code::kNotFound) << missing.error().message;
+  ASSERT_TRUE(net_->EnsureTap(tap));
+  auto counters = net_->Counters(tap.name);
+  ASSERT_TRUE(counters) << counters.error().message;
+  // Nothing holds the tap open, so nothing can have gone through it.
+  EXPECT_EQ(*counters, TapCounters{});
+  auto refused = net_->Counters("../eth0");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Code::kInvalidArgument);
+}
+
 TEST_F(NetLinuxTest, ListTapsSeesOnlyTheTapsOfItsOwner) {
   NetworkOptions mine{"hearth_test_a", Unique("hearth:test-a-")};
   NetworkOptions theirs{"hearth_test_b", Unique("hearth:test-b-")};

@@ -137,13 +137,22 @@ TEST(OpenApiSpecTest, ServersJsonOfAFullyPopulatedVmConforms) {
   const auto& spec = LoadedSpec();
   ASSERT_TRUE(spec) << spec.error().message;
   // Parts the daemon cannot show yet without a driver: pid, ip, backend, snapshot, udp ports.
-  EXPECT_THAT(spec->ValidateSchema(VmToJson(FullRecord()), "Vm"), IsEmpty());
+  EXPECT_THAT(spec->ValidateSchema(VmToJson(FullRecord(), std::nullopt), "Vm"), IsEmpty());
+  VmRecord running = FullRecord();
+  running.state = VmState::kRunning;
+  running.snapshot.reset();
+  running.running_since = running.updated_at;
+  auto next = NextTimer(running, std::nullopt);
+  ASSERT_TRUE(next);
+  json with_timer = VmToJson(running, next);
+  EXPECT_EQ(with_timer["next_timer"]["kind"], "idle-timeout") << with_timer.dump();
+  EXPECT_THAT(spec->ValidateSchema(with_timer, "Vm"), IsEmpty());
   VmRecord failed = FullRecord();
   failed.state = VmState::kFailed;
   failed.state_reason = "the VMM exited with status 1";
   failed.snapshot.reset();
   failed.pid.reset();
-  EXPECT_THAT(spec->ValidateSchema(VmToJson(failed), "Vm"), IsEmpty());
+  EXPECT_THAT(spec->ValidateSchema(VmToJson(failed, std::nullopt), "Vm"), IsEmpty());
   Event event{12, "vm-0123456789abcdef", "web", Timestamp{}, "edited", "vcpus 1 -> 2"};
   EXPECT_THAT(spec->ValidateSchema(EventToJson(event), "Event"), IsEmpty());
   EXPECT_THAT(spec->ValidateSchema(ErrorToJson(Error{Code::kNotFound, "no", ""}), "Error"),
@@ -161,7 +170,7 @@ TEST(OpenApiSpecTest, ServersJsonOfAFullyPopulatedVmConforms) {
 TEST(OpenApiSpecTest, ValidatorRejectsBodiesThatDoNotConform) {
   const auto& spec = LoadedSpec();
   ASSERT_TRUE(spec) << spec.error().message;
-  const json good = VmToJson(FullRecord());
+  const json good = VmToJson(FullRecord(), std::nullopt);
   ASSERT_THAT(spec->ValidateSchema(good, "Vm"), IsEmpty());
 
   struct Case {

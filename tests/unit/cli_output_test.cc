@@ -76,5 +76,48 @@ TEST(CliOutputTest, TablesAlignAndShowSuspendedState) {
   EXPECT_NE(VmListTable({{"vms", json::array()}}).find("No VMs"), std::string::npos);
 }
 
+TEST(CliOutputTest, TablesShowTheNextTimerRelativeToNow) {
+  Timestamp now = *ParseTime("2026-11-26T07:40:00Z");
+  json vm = {
+      {"name", "web"},
+      {"state", "running"},
+      {"vcpus", 1},
+      {"memory_mib", 256},
+      {"ip", "172.30.0.2"},
+      {"publish", json::array()},
+      {"timers", {{"idle_timeout", "5m"}, {"on_timer", "suspend"}}},
+      {"running_since", "2026-11-26T07:39:00Z"},
+      {"next_timer",
+       {{"kind", "idle-timeout"}, {"action", "suspend"}, {"at", "2026-11-26T07:44:11.500Z"}}},
+      {"snapshot", nullptr},
+      {"version", 3}};
+  std::string list = VmListTable({{"vms", {vm}}}, now);
+  EXPECT_NE(list.find("NEXT TIMER"), std::string::npos) << list;
+  EXPECT_NE(list.find("suspend in 4m12s"), std::string::npos) << list;
+  std::string detail = VmDetailTable(vm, now);
+  EXPECT_NE(detail.find("suspend in 4m12s (idle-timeout, at 2026-11-26T07:44:11.500Z)"),
+            std::string::npos)
+      << detail;
+  EXPECT_NE(detail.find("running_since:"), std::string::npos) << detail;
+
+  vm["next_timer"]["at"] = "2026-11-26T09:45:30Z";
+  vm["next_timer"]["action"] = "stop";
+  EXPECT_NE(VmListTable({{"vms", {vm}}}, now).find("stop in 2h5m"), std::string::npos);
+  vm["next_timer"]["at"] = "2026-11-26T07:39:59Z";
+  EXPECT_NE(VmListTable({{"vms", {vm}}}, now).find("stop now"), std::string::npos);
+
+  vm["state"] = "suspended";
+  vm["next_timer"] = nullptr;
+  vm["snapshot"] = {{"bytes", 300 << 20}, {"taken_at", "2026-11-26T07:44:12Z"}};
+  list = VmListTable({{"vms", {vm}}}, now);
+  EXPECT_NE(list.find("suspended (300 MiB on disk)"), std::string::npos) << list;
+  detail = VmDetailTable(vm, now);
+  EXPECT_NE(detail.find("300 MiB on disk, taken 2026-11-26T07:44:12Z"), std::string::npos)
+      << detail;
+  size_t line = detail.find("next_timer:");
+  ASSERT_NE(line, std::string::npos) << detail;
+  EXPECT_EQ(detail.substr(line, detail.find('\n', line) - line).back(), '-') << detail;
+}
+
 }  // namespace
 }  // namespace hearth::cli

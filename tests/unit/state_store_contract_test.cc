@@ -54,6 +54,7 @@ TEST_P(StateStoreContract, CreateGetList) {
   b.backend = "qemu-tcg";
   b.state = VmState::kSuspended;
   b.snapshot = SnapshotInfo{Timestamp{Duration{5000}}, 1234};
+  b.running_since = Timestamp{Duration{1700000000456}};
   ASSERT_TRUE(store_->CreateVm(b, Ev(b, "created")));
   ASSERT_TRUE(store_->CreateVm(a, Ev(a, "created")));
   auto got = store_->GetVm("b");
@@ -135,6 +136,18 @@ TEST_P(StateStoreContract, EventsLimitKeepsTheNewest) {
   ASSERT_EQ(events->size(), 2u);
   EXPECT_EQ((*events)[0].type, "edited3");
   EXPECT_EQ((*events)[1].type, "edited4");
+}
+
+TEST_P(StateStoreContract, AppendEventLeavesTheRecordAlone) {
+  VmRecord a = Vm("a", "id-a");
+  ASSERT_TRUE(store_->CreateVm(a, Ev(a, "created")));
+  ASSERT_TRUE(store_->AppendEvent(Ev(a, "timer")));
+  EXPECT_EQ(**store_->GetVm("a"), a);
+  auto events = store_->ListEvents("id-a", 10);
+  ASSERT_TRUE(events);
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[1].type, "timer");
+  EXPECT_LT((*events)[0].seq, (*events)[1].seq);
 }
 
 TEST_P(StateStoreContract, Settings) {
