@@ -117,6 +117,9 @@ i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then
+  # IPv4 only: no router solicitations or other IPv6 chatter that would count as activity.
+  echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6 2>/dev/null
+  echo 1 >/proc/sys/net/ipv6/conf/eth0/disable_ipv6 2>/dev/null
   [ -n "$addr" ] && ip addr add "$addr" dev eth0
   ip link set eth0 up
   [ -n "$gw" ] && ip route add default via "$gw"

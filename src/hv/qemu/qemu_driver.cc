@@ -387,7 +387,7 @@ Result<ProcessId> QemuDriver::Restore(
 }
 
 Status QemuDriver::SyncClock(const MachineSpec& spec, const ProcessId&) {
-  return SetGuestClock(spec, 500ms);
+  return SetGuestClock(spec, 2s);  // off the resume path: it may wait
 }
 
 Result<std::string> QemuDriver::Version() {
