@@ -189,6 +189,8 @@ int Run(int rounds) {
     std::string vm_state = (Paths(dir.path()).vm_dir(id) / "raw-state").string();
     std::filesystem::copy_file(Paths(dir.path()).snapshot_dir(id) / "state", vm_state,
                                std::filesystem::copy_options::overwrite_existing);
+    std::string raw_in = vm_state + ".in";  // what the raw restore reads
+    std::filesystem::rename(vm_state, raw_in);
     std::vector<std::string> incoming = argv;
     incoming.insert(incoming.end(), {"-incoming", "defer"});
     std::filesystem::remove(qmp_path);
@@ -198,7 +200,7 @@ int Run(int rounds) {
     {
       auto q = Qmp(qmp_path);
       IgnoreShared(q);
-      Must(q.Execute("migrate-incoming", {{"uri", "exec:cat " + vm_state}}));
+      Must(q.Execute("migrate-incoming", {{"uri", "exec:cat " + raw_in}}));
       PollUntil(q, "query-status", "status", [](const std::string& s) { return s != "inmigrate"; });
       Must(q.Execute("cont"));
       rr.push_back(Ms(Clock::now() - t0));
@@ -207,13 +209,16 @@ int Run(int rounds) {
       t0 = Clock::now();
       IgnoreShared(q);
       Must(q.Execute("stop"));
-      Must(q.Execute("migrate", {{"uri", "exec:cat > " + vm_state}}));
+      // As hearth does: the file gets its name once `cat` has written all of it.
+      Must(q.Execute("migrate", {{"uri", "exec:cat > " + vm_state + ".part && mv " + vm_state +
+                                             ".part " + vm_state}}));
       PollUntil(q, "query-migrate", "status",
                 [](const std::string& s) { return s == "completed"; });
       q.Execute("quit", json::object(), 2s);
     }
     hv::WaitForExit(*qemu, 5s);
     waitpid(static_cast<pid_t>(qemu->pid), nullptr, 0);
+    while (!std::filesystem::exists(vm_state)) std::this_thread::sleep_for(1ms);
     rs.push_back(Ms(Clock::now() - t0));
     // Back to hearth for the next round: its saved state is the one the raw cycle just wrote.
     AdoptRawState(Paths(dir.path()), id, vm_state);

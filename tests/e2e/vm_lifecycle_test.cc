@@ -26,6 +26,7 @@
 #include "support/scope_guard.h"
 #include "support/temp_dir.h"
 #include "support/vm_env.h"
+#include "support/vm_fixture.h"
 
 namespace hearth {
 namespace {
@@ -36,36 +37,11 @@ using nlohmann::json;
 using testing::RunProgram;
 using testing::RunResult;
 
-class VmLifecycleTest : public ::testing::Test {
+class VmLifecycleTest : public testing::VmFixture {
  protected:
-  void SetUp() override {
-    testing::LinkDefaultImage(dir_.path());
-    StartDaemon();
-  }
-  void TearDown() override {
-    daemon_.reset();
-    testing::CleanUpHost(dir_.path());
-  }
-
-  void StartDaemon() {
-    auto d =
-        testing::DaemonProcess::Start(dir_.path(), {"--network-pool", testing::TestNetworkPool()});
-    ASSERT_TRUE(d) << d.error().message;
-    daemon_ = std::move(*d);
-  }
-
-  RunResult Cli(std::vector<std::string> args) {
-    args.insert(args.begin(), (testing::BuildDir() / "hearth").string());
-    return RunProgram(args, {"HEARTH_SOCKET=" + daemon_->socket().string()});
-  }
   void CliOk(std::vector<std::string> args) {
     RunResult r = Cli(args);
     ASSERT_EQ(r.exit_code, 0) << fmt::format("hearth {}: {}{}", fmt::join(args, " "), r.out, r.err);
-  }
-  json Show(const std::string& name) {
-    RunResult r = Cli({"vm", "show", name, "-o", "json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return json::parse(r.out, nullptr, false);
   }
   std::vector<std::string> Events(const std::string& name) {
     RunResult r = Cli({"vm", "events", name, "-o", "json"});
@@ -88,21 +64,6 @@ class VmLifecycleTest : public ::testing::Test {
              std::chrono::steady_clock::now() < until);
     return vm;
   }
-  // Creates a 128 MiB default-image VM, starts it with the CLI (which waits until it runs) and
-  // returns it as the API shows it.
-  json CreateAndStart(const std::string& name, std::vector<std::string> flags = {}) {
-    std::vector<std::string> create = {"vm",      "create",   name,  "--image",
-                                       "default", "--memory", "128M"};
-    create.insert(create.end(), flags.begin(), flags.end());
-    RunResult created = Cli(create);
-    EXPECT_EQ(created.exit_code, 0) << created.err;
-    RunResult started = Cli({"vm", "start", name});
-    EXPECT_EQ(started.exit_code, 0) << started.err;
-    json vm = Show(name);
-    EXPECT_EQ(vm.value("state", ""), "running") << vm.dump();
-    return vm;
-  }
-
   // A request over the unix socket whose answer must have `status` and conform to
   // api/openapi.yaml (for answers only a booted guest can give).
   void CheckedRequest(std::string_view method, const std::string& target, int status) {
@@ -131,9 +92,6 @@ class VmLifecycleTest : public ::testing::Test {
     auto table = net::NetworkOptions::ForDataDir(dir_.path()).table;
     return RunProgram({"nft", "list", "table", "ip", table}).out;
   }
-
-  testing::TempDir dir_;
-  std::unique_ptr<testing::DaemonProcess> daemon_;
 };
 
 TEST_F(VmLifecycleTest, GuestAnswersOnItsAddressAndPublishedPortFromHostAndNamespace) {

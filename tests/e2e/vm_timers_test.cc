@@ -11,9 +11,8 @@
 #include <thread>
 
 #include "common/clock.h"
-#include "support/daemon.h"
-#include "support/temp_dir.h"
 #include "support/vm_env.h"
+#include "support/vm_fixture.h"
 
 namespace hearth {
 namespace {
@@ -22,43 +21,8 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 using testing::RunResult;
 
-class VmTimersTest : public ::testing::Test {
+class VmTimersTest : public testing::VmFixture {
  protected:
-  void SetUp() override {
-    testing::LinkDefaultImage(dir_.path());
-    auto d =
-        testing::DaemonProcess::Start(dir_.path(), {"--network-pool", testing::TestNetworkPool()});
-    ASSERT_TRUE(d) << d.error().message;
-    daemon_ = std::move(*d);
-  }
-  void TearDown() override {
-    daemon_.reset();
-    testing::CleanUpHost(dir_.path());
-  }
-
-  RunResult Cli(std::vector<std::string> args) {
-    args.insert(args.begin(), (testing::BuildDir() / "hearth").string());
-    return testing::RunProgram(args, {"HEARTH_SOCKET=" + daemon_->socket().string()});
-  }
-  json Show(const std::string& name) {
-    RunResult r = Cli({"vm", "show", name, "-o", "json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return json::parse(r.out, nullptr, false);
-  }
-  // Creates a 128 MiB default-image VM with `flags`, starts it (the CLI waits until it runs) and
-  // returns it as the API shows it.
-  json CreateAndStart(const std::string& name, std::vector<std::string> flags) {
-    std::vector<std::string> create = {"vm",      "create",   name,  "--image",
-                                       "default", "--memory", "128M"};
-    create.insert(create.end(), flags.begin(), flags.end());
-    RunResult created = Cli(create);
-    EXPECT_EQ(created.exit_code, 0) << created.err;
-    RunResult started = Cli({"vm", "start", name});
-    EXPECT_EQ(started.exit_code, 0) << started.err;
-    json vm = Show(name);
-    EXPECT_EQ(vm.value("state", ""), "running") << vm.dump();
-    return vm;
-  }
   // Polls until the VM is in `state`; returns whether it got there within `limit`.
   bool WaitState(const std::string& name, const std::string& state, std::chrono::seconds limit) {
     for (auto until = std::chrono::steady_clock::now() + limit;
@@ -78,9 +42,6 @@ class VmTimersTest : public ::testing::Test {
     return out;
   }
   std::vector<json> TimerEvents(const std::string& name) { return EventsOf(name, "timer"); }
-
-  testing::TempDir dir_;
-  std::unique_ptr<testing::DaemonProcess> daemon_;
 };
 
 Timestamp Time(const json& v) {

@@ -10,10 +10,7 @@
 #include <random>
 #include <thread>
 
-#include "fakes/fake_machinery.h"
-#include "fakes/fakes.h"
-#include "node/node.h"
-#include "support/temp_dir.h"
+#include "fakes/node_fixture.h"
 
 namespace hearth::node {
 namespace {
@@ -22,30 +19,11 @@ using namespace std::chrono_literals;
 using testing::FakeDriver;
 using testing::FakeNetwork;
 
-class NodeLifecycleTest : public ::testing::Test {
+class NodeLifecycleTest : public testing::NodeFixture {
  protected:
-  NodeLifecycleTest() : paths_(dir_.path()) {
-    files_.AddKernel("/k/vmlinux");
+  NodeLifecycleTest() {
     options_.restart_backoff = 10ms;
-    options_.stop_timeout = 2s;
-    options_.boot_timeout = 5s;
     NewNode();
-  }
-  ~NodeLifecycleTest() override {
-    node_.reset();
-    testing::KillFakeVmms(dir_.path().string());
-  }
-
-  void NewNode() {
-    node_.reset();
-    Machinery m;
-    m.driver = &driver_;
-    m.network = &network_;
-    m.pool = *net::AddressPool::Parse("172.30.0.0/24");
-    node_ =
-        std::make_unique<Node>(store_, testing::TestHost(), files_, clock_, paths_, options_, m);
-    ASSERT_TRUE(node_->Load());
-    ASSERT_TRUE(node_->Recover());
   }
 
   VmRecord Create(const std::string& name, RestartPolicy restart = RestartPolicy::kOnFailure,
@@ -99,16 +77,6 @@ class NodeLifecycleTest : public ::testing::Test {
   size_t ProcessesOf(const VmRecord& vm) {
     return hv::FindProcesses(paths_.qmp_socket(vm.id).string()).size();
   }
-
-  testing::TempDir dir_;
-  Paths paths_;
-  testing::FakeStateStore store_;
-  testing::FakeFileProbe files_;
-  testing::FakeClock clock_;
-  NodeOptions options_;
-  FakeDriver driver_;
-  FakeNetwork network_;
-  std::unique_ptr<Node> node_;
 };
 
 TEST_F(NodeLifecycleTest, StartRunsTheVmAndStopEndsIt) {

@@ -6,10 +6,7 @@
 
 #include <thread>
 
-#include "fakes/fake_machinery.h"
-#include "fakes/fakes.h"
-#include "node/node.h"
-#include "support/temp_dir.h"
+#include "fakes/node_fixture.h"
 
 namespace hearth::node {
 namespace {
@@ -17,31 +14,9 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-class NodeTimersTest : public ::testing::Test {
+class NodeTimersTest : public testing::NodeFixture {
  protected:
-  NodeTimersTest() : paths_(dir_.path()) {
-    files_.AddKernel("/k/vmlinux");
-    options_.stop_timeout = 2s;
-    options_.boot_timeout = 5s;
-    NewNode();
-  }
-  ~NodeTimersTest() override {
-    node_.reset();
-    testing::KillFakeVmms(dir_.path().string());
-  }
-
-  // A node over the same store and host: a restarted hearthd.
-  void NewNode() {
-    node_.reset();
-    Machinery m;
-    m.driver = &driver_;
-    m.network = &network_;
-    m.pool = *net::AddressPool::Parse("172.30.0.0/24");
-    node_ =
-        std::make_unique<Node>(store_, testing::TestHost(), files_, clock_, paths_, options_, m);
-    ASSERT_TRUE(node_->Load());
-    ASSERT_TRUE(node_->Recover());
-  }
+  NodeTimersTest() { NewNode(); }
 
   // Creates VM `name` with `timers` (JSON as in the API), starts it and waits until it runs.
   VmRecord Run(const std::string& name, const json& timers) {
@@ -98,16 +73,6 @@ class NodeTimersTest : public ::testing::Test {
   }
 
   std::string Tap(const VmRecord& vm) { return net::TapName(vm.id); }
-
-  testing::TempDir dir_;
-  Paths paths_;
-  testing::FakeStateStore store_;
-  testing::FakeFileProbe files_;
-  testing::FakeClock clock_;
-  NodeOptions options_;
-  testing::FakeDriver driver_;
-  testing::FakeNetwork network_;
-  std::unique_ptr<Node> node_;
 };
 
 TEST_F(NodeTimersTest, StopAfterSuspendsAtItsTimeNotATickEarly) {

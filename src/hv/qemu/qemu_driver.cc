@@ -315,8 +315,14 @@ Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId&
   if (!qmp) return Fail(qmp.error());
   if (auto s = IgnoreSharedMemory(*qmp); !s) return Fail(s.error());
   if (auto r = qmp->Execute("stop"); !r) return Fail(r.error().Wrap("stop"));
+  // QEMU reports `completed` once the state is in the pipe, possibly before `cat` has written
+  // it all: the file gets its name only after cat succeeded, and a marker if it failed.
   fs::path state_file = dir / kStateFile;
-  auto started = qmp->Execute("migrate", {{"uri", "exec:cat > " + ShellQuote(state_file)}});
+  fs::path partial = state_file.string() + ".part";
+  fs::path failed = state_file.string() + ".failed";
+  std::string uri = fmt::format("exec:cat > {0} && mv {0} {1} || : > {2}", ShellQuote(partial),
+                                ShellQuote(state_file), ShellQuote(failed));
+  auto started = qmp->Execute("migrate", {{"uri", uri}});
   if (!started) return Fail(started.error().Wrap("migrate"));
   auto done = PollUntil(
       *qmp, "query-migrate",
@@ -331,11 +337,13 @@ Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId&
                 fmt::format("vm '{}': saving state failed: {}{}", spec.name,
                             done->value("error-desc", done->dump()), Diagnose(spec)));
   }
-  // `cat` may have failed (a full disk) after QEMU handed it everything: check what arrived.
   std::error_code ec;
-  if (fs::file_size(state_file, ec) == 0 || ec) {
-    return Fail(Code::kInternal, fmt::format("vm '{}': saving state: {} is empty or missing{}",
-                                             spec.name, state_file.string(), Diagnose(spec)));
+  for (auto until = std::chrono::steady_clock::now() + 30s;; std::this_thread::sleep_for(1ms)) {
+    if (fs::exists(state_file, ec)) break;
+    if (fs::exists(failed, ec) || std::chrono::steady_clock::now() >= until) {
+      return Fail(Code::kInternal, fmt::format("vm '{}': writing the state to {} failed{}",
+                                               spec.name, partial.string(), Diagnose(spec)));
+    }
   }
   return spec.memory_file;
 }
