@@ -24,6 +24,7 @@
 #include "hv/qemu/qemu_driver.h"
 #include "model/host.h"
 #include "net/linux_network.h"
+#include "net/wake_listener.h"
 #include "node/node.h"
 #include "store/sqlite_state_store.h"
 
@@ -108,7 +109,12 @@ int Run(config::DaemonConfig cfg) {
   machinery.driver = &qemu;
   machinery.network = network.get();
   machinery.pool = *net::AddressPool::Parse(cfg.network_pool);
+  auto waker = std::make_unique<net::WakeListener>();
+  machinery.waker = waker.get();
   node::Node node(**store, *host, files, clock, paths, node_options, machinery);
+  waker->SetOnWake([&node](const std::string& vm, std::chrono::steady_clock::time_point seen) {
+    node.OnWake(vm, seen);
+  });
   if (auto s = node.Load(); !s) return Die(s.error());
   if (auto s = node.Recover(); !s) return Die(s.error());
   api::ApiHandler handler(node, *auth);
@@ -141,6 +147,7 @@ int Run(config::DaemonConfig cfg) {
   sigwait(&signals, &sig);
   spdlog::info("received {}, shutting down", strsignal(sig));
   server.Stop();
+  waker->SetOnWake({});  // no wake reaches the node from here on
   node.Shutdown();
   return 0;
 }

@@ -31,6 +31,7 @@ struct MachineSpec {
   std::string cmdline;  // the complete kernel command line
   std::string tap;      // the VM's tap; empty: no network
   std::string mac;      // the guest's MAC on that tap
+  int tap_fd = -1;      // an open fd of that tap to hand to the VMM instead of its name, or -1
   // Runtime files, all in the VM's directory (see UseLayout).
   std::filesystem::path vm_dir;
   std::filesystem::path console_log;

@@ -19,6 +19,7 @@
 #include "net/proc_sys.h"
 #include "net/stable_hash.h"
 #include "net/tun_device.h"
+#include "net/wake.h"
 
 namespace hearth::net {
 namespace {
@@ -250,6 +251,8 @@ class LinuxNetwork final : public Network {
     }
     return Ok();
   }
+
+  Result<int> OpenTap(std::string_view name) override { return net::OpenTap(name); }
 
   Result<TapCounters> Counters(std::string_view name) override {
     if (auto s = CheckTapName(name); !s) return Fail(s.error());

@@ -72,6 +72,9 @@ class Network {
   // The tap's packet counters (idle timeouts watch them). not_found when no interface has the
   // name; invalid_argument for a name EnsureTap would not take. Cheap: two small sysfs reads.
   virtual Result<TapCounters> Counters(std::string_view name) = 0;
+  // Attaches to the VM's tap for holding it across VMM processes (wake.h: OpenTap). The caller
+  // owns the returned fd.
+  virtual Result<int> OpenTap(std::string_view name) = 0;
 };
 
 }  // namespace hearth::net

@@ -233,8 +233,13 @@ Result<VmRecord> Node::Edit(std::string_view name, const EditRequest& request) {
   VmRecord& slot = vms_.find(name)->second;
   bool publish_changed = slot.spec.publish != updated.spec.publish;
   bool discarded = slot.snapshot && !updated.snapshot;
+  bool wake_changed = slot.spec.effective_wake() != updated.spec.effective_wake() ||
+                      slot.spec.wake_ports != updated.spec.wake_ports;
   slot = std::move(updated);
   if (discarded) DiscardSavedState(slot);
+  if (discarded || (wake_changed && slot.state == VmState::kSuspended)) {
+    WatchIfAsleep(lock, std::string(name));
+  }
   if (publish_changed) {
     if (auto s = SyncRules(); !s) spdlog::error("vm '{}': {}", name, s.error().message);
   }
@@ -357,6 +362,7 @@ Result<VmRecord> Node::Stop(std::string_view name, bool kill) {
     auto stopped = Commit(lock, next, "stopped", "saved state discarded");
     if (!stopped) return Fail(stopped.error().Wrap(fmt::format("stopping vm '{}'", vm.name)));
     DiscardSavedState(*stopped);
+    ReleaseTap(stopped->name);
     return stopped;
   }
   VmRecord next = vm;

@@ -29,6 +29,7 @@
 #include "model/vm_json.h"
 #include "net/address_pool.h"
 #include "net/tap.h"
+#include "net/wake.h"
 #include "snapshot/manifest.h"
 #include "store/state_store.h"
 
@@ -62,6 +63,7 @@ struct Machinery {
   hv::HypervisorDriver* driver = nullptr;
   net::Network* network = nullptr;       // null: VMs get no network
   std::optional<net::AddressPool> pool;  // required with a network
+  net::Waker* waker = nullptr;           // null: no wake on packet
 };
 
 struct NodeInfo {
@@ -121,6 +123,9 @@ class Node {
   // The timer that fires next for `vm` (a record this node returned), if any.
   std::optional<DueTimer> NextTimer(const VmRecord& vm) const;
 
+  // The waker's callback: a packet arrived for suspended VM `name` (seen at `seen`); resumes it.
+  void OnWake(const std::string& name, std::chrono::steady_clock::time_point seen);
+
   Result<std::vector<Event>> Events(std::string_view name, int limit) const;
   // The last `max_bytes` of the VM's console log; empty if it never ran.
   Result<std::string> Logs(std::string_view name, int max_bytes) const;
@@ -148,6 +153,9 @@ class Node {
     std::shared_ptr<hv::CancelFlag> cancel = std::make_shared<hv::CancelFlag>(false);
     bool job = false;                                            // a lifecycle job owns the VM
     std::deque<std::chrono::steady_clock::time_point> restarts;  // automatic ones, recent
+    // The VM's tap, held open across its VMM processes (handed to each), or -1. While the VM
+    // sleeps with wake on packet, the waker holds it instead.
+    int tap_fd = -1;
   };
   // Writes `next` (version + 1, with an event); lock held, no write under way for the VM.
   Result<VmRecord> Commit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
@@ -195,6 +203,14 @@ class Node {
   // into `adopted`), suspended or failed, whichever its snapshot and VMM allow.
   void RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
                                  std::set<int64_t>& adopted);
+  // --- wake on packet (node_wake.cc) ---
+  // The VM's tap fd for its next VMM: the one held, the waker's (dropping what it kept), or a new
+  // one; -1 without a waker or network. Frames the waker kept go to `handoff` if given.
+  int HoldTap(std::unique_lock<std::mutex>& lock, const VmRecord& vm, net::Handoff* handoff);
+  // Closes what the node holds of the VM's tap (it has no VMM and will not wake).
+  void ReleaseTap(const std::string& name);
+  // A suspended VM with wake on packet: its tap goes to the waker; any other: released.
+  void WatchIfAsleep(std::unique_lock<std::mutex>& lock, const std::string& name);
   // Fault injection at a named step (common/fault.h); `vmm` is the process a ":vmm" fault kills.
   void Fault(std::string_view point, const hv::ProcessId* vmm);
   // Creates or fixes the VM's tap (no lock needed).

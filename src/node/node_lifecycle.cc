@@ -117,6 +117,7 @@ Status Node::SyncRules() {
 }
 
 void Node::CleanUp(const VmRecord& vm) {
+  ReleaseTap(vm.name);
   if (machinery_.network) {
     {
       std::lock_guard lock(taps_mu_);
@@ -178,6 +179,7 @@ void Node::Settle(std::unique_lock<std::mutex>& lock, const std::string& name, V
       spdlog::info("vm '{}' is {}{}{}", name, ToString(state), log.empty() ? "" : ": ", log);
     }
   }
+  if (state == VmState::kStopped || state == VmState::kFailed) ReleaseTap(name);
   if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
   changed_.notify_all();
 }
@@ -236,6 +238,11 @@ void Node::RunStart(const std::string& name, Ms delay) {
   }
   lock.unlock();
   Status network = PrepareNetwork(vm);
+  if (network) {
+    lock.lock();
+    machine->tap_fd = HoldTap(lock, vm, nullptr);
+    lock.unlock();
+  }
   auto launched = std::chrono::steady_clock::now();
   Result<hv::ProcessId> process =
       network ? machinery_.driver->Launch(*machine) : Result<hv::ProcessId>(Fail(network.error()));

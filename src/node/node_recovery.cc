@@ -151,6 +151,10 @@ Status Node::Recover() {
     }
     if (auto s = SyncRules(); !s) return Fail(s.error());
   }
+  // Suspended VMs that wake on a packet: their taps are watched again.
+  for (const auto& [name, vm] : vms_) {
+    if (vm.state == VmState::kSuspended) WatchIfAsleep(lock, name);
+  }
   for (auto& job : jobs) Spawn(std::move(job));
   StartTimers();  // timers that fell due while no hearthd ran fire now
   return Ok();

@@ -12,6 +12,7 @@
 
 #include "common/fault.h"
 #include "model/host.h"
+#include "net/wake.h"
 #include "node/node.h"
 #include "snapshot/snapshot_dir.h"
 
@@ -179,6 +180,7 @@ void Node::RunSuspend(const std::string& name) {
            next.snapshot = SnapshotInfo{committed->taken_at, bytes};
          });
   SyncSnapshotLater(vm.id, committed->taken_at);
+  WatchIfAsleep(lock, name);
 }
 
 void Node::RunResume(const std::string& name) {
@@ -192,6 +194,9 @@ void Node::RunResume(const std::string& name) {
     Settle(lock, name, VmState::kSuspended, "failed", why, why);
     return;
   }
+  // The tap the waker held, with the frames that woke the VM, goes to the restored VMM.
+  net::Handoff handoff;
+  machine->tap_fd = HoldTap(lock, vm, &handoff);
   lock.unlock();
   auto t0 = std::chrono::steady_clock::now();
   snapshot::SnapshotDir dir(paths_, vm.id);
@@ -217,6 +222,14 @@ void Node::RunResume(const std::string& name) {
   Result<hv::ProcessId> process =
       ready ? machinery_.driver->Restore(*machine, dir.current(), before_running)
             : Result<hv::ProcessId>(Fail(ready.error()));
+  auto t_running = std::chrono::steady_clock::now();
+  // What arrived while the VM slept goes to the guest first.
+  if (process && !handoff.frames.empty()) {
+    if (auto s = net::SendToGuest(machine->tap, handoff.frames); !s) {
+      spdlog::warn("vm '{}': {}", name, s.error().message);
+    }
+  }
+  auto t_replayed = std::chrono::steady_clock::now();
   Fault("resume-running", process ? &*process : nullptr);
   Status running = process ? Ok() : Status(Fail(process.error()));
   // The snapshot is spent; the RAM file is the running guest's memory again.
@@ -228,6 +241,7 @@ void Node::RunResume(const std::string& name) {
     if (!consumed) {
       // The guest never ran: the snapshot is as it was, to retry or start --fresh.
       Settle(lock, name, VmState::kSuspended, "failed", why, why);
+      WatchIfAsleep(lock, name);
       return;
     }
     DiscardSavedState(vm);
@@ -238,12 +252,23 @@ void Node::RunResume(const std::string& name) {
   }
   if (auto s = SyncRules(); !s) spdlog::error("vm '{}': {}", name, s.error().message);
   live_[name].restarts.clear();
-  Settle(lock, name, VmState::kRunning, "resumed",
-         fmt::format("running again {:.3f} s after the resume began (snapshot checked {:.1f} "
-                     "ms, state loaded {:.1f} ms, marked used and running {:.1f} ms), on {}",
-                     seconds, 1e3 * Seconds(t_checked - t0), 1e3 * Seconds(t_loaded - t_checked),
-                     1e3 * (seconds - Seconds(t_loaded - t0)), backend),
-         "", [&](VmRecord& next) {
+  std::string how = fmt::format(
+      "running again {:.3f} s after the resume began (snapshot checked {:.1f} ms, state loaded "
+      "{:.1f} ms, marked used and running {:.1f} ms), on {}",
+      seconds, 1e3 * Seconds(t_checked - t0), 1e3 * Seconds(t_loaded - t_checked),
+      1e3 * Seconds(t_running - t_loaded), backend);
+  if (handoff.woken_at) {
+    auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+    how = fmt::format(
+        "woken by a packet: restore began {:.1f} ms after it was seen, VMM running at {:.1f} ms, "
+        "{} frame(s) replayed at {:.1f} ms ({} dropped while asleep: {} not a wake port, {} over "
+        "the limits); {}",
+        ms(t0 - *handoff.woken_at), ms(t_running - *handoff.woken_at), handoff.frames.size(),
+        ms(t_replayed - *handoff.woken_at), handoff.counters.filtered + handoff.counters.overflow,
+        handoff.counters.filtered, handoff.counters.overflow, how);
+  }
+  Settle(lock, name, VmState::kRunning, handoff.woken_at ? "woken" : "resumed", how, "",
+         [&](VmRecord& next) {
            next.pid = process->pid;
            next.pid_start = process->start_time;
            next.backend = backend;

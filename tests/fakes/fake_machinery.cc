@@ -1,5 +1,7 @@
 #include "fakes/fake_machinery.h"
 
+#include <sys/eventfd.h>
+
 #include <csignal>
 #include <filesystem>
 #include <thread>
@@ -151,6 +153,12 @@ Status FakeNetwork::RemoveRules() {
   std::lock_guard lock(mu_);
   rules_ = {};
   return Ok();
+}
+
+Result<int> FakeNetwork::OpenTap(std::string_view name) {
+  int fd = eventfd(0, EFD_CLOEXEC);
+  if (fd < 0) return Fail(Code::kInternal, "eventfd");
+  return fd;
 }
 
 Result<net::TapCounters> FakeNetwork::Counters(std::string_view name) {

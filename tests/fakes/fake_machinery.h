@@ -63,6 +63,8 @@ class FakeNetwork final : public net::Network {
   Status ApplyRules(const net::RuleSet& rules) override;
   Status RemoveRules() override;
   Result<net::TapCounters> Counters(std::string_view name) override;
+  // An eventfd standing in for the tap.
+  Result<int> OpenTap(std::string_view name) override;
 
   std::set<std::string> taps() const;
   net::RuleSet rules() const;

@@ -121,6 +121,12 @@ Status AllocateMemoryFile(const MachineSpec& spec) {
   return Ok();
 }
 
+// The descriptors the VMM inherits: the tap, when the node hands it over.
+std::vector<int> KeptFds(const MachineSpec& spec) {
+  if (spec.tap_fd < 0) return {};
+  return {spec.tap_fd};
+}
+
 std::string Diagnose(const MachineSpec& spec) {
   std::string vmm = LastLines(spec.vmm_log, 3);
   std::string console = LastLines(spec.console_log, 3);
@@ -166,7 +172,11 @@ QemuConfig QemuDriver::ConfigFor(const MachineSpec& spec, Accel accel) const {
   c.qmp_socket = spec.qmp_socket.string();
   c.console_output = spec.console_log.string();
   c.agent_pipe = spec.agent_pipe.string();
-  c.tap_name = spec.tap;
+  if (spec.tap_fd >= 0) {
+    c.tap_fd = spec.tap_fd;
+  } else {
+    c.tap_name = spec.tap;
+  }
   c.mac = spec.mac;
   return c;
 }
@@ -188,7 +198,7 @@ Result<ProcessId> QemuDriver::Launch(const MachineSpec& spec) {
       fmt::format("{} {} at {}", kLaunchMarker, spec.name, FormatTime(SystemClock().Now()));
   if (auto s = AppendLine(spec.console_log, stamp); !s) return Fail(s.error());
   if (auto s = AppendLine(spec.vmm_log, stamp); !s) return Fail(s.error());
-  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, {}});
+  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, KeptFds(spec)});
   if (!process)
     return Fail(process.error().Wrap(fmt::format("starting qemu for vm '{}'", spec.name)));
   spdlog::info("vm '{}': qemu started, pid {}", spec.name, process->pid);
@@ -367,7 +377,7 @@ Result<ProcessId> QemuDriver::Restore(
   std::error_code ec;
   fs::remove(spec.qmp_socket, ec);
   if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
-  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, {}});
+  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, KeptFds(spec)});
   if (!process) return Fail(process.error().Wrap(fmt::format("vm '{}': restoring", spec.name)));
   auto fail = [&](const Error& e) {
     Kill(*process);
