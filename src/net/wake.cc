@@ -22,7 +22,8 @@ Result<WakeFilter> MakeWakeFilter(std::string_view guest_mac, std::string_view g
   std::string mac(guest_mac);
   if (std::sscanf(mac.c_str(), "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) !=
       6) {
-    return Fail(Code::kInvalidArgument, fmt::format("guest MAC \"{}\" is not aa:bb:cc:dd:ee:ff", mac));
+    return Fail(Code::kInvalidArgument,
+                fmt::format("guest MAC \"{}\" is not aa:bb:cc:dd:ee:ff", mac));
   }
   for (int i = 0; i < 6; ++i) f.guest_mac[i] = static_cast<uint8_t>(m[i]);
   in_addr a{};
@@ -84,7 +85,8 @@ Result<int> OpenTap(std::string_view name) {
 Status SendToGuest(std::string_view tap, const std::vector<std::string>& frames) {
   if (frames.empty()) return Ok();
   int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-  if (s < 0) return Fail(Code::kInternal, fmt::format("AF_PACKET socket: {}", std::strerror(errno)));
+  if (s < 0)
+    return Fail(Code::kInternal, fmt::format("AF_PACKET socket: {}", std::strerror(errno)));
   sockaddr_ll sll{};
   sll.sll_family = AF_PACKET;
   sll.sll_ifindex = static_cast<int>(if_nametoindex(std::string(tap).c_str()));

@@ -23,7 +23,7 @@ namespace hearth::net {
 // What wakes a VM.
 struct WakeFilter {
   std::array<uint8_t, 6> guest_mac{};
-  uint32_t guest_ip = 0;  // host byte order
+  uint32_t guest_ip = 0;        // host byte order
   std::vector<WakePort> ports;  // empty: any IPv4 packet for the guest
 };
 // Parses "52:54:ac:1e:00:02" and "172.30.0.2".

@@ -34,7 +34,7 @@ class WakeListener final : public Waker {
 
   WakeLimits limits_;
   int epoll_ = -1;
-  int stop_ = -1;  // eventfd
+  int stop_ = -1;           // eventfd
   std::mutex mu_;           // watched_
   std::mutex callback_mu_;  // on_wake_, held while it runs
   OnWake on_wake_;

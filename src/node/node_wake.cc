@@ -46,8 +46,8 @@ void Node::ReleaseTap(const std::string& name) {
 
 void Node::WatchIfAsleep(std::unique_lock<std::mutex>& lock, const std::string& name) {
   const VmRecord* vm = Find(name);
-  if (!vm || vm->state != VmState::kSuspended ||
-      vm->spec.effective_wake() != WakeMode::kOnPacket || !machinery_.waker) {
+  if (!vm || vm->state != VmState::kSuspended || vm->spec.effective_wake() != WakeMode::kOnPacket ||
+      !machinery_.waker) {
     ReleaseTap(name);
     return;
   }
@@ -71,7 +71,10 @@ void Node::OnWake(const std::string& name, std::chrono::steady_clock::time_point
   std::unique_lock lock(mu_);
   if (shutting_down_) return;
   const VmRecord* vm = Find(name);
-  if (!vm || vm->state != VmState::kSuspended || live_[name].job) return;
+  if (!vm || vm->state != VmState::kSuspended || live_[name].job ||
+      vm->spec.effective_wake() != WakeMode::kOnPacket) {
+    return;
+  }
   Status admitted = Admit(*vm);
   Result<VmRecord> resuming =
       admitted ? BeginResume(lock, *vm) : Result<VmRecord>(Fail(admitted.error()));
@@ -81,8 +84,8 @@ void Node::OnWake(const std::string& name, std::chrono::steady_clock::time_point
     WatchIfAsleep(lock, name);  // the next packet tries again
     return;
   }
-  double waited = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                            seen).count();
+  double waited =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - seen).count();
   spdlog::info("vm '{}': woken by a packet ({:.2f} ms after it was seen)", name, waited);
 }
 

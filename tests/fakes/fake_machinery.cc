@@ -1,6 +1,7 @@
 #include "fakes/fake_machinery.h"
 
 #include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <filesystem>
@@ -153,6 +154,38 @@ Status FakeNetwork::RemoveRules() {
   std::lock_guard lock(mu_);
   rules_ = {};
   return Ok();
+}
+
+Status FakeWaker::Watch(const std::string& vm, int fd, net::WakeFilter) {
+  std::lock_guard lock(mu_);
+  if (auto it = fds_.find(vm); it != fds_.end()) close(it->second);
+  fds_[vm] = fd;
+  return Ok();
+}
+
+net::Handoff FakeWaker::TakeOver(const std::string& vm) {
+  std::lock_guard lock(mu_);
+  net::Handoff h;
+  auto it = fds_.find(vm);
+  if (it == fds_.end()) return h;
+  h.fd = it->second;
+  fds_.erase(it);
+  if (auto f = frames_.find(vm); f != frames_.end()) {
+    h.frames = std::move(f->second);
+    h.woken_at = std::chrono::steady_clock::now();
+    frames_.erase(f);
+  }
+  return h;
+}
+
+bool FakeWaker::watching(const std::string& vm) const {
+  std::lock_guard lock(mu_);
+  return fds_.count(vm) > 0;
+}
+
+void FakeWaker::Keep(const std::string& vm, std::vector<std::string> frames) {
+  std::lock_guard lock(mu_);
+  frames_[vm] = std::move(frames);
 }
 
 Result<int> FakeNetwork::OpenTap(std::string_view name) {

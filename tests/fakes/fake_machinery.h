@@ -11,6 +11,7 @@
 #include "hv/driver.h"
 #include "net/ruleset.h"
 #include "net/tap.h"
+#include "net/wake.h"
 
 namespace hearth::testing {
 
@@ -52,6 +53,23 @@ class FakeDriver final : public hv::HypervisorDriver {
   std::map<std::string, hv::MachineSpec> launched;  // by VM id, the last spec
   std::set<int64_t> paused;                         // pids of "VMMs" with a paused guest
   std::string version = "fake 1.0";
+};
+
+// A waker whose wakes the test triggers (through the node's OnWake) and whose watches it reads.
+class FakeWaker final : public net::Waker {
+ public:
+  void SetOnWake(OnWake on_wake) override {}
+  Status Watch(const std::string& vm, int fd, net::WakeFilter filter) override;
+  net::Handoff TakeOver(const std::string& vm) override;
+
+  bool watching(const std::string& vm) const;
+  // What the next TakeOver of `vm` hands over besides the fd (as if these frames woke it).
+  void Keep(const std::string& vm, std::vector<std::string> frames);
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, int> fds_;
+  std::map<std::string, std::vector<std::string>> frames_;
 };
 
 class FakeNetwork final : public net::Network {

@@ -33,6 +33,7 @@ class NodeFixture : public ::testing::Test {
     node::Machinery m;
     m.driver = &driver_;
     m.network = &network_;
+    m.waker = &waker_;
     m.pool = *net::AddressPool::Parse("172.30.0.0/24");
     node_ = std::make_unique<node::Node>(store_, TestHost(), files_, clock_, paths_, options_, m);
     ASSERT_TRUE(node_->Load());
@@ -47,6 +48,7 @@ class NodeFixture : public ::testing::Test {
   node::NodeOptions options_;
   FakeDriver driver_;
   FakeNetwork network_;
+  FakeWaker waker_;
   std::unique_ptr<node::Node> node_;
 };
 

@@ -1,6 +1,8 @@
 // The waker on a real tap (root): packets from the host to the guest's address wake it exactly
 // once however many arrive, frames are kept within the limits and the rest counted, and noise on
 // the tap (broadcast, IPv6 multicast, packets for other ports with wake_ports) never wakes it.
+#include "net/wake_listener.h"
+
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -14,7 +16,6 @@
 #include <thread>
 
 #include "net/tun_device.h"
-#include "net/wake_listener.h"
 #include "support/daemon.h"
 #include "support/scope_guard.h"
 
@@ -101,10 +102,10 @@ TEST_F(WakeListenerTest, NoiseAndOtherPortsNeverWake) {
   std::string guest_mac("\x52\x54\x0a\xfc\x00\x02", 6);
   std::string src("\x02\x00\x00\x00\x00\x01", 6);
   std::string payload(46, '\0');
-  SendFrame(std::string(6, '\xff') + src + "\x08\x06" + payload);              // ARP broadcast
+  SendFrame(std::string(6, '\xff') + src + "\x08\x06" + payload);  // ARP broadcast
   SendFrame(std::string("\x33\x33\x00\x00\x00\x01", 6) + src + "\x86\xdd" + payload);  // IPv6 mc
   SendFrame(guest_mac + src + "\x86\xdd" + payload);  // IPv6 to the guest (ND)
-  for (int i = 0; i < 10; ++i) SendUdp(53);            // for the guest, not a wake port
+  for (int i = 0; i < 10; ++i) SendUdp(53);           // for the guest, not a wake port
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(wakes.load(), 0);
   // A TCP SYN to port 80 does.

@@ -1,10 +1,10 @@
 // What wakes a suspended VM: only an IPv4 packet for the guest, and with wake_ports only a listed
 // protocol/port; neighbour discovery, multicast, broadcast and other addresses never do.
+#include "net/wake.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
-
-#include "net/wake.h"
 
 namespace hearth::net {
 namespace {

@@ -1,0 +1,88 @@
+// The node's side of wake on packet, with a fake waker: a suspended VM with wake on-packet has
+// its tap watched, a wake resumes it (as a `woken` event) and hands the tap and the frames to the
+// restore, and a stopped VM's tap is let go.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "fakes/node_fixture.h"
+
+namespace hearth::node {
+namespace {
+
+using namespace std::chrono_literals;
+
+class NodeWakeTest : public testing::NodeFixture {
+ protected:
+  NodeWakeTest() { NewNode(); }
+
+  VmRecord Suspended(const std::string& name, WakeMode wake) {
+    CreateRequest r;
+    r.name = name;
+    r.spec.kernel = "/k/vmlinux";
+    r.spec.wake = wake;
+    EXPECT_TRUE(node_->Create(r));
+    EXPECT_TRUE(node_->Start(name, false));
+    WaitFor(name, VmState::kRunning);
+    EXPECT_TRUE(node_->Suspend(name));
+    return WaitFor(name, VmState::kSuspended);
+  }
+  VmRecord WaitFor(const std::string& name, VmState state) {
+    auto until = std::chrono::steady_clock::now() + 5s;
+    auto vm = node_->Get(name);
+    while (vm && vm->state != state && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(2ms);
+      vm = node_->Get(name);
+    }
+    EXPECT_TRUE(vm && vm->state == state) << ToString(state);
+    return vm ? *vm : VmRecord{};
+  }
+  std::string LastEventType(const std::string& name) {
+    auto events = node_->Events(name, 1);
+    return events && !events->empty() ? events->back().type : "";
+  }
+};
+
+TEST_F(NodeWakeTest, AWakeResumesTheVmWithTheFramesThatWokeIt) {
+  Suspended("web", WakeMode::kOnPacket);
+  EXPECT_TRUE(waker_.watching("web"));
+  waker_.Keep("web", {"frame"});
+  node_->OnWake("web", std::chrono::steady_clock::now());
+  WaitFor("web", VmState::kRunning);
+  EXPECT_FALSE(waker_.watching("web")) << "the tap went to the restored VMM";
+  EXPECT_EQ(LastEventType("web"), "woken");
+  // Asleep again: watched again.
+  ASSERT_TRUE(node_->Suspend("web"));
+  WaitFor("web", VmState::kSuspended);
+  EXPECT_TRUE(waker_.watching("web"));
+  // A plain resume is a `resumed`; a stop lets the tap go.
+  ASSERT_TRUE(node_->Resume("web"));
+  WaitFor("web", VmState::kRunning);
+  EXPECT_EQ(LastEventType("web"), "resumed");
+  ASSERT_TRUE(node_->Suspend("web"));
+  WaitFor("web", VmState::kSuspended);
+  ASSERT_TRUE(node_->Stop("web", false));
+  EXPECT_FALSE(waker_.watching("web"));
+}
+
+TEST_F(NodeWakeTest, OnlyVmsThatWakeOnPacketAreWatchedAndAWakeOfAnotherStateIsIgnored) {
+  Suspended("never", WakeMode::kNever);
+  EXPECT_FALSE(waker_.watching("never"));
+  node_->OnWake("never", std::chrono::steady_clock::now());
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(node_->Get("never")->state, VmState::kSuspended) << "a stray wake changes nothing";
+  // Edited to wake on packet while asleep: watched from then on.
+  EditRequest edit;
+  edit.fields = nlohmann::json{{"wake", "on-packet"}};
+  ASSERT_TRUE(node_->Edit("never", edit));
+  EXPECT_TRUE(waker_.watching("never"));
+}
+
+TEST_F(NodeWakeTest, SuspendedVmsAreWatchedAgainAfterARestart) {
+  Suspended("web", WakeMode::kOnPacket);
+  NewNode();  // a new hearthd over the same store
+  EXPECT_TRUE(waker_.watching("web"));
+}
+
+}  // namespace
+}  // namespace hearth::node
