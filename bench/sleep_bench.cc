@@ -26,6 +26,8 @@
 #include "common/paths.h"
 #include "hv/process.h"
 #include "hv/qemu/qmp_client.h"
+#include "net/tap.h"
+#include "raw_qemu.h"
 #include "snapshot/snapshot_dir.h"
 #include "support/daemon.h"
 #include "support/temp_dir.h"
@@ -45,43 +47,6 @@ using nlohmann::json;
 void WaitHttp(const std::string& ip) {
   auto r = testing::HttpGetEventually(ip, 80, "/", 60s);
   if (!r || r->status != 200) throw std::runtime_error("no HTTP answer from " + ip);
-}
-
-// The value of `flag`'s argument in a QEMU argv (e.g. -qmp unix:PATH,server=on,...).
-std::string QmpPath(const std::vector<std::string>& argv) {
-  for (size_t i = 0; i + 1 < argv.size(); ++i) {
-    if (argv[i] == "-qmp") {
-      std::string v = argv[i + 1].substr(5);  // after "unix:"
-      return v.substr(0, v.find(','));
-    }
-  }
-  throw std::runtime_error("no -qmp in the argv");
-}
-
-hv::qemu::QmpClient Qmp(const std::string& path) {
-  auto c = hv::qemu::QmpClient::Connect(path, 10s);
-  if (!c) throw std::runtime_error(c.error().message);
-  return std::move(*c);
-}
-
-void Must(const Result<json>& r) {
-  if (!r) throw std::runtime_error(r.error().message);
-}
-
-void IgnoreShared(hv::qemu::QmpClient& q) {
-  Must(q.Execute("migrate-set-capabilities",
-                 {{"capabilities", {{{"capability", "x-ignore-shared"}, {"state", true}}}}}));
-}
-
-void PollUntil(hv::qemu::QmpClient& q, const std::string& cmd, const std::string& key,
-               const std::function<bool(const std::string&)>& done) {
-  for (auto until = Clock::now() + 60s; Clock::now() < until;) {
-    auto r = q.Execute(cmd);
-    Must(r);
-    if (done(r->value(key, ""))) return;
-    std::this_thread::sleep_for(1ms);
-  }
-  throw std::runtime_error(cmd + " did not finish");
 }
 
 int64_t MeminfoKib(const std::string& field) {
@@ -113,25 +78,6 @@ int64_t CachedKib(const std::filesystem::path& path) {
   return pages * sysconf(_SC_PAGESIZE) / 1024;
 }
 
-// Hands the state the raw cycle saved to hearth's snapshot of the same VM: the raw run moved the
-// guest on, so hearth's device state must be the raw one, with its sum in the manifest.
-void AdoptRawState(const Paths& paths, const std::string& id, const std::filesystem::path& raw) {
-  snapshot::SnapshotDir dir(paths, id);
-  std::filesystem::copy_file(raw, dir.current() / "state",
-                             std::filesystem::copy_options::overwrite_existing);
-  std::ifstream in(dir.current() / snapshot::kManifestFile);
-  auto m = snapshot::ManifestFromJson(json::parse(in));
-  if (!m) throw std::runtime_error(m.error().message);
-  for (auto& f : m->files) {
-    if (f.name != "state") continue;
-    f.bytes = static_cast<int64_t>(std::filesystem::file_size(dir.current() / "state"));
-    f.sha256 = *Sha256File(dir.current() / "state");
-  }
-  if (auto s = WriteFileDurably(dir.current() / snapshot::kManifestFile, ToJson(*m).dump()); !s) {
-    throw std::runtime_error(s.error().message);
-  }
-}
-
 // Waits until hearth has written the suspended VM's RAM back and dropped it from the page cache.
 void WaitMemorySynced(const Paths& paths, const std::string& id) {
   for (auto until = Clock::now() + 120s; Clock::now() < until;) {
@@ -160,9 +106,9 @@ int Run(int rounds) {
   api.Call("POST", "/v1/vms/nap/start");
   json vm = api.WaitState("nap", "running");
   std::string ip = vm["ip"], backend = vm["backend"];
-  std::vector<std::string> argv;
-  argv = bench::Cmdline(vm["pid"].get<int64_t>());
-  std::string qmp_path = QmpPath(argv);
+  bench::RawQemu raw(Paths(dir.path()), vm["id"],
+                     bench::TapByName(bench::Cmdline(vm["pid"].get<int64_t>()),
+                                      net::TapName(vm["id"].get<std::string>())));
   WaitHttp(ip);
   std::printf("backend %s, 128 MiB guest, %d interleaved rounds (ms)\n", backend.c_str(), rounds);
   std::printf("%-6s %10s %10s %12s %12s %10s %10s %12s %12s\n", "round", "h.susp", "h.resume",
@@ -181,47 +127,15 @@ int Run(int rounds) {
     WaitHttp(ip);
     hh.push_back(Ms(Clock::now() - t0));
 
-    // By hand, on the same VM's files: take the running guest over from hearth's QEMU is not
-    // possible, so hearth suspends it and the raw restore/save cycle runs on its saved state.
+    // By hand, on the same VM's files: taking the running guest over from hearth's QEMU is not
+    // possible, so hearth suspends it and the raw restore/save cycle runs on its snapshot.
     api.Call("POST", "/v1/vms/nap/suspend");
-    json suspended = api.WaitState("nap", "suspended");
-    std::string id = suspended["id"].get<std::string>();
-    std::string vm_state = (Paths(dir.path()).vm_dir(id) / "raw-state").string();
-    std::filesystem::copy_file(Paths(dir.path()).snapshot_dir(id) / "state", vm_state,
-                               std::filesystem::copy_options::overwrite_existing);
-    std::string raw_in = vm_state + ".in";  // what the raw restore reads
-    std::filesystem::rename(vm_state, raw_in);
-    std::vector<std::string> incoming = argv;
-    incoming.insert(incoming.end(), {"-incoming", "defer"});
-    std::filesystem::remove(qmp_path);
+    api.WaitState("nap", "suspended");
+    rr.push_back(raw.Restore());
     t0 = Clock::now();
-    auto qemu = hv::Spawn(incoming, {});
-    if (!qemu) throw std::runtime_error(qemu.error().message);
-    {
-      auto q = Qmp(qmp_path);
-      IgnoreShared(q);
-      Must(q.Execute("migrate-incoming", {{"uri", "exec:cat " + raw_in}}));
-      PollUntil(q, "query-status", "status", [](const std::string& s) { return s != "inmigrate"; });
-      Must(q.Execute("cont"));
-      rr.push_back(Ms(Clock::now() - t0));
-      WaitHttp(ip);
-      rh.push_back(Ms(Clock::now() - t0));
-      t0 = Clock::now();
-      IgnoreShared(q);
-      Must(q.Execute("stop"));
-      // As hearth does: the file gets its name once `cat` has written all of it.
-      Must(q.Execute("migrate", {{"uri", "exec:cat > " + vm_state + ".part && mv " + vm_state +
-                                             ".part " + vm_state}}));
-      PollUntil(q, "query-migrate", "status",
-                [](const std::string& s) { return s == "completed"; });
-      q.Execute("quit", json::object(), 2s);
-    }
-    hv::WaitForExit(*qemu, 5s);
-    waitpid(static_cast<pid_t>(qemu->pid), nullptr, 0);
-    while (!std::filesystem::exists(vm_state)) std::this_thread::sleep_for(1ms);
-    rs.push_back(Ms(Clock::now() - t0));
-    // Back to hearth for the next round: its saved state is the one the raw cycle just wrote.
-    AdoptRawState(Paths(dir.path()), id, vm_state);
+    WaitHttp(ip);
+    rh.push_back(rr.back() + Ms(Clock::now() - t0));
+    rs.push_back(raw.SaveAndHandBack());
     api.Call("POST", "/v1/vms/nap/resume");
     api.WaitState("nap", "running");
     std::printf("%-6d %10.1f %10.1f %12.1f %12s %10.1f %10.1f %12.1f\n", i + 1, hs.back(),

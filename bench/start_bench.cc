@@ -25,6 +25,7 @@
 
 #include "common/paths.h"
 #include "hv/process.h"
+#include "net/tap.h"
 #include "support/daemon.h"
 #include "support/temp_dir.h"
 #include "support/vm_env.h"
@@ -95,7 +96,8 @@ int Run(int rounds) {
   api.Call("POST", "/v1/vms/bench/start");
   json vm = api.WaitState("bench", "running", 10ms);
   std::string ip = vm["ip"], backend = vm["backend"];
-  std::vector<std::string> argv = Cmdline(vm["pid"].get<int64_t>());
+  std::vector<std::string> argv = bench::TapByName(Cmdline(vm["pid"].get<int64_t>()),
+                                                   net::TapName(vm["id"].get<std::string>()));
   api.Call("POST", "/v1/vms/bench/stop?kill=true");
   api.WaitState("bench", "stopped", 10ms);
   std::printf("backend %s, guest %s, 128 MiB, 1 vCPU; %d interleaved rounds\n", backend.c_str(),

@@ -36,6 +36,17 @@ inline std::vector<std::string> Cmdline(int64_t pid) {
   return argv;
 }
 
+// The argv with the tap given by name instead of by an inherited fd (hearthd hands its VMMs the
+// tap as `-netdev tap,...,fd=N`; a process run by hand has no such fd and opens `tap` itself).
+inline std::vector<std::string> TapByName(std::vector<std::string> argv, const std::string& tap) {
+  for (auto& arg : argv) {
+    if (arg.rfind("tap,id=net0,fd=", 0) == 0) {
+      arg = "tap,id=net0,ifname=" + tap + ",script=no,downscript=no";
+    }
+  }
+  return argv;
+}
+
 struct Api {
   http::Client client;
 
