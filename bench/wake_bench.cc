@@ -36,28 +36,6 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
-// A TCP counter of the namespace's stack (per network namespace): `key` of the `section` lines
-// ("Tcp:" in /proc/net/snmp, "TcpExt:" in /proc/net/netstat).
-int64_t TcpCounter(const testing::ClientNamespace& ns, const std::string& file,
-                   const std::string& section, const std::string& key) {
-  std::istringstream in(ns.Run({"cat", file}).out);
-  std::string header, values;
-  while (std::getline(in, header) && std::getline(in, values)) {
-    if (header.rfind(section, 0) != 0) continue;
-    std::istringstream h(header), v(values);
-    for (std::string k, value; h >> k && v >> value;) {
-      if (k == key) return std::stoll(value);
-    }
-  }
-  return -1;
-}
-int64_t SynRetrans(const testing::ClientNamespace& ns) {
-  return TcpCounter(ns, "/proc/net/netstat", "TcpExt:", "TCPSynRetrans");
-}
-int64_t RetransSegs(const testing::ClientNamespace& ns) {
-  return TcpCounter(ns, "/proc/net/snmp", "Tcp:", "RetransSegs");
-}
-
 // curl from the namespace: {connect s, total s}.
 std::pair<double, double> Get(const testing::ClientNamespace& ns, const std::string& ip) {
   auto r = ns.Run({"curl", "-sS", "-m", "20", "-o", "/dev/null", "-w",
@@ -127,7 +105,7 @@ int Run(int rounds) {
   api.Call("POST", "/v1/vms/raw/suspend");
   api.WaitState("raw", "suspended", 20ms);
   testing::ClientNamespace ns(getpid() % 250);
-  int64_t syn_retrans = SynRetrans(ns), retrans = RetransSegs(ns);
+  int64_t syn_retrans = ns.SynRetransmissions(), retrans = ns.SegmentsRetransmitted();
   std::vector<double> syn, total, own, raw_first;
   std::printf("backend %s, 128 MiB guests, %d wakes (ms)\n%-6s %10s %10s %10s %14s\n",
               wake["backend"].get<std::string>().c_str(), rounds, "round", "SYN-ACK", "response",
@@ -152,8 +130,8 @@ int Run(int rounds) {
                 raw_first.back());
     std::fflush(stdout);
   }
-  int64_t retransmitted = RetransSegs(ns) - retrans;
-  int64_t syns_retransmitted = SynRetrans(ns) - syn_retrans;
+  int64_t retransmitted = ns.SegmentsRetransmitted() - retrans;
+  int64_t syns_retransmitted = ns.SynRetransmissions() - syn_retrans;
   std::printf(
       "wake: SYN->SYN-ACK p50 %.1f p99 %.1f; request->response p50 %.1f p99 %.1f; raw restore -> "
       "first answer p50 %.1f p99 %.1f (target: SYN-ACK p50 <= raw + 15 ms: %s)\n"

@@ -59,28 +59,6 @@ class VmWakeTest : public testing::VmFixture {
   }
 };
 
-// A TCP counter of the namespace's stack (per network namespace): `key` of the `section` lines
-// ("Tcp:" in /proc/net/snmp, "TcpExt:" in /proc/net/netstat).
-int64_t TcpCounter(const testing::ClientNamespace& ns, const std::string& file,
-                   const std::string& section, const std::string& key) {
-  std::istringstream in(ns.Run({"cat", file}).out);
-  std::string header, values;
-  while (std::getline(in, header) && std::getline(in, values)) {
-    if (header.rfind(section, 0) != 0) continue;
-    std::istringstream h(header), v(values);
-    for (std::string k, value; h >> k && v >> value;) {
-      if (k == key) return std::stoll(value);
-    }
-  }
-  return -1;
-}
-int64_t SynRetrans(const testing::ClientNamespace& ns) {
-  return TcpCounter(ns, "/proc/net/netstat", "TcpExt:", "TCPSynRetrans");
-}
-int64_t RetransSegs(const testing::ClientNamespace& ns) {
-  return TcpCounter(ns, "/proc/net/snmp", "Tcp:", "RetransSegs");
-}
-
 TEST_F(VmWakeTest, APacketWakesTheVmAndTheFirstSynIsAnswered) {
   json vm = CreateAndStart("sleepy", {"--wake", "on-packet", "--publish", "18480:80"});
   std::string ip = vm["ip"];
@@ -91,15 +69,15 @@ TEST_F(VmWakeTest, APacketWakesTheVmAndTheFirstSynIsAnswered) {
   for (int round = 0; round < 3; ++round) {
     SCOPED_TRACE(round);
     Suspend("sleepy");
-    int64_t syn_retrans = SynRetrans(client), retrans = RetransSegs(client);
+    int64_t syn_retrans = client.SynRetransmissions(), retrans = client.SegmentsRetransmitted();
     RunResult r = client.Run({"curl", "-sS", "-m", "10", "-o", "/dev/null", "-w",
                               "%{http_code} %{time_connect} %{time_total}",
                               fmt::format("http://{}/bootid", ip)});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::cerr << "wake from a namespace: " << r.out << "\n  " << LastWoken("sleepy") << "\n";
     EXPECT_EQ(r.out.substr(0, 3), "200");
-    EXPECT_EQ(SynRetrans(client), syn_retrans) << "the first SYN was answered";
-    std::cerr << "  segments retransmitted: " << RetransSegs(client) - retrans << "\n";
+    EXPECT_EQ(client.SynRetransmissions(), syn_retrans) << "the first SYN was answered";
+    std::cerr << "  segments retransmitted: " << client.SegmentsRetransmitted() - retrans << "\n";
     EXPECT_EQ(Show("sleepy")["state"], "running");
   }
   EXPECT_EQ(Count("sleepy", "woken"), 3);

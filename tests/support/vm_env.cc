@@ -122,6 +122,33 @@ RunResult ClientNamespace::Run(std::vector<std::string> argv) const {
   return RunProgram(argv);
 }
 
+namespace {
+
+// `key` of the `section` lines ("Tcp:" in /proc/net/snmp, "TcpExt:" in /proc/net/netstat).
+int64_t TcpCounter(const ClientNamespace& ns, const std::string& file, const std::string& section,
+                   const std::string& key) {
+  std::istringstream in(ns.Run({"cat", file}).out);
+  std::string header, values;
+  while (std::getline(in, header) && std::getline(in, values)) {
+    if (header.rfind(section, 0) != 0) continue;
+    std::istringstream h(header), v(values);
+    for (std::string k, value; h >> k && v >> value;) {
+      if (k == key) return std::stoll(value);
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+int64_t ClientNamespace::SynRetransmissions() const {
+  return TcpCounter(*this, "/proc/net/netstat", "TcpExt:", "TCPSynRetrans");
+}
+
+int64_t ClientNamespace::SegmentsRetransmitted() const {
+  return TcpCounter(*this, "/proc/net/snmp", "Tcp:", "RetransSegs");
+}
+
 void CleanUpHost(const fs::path& data_dir) {
   for (const auto& p : hv::FindProcesses((data_dir / "vms").string() + "/")) {
     hv::SignalProcess(p, SIGKILL);

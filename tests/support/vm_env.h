@@ -42,6 +42,10 @@ class ClientNamespace {
   const std::string& host_ip() const { return host_ip_; }
   // Runs argv inside the namespace.
   RunResult Run(std::vector<std::string> argv) const;
+  // The namespace's own TCP counters: SYNs retransmitted (TcpExt TCPSynRetrans) and segments
+  // retransmitted (Tcp RetransSegs); -1 if unreadable.
+  int64_t SynRetransmissions() const;
+  int64_t SegmentsRetransmitted() const;
 
  private:
   std::string name_, veth_, host_ip_, ns_ip_;
