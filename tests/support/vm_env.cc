@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <sstream>
 #include <thread>
 
 #include "hv/process.h"
