@@ -41,6 +41,7 @@ bench: build
 	$(BUILD)/bench/api_bench
 	$(BUILD)/bench/start_bench
 	$(BUILD)/bench/sleep_bench
+	$(BUILD)/bench/metering_bench
 
 # 10 VMs suspended and resumed in a loop for SOAK_MINUTES; fails on any error or leak.
 SOAK_MINUTES ?= 10
