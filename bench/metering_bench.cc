@@ -4,10 +4,10 @@
 //    with every row sent to a real ClickHouse (Debian's clickhouse-server, started here). The
 //    node is hearth's Node over its real SQLite store, but with the test driver: each "VMM" is a
 //    real process (a sleep) whose /proc entries are read as a VMM's, and each running VM's tap
-//    is a real (persistent, unattached) tap whose counters are read from sysfs. What is not here: QEMU's
-//    answers over QMP (vCPU thread ids, once per VMM; disk counters, only for VMs with a disk).
-//    The sampler's tick and the sink's sends run on this thread, so their CPU time is measured
-//    with the thread's CPU clock; the target is at most 2 % of one core.
+//    is a real (persistent, unattached) tap whose counters are read from sysfs. What is not here:
+//    QEMU's answers over QMP (vCPU thread ids, once per VMM; disk counters, only for VMs with a
+//    disk). The sampler's tick and the sink's sends run on this thread, so their CPU time is
+//    measured with the thread's CPU clock; the target is at most 2 % of one core.
 // 2. Throughput: rows/s from the spool into ClickHouse, for a backlog (as after an outage) and
 //    for rows written and sent at the same time.
 //
@@ -138,12 +138,14 @@ int Run(int rounds) {
   for (double c : cpu) total += c;
   double mean = total / static_cast<double>(cpu.size());
   int64_t rows = sink.stats().rows_sent;
-  std::printf("metering, 100 VMs defined, 20 running, 1 s interval, %d ticks, rows to "
-              "ClickHouse: %lld\n",
-              rounds, static_cast<long long>(rows));
-  std::printf("  CPU per tick (sample + store + spool + send): mean %.2f ms, median %.2f ms, "
-              "max %.2f ms = %.2f %% of one core (target <= 2 %%)\n",
-              mean, Median(cpu), *std::max_element(cpu.begin(), cpu.end()), mean / 10.0);
+  std::printf(
+      "metering, 100 VMs defined, 20 running, 1 s interval, %d ticks, rows to "
+      "ClickHouse: %lld\n",
+      rounds, static_cast<long long>(rows));
+  std::printf(
+      "  CPU per tick (sample + store + spool + send): mean %.2f ms, median %.2f ms, "
+      "max %.2f ms = %.2f %% of one core (target <= 2 %%)\n",
+      mean, Median(cpu), *std::max_element(cpu.begin(), cpu.end()), mean / 10.0);
   std::printf("  wall time per tick: median %.2f ms, max %.2f ms\n", Median(wall),
               *std::max_element(wall.begin(), wall.end()));
 
@@ -179,15 +181,16 @@ int Run(int rounds) {
     auto done = Clock::now();
     double n = kBatches * kRows;
     if (backlog) {
-      std::printf("sink, a backlog of %.0f rows (%d batches): spooled at %.0f rows/s, sent to "
-                  "ClickHouse at %.0f rows/s (%lld inserts)\n",
-                  n, kBatches, n / (Ms(spooled - t0) / 1e3), n / (Ms(done - t1) / 1e3),
-                  static_cast<long long>(throughput.stats().inserts));
+      std::printf(
+          "sink, a backlog of %.0f rows (%d batches): spooled at %.0f rows/s, sent to "
+          "ClickHouse at %.0f rows/s (%lld inserts)\n",
+          n, kBatches, n / (Ms(spooled - t0) / 1e3), n / (Ms(done - t1) / 1e3),
+          static_cast<long long>(throughput.stats().inserts));
     } else {
-      std::printf("sink, %.0f rows written and sent at once: %.0f rows/s end to end (%lld "
-                  "inserts)\n",
-                  n, n / (Ms(done - t0) / 1e3),
-                  static_cast<long long>(throughput.stats().inserts));
+      std::printf(
+          "sink, %.0f rows written and sent at once: %.0f rows/s end to end (%lld "
+          "inserts)\n",
+          n, n / (Ms(done - t0) / 1e3), static_cast<long long>(throughput.stats().inserts));
     }
     throughput.Stop();
   }

@@ -79,10 +79,17 @@ Status ClickHouseSink::Write(const std::vector<StoredSample>& samples,
 
 Status ClickHouseSink::CatchUp(UsageStore& local, int64_t events_cursor) {
   std::optional<SpoolMarks> marks = spool_.marks();
-  if (!marks) {
-    // A spool never used: ClickHouse gets what is metered from now on.
-    auto last = local.LastSampleSeq();
-    if (!last) return Fail(last.error());
+  auto last = local.LastSampleSeq();
+  if (!last) return Fail(last.error());
+  if (!marks || marks->samples > *last || marks->events > events_cursor) {
+    // A spool never used: ClickHouse gets what is metered from now on. Marks beyond the local
+    // store belong to another database (state.db was replaced): they would hide its rows.
+    if (marks) {
+      spdlog::warn(
+          "metering: the ClickHouse spool's marks ({}, {}) are beyond the local store "
+          "({}, {}); starting them over",
+          marks->samples, marks->events, *last, events_cursor);
+    }
     std::lock_guard lock(write_mu_);
     return spool_.SetMarks(SpoolMarks{*last, events_cursor});
   }

@@ -147,10 +147,6 @@ Result<MeteringState> SqliteUsageStore::LoadState() {
     if (key == "events") {
       state.begun = true;
       state.cursor = c.Int(1);
-    } else if (key == "spooled_samples") {
-      state.spooled_samples = c.Int(1);
-    } else if (key == "spooled_events") {
-      state.spooled_events = c.Int(1);
     }
   }
   if (rc != SQLITE_DONE) return Fail(SqlError("reading the metering cursor"));
@@ -214,14 +210,7 @@ Result<std::vector<int64_t>> SqliteUsageStore::Commit(const TickWrite& write) {
       del.Bind(1, id);
       if (del.Step() != SQLITE_DONE) return Fail(SqlError("deleting a metering tracker"));
     }
-    if (auto s = PutCursor("events", write.cursor); !s) return s;
-    if (write.spooled_samples) {
-      if (auto s = PutCursor("spooled_samples", *write.spooled_samples); !s) return s;
-    }
-    if (write.spooled_events) {
-      if (auto s = PutCursor("spooled_events", *write.spooled_events); !s) return s;
-    }
-    return Ok();
+    return PutCursor("events", write.cursor);
   });
   if (!s) return Fail(s.error());
   return seqs;

@@ -18,16 +18,12 @@ struct MeteringState {
   bool begun = false;                       // false on a node never metered before
   int64_t cursor = 0;                       // the last event seq accounted for
   std::map<std::string, Tracker> trackers;  // by VM id
-  // What was handed to the ClickHouse spool: samples (by local seq) and events (by event seq)
-  // up to these; unset before the first hand-over.
-  std::optional<int64_t> spooled_samples, spooled_events;
 };
 
 // One tick's writes, committed atomically.
 struct TickWrite {
   int64_t cursor = 0;
   const TickResult* result = nullptr;
-  std::optional<int64_t> spooled_samples, spooled_events;  // unset: unchanged
 };
 
 // A sample with the local seq it was stored under.

@@ -117,7 +117,7 @@ constexpr const char* kMigrations[] = {
       vm_id   TEXT PRIMARY KEY,
       tracker TEXT NOT NULL
     );
-    -- Positions: the last event seq metered, what was handed to the ClickHouse spool.
+    -- Where metering is: key 'events', the last event seq accounted for.
     CREATE TABLE usage_cursor (
       key   TEXT PRIMARY KEY,
       value INTEGER NOT NULL

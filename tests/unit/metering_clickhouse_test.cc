@@ -290,6 +290,11 @@ TEST_F(SinkTest, CatchUpSpoolsWhatACrashKeptFromTheSpool) {
   EXPECT_EQ(spool_->rows(), 4);
   ASSERT_TRUE(sink_->CatchUp(**local, 7));  // again: nothing more
   EXPECT_EQ(spool_->rows(), 4);
+  // Marks beyond the local store (another state.db) start over rather than hide its rows.
+  ASSERT_TRUE(spool_->SetMarks({1000, 1000}));
+  ASSERT_TRUE(sink_->CatchUp(**local, 7));
+  EXPECT_EQ(spool_->marks()->samples, 5);
+  EXPECT_EQ(spool_->marks()->events, 7);
   SendAll();
   EXPECT_EQ(ch_.Rows("samples").size(), 3u);
   EXPECT_EQ(ch_.Rows("events").size(), 1u);
