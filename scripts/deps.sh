@@ -11,6 +11,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev
   curl iproute2 nftables
   qemu-system-x86 lz4 xz-utils
+  clickhouse-server clickhouse-client
 )
 
 missing=()

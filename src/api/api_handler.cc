@@ -197,8 +197,37 @@ const std::vector<Route>& ApiHandler::Routes() {
       {"POST", "/v1/vms/{name}/resume"},
       {"GET", "/v1/vms/{name}/events"},
       {"GET", "/v1/vms/{name}/logs"},
+      {"GET", "/v1/usage"},
+      {"GET", "/metrics"},
   };
   return routes;
+}
+
+std::string ApiHandler::RouteOf(std::string_view method, std::string_view target) {
+  std::string_view path = target.substr(0, target.find('?'));
+  auto split = [](std::string_view p) {
+    std::vector<std::string_view> out;
+    size_t pos = 0;
+    while (pos < p.size()) {
+      size_t end = p.find('/', pos);
+      if (end == std::string_view::npos) end = p.size();
+      if (end > pos) out.push_back(p.substr(pos, end - pos));
+      pos = end + 1;
+    }
+    return out;
+  };
+  std::vector<std::string_view> segs = split(path);
+  for (const Route& r : Routes()) {
+    if (r.method != method) continue;
+    std::vector<std::string_view> want = split(r.path);
+    if (want.size() != segs.size()) continue;
+    bool match = true;
+    for (size_t i = 0; i < want.size() && match; ++i) {
+      match = want[i] == "{name}" || want[i] == segs[i];
+    }
+    if (match) return r.path;
+  }
+  return "other";
 }
 
 HttpResponse ApiHandler::Handle(const HttpRequest& request) {
@@ -222,6 +251,10 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
                     std::chrono::steady_clock::now() - start)
                     .count();
   spdlog::debug("{} {} -> {} ({} us)", request.method, request.target, response.status, micros);
+  if (metering_.metrics) {
+    metering_.metrics->ObserveRequest(request.method, RouteOf(request.method, request.target),
+                                      response.status, static_cast<double>(micros) / 1e6);
+  }
   return response;
 }
 
@@ -240,7 +273,22 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
     if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
     return JsonResponse(200, {{"status", "ok"}});
   }
+  if (seg.size() == 1 && seg[0] == "metrics") {
+    if (m != "GET") return MethodNotAllowed(req, "/metrics", "GET");
+    if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
+    if (!metering_.metrics) {
+      return ErrorResponse(Code::kUnavailable, "metering is not running on this node");
+    }
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metering_.metrics->Render();
+    return r;
+  }
   if (seg.empty() || seg[0] != "v1") return no_route();
+  if (seg.size() == 2 && seg[1] == "usage") {
+    if (m != "GET") return MethodNotAllowed(req, "/v1/usage", "GET");
+    return Usage(target->query);
+  }
 
   if (seg.size() == 2 && seg[1] == "node") {
     if (m != "GET") return MethodNotAllowed(req, "/v1/node", "GET");
@@ -357,6 +405,33 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   }
   if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
   return VmResult(node_, verb == "suspend" ? node_.Suspend(name) : node_.Resume(name));
+}
+
+HttpResponse ApiHandler::Usage(const std::map<std::string, std::string>& query) {
+  SystemClock system;
+  const Clock& clock = metering_.clock ? *metering_.clock : system;
+  auto q = metering::ParseReportQuery(query, clock.Now());
+  if (!q) return ErrorResponse(q.error());
+  std::string source = query.count("source") ? query.at("source") : "local";
+  metering::UsageSource* from = nullptr;
+  if (source == "local") {
+    from = metering_.local;
+    if (!from) return ErrorResponse(Code::kUnavailable, "metering is not running on this node");
+  } else if (source == "clickhouse") {
+    from = metering_.clickhouse;
+    if (!from) {
+      return ErrorResponse(Code::kFailedPrecondition,
+                           "source: this node sends no usage to ClickHouse; start hearthd with "
+                           "--clickhouse URL, or use source=local",
+                           "source");
+    }
+  } else {
+    return ErrorResponse(Code::kInvalidArgument,
+                         fmt::format("source: '{}' is not local or clickhouse", source), "source");
+  }
+  auto data = from->Fetch(*q);
+  if (!data) return ErrorResponse(data.error());
+  return JsonResponse(200, metering::ReportToJson(metering::BuildReport(*q, *data, source)));
 }
 
 }  // namespace hearth::api

@@ -9,6 +9,8 @@
 
 #include "api/auth.h"
 #include "api/http_types.h"
+#include "metering/metrics.h"
+#include "metering/report.h"
 #include "node/node.h"
 
 namespace hearth::api {
@@ -18,20 +20,35 @@ struct Route {
   std::string path;  // OpenAPI form, e.g. "/v1/vms/{name}"
 };
 
+// What the API serves of metering (all optional): GET /metrics, GET /v1/usage from the local
+// store or ClickHouse, and the API's own request metrics.
+struct MeteringApi {
+  metering::Metrics* metrics = nullptr;         // null: /metrics is unavailable (503)
+  metering::UsageSource* local = nullptr;       // null: /v1/usage is unavailable (503)
+  metering::UsageSource* clickhouse = nullptr;  // null: source=clickhouse is failed_precondition
+  const Clock* clock = nullptr;                 // "now" of usage ranges; null: the system clock
+};
+
 class ApiHandler final : public HttpHandler {
  public:
-  ApiHandler(node::Node& node, const TokenAuthenticator& auth) : node_(node), auth_(auth) {}
+  ApiHandler(node::Node& node, const TokenAuthenticator& auth, MeteringApi metering = {})
+      : node_(node), auth_(auth), metering_(metering) {}
 
   HttpResponse Handle(const HttpRequest& request) override;
 
   // Every route served, for checking against api/openapi.yaml.
   static const std::vector<Route>& Routes();
+  // The route `method` `target` is served by, as its OpenAPI path ("/v1/vms/{name}"), or
+  // "other" (the label of request metrics).
+  static std::string RouteOf(std::string_view method, std::string_view target);
 
  private:
   HttpResponse Dispatch(const HttpRequest& request);
+  HttpResponse Usage(const std::map<std::string, std::string>& query);
 
   node::Node& node_;
   const TokenAuthenticator& auth_;
+  MeteringApi metering_;
 };
 
 }  // namespace hearth::api

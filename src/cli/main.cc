@@ -151,6 +151,7 @@ class Cli {
   }
 
   int Print(const api::HttpResponse& r, std::string (*table)(const json&)) {
+    if (g_.output == "csv") throw UsageError{"-o csv: only `hearth usage` prints CSV"};
     auto format = ParseFormat(g_.output);
     json body = json::parse(r.body);
     std::fputs(Render(body, *format, table).c_str(), stdout);
@@ -159,6 +160,7 @@ class Cli {
 
   // For actions: the object in json/yaml, a sentence in table mode.
   int Done(const api::HttpResponse& r, const std::string& sentence) {
+    if (g_.output == "csv") throw UsageError{"-o csv: only `hearth usage` prints CSV"};
     if (*ParseFormat(g_.output) != Format::kTable && !r.body.empty()) return Print(r, nullptr);
     std::printf("%s\n", sentence.c_str());
     return kOk;
@@ -218,6 +220,18 @@ std::string VmPath(const std::string& name, std::string_view suffix = "") {
     }
   }
   return out + std::string(suffix);
+}
+
+std::string UrlQueryValue(const std::string& value) {
+  std::string out;
+  for (unsigned char c : value) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
 }
 
 json ReadSpecFile(const std::string& path) {
@@ -320,6 +334,7 @@ int Main(int argc, char** argv) {
   hearth vm start web && hearth vm logs web -f
   hearth vm show web -o json
   HEARTH_HOST=node1:7777 HEARTH_TOKEN=$(cat admin.token) hearth node info
+  hearth usage --since 7d --by day -o csv   # what each VM used, per day
 
 Timers (--idle-timeout, --stop-after, --stop-at) act on a running VM within a second of their
 time, also when it came while hearthd was down; `vm ls` shows the next one, and each firing is a
@@ -337,8 +352,8 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
   app.add_option("--host", g.host,
                  "talk TCP to HOST[:PORT] instead (env HEARTH_HOST; token "
                  "from HEARTH_TOKEN)");
-  app.add_option("-o,--output", g.output, "table, json or yaml")
-      ->check(CLI::IsMember({"table", "json", "yaml"}));
+  app.add_option("-o,--output", g.output, "table, json or yaml (and csv for usage)")
+      ->check(CLI::IsMember({"table", "json", "yaml", "csv"}));
 
   Cli cli(g);
   int rc = kOk;
@@ -470,6 +485,41 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
   }
 
   AddImageCommands(app, rc);
+
+  std::string since, until, by, source;
+  auto* usage = app.add_subcommand(
+      "usage",
+      "resources used per VM and in total: CPU-seconds, GiB-hours of RAM while running and of "
+      "saved state while suspended, network and disk bytes, wakes and their latency");
+  usage->add_option("NAME", name, "only this VM");
+  usage->add_option("--since", since,
+                    "from this RFC 3339 time, or this long ago (e.g. 24h); default 24h");
+  usage->add_option("--until", until, "up to this RFC 3339 time or this long ago; default now");
+  usage->add_option("--by", by, "also per minute, hour or day")
+      ->check(CLI::IsMember({"minute", "hour", "day"}));
+  usage
+      ->add_option("--source", source,
+                   "local (the node's store, default; hourly after a day, kept 7 days) or "
+                   "clickhouse (with hearthd --clickhouse)")
+      ->check(CLI::IsMember({"local", "clickhouse"}));
+  usage->callback([&] {
+    std::string target = "/v1/usage";
+    char sep = '?';
+    for (auto [key, value] :
+         {std::pair{"vm", &name}, std::pair{"since", &since}, std::pair{"until", &until},
+          std::pair{"by", &by}, std::pair{"source", &source}}) {
+      if (value->empty()) continue;
+      target += fmt::format("{}{}={}", sep, key, UrlQueryValue(*value));
+      sep = '&';
+    }
+    auto r = cli.Call("GET", target);
+    if (!r) return void(rc = kFailed);
+    if (g.output == "csv") {
+      std::fputs(UsageCsv(json::parse(r->body)).c_str(), stdout);
+      return void(rc = kOk);
+    }
+    rc = cli.Print(*r, UsageTable);
+  });
 
   auto* node =
       app.add_subcommand("node", "this node's capacity and backends")->require_subcommand(1);

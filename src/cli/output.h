@@ -37,5 +37,9 @@ std::string VmDetailTable(const nlohmann::json& vm);  // one VM object
 std::string VmDetailTable(const nlohmann::json& vm, Timestamp now);
 std::string EventsTable(const nlohmann::json& events);  // {"events": [...]}
 std::string NodeTable(const nlohmann::json& node);
+// A usage report (GET /v1/usage) as a table (by bucket if it has rows, then per VM and TOTAL) and
+// as CSV: one line per bucket and VM (or per VM), then a TOTAL line; raw numbers.
+std::string UsageTable(const nlohmann::json& report);
+std::string UsageCsv(const nlohmann::json& report);
 
 }  // namespace hearth::cli

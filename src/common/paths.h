@@ -4,7 +4,13 @@
 //   ├── hearthd.sock                 API unix socket, mode 0600, root only, no token needed
 //   ├── hearthd.lock                 flock()ed by the running hearthd: one daemon per data dir
 //   ├── admin.token                  the admin bearer token for TCP clients, mode 0600
-//   ├── state.db, state.db-wal/-shm  the embedded SQLite store (WAL mode); token hashes live here
+//   ├── state.db, state.db-wal/-shm  the embedded SQLite store (WAL mode); token hashes live here,
+//   │                                and metering's samples and events (usage_* tables)
+//   ├── metering/
+//   │   └── clickhouse-spool/        rows on their way to ClickHouse (--clickhouse): batches
+//   │       ├── <table>-<first>-<last>.jsonl   JSONEachRow, whole (written, fsynced, renamed)
+//   │       ├── marks                the highest seq spooled per table
+//   │       └── rejected/            batches ClickHouse refused as unparsable
 //   ├── vms/<vm-id>/                 one directory per VM: console log, sockets, snapshots
 //   │   ├── console.log              the guest's serial console (size capped)
 //   │   ├── vmm.log                  the VMM's own stdout/stderr (size capped)
@@ -62,6 +68,8 @@ class Paths {
   std::filesystem::path agent_pipe(std::string_view vm_id) const { return vm_dir(vm_id) / "agent"; }
   std::filesystem::path images_dir() const { return data_dir_ / "images"; }
   std::filesystem::path image_dir(std::string_view name) const { return images_dir() / name; }
+  std::filesystem::path metering_dir() const { return data_dir_ / "metering"; }
+  std::filesystem::path clickhouse_spool() const { return metering_dir() / "clickhouse-spool"; }
 
   static std::filesystem::path kvm_probe_cache() { return "/run/hearth/kvm-probe.json"; }
 

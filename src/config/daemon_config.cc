@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "hv/qemu/kvm_probe.h"
+#include "metering/clickhouse_transport.h"
 #include "net/address_pool.h"
 
 namespace hearth::config {
@@ -58,6 +59,10 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
         config.store = v.as<std::string>();
       } else if (key == "clickhouse") {
         config.clickhouse = v.as<std::string>();
+      } else if (key == "metering-interval") {
+        config.metering_interval = v.as<std::string>();
+      } else if (key == "metering-retention") {
+        config.metering_retention = v.as<std::string>();
       } else if (key == "hypervisor") {
         config.hypervisor = v.as<std::string>();
       } else if (key == "memory-ratio") {
@@ -72,7 +77,8 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
         config.nat = v.as<bool>() ? "on" : "off";
       } else {
         return Bad("config", fmt::format("{}: unknown key '{}'; known: data-dir, listen, store, "
-                                         "clickhouse, hypervisor, memory-ratio, log-level, accel, "
+                                         "clickhouse, metering-interval, metering-retention, "
+                                         "hypervisor, memory-ratio, log-level, accel, "
                                          "network-pool, nat",
                                          path.string(), key));
       }
@@ -92,6 +98,14 @@ Result<std::filesystem::path> SqlitePath(std::string_view url) {
   return std::filesystem::path(url.substr(kScheme.size()));
 }
 
+Duration MeteringInterval(const DaemonConfig& config) {
+  return ParseDuration(config.metering_interval).value_or(std::chrono::seconds(10));
+}
+
+Duration MeteringRetention(const DaemonConfig& config) {
+  return ParseDuration(config.metering_retention).value_or(std::chrono::hours(24 * 7));
+}
+
 Status Validate(DaemonConfig& config) {
   if (config.data_dir.empty() || !config.data_dir.is_absolute()) {
     return Bad("data-dir", fmt::format("'{}' is not an absolute path", config.data_dir.string()));
@@ -103,7 +117,19 @@ Status Validate(DaemonConfig& config) {
   }
   if (auto p = SqlitePath(config.store); !p) return Fail(p.error());
   if (!config.clickhouse.empty()) {
-    return Bad("clickhouse", "the ClickHouse sink is not supported by this build yet; omit it");
+    if (auto e = metering::ParseClickHouseUrl(config.clickhouse); !e) return Fail(e.error());
+  }
+  auto interval = ParseDuration(config.metering_interval);
+  if (!interval || *interval < std::chrono::seconds(1) || *interval > std::chrono::hours(1) ||
+      interval->count() % 1000 != 0) {
+    return Bad("metering-interval", fmt::format("'{}' is not whole seconds from 1s to 1h, e.g. "
+                                                "10s",
+                                                config.metering_interval));
+  }
+  auto retention = ParseDuration(config.metering_retention);
+  if (!retention || *retention < std::chrono::hours(24)) {
+    return Bad("metering-retention", fmt::format("'{}' is not a duration of at least 1d, e.g. 7d",
+                                                 config.metering_retention));
   }
   if (config.hypervisor != "auto" && config.hypervisor != "qemu" &&
       config.hypervisor != "firecracker") {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 
+#include "common/clock.h"
 #include "common/result.h"
 
 namespace hearth::config {
@@ -14,7 +15,9 @@ struct DaemonConfig {
   std::filesystem::path data_dir = "/var/lib/hearth";
   std::string listen = "127.0.0.1:7777";  // "none" disables TCP
   std::string store;                      // default sqlite://<data-dir>/state.db
-  std::string clickhouse;
+  std::string clickhouse;  // metering sink: http://[USER[:PASSWORD]@]HOST[:PORT][/DB]
+  std::string metering_interval = "10s";  // 1s to 1h
+  std::string metering_retention = "7d";  // local samples and events; at least 1d
   std::string hypervisor = "auto";
   double memory_ratio = 1.0;
   std::string log_level = "info";
@@ -36,6 +39,10 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config);
 
 // Checks every value; fills the default store URL. Errors name the flag and the value.
 Status Validate(DaemonConfig& config);
+
+// The metering interval and retention of a validated config.
+Duration MeteringInterval(const DaemonConfig& config);
+Duration MeteringRetention(const DaemonConfig& config);
 
 // The SQLite path of a "sqlite://PATH" store URL.
 Result<std::filesystem::path> SqlitePath(std::string_view store_url);

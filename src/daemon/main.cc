@@ -19,9 +19,16 @@
 #include "api/auth.h"
 #include "common/paths.h"
 #include "config/daemon_config.h"
+#include "http/clickhouse_http_transport.h"
 #include "http/server.h"
 #include "hv/qemu/kvm_probe.h"
 #include "hv/qemu/qemu_driver.h"
+#include "metering/clickhouse_sink.h"
+#include "metering/clickhouse_usage_source.h"
+#include "metering/metrics.h"
+#include "metering/sampler.h"
+#include "metering/sqlite_usage_store.h"
+#include "metering/usage_reader.h"
 #include "model/host.h"
 #include "net/linux_network.h"
 #include "net/wake_listener.h"
@@ -60,6 +67,12 @@ Result<int> LockDataDir(const Paths& paths) {
   return fd;
 }
 
+std::string HostName() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
 int Run(config::DaemonConfig cfg) {
   if (auto s = config::Validate(cfg); !s) {
     Die(s.error());
@@ -86,6 +99,8 @@ int Run(config::DaemonConfig cfg) {
   if (!store) return Die(store.error());
   auto auth = api::TokenAuthenticator::Init(**store, paths);
   if (!auth) return Die(auth.error());
+  auto usage = metering::SqliteUsageStore::Open(*db_path);
+  if (!usage) return Die(usage.error());
 
   LinuxFileProbe files;
   SystemClock clock;
@@ -117,7 +132,38 @@ int Run(config::DaemonConfig cfg) {
   });
   if (auto s = node.Load(); !s) return Die(s.error());
   if (auto s = node.Recover(); !s) return Die(s.error());
-  api::ApiHandler handler(node, *auth);
+
+  // Metering: after Recover, so that it starts from the VMs as this hearthd found them.
+  metering::Metrics metrics;
+  metering::LinuxUsageReader reader(paths, &qemu);
+  std::unique_ptr<http::ClickHouseHttpTransport> clickhouse;
+  std::unique_ptr<metering::Spool> spool;
+  std::unique_ptr<metering::ClickHouseSink> sink;
+  std::unique_ptr<metering::ClickHouseUsageSource> clickhouse_usage;
+  if (!cfg.clickhouse.empty()) {
+    auto endpoint = *metering::ParseClickHouseUrl(cfg.clickhouse);
+    auto opened = metering::Spool::Open(paths.clickhouse_spool(), int64_t{1} << 30);
+    if (!opened) return Die(opened.error());
+    spool = std::move(*opened);
+    clickhouse = std::make_unique<http::ClickHouseHttpTransport>(endpoint);
+    metering::ClickHouseSinkOptions sink_options;
+    sink_options.database = endpoint.database;
+    sink_options.node = HostName();
+    sink = std::make_unique<metering::ClickHouseSink>(*clickhouse, *spool, sink_options);
+    clickhouse_usage = std::make_unique<metering::ClickHouseUsageSource>(
+        *clickhouse, endpoint.database, sink_options.node);
+    metrics.SetSinkStats([&sink] { return sink->stats(); });
+  }
+  metering::SamplerOptions sampler_options;
+  sampler_options.interval = config::MeteringInterval(cfg);
+  sampler_options.retention = config::MeteringRetention(cfg);
+  metering::Sampler sampler(
+      **store, **usage, reader, clock, [&node] { return node.List(); }, metrics, sampler_options,
+      sink.get());
+  if (auto s = sampler.Load(); !s) return Die(s.error());
+  if (sink) sink->Start();
+  sampler.Start();
+  api::ApiHandler handler(node, *auth, {&metrics, usage->get(), clickhouse_usage.get(), &clock});
 
   http::ServerOptions options;
   options.tcp_host = listen->host;
@@ -148,6 +194,8 @@ int Run(config::DaemonConfig cfg) {
   spdlog::info("received {}, shutting down", strsignal(sig));
   server.Stop();
   waker->SetOnWake({});  // no wake reaches the node from here on
+  sampler.Stop();
+  if (sink) sink->Stop();
   node.Shutdown();
   return 0;
 }
@@ -184,7 +232,17 @@ int main(int argc, char** argv) {
   auto* listen = app.add_option("--listen", cfg.listen, "TCP address of the API, or none")
                      ->default_str(cfg.listen);
   auto* store = app.add_option("--store", cfg.store, "sqlite://PATH (default <data-dir>/state.db)");
-  auto* clickhouse = app.add_option("--clickhouse", cfg.clickhouse, "ClickHouse URL for metering");
+  auto* clickhouse = app.add_option(
+      "--clickhouse", cfg.clickhouse,
+      "also send metering to ClickHouse: http://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE] "
+      "(port 8123, database hearth by default)");
+  auto* metering_interval = app.add_option("--metering-interval", cfg.metering_interval,
+                                           "how often each VM is sampled, 1s to 1h")
+                                ->default_str(cfg.metering_interval);
+  auto* metering_retention =
+      app.add_option("--metering-retention", cfg.metering_retention,
+                     "how long the local store keeps samples (hourly after a day) and events")
+          ->default_str(cfg.metering_retention);
   auto* hypervisor = app.add_option("--hypervisor", cfg.hypervisor, "auto, qemu or firecracker")
                          ->default_str("auto");
   auto* ratio = app.add_option("--memory-ratio", cfg.memory_ratio,
@@ -225,6 +283,8 @@ int main(int argc, char** argv) {
     if (listen->count() == 0) cfg.listen = from_file.listen;
     if (store->count() == 0) cfg.store = from_file.store;
     if (clickhouse->count() == 0) cfg.clickhouse = from_file.clickhouse;
+    if (metering_interval->count() == 0) cfg.metering_interval = from_file.metering_interval;
+    if (metering_retention->count() == 0) cfg.metering_retention = from_file.metering_retention;
     if (hypervisor->count() == 0) cfg.hypervisor = from_file.hypervisor;
     if (ratio->count() == 0) cfg.memory_ratio = from_file.memory_ratio;
     if (level->count() == 0) cfg.log_level = from_file.log_level;

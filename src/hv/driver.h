@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/paths.h"
 #include "common/result.h"
@@ -54,6 +55,15 @@ inline void UseLayout(MachineSpec& spec, const Paths& paths, std::string_view vm
 struct BackendInfo {
   std::string backend;
   std::string note;
+};
+
+// The guest's disk I/O since its VMM started, summed over its disks (metering).
+struct DiskCounters {
+  int64_t read_bytes = 0;
+  int64_t write_bytes = 0;
+  int64_t read_ops = 0;
+  int64_t write_ops = 0;
+  bool operator==(const DiskCounters&) const = default;
 };
 
 // What a caller can use to give up waiting (a stop or delete request during a start).
@@ -107,6 +117,19 @@ class HypervisorDriver {
   virtual Status Kill(const ProcessId& process) = 0;
   // The VMM's own view of the VM, e.g. {"status": "running"}; for diagnostics.
   virtual Result<std::string> Describe(const MachineSpec& spec, const ProcessId& process) = 0;
+
+  // --- Metering: what the backend can tell beyond /proc. Called about once per metering
+  // interval per VM, so cheap; the defaults know nothing. Only `vm_id`, `name` and the runtime
+  // paths of `spec` are used (UseLayout).
+  // The host thread ids of the guest's vCPUs, in vCPU order; empty when the backend cannot tell.
+  virtual Result<std::vector<int64_t>> VcpuThreads(const MachineSpec& spec,
+                                                   const ProcessId& process) {
+    return std::vector<int64_t>{};
+  }
+  // The guest's disk I/O (zeros without disks, or when the backend cannot tell).
+  virtual Result<DiskCounters> Disks(const MachineSpec& spec, const ProcessId& process) {
+    return DiskCounters{};
+  }
 };
 
 }  // namespace hearth::hv

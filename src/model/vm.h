@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -140,6 +141,9 @@ struct Event {
   Timestamp time;
   std::string type;  // "created", "edited", "deleted", "started", ...
   std::string message;
+  // Named numbers about the event, kept with it for metering: e.g. a wake's latency and its
+  // stages in milliseconds ({"latency_ms": 183.2, "restore_ms": 45.1, ...}). Optional.
+  std::map<std::string, double> measures;
   bool operator==(const Event&) const = default;
 };
 

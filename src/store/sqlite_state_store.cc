@@ -7,42 +7,12 @@
 #include <nlohmann/json.hpp>
 
 #include "model/vm_json.h"
+#include "store/sqlite_schema.h"
 
 namespace hearth::store {
 namespace {
 
 using nlohmann::json;
-
-// Schema migrations, applied in order; migration i brings the schema to version i + 1.
-// Append only: a released migration is never edited.
-constexpr const char* kMigrations[] = {
-    R"sql(
-    CREATE TABLE vms (
-      id           TEXT PRIMARY KEY,
-      name         TEXT NOT NULL UNIQUE,
-      spec         TEXT NOT NULL,              -- JSON, see SpecToJson
-      state        TEXT NOT NULL,
-      state_reason TEXT NOT NULL DEFAULT '',
-      version      INTEGER NOT NULL,
-      created_ms   INTEGER NOT NULL,           -- Unix time in milliseconds
-      updated_ms   INTEGER NOT NULL,
-      runtime      TEXT NOT NULL DEFAULT '{}'  -- JSON: pid, ip, backend, snapshot
-    );
-    CREATE TABLE events (
-      seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-      vm_id   TEXT NOT NULL,
-      vm_name TEXT NOT NULL,
-      time_ms INTEGER NOT NULL,
-      type    TEXT NOT NULL,
-      message TEXT NOT NULL
-    );
-    CREATE INDEX events_by_vm ON events (vm_id, seq);
-    CREATE TABLE settings (
-      key   TEXT PRIMARY KEY,
-      value TEXT NOT NULL
-    );
-    )sql",
-};
 
 int64_t ToMillis(Timestamp t) { return t.time_since_epoch().count(); }
 Timestamp FromMillis(int64_t ms) { return Timestamp{Duration{ms}}; }
@@ -99,6 +69,20 @@ constexpr const char* kVmColumns =
 
 }  // namespace
 
+// Columns 0-6: seq, vm_id, vm_name, time_ms, type, message, measures.
+Event SqliteStateStore::ReadEvent(const Statement& q) {
+  Event e{q.Int(0), q.Text(1), q.Text(2), FromMillis(q.Int(3)), q.Text(4), q.Text(5)};
+  if (std::string m = q.Text(6); !m.empty()) {
+    json measures = json::parse(m, nullptr, false);
+    if (measures.is_object()) {
+      for (const auto& [k, v] : measures.items()) {
+        if (v.is_number()) e.measures[k] = v.get<double>();
+      }
+    }
+  }
+  return e;
+}
+
 Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
     const std::filesystem::path& path) {
   sqlite3* db = nullptr;
@@ -123,7 +107,7 @@ SqliteStateStore::SqliteStateStore(sqlite3* db, std::filesystem::path path)
 
 SqliteStateStore::~SqliteStateStore() { sqlite3_close(db_); }
 
-int SqliteStateStore::SchemaVersion() { return static_cast<int>(std::size(kMigrations)); }
+int SqliteStateStore::SchemaVersion() { return static_cast<int>(SqliteMigrations().size()); }
 
 Error SqliteStateStore::SqlError(std::string_view what) const {
   int rc = sqlite3_errcode(db_);
@@ -205,7 +189,7 @@ Status SqliteStateStore::Migrate() {
   }
   for (int v = current; v < latest; ++v) {
     auto s = Commit([&]() -> Status {
-      if (auto e = Exec(kMigrations[v]); !e) return e;
+      if (auto e = Exec(SqliteMigrations()[v]); !e) return e;
       return Exec(fmt::format("PRAGMA user_version = {}", v + 1).c_str());
     });
     if (!s) return Fail(s.error().Wrap(fmt::format("migrating schema to version {}", v + 1)));
@@ -284,20 +268,27 @@ Result<std::optional<VmRecord>> SqliteStateStore::GetVm(std::string_view name) {
   return std::optional<VmRecord>(std::move(*vm));
 }
 
-Status SqliteStateStore::InsertEvent(const Event& e) {
+Status SqliteStateStore::InsertEvent(const Event& e, const VmRecord* vm, bool deleted) {
   Statement q(db_,
-              "INSERT INTO events (vm_id, vm_name, time_ms, type, message) VALUES (?, ?, ?, ?, ?)");
+              "INSERT INTO events (vm_id, vm_name, time_ms, type, message, state, vcpus, "
+              "memory_mib, snapshot_bytes, measures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  std::string_view state = deleted ? "deleted" : vm ? ToString(vm->state) : "";
   q.Bind(1, e.vm_id)
       .Bind(2, e.vm_name)
       .Bind(3, ToMillis(e.time))
       .Bind(4, e.type)
-      .Bind(5, e.message);
+      .Bind(5, e.message)
+      .Bind(6, state)
+      .Bind(7, int64_t{vm ? vm->spec.vcpus : 0})
+      .Bind(8, vm ? vm->spec.memory.value : 0)
+      .Bind(9, vm && vm->snapshot ? vm->snapshot->bytes : 0)
+      .Bind(10, e.measures.empty() ? std::string() : json(e.measures).dump());
   if (!q.ok() || q.Step() != SQLITE_DONE) return Fail(SqlError("appending event"));
   return Ok();
 }
 
 Status SqliteStateStore::AppendEvent(const Event& event) {
-  return Commit([&] { return InsertEvent(event); });
+  return Commit([&] { return InsertEvent(event, nullptr, false); });
 }
 
 Status SqliteStateStore::CreateVm(const VmRecord& vm, const Event& event) {
@@ -313,7 +304,7 @@ Status SqliteStateStore::CreateVm(const VmRecord& vm, const Event& event) {
       return Fail(Code::kAlreadyExists, fmt::format("vm '{}' already exists", vm.name), "name");
     }
     if (rc != SQLITE_DONE) return Fail(SqlError(fmt::format("creating vm '{}'", vm.name)));
-    return InsertEvent(event);
+    return InsertEvent(event, &vm, false);
   });
 }
 
@@ -343,7 +334,7 @@ Status SqliteStateStore::UpdateVm(const VmRecord& vm, int64_t expected_version,
       return Fail(SqlError(fmt::format("updating vm '{}'", vm.name)));
     }
     if (sqlite3_changes(db_) == 0) return MissingOrStale(vm.name, expected_version);
-    return InsertEvent(event);
+    return InsertEvent(event, &vm, false);
   });
 }
 
@@ -356,26 +347,55 @@ Status SqliteStateStore::DeleteVm(std::string_view name, int64_t expected_versio
       return Fail(SqlError(fmt::format("deleting vm '{}'", name)));
     }
     if (sqlite3_changes(db_) == 0) return MissingOrStale(name, expected_version);
-    return InsertEvent(event);
+    return InsertEvent(event, nullptr, true);
   });
 }
 
 Result<std::vector<Event>> SqliteStateStore::ListEvents(std::string_view vm_id, int limit) {
   std::lock_guard lock(mu_);
   Statement q(db_,
-              "SELECT seq, vm_id, vm_name, time_ms, type, message FROM ("
+              "SELECT seq, vm_id, vm_name, time_ms, type, message, measures FROM ("
               "  SELECT * FROM events WHERE vm_id = ? ORDER BY seq DESC LIMIT ?"
               ") ORDER BY seq");
   if (!q.ok()) return Fail(SqlError("listing events"));
   q.Bind(1, vm_id).Bind(2, int64_t{limit});
   std::vector<Event> out;
   int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    out.push_back(
-        Event{q.Int(0), q.Text(1), q.Text(2), FromMillis(q.Int(3)), q.Text(4), q.Text(5)});
-  }
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadEvent(q));
   if (rc != SQLITE_DONE) return Fail(SqlError("listing events"));
   return out;
+}
+
+Result<std::vector<RecordedEvent>> SqliteStateStore::ListEventsAfter(int64_t after, int limit) {
+  std::lock_guard lock(mu_);
+  Statement q(db_,
+              "SELECT seq, vm_id, vm_name, time_ms, type, message, measures, state, vcpus, "
+              "memory_mib, snapshot_bytes FROM events WHERE seq > ? ORDER BY seq LIMIT ?");
+  if (!q.ok()) return Fail(SqlError("reading the event stream"));
+  q.Bind(1, after).Bind(2, int64_t{limit});
+  std::vector<RecordedEvent> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    RecordedEvent r;
+    r.event = ReadEvent(q);
+    std::string state = q.Text(7);
+    r.deleted = state == "deleted";
+    // Events from before schema version 2 have no state: they changed nothing metering knows.
+    if (auto s = ParseVmState(state); !state.empty() && !r.deleted && s) r.state = *s;
+    r.vcpus = static_cast<int>(q.Int(8));
+    r.memory = MiB{q.Int(9)};
+    r.snapshot_bytes = q.Int(10);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return Fail(SqlError("reading the event stream"));
+  return out;
+}
+
+Result<int64_t> SqliteStateStore::LastEventSeq() {
+  std::lock_guard lock(mu_);
+  Statement q(db_, "SELECT coalesce(max(seq), 0) FROM events");
+  if (!q.ok() || q.Step() != SQLITE_ROW) return Fail(SqlError("reading the last event seq"));
+  return q.Int(0);
 }
 
 Result<std::optional<std::string>> SqliteStateStore::GetSetting(std::string_view key) {

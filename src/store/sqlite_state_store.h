@@ -34,6 +34,8 @@ class SqliteStateStore final : public StateStore {
   Status DeleteVm(std::string_view name, int64_t expected_version, const Event& event) override;
   Status AppendEvent(const Event& event) override;
   Result<std::vector<Event>> ListEvents(std::string_view vm_id, int limit) override;
+  Result<std::vector<RecordedEvent>> ListEventsAfter(int64_t after, int limit) override;
+  Result<int64_t> LastEventSeq() override;
   Result<std::optional<std::string>> GetSetting(std::string_view key) override;
   Status PutSetting(std::string_view key, std::string_view value) override;
 
@@ -42,7 +44,9 @@ class SqliteStateStore final : public StateStore {
   explicit SqliteStateStore(sqlite3* db, std::filesystem::path path);
   Status Exec(const char* sql);
   Status Migrate();
-  Status InsertEvent(const Event& event);
+  // Appends `event` with the facts of `vm` (null: no record changed) or of a deletion.
+  Status InsertEvent(const Event& event, const VmRecord* vm, bool deleted);
+  static Event ReadEvent(const Statement& q);
   // After an UPDATE/DELETE matched no row: not_found, or failed_precondition naming the version.
   Status MissingOrStale(std::string_view name, int64_t expected_version);
   // Runs a write durably, batched with concurrent writes (see the class comment).

@@ -15,6 +15,20 @@
 
 namespace hearth::store {
 
+// An event as the store keeps it, with the facts of the VM record it was written with: what
+// metering needs to account for the time after it (see metering/accountant.h).
+struct RecordedEvent {
+  Event event;
+  // The VM's state after the event; nullopt for an event that changed no record (AppendEvent)
+  // and for a deletion.
+  std::optional<VmState> state;
+  bool deleted = false;  // written by DeleteVm: the VM is gone
+  int vcpus = 0;         // the record's, as written with the event (0 without a record)
+  MiB memory;
+  int64_t snapshot_bytes = 0;  // the record's saved state, 0 when it has none
+  bool operator==(const RecordedEvent&) const = default;
+};
+
 class StateStore {
  public:
   virtual ~StateStore() = default;
@@ -37,6 +51,13 @@ class StateStore {
 
   // The VM's events (by VM id), oldest first, at most `limit` of the newest.
   virtual Result<std::vector<Event>> ListEvents(std::string_view vm_id, int limit) = 0;
+
+  // The event stream of every VM: the events with a seq above `after`, oldest first, at most
+  // `limit`. Seqs increase in commit order, so a reader that remembers the last seq it saw
+  // misses nothing and sees nothing twice.
+  virtual Result<std::vector<RecordedEvent>> ListEventsAfter(int64_t after, int limit) = 0;
+  // The highest seq given to an event so far; 0 before the first.
+  virtual Result<int64_t> LastEventSeq() = 0;
 
   // Small named values that must survive restarts (e.g. the admin token's hash).
   virtual Result<std::optional<std::string>> GetSetting(std::string_view key) = 0;

@@ -91,8 +91,7 @@ Status FakeStateStore::CreateVm(const VmRecord& vm, const Event& event) {
     }
   }
   vms_[vm.name] = vm;
-  events_.push_back(event);
-  events_.back().seq = next_seq_++;
+  Record(event, &vm, false);
   return Ok();
 }
 
@@ -109,8 +108,7 @@ Status FakeStateStore::UpdateVm(const VmRecord& vm, int64_t expected_version, co
                 "version");
   }
   it->second = vm;
-  events_.push_back(event);
-  events_.back().seq = next_seq_++;
+  Record(event, &vm, false);
   return Ok();
 }
 
@@ -127,27 +125,54 @@ Status FakeStateStore::DeleteVm(std::string_view name, int64_t expected_version,
         "version");
   }
   vms_.erase(it);
-  events_.push_back(event);
-  events_.back().seq = next_seq_++;
+  Record(event, nullptr, true);
   return Ok();
 }
 
 Status FakeStateStore::AppendEvent(const Event& event) {
   std::lock_guard lock(mu_);
   if (auto s = CheckWrite(); !s) return s;
-  events_.push_back(event);
-  events_.back().seq = next_seq_++;
+  Record(event, nullptr, false);
   return Ok();
+}
+
+void FakeStateStore::Record(const Event& event, const VmRecord* vm, bool deleted) {
+  store::RecordedEvent r;
+  r.event = event;
+  r.event.seq = next_seq_++;
+  r.deleted = deleted;
+  if (vm) {
+    r.state = vm->state;
+    r.vcpus = vm->spec.vcpus;
+    r.memory = vm->spec.memory;
+    r.snapshot_bytes = vm->snapshot ? vm->snapshot->bytes : 0;
+  }
+  events_.push_back(std::move(r));
 }
 
 Result<std::vector<Event>> FakeStateStore::ListEvents(std::string_view vm_id, int limit) {
   std::lock_guard lock(mu_);
   std::vector<Event> out;
   for (const auto& e : events_) {
-    if (e.vm_id == vm_id) out.push_back(e);
+    if (e.event.vm_id == vm_id) out.push_back(e.event);
   }
   if (static_cast<int>(out.size()) > limit) out.erase(out.begin(), out.end() - limit);
   return out;
+}
+
+Result<std::vector<store::RecordedEvent>> FakeStateStore::ListEventsAfter(int64_t after,
+                                                                          int limit) {
+  std::lock_guard lock(mu_);
+  std::vector<store::RecordedEvent> out;
+  for (const auto& e : events_) {
+    if (e.event.seq > after && static_cast<int>(out.size()) < limit) out.push_back(e);
+  }
+  return out;
+}
+
+Result<int64_t> FakeStateStore::LastEventSeq() {
+  std::lock_guard lock(mu_);
+  return next_seq_ - 1;
 }
 
 Result<std::optional<std::string>> FakeStateStore::GetSetting(std::string_view key) {

@@ -55,6 +55,8 @@ class FakeStateStore final : public store::StateStore {
   Status DeleteVm(std::string_view name, int64_t expected_version, const Event& event) override;
   Status AppendEvent(const Event& event) override;
   Result<std::vector<Event>> ListEvents(std::string_view vm_id, int limit) override;
+  Result<std::vector<store::RecordedEvent>> ListEventsAfter(int64_t after, int limit) override;
+  Result<int64_t> LastEventSeq() override;
   Result<std::optional<std::string>> GetSetting(std::string_view key) override;
   Status PutSetting(std::string_view key, std::string_view value) override;
 
@@ -64,9 +66,10 @@ class FakeStateStore final : public store::StateStore {
 
  private:
   Status CheckWrite();
+  void Record(const Event& event, const VmRecord* vm, bool deleted);
   std::mutex mu_;
   std::map<std::string, VmRecord, std::less<>> vms_;
-  std::vector<Event> events_;
+  std::vector<store::RecordedEvent> events_;
   std::map<std::string, std::string, std::less<>> settings_;
   std::optional<Error> fail_writes_;
   int writes_ = 0;

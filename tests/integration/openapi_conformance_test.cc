@@ -346,6 +346,7 @@ class OpenApiConformanceTest : public ::testing::Test {
   void DriveLifecycle();
   void DriveEventsAndLogs();
   void DriveAuth();
+  void DriveMetering();
   void DriveUndeclaredMethodsAndPaths();
 
   TempDir dir_;
@@ -599,6 +600,22 @@ void OpenApiConformanceTest::DriveAuth() {
   Expect(200, "GET", "/v1/node", "", {}, &admin);
 }
 
+void OpenApiConformanceTest::DriveMetering() {
+  Create({{"name", "metered"}, {"kernel", kKernel}});
+  json report = Body(Expect(200, "GET", "/v1/usage"));
+  EXPECT_EQ(report["source"], "local");
+  Expect(200, "GET", "/v1/usage?vm=metered&since=1h&until=now&by=minute");
+  Expect(200, "GET", "/v1/usage?since=2020-01-01T00:00:00Z&by=day&source=local");
+  for (const char* bad : {"by=week", "since=soon", "vm=Not%20A%20Name", "limit=3",
+                          "source=elsewhere", "since=1h&until=2h"}) {
+    Expect(400, "GET", fmt::format("/v1/usage?{}", bad));
+  }
+  Expect(409, "GET", "/v1/usage?source=clickhouse");
+  api::HttpResponse metrics = Expect(200, "GET", "/metrics");
+  EXPECT_THAT(metrics.body, HasSubstr("# TYPE hearth_api_requests_total counter"));
+  Expect(400, "GET", "/metrics?x=1");
+}
+
 void OpenApiConformanceTest::DriveUndeclaredMethodsAndPaths() {
   // A method a path does not declare is 405, and Allow lists exactly the declared ones.
   std::set<std::string> templates;
@@ -642,6 +659,7 @@ TEST_F(OpenApiConformanceTest, VmsCrudConforms) { DriveVms(); }
 TEST_F(OpenApiConformanceTest, LifecycleActionsConform) { DriveLifecycle(); }
 TEST_F(OpenApiConformanceTest, EventsAndLogsConform) { DriveEventsAndLogs(); }
 TEST_F(OpenApiConformanceTest, TcpNeedsABearerTokenExceptForHealth) { DriveAuth(); }
+TEST_F(OpenApiConformanceTest, UsageAndMetricsConform) { DriveMetering(); }
 TEST_F(OpenApiConformanceTest, UndeclaredMethodsAndPathsAreRefused) {
   DriveUndeclaredMethodsAndPaths();
 }
@@ -653,6 +671,7 @@ TEST_F(OpenApiConformanceTest, EveryDeclaredStatusIsExercised) {
   DriveLifecycle();
   DriveEventsAndLogs();
   DriveAuth();
+  DriveMetering();
   // Reached only with a guest that boots: tests/e2e/vm_lifecycle_test.cc checks stop 200,
   // suspend 200, resume 200 and delete 409 against the spec (resume 429 needs a host full of
   // running VMs while one is suspended).

@@ -28,7 +28,9 @@ class VmFixture : public ::testing::Test {
   }
 
   void StartDaemon() {
-    auto d = DaemonProcess::Start(dir_.path(), {"--network-pool", TestNetworkPool()});
+    std::vector<std::string> args = {"--network-pool", TestNetworkPool()};
+    args.insert(args.end(), daemon_args_.begin(), daemon_args_.end());
+    auto d = DaemonProcess::Start(dir_.path(), args);
     ASSERT_TRUE(d) << d.error().message;
     daemon_ = std::move(*d);
   }
@@ -60,6 +62,7 @@ class VmFixture : public ::testing::Test {
   }
 
   TempDir dir_;
+  std::vector<std::string> daemon_args_;  // more hearthd flags (set before SetUp)
   std::unique_ptr<DaemonProcess> daemon_;
 };
 

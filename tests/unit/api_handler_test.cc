@@ -153,3 +153,75 @@ TEST_F(ApiHandlerTest, EventsAndLogs) {
 
 }  // namespace
 }  // namespace hearth::api
+
+namespace hearth::api {
+namespace {
+
+// A usage source that returns fixed sums and remembers the query.
+class StubUsage final : public metering::UsageSource {
+ public:
+  Result<metering::UsageData> Fetch(const metering::ReportQuery& q) override {
+    last = q;
+    metering::UsageData d;
+    metering::Usage u;
+    u.cpu_ms = 4000;
+    d.rows = {{q.since, "id-web", "web", u}};
+    return d;
+  }
+  std::optional<metering::ReportQuery> last;
+};
+
+class ApiMeteringTest : public ApiHandlerTest {
+ protected:
+  ApiMeteringTest() : metered_(node_, auth_, {&metrics_, &local_, nullptr, &clock_}) {}
+  HttpResponse Get(const std::string& target, bool trusted = true) {
+    return metered_.Handle(HttpRequest{"GET", target, {}, "", trusted});
+  }
+  metering::Metrics metrics_;
+  StubUsage local_;
+  ApiHandler metered_;
+};
+
+TEST_F(ApiMeteringTest, UsageParsesTheRangeAndAnswersTheReport) {
+  auto r = Get("/v1/usage?vm=web&since=2h&by=hour");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json b = Body(r);
+  EXPECT_EQ(b["source"], "local");
+  EXPECT_EQ(b["by"], "hour");
+  EXPECT_EQ(b["vms"][0]["vm"], "web");
+  EXPECT_EQ(b["total"]["cpu_seconds"], 4.0);
+  ASSERT_TRUE(local_.last);
+  EXPECT_EQ(local_.last->vm, "web");
+  EXPECT_EQ(local_.last->since, clock_.Now() - std::chrono::hours(2));
+  EXPECT_EQ(ErrorCode(Get("/v1/usage?by=week")), "invalid_argument");
+  EXPECT_EQ(ErrorCode(Get("/v1/usage?source=clickhouse")), "failed_precondition");
+  EXPECT_EQ(ErrorCode(Get("/v1/usage?source=elsewhere")), "invalid_argument");
+  EXPECT_EQ(metered_.Handle(HttpRequest{"POST", "/v1/usage", {}, "", true}).status, 405);
+  EXPECT_EQ(Get("/v1/usage", /*trusted=*/false).status, 401);
+  // Without metering, the API says so.
+  EXPECT_EQ(ErrorCode(Call("GET", "/v1/usage")), "unavailable");
+  EXPECT_EQ(ErrorCode(Call("GET", "/metrics")), "unavailable");
+}
+
+TEST_F(ApiMeteringTest, MetricsCountRequestsByRoute) {
+  Get("/v1/vms");
+  Get("/v1/vms/nope");
+  Get("/v1/vms/nope/events?limit=3");
+  Get("/nowhere");
+  auto r = Get("/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  for (const char* want :
+       {"hearth_api_requests_total{method=\"GET\",route=\"/v1/vms\",code=\"200\"} 1",
+        "hearth_api_requests_total{method=\"GET\",route=\"/v1/vms/{name}\",code=\"404\"} 1",
+        "hearth_api_requests_total{method=\"GET\",route=\"/v1/vms/{name}/events\",code=\"404\"} 1",
+        "hearth_api_requests_total{method=\"GET\",route=\"other\",code=\"404\"} 1"}) {
+    EXPECT_NE(r.body.find(want), std::string::npos) << want << "\n" << r.body;
+  }
+  EXPECT_EQ(ApiHandler::RouteOf("POST", "/v1/vms/web/start?fresh=true"), "/v1/vms/{name}/start");
+  EXPECT_EQ(ApiHandler::RouteOf("PUT", "/v1/vms"), "other");
+  EXPECT_EQ(ApiHandler::RouteOf("GET", "/metrics"), "/metrics");
+}
+
+}  // namespace
+}  // namespace hearth::api

@@ -119,5 +119,47 @@ TEST(CliOutputTest, TablesShowTheNextTimerRelativeToNow) {
   EXPECT_EQ(detail.substr(line, detail.find('\n', line) - line).back(), '-') << detail;
 }
 
+TEST(CliOutputTest, UsageAsTableAndCsv) {
+  json line = {{"vm", "web"},
+               {"vm_id", "vm-1"},
+               {"cpu_seconds", 12.5},
+               {"ram_gib_hours", 0.25},
+               {"snapshot_gib_hours", 0},
+               {"running_seconds", 900},
+               {"suspended_seconds", 0},
+               {"net_rx_bytes", 2048},
+               {"net_tx_bytes", 10},
+               {"disk_read_bytes", 0},
+               {"disk_write_bytes", 0},
+               {"wakes", 2},
+               {"wake_p50_ms", 180.5},
+               {"wake_p99_ms", nullptr}};
+  json total = line;
+  total.erase("vm");
+  total.erase("vm_id");
+  json row = line;
+  row["start"] = "2026-01-01T10:00:00Z";
+  json report = {{"since", "2026-01-01T00:00:00Z"},
+                 {"until", "2026-01-02T00:00:00Z"},
+                 {"source", "local"},
+                 {"vms", {line}},
+                 {"rows", {row}},
+                 {"total", total}};
+  std::string table = UsageTable(report);
+  EXPECT_NE(table.find("usage 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z (local)"),
+            std::string::npos);
+  EXPECT_NE(table.find("START"), std::string::npos);
+  EXPECT_NE(table.find("2.0 KiB"), std::string::npos) << table;
+  EXPECT_NE(table.find("TOTAL"), std::string::npos);
+  EXPECT_NE(table.find("180.5"), std::string::npos);
+  std::string csv = UsageCsv(report);
+  auto first_nl = csv.find('\n');
+  EXPECT_EQ(csv.substr(0, 28), "start,vm,vm_id,cpu_seconds,v");
+  std::string body = csv.substr(first_nl + 1);
+  EXPECT_EQ(body.substr(0, body.find('\n')),
+            "2026-01-01T10:00:00Z,web,vm-1,12.5,,0.25,0,900,0,,,2048,10,,,0,0,,,2,180.5,");
+  EXPECT_NE(csv.find("\n,TOTAL,,12.5"), std::string::npos) << csv;
+}
+
 }  // namespace
 }  // namespace hearth::cli

@@ -36,7 +36,12 @@ TEST(DaemonConfigTest, ValidateNamesTheFlagAndValue) {
       {[](DaemonConfig& c) { c.hypervisor = "vmware"; }, "--hypervisor: 'vmware'"},
       {[](DaemonConfig& c) { c.store = "mysql://x"; }, "--store: 'mysql://x'"},
       {[](DaemonConfig& c) { c.store = "postgresql://db/hearth"; }, "--store: PostgreSQL"},
-      {[](DaemonConfig& c) { c.clickhouse = "http://127.0.0.1:8123"; }, "--clickhouse"},
+      {[](DaemonConfig& c) { c.clickhouse = "https://127.0.0.1:8123"; }, "--clickhouse: 'https"},
+      {[](DaemonConfig& c) { c.clickhouse = "http://h:99999"; }, "--clickhouse: 'http://h:99999'"},
+      {[](DaemonConfig& c) { c.clickhouse = "http://h/bad-db"; }, "--clickhouse"},
+      {[](DaemonConfig& c) { c.metering_interval = "500ms"; }, "--metering-interval: '500ms'"},
+      {[](DaemonConfig& c) { c.metering_interval = "2h"; }, "--metering-interval: '2h'"},
+      {[](DaemonConfig& c) { c.metering_retention = "1h"; }, "--metering-retention: '1h'"},
       {[](DaemonConfig& c) { c.log_level = "loud"; }, "--log-level: 'loud'"},
       {[](DaemonConfig& c) { c.hypervisor = "firecracker"; }, "--hypervisor: firecracker"},
       {[](DaemonConfig& c) { c.accel = "hvf"; }, "--accel: 'hvf'"},
@@ -56,6 +61,12 @@ TEST(DaemonConfigTest, ValidateNamesTheFlagAndValue) {
   DaemonConfig good;
   ASSERT_TRUE(Validate(good));
   EXPECT_EQ(good.store, "sqlite:///var/lib/hearth/state.db");
+  EXPECT_EQ(MeteringInterval(good), std::chrono::seconds(10));
+  EXPECT_EQ(MeteringRetention(good), std::chrono::hours(24 * 7));
+  good.clickhouse = "http://u:p@ch.example:9123/usage";
+  good.metering_interval = "1s";
+  ASSERT_TRUE(Validate(good));
+  EXPECT_EQ(MeteringInterval(good), std::chrono::seconds(1));
 }
 
 TEST(DaemonConfigTest, LoadsYamlAndRefusesUnknownKeys) {

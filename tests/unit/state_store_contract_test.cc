@@ -150,6 +150,51 @@ TEST_P(StateStoreContract, AppendEventLeavesTheRecordAlone) {
   EXPECT_LT((*events)[0].seq, (*events)[1].seq);
 }
 
+TEST_P(StateStoreContract, TheEventStreamCarriesTheRecordsFacts) {
+  EXPECT_EQ(*store_->LastEventSeq(), 0);
+  VmRecord a = Vm("a", "id-a"), b = Vm("b", "id-b");
+  a.spec.vcpus = 2;
+  a.spec.memory = MiB{512};
+  ASSERT_TRUE(store_->CreateVm(a, Ev(a, "created")));
+  ASSERT_TRUE(store_->CreateVm(b, Ev(b, "created")));
+  int64_t base = a.version;
+  a.version++;
+  a.state = VmState::kSuspended;
+  a.snapshot = SnapshotInfo{Timestamp{Duration{5000}}, 4096};
+  Event woken = Ev(a, "suspended");
+  woken.measures = {{"latency_ms", 12.5}, {"restore_ms", 3}};
+  ASSERT_TRUE(store_->UpdateVm(a, base, woken));
+  ASSERT_TRUE(store_->AppendEvent(Ev(a, "timer")));
+  ASSERT_TRUE(store_->DeleteVm("b", b.version, Ev(b, "deleted")));
+
+  auto all = store_->ListEventsAfter(0, 100);
+  ASSERT_TRUE(all) << all.error().message;
+  ASSERT_EQ(all->size(), 5u);
+  const auto& e = *all;
+  EXPECT_EQ(e[0].state, VmState::kCreated);
+  EXPECT_EQ(e[0].vcpus, 2);
+  EXPECT_EQ(e[0].memory, MiB{512});
+  EXPECT_EQ(e[2].event.type, "suspended");
+  EXPECT_EQ(e[2].state, VmState::kSuspended);
+  EXPECT_EQ(e[2].snapshot_bytes, 4096);
+  EXPECT_EQ(e[2].event.measures, woken.measures);
+  EXPECT_FALSE(e[3].state);  // a note changes no record
+  EXPECT_FALSE(e[3].deleted);
+  EXPECT_TRUE(e[4].deleted);
+  EXPECT_FALSE(e[4].state);
+  for (size_t i = 1; i < e.size(); ++i) EXPECT_LT(e[i - 1].event.seq, e[i].event.seq);
+  EXPECT_EQ(*store_->LastEventSeq(), e[4].event.seq);
+
+  auto tail = store_->ListEventsAfter(e[1].event.seq, 2);
+  ASSERT_TRUE(tail);
+  ASSERT_EQ(tail->size(), 2u);
+  EXPECT_EQ((*tail)[0], e[2]);
+  EXPECT_EQ((*tail)[1], e[3]);
+  EXPECT_TRUE(store_->ListEventsAfter(e[4].event.seq, 10)->empty());
+  // The VM's own event list shows the measures too.
+  EXPECT_EQ((*store_->ListEvents("id-a", 10))[1].measures, woken.measures);
+}
+
 TEST_P(StateStoreContract, Settings) {
   EXPECT_FALSE(store_->GetSetting("k")->has_value());
   ASSERT_TRUE(store_->PutSetting("k", "v1"));

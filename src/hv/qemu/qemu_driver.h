@@ -58,6 +58,10 @@ class QemuDriver final : public HypervisorDriver {
   Status SyncClock(const MachineSpec& spec, const ProcessId& process) override;
   // The first line of `qemu-system-x86_64 --version`.
   Result<std::string> Version() override;
+  // Metering, over QMP (qemu_driver_stats.cc): query-cpus-fast, query-blockstats.
+  Result<std::vector<int64_t>> VcpuThreads(const MachineSpec& spec,
+                                           const ProcessId& process) override;
+  Result<DiskCounters> Disks(const MachineSpec& spec, const ProcessId& process) override;
 
  private:
   QemuDriverOptions options_;
