@@ -65,6 +65,15 @@ Result<ProcStat> ParseProcStat(std::string_view text) {
   return s;
 }
 
+// What the driver needs to talk to the VM's VMM: its identity and runtime paths.
+hv::MachineSpec LinuxUsageReader::SpecOf(const VmRecord& vm) const {
+  hv::MachineSpec spec;
+  spec.vm_id = vm.id;
+  spec.name = vm.name;
+  hv::UseLayout(spec, paths_, vm.id);
+  return spec;
+}
+
 LinuxUsageReader::LinuxUsageReader(Paths paths, hv::HypervisorDriver* driver)
     : paths_(std::move(paths)),
       driver_(driver),
@@ -87,11 +96,7 @@ std::optional<ProcessStats> LinuxUsageReader::ReadProcess(const VmRecord& vm,
   if (threads.start != process.start_time) {
     // Asked once per VMM process: vCPU threads live as long as it does.
     threads = Threads{process.start_time, {}};
-    hv::MachineSpec spec;
-    spec.vm_id = vm.id;
-    spec.name = vm.name;
-    hv::UseLayout(spec, paths_, vm.id);
-    if (auto tids = driver_->VcpuThreads(spec, process); tids) {
+    if (auto tids = driver_->VcpuThreads(SpecOf(vm), process); tids) {
       threads.tids = *tids;
     } else {
       spdlog::debug("metering: {}", tids.error().message);
@@ -114,11 +119,7 @@ VmReading LinuxUsageReader::Read(const VmRecord& vm) {
     if (r.stats) {
       r.process = process;
       if (driver_ && !vm.spec.rootfs.empty()) {
-        hv::MachineSpec spec;
-        spec.vm_id = vm.id;
-        spec.name = vm.name;
-        hv::UseLayout(spec, paths_, vm.id);
-        if (auto d = driver_->Disks(spec, process); d) {
+        if (auto d = driver_->Disks(SpecOf(vm), process); d) {
           r.disks = *d;
         } else {
           spdlog::debug("metering: {}", d.error().message);

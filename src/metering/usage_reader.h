@@ -70,6 +70,7 @@ class LinuxUsageReader final : public UsageReader {
 
  private:
   std::optional<ProcessStats> ReadProcess(const VmRecord& vm, const hv::ProcessId& process);
+  hv::MachineSpec SpecOf(const VmRecord& vm) const;
   Paths paths_;
   hv::HypervisorDriver* driver_;
   int64_t ticks_per_second_;

@@ -51,7 +51,7 @@ void Node::WatchIfAsleep(std::unique_lock<std::mutex>& lock, const std::string& 
     ReleaseTap(name);
     return;
   }
-  auto pool = machinery_.pool;
+  const auto& pool = machinery_.pool;
   auto address = pool ? pool->FromGuest(vm->ip) : Fail(Code::kNotFound, "no pool");
   auto filter = address ? net::MakeWakeFilter(net::GuestMac(*address), vm->ip, vm->spec.wake_ports)
                         : Result<net::WakeFilter>(Fail(address.error()));
