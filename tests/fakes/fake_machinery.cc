@@ -1,10 +1,12 @@
 #include "fakes/fake_machinery.h"
 
+#include <fmt/format.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "hv/console_log.h"
@@ -24,7 +26,16 @@ Result<hv::ProcessId> FakeDriver::Launch(const hv::MachineSpec& spec) {
   std::string name = "fake-vmm " + spec.qmp_socket.string();
   int exit_ms = boot.load() == Boot::kExit ? 5 : 3600 * 1000;
   std::string script = "exec -a \"$0\" sleep " + std::to_string(exit_ms / 1000.0);
-  return hv::Spawn({"bash", "-c", script, name}, hv::SpawnOptions{spec.vmm_log, {}});
+  auto process = hv::Spawn({"bash", "-c", script, name}, hv::SpawnOptions{spec.vmm_log, {}});
+  // Returned once bash runs; wait for its exec of sleep too, during which /proc/<pid>/cmdline
+  // reads empty (a scan for VMMs must not catch it in between).
+  for (int i = 0; process && i < 1000; ++i) {
+    std::ifstream in(fmt::format("/proc/{}/cmdline", process->pid), std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.rfind("fake-vmm ", 0) == 0) break;
+    std::this_thread::sleep_for(1ms);
+  }
+  return process;
 }
 
 Status FakeDriver::WaitReady(const hv::MachineSpec& spec, const hv::ProcessId& process,
