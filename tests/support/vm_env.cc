@@ -162,6 +162,20 @@ void CleanUpHost(const fs::path& data_dir) {
   network->RemoveRules();
 }
 
-std::string TestNetworkPool() { return fmt::format("172.31.{}.0/24", getpid() % 250); }
+std::string TestNetworkPool() {
+  // Two test processes whose pids are equal mod 250 would share a /24: each claims its own with a
+  // lock held for the process's life (starting from its pid, so the usual pick is unchanged).
+  static const std::string pool = [] {
+    for (int i = 0; i < 250; ++i) {
+      int n = (getpid() + i) % 250;
+      int fd = open(fmt::format("/tmp/hearth-test-pool-{}.lock", n).c_str(),
+                    O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) return fmt::format("172.31.{}.0/24", n);
+      if (fd >= 0) close(fd);
+    }
+    return fmt::format("172.31.{}.0/24", getpid() % 250);
+  }();
+  return pool;
+}
 
 }  // namespace hearth::testing
