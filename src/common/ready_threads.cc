@@ -22,7 +22,8 @@ ReadyThreads::~ReadyThreads() {
 void ReadyThreads::Run(std::function<void()> job) {
   std::lock_guard lock(mu_);
   jobs_.push_back(std::move(job));
-  if (idle_ > 0) {
+  // Idle threads that were woken but have not taken their job yet still count as idle.
+  if (jobs_.size() <= static_cast<size_t>(idle_)) {
     work_.notify_one();
     return;
   }

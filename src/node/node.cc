@@ -311,7 +311,7 @@ Result<VmRecord> Node::Start(std::string_view name, bool fresh) {
       if (!machinery_.driver) return Fail(NeedDriver(vm, "resume").error());
       if (!fresh) {
         if (auto s = Admit(vm); !s) return Fail(s.error());
-        return BeginResume(lock, vm);
+        return ResumeRecorded(lock, vm);
       }
       break;
     default:
@@ -412,26 +412,41 @@ Result<VmRecord> Node::Resume(std::string_view name) {
   }
   if (auto s = Admit(vm); !s) return Fail(s.error());
   if (!machinery_.driver) return Fail(NeedDriver(vm, "resume").error());
-  return BeginResume(lock, vm);
+  return ResumeRecorded(lock, vm);
 }
 
-Result<VmRecord> Node::BeginResume(std::unique_lock<std::mutex>& lock, const VmRecord& vm) {
+Result<VmRecord> Node::ResumeRecorded(std::unique_lock<std::mutex>& lock, const VmRecord& vm) {
+  std::string name = vm.name;
+  auto pending = BeginResume(lock, vm, /*check_now=*/true, "");
+  if (!pending) return Fail(pending.error());
+  // The restore is under way already; the answer waits for the record of it.
+  idle_.wait(lock, [&] { return (*pending)->done; });
+  if ((*pending)->error)
+    return Fail((*pending)->error->Wrap(fmt::format("resuming vm '{}'", name)));
+  return (*pending)->next;
+}
+
+Result<std::shared_ptr<Node::PendingCommit>> Node::BeginResume(std::unique_lock<std::mutex>& lock,
+                                                               const VmRecord& vm, bool check_now,
+                                                               std::string message) {
   // Refuse a snapshot that cannot be restored before anything changes (the job checks again,
   // once the backend is decided).
-  if (std::string backend = machinery_.driver->Peek().backend; !backend.empty()) {
+  if (std::string backend = machinery_.driver->Peek().backend; check_now && !backend.empty()) {
     auto machine = Machine(vm);
     if (!machine) return Fail(machine.error());
     if (auto m = CheckSnapshot(vm, *machine, backend); !m) return Fail(m.error());
   }
+  // The job restores at once and writes `resuming` (and checks the snapshot) while the VMM loads.
+  // Until that write ends, other requests on the VM wait for it.
   VmRecord next = vm;
   next.state = VmState::kResuming;
   next.state_reason.clear();
-  auto resuming = Commit(lock, next, "resuming", "");
-  if (!resuming) return Fail(resuming.error().Wrap(fmt::format("resuming vm '{}'", vm.name)));
-  live_[resuming->name].job = true;
-  std::string vm_name = resuming->name;
-  Spawn([this, vm_name] { RunResume(vm_name); });
-  return resuming;
+  auto pending = std::make_shared<PendingCommit>(
+      BeginCommit(lock, std::move(next), "resuming", std::move(message)));
+  live_[vm.name].job = true;
+  std::string vm_name = vm.name;
+  Spawn([this, vm_name, pending] { RunResume(vm_name, pending); }, &wake_threads_);
+  return pending;
 }
 
 Result<std::vector<Event>> Node::Events(std::string_view name, int limit) const {

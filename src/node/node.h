@@ -171,11 +171,13 @@ class Node {
   struct PendingCommit {
     VmRecord next;
     Event event;
-    int64_t base = 0;  // the version it replaces
+    int64_t base = 0;            // the version it replaces
+    bool done = false;           // written or failed (mu_; idle_ is signalled)
+    std::optional<Error> error;  // why the write failed
   };
   PendingCommit BeginCommit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
                             std::string message, Measures measures = {});
-  Result<VmRecord> FinishCommit(std::unique_lock<std::mutex>& lock, const PendingCommit& pending);
+  Result<VmRecord> FinishCommit(std::unique_lock<std::mutex>& lock, PendingCommit& pending);
   // Runs `job` on its own thread, or on one of `ready` (which starts at once); the node waits for
   // jobs on shutdown.
   void Spawn(std::function<void()> job, ReadyThreads* ready = nullptr);
@@ -206,10 +208,17 @@ class Node {
   // Saves a running VM's state and ends its VMM (job); resumes a suspended one (job).
   void RunSuspend(const std::string& name);
   // Resumes VM `name` (node_resume.cc). The VM is `resuming`, or, with `pending`, suspended with
-  // the move to `resuming` begun but not written: that write then overlaps the restore.
+  // the move to `resuming` begun but not written: the job writes it beside the restore.
   void RunResume(const std::string& name, std::shared_ptr<PendingCommit> pending = nullptr);
-  // Moves a suspended VM to `resuming` and starts the job (lock held, VM checked).
-  Result<VmRecord> BeginResume(std::unique_lock<std::mutex>& lock, const VmRecord& vm);
+  // Resume and start of a suspended VM (lock held, VM admitted): BeginResume, and the record of
+  // the move to `resuming` once written.
+  Result<VmRecord> ResumeRecorded(std::unique_lock<std::mutex>& lock, const VmRecord& vm);
+  // Starts resuming a suspended VM (lock held, VM admitted): begins the move to `resuming` and
+  // starts the job, which restores at once and writes the move meanwhile (see RunResume). With
+  // `check_now`, the snapshot is checked here first, so that a bad one changes nothing.
+  Result<std::shared_ptr<PendingCommit>> BeginResume(std::unique_lock<std::mutex>& lock,
+                                                     const VmRecord& vm, bool check_now,
+                                                     std::string message);
   // Deletes a VM's saved state (files only).
   void DiscardSavedState(const VmRecord& vm);
   // The VM's snapshot if it is whole and was taken from the machine it would be restored into

@@ -21,8 +21,9 @@ using Ms = std::chrono::milliseconds;
 
 Result<VmRecord> Node::Commit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
                               std::string message, Measures measures) {
-  return FinishCommit(
-      lock, BeginCommit(lock, std::move(next), std::move(type), std::move(message), measures));
+  PendingCommit pending =
+      BeginCommit(lock, std::move(next), std::move(type), std::move(message), std::move(measures));
+  return FinishCommit(lock, pending);
 }
 
 Node::PendingCommit Node::BeginCommit(std::unique_lock<std::mutex>&, VmRecord next,
@@ -39,11 +40,12 @@ Node::PendingCommit Node::BeginCommit(std::unique_lock<std::mutex>&, VmRecord ne
   return pending;
 }
 
-Result<VmRecord> Node::FinishCommit(std::unique_lock<std::mutex>& lock,
-                                    const PendingCommit& pending) {
+Result<VmRecord> Node::FinishCommit(std::unique_lock<std::mutex>& lock, PendingCommit& pending) {
   lock.unlock();
   Status written = store_.UpdateVm(pending.next, pending.base, pending.event);
   lock.lock();
+  pending.done = true;
+  if (!written) pending.error = written.error();
   EndWrite(pending.next.name);
   if (!written) return Fail(written.error());
   vms_.find(pending.next.name)->second = pending.next;

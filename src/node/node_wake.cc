@@ -83,15 +83,11 @@ void Node::OnWake(const std::string& name, std::chrono::steady_clock::time_point
     WatchIfAsleep(lock, name);  // the next packet tries again
     return;
   }
-  // The packet waits: the job restores at once and writes `resuming` (and checks the snapshot)
-  // while the VMM loads. Until that write ends, other requests on the VM wait for it.
-  VmRecord next = *vm;
-  next.state = VmState::kResuming;
-  next.state_reason.clear();
-  auto pending = std::make_shared<PendingCommit>(
-      BeginCommit(lock, std::move(next), "resuming", "woken by a packet"));
-  live_[name].job = true;
-  Spawn([this, name, pending] { RunResume(name, pending); }, &wake_threads_);
+  // The snapshot is checked beside the restore, not before it: the packet waits.
+  if (auto pending = BeginResume(lock, *vm, /*check_now=*/false, "woken by a packet"); !pending) {
+    spdlog::warn("vm '{}': a packet arrived but it cannot wake: {}", name, pending.error().message);
+    WatchIfAsleep(lock, name);
+  }
 }
 
 }  // namespace hearth::node
