@@ -133,11 +133,23 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
     return Fail(Code::kInternal,
                 fmt::format("opening {}: {}", options.output.string(), Errno(errno)));
   }
+  int err_out =
+      options.error_output.empty()
+          ? ::dup(out)
+          : ::open(options.error_output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (err_out < 0) {
+    int err = errno;
+    ::close(out);
+    return Fail(Code::kInternal,
+                fmt::format("opening {}: {}", options.error_output.string(), Errno(err)));
+  }
+  fcntl(err_out, F_SETFD, FD_CLOEXEC);
   int null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   int report[2];
   if (null_in < 0 || pipe2(report, O_CLOEXEC) < 0) {
     int err = errno;
     ::close(out);
+    ::close(err_out);
     if (null_in >= 0) ::close(null_in);
     return Fail(Code::kInternal, fmt::format("spawn {}: {}", argv[0], Errno(err)));
   }
@@ -152,7 +164,7 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
     signal(SIGPIPE, SIG_DFL);
     dup2(null_in, 0);
     dup2(out, 1);
-    dup2(out, 2);
+    dup2(err_out, 2);
     CloexecAllBut(keep);
     execvp(args[0], args.data());
     int err = errno;
@@ -161,6 +173,7 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
   }
   int fork_errno = errno;
   ::close(out);
+  ::close(err_out);
   ::close(null_in);
   ::close(report[1]);
   if (pid < 0) {

@@ -24,8 +24,9 @@ struct ProcessId {
 };
 
 struct SpawnOptions {
-  std::filesystem::path output;  // stdout and stderr are appended here; empty: /dev/null
-  std::vector<int> keep_fds;     // descriptors the child inherits at the same number
+  std::filesystem::path output;        // stdout and stderr are appended here; empty: /dev/null
+  std::vector<int> keep_fds;           // descriptors the child inherits at the same number
+  std::filesystem::path error_output;  // if set, stderr is appended here instead of `output`
 };
 
 // fork + setsid + exec of argv (argv[0] searched in PATH). Every other descriptor is closed in the

@@ -34,6 +34,7 @@ snapshot::Origin OriginOf(const hv::MachineSpec& m, std::string backend, std::st
   snapshot::Origin o;
   o.backend = std::move(backend);
   o.hypervisor_version = std::move(version);
+  o.cpu_model = HostCpuModel();
   o.vcpus = m.vcpus;
   o.memory_mib = m.memory.value;
   o.kernel = Identity(m.kernel);
@@ -88,7 +89,8 @@ Result<snapshot::Manifest> Node::CheckSnapshot(const VmRecord& vm, const hv::Mac
   }
   auto version = machinery_.driver->Version();
   if (!version) return Fail(version.error().Wrap("asking the hypervisor's version"));
-  if (auto s = snapshot::CheckOrigin(m->origin, OriginOf(machine, backend, *version)); !s) {
+  if (auto s = snapshot::CheckOrigin(m->origin, OriginOf(machine, backend, *version), vm.name);
+      !s) {
     return Fail(s.error().Wrap(fmt::format("vm '{}'", vm.name)));
   }
   return m;
@@ -194,9 +196,18 @@ void Node::RunResume(const std::string& name) {
     Settle(lock, name, VmState::kSuspended, "failed", why, why);
     return;
   }
-  // The tap the waker held, with the frames that woke the VM, goes to the restored VMM.
+  // The tap the waker held, with the frames that woke the VM, goes to the restored VMM; one that
+  // opens the tap by name has hearthd let go of it right before it attaches.
   net::Handoff handoff;
-  machine->tap_fd = HoldTap(lock, vm, &handoff);
+  int held = HoldTap(lock, vm, &handoff);
+  if (machinery_.driver->TakesTapFd()) {
+    machine->tap_fd = held;
+  } else if (held >= 0) {
+    machine->release_tap = [this, name] {
+      std::lock_guard released(mu_);
+      ReleaseTap(name);
+    };
+  }
   lock.unlock();
   auto t0 = std::chrono::steady_clock::now();
   snapshot::SnapshotDir dir(paths_, vm.id);
@@ -293,7 +304,7 @@ void Node::RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const V
   std::optional<hv::ProcessId> vmm;
   if (vm.pid) {
     vmm = hv::ProcessId{*vm.pid, vm.pid_start};
-  } else if (auto found = hv::FindProcesses(paths_.qmp_socket(vm.id).string()); !found.empty()) {
+  } else if (auto found = hv::FindProcesses(paths_.vm_dir(vm.id).string() + "/"); !found.empty()) {
     vmm = found.front();
   }
   bool alive = vmm && machine && machinery_.driver->Adopt(*machine, *vmm);

@@ -22,6 +22,9 @@ inline constexpr int kFormatVersion = 1;
 struct Origin {
   std::string backend;             // "qemu-tcg", "qemu-kvm", "firecracker"
   std::string hypervisor_version;  // as the VMM reports it
+  // The host CPU (model/host.h HostCpuModel); empty in manifests written before it was recorded,
+  // which are then not checked for it.
+  std::string cpu_model;
   int vcpus = 0;
   int64_t memory_mib = 0;
   std::string kernel;  // path and identity ("<path> (<bytes> bytes, modified <time>)")
@@ -62,7 +65,7 @@ nlohmann::json ToJson(const Manifest& m);
 Result<Manifest> ManifestFromJson(const nlohmann::json& j);
 
 // failed_precondition naming the first difference between the machine a snapshot was taken from
-// and the one it would be restored into.
-Status CheckOrigin(const Origin& taken, const Origin& now);
+// and the one it would be restored into (both values), and offering a cold boot of VM `vm_name`.
+Status CheckOrigin(const Origin& taken, const Origin& now, std::string_view vm_name = "NAME");
 
 }  // namespace hearth::snapshot
