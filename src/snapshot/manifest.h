@@ -22,9 +22,6 @@ inline constexpr int kFormatVersion = 1;
 struct Origin {
   std::string backend;             // "qemu-tcg", "qemu-kvm", "firecracker"
   std::string hypervisor_version;  // as the VMM reports it
-  // The host CPU (model/host.h HostCpuModel); empty in manifests written before it was recorded,
-  // which are then not checked for it.
-  std::string cpu_model;
   int vcpus = 0;
   int64_t memory_mib = 0;
   std::string kernel;  // path and identity ("<path> (<bytes> bytes, modified <time>)")
@@ -32,6 +29,9 @@ struct Origin {
   std::string rootfs;  // path only: the disk's content changes while the guest runs
   std::string cmdline;
   std::string mac;
+  // The host CPU (model/host.h HostCpuModel); empty in manifests written before it was recorded,
+  // which are then not checked for it.
+  std::string cpu_model;
   bool operator==(const Origin&) const = default;
 };
 

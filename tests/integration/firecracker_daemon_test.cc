@@ -289,6 +289,10 @@ TEST_F(FirecrackerDaemonTest, APacketWakesTheVmAndTheHeldTapIsReleasedBeforeTheL
 TEST_F(FirecrackerDaemonTest, TheJailerRunsFirecrackerInAChrootThatIsRemovedWithTheVm) {
   TempDir jail;
   fs::permissions(jail.path(), fs::perms(0755));  // the double resolves paths without a chroot
+  // The jailed double runs as nobody and still writes the journal.
+  fs::permissions(dir_.path(), fs::perms(0755));
+  std::ofstream(dir_ / "journal").close();
+  fs::permissions(dir_ / "journal", fs::perms(0666));
   // A jailed Firecracker's command line does not name the data dir: end it by its jail path.
   Guard end_jailed([&] {
     daemon_.reset();
@@ -339,6 +343,41 @@ TEST_F(FirecrackerDaemonTest, ASnapshotFromAnotherFirecrackerOrCpuIsRefusedWithA
     EXPECT_EQ(Show("web").value("state", ""), "suspended");
   }
   Expect({"vm", "start", "--fresh", "web"}, "running");
+}
+
+TEST_F(FirecrackerDaemonTest, AutoPicksQemuWhereKvmCannotBootAGuestEvenWithFirecrackerInPath) {
+  unsetenv("HEARTH_TEST_NO_KVM_CHECK");
+  std::string path = std::getenv("PATH");
+  setenv("PATH", (DoubleDir().string() + ":" + path).c_str(), 1);
+  Guard restore([&] { setenv("PATH", path.c_str(), 1); });
+  auto d = DaemonProcess::Start(data_.path(), {"--hypervisor", "auto"});
+  ASSERT_TRUE(d) << d.error().message;
+  auto node = http::Client((*d)->UnixClient()).Request("GET", "/v1/node");
+  ASSERT_TRUE(node);
+  json info = json::parse(node->body);
+  EXPECT_EQ(info["backends"], json::array({"qemu-tcg"})) << node->body;
+}
+
+TEST(FirecrackerDaemonConfigTest, FirecrackerThatCannotRunStopsHearthdSayingWhy) {
+  TempDir dir;
+  RunResult no_binary =
+      RunProgram({(BuildDir() / "hearthd").string(), "--data-dir", dir.path().string(), "--listen",
+                  "none", "--hypervisor", "firecracker"},
+                 {"PATH=/nonexistent:/also-not"});
+  EXPECT_NE(no_binary.exit_code, 0);
+  EXPECT_NE(no_binary.err.find("--hypervisor firecracker cannot run on this host: no "
+                               "`firecracker` binary found: looked in PATH "
+                               "(/nonexistent:/also-not)"),
+            std::string::npos)
+      << no_binary.err;
+  EXPECT_NE(no_binary.err.find("--firecracker PATH"), std::string::npos);
+  RunResult no_ids =
+      RunProgram({(BuildDir() / "hearthd").string(), "--data-dir", dir.path().string(), "--listen",
+                  "none", "--hypervisor", "firecracker", "--jailer", "/usr/bin/jailer"});
+  EXPECT_EQ(no_ids.exit_code, 2);
+  EXPECT_NE(no_ids.err.find("--jailer: '/usr/bin/jailer' needs --jailer-uid and --jailer-gid"),
+            std::string::npos)
+      << no_ids.err;
 }
 
 }  // namespace
