@@ -25,7 +25,9 @@
 // Not emulated: chroot and pivot_root (the double is dynamically linked): instead FC_DOUBLE_ROOT is
 // set to the root directory and the firecracker double resolves every path inside it; cgroups
 // (--cgroup, --cgroup-version, --parent-cgroup are only validated); the mount namespace. The
-// environment is cleared like the real jailer's except FC_DOUBLE_* (the test hooks).
+// environment is cleared like the real jailer's except FC_DOUBLE_* (the test hooks); the
+// FC_DOUBLE_JOURNAL file is created if needed and given to uid:gid so the jailed double can
+// append to it.
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
@@ -261,6 +263,14 @@ int main(int argc, char** argv) {
     ::dup2(null, 1);
     ::dup2(null, 2);
     if (null > 2) ::close(null);
+  }
+  // The journal is a test hook on the host: make sure the dropped uid can append to it.
+  if (const char* journal = std::getenv("FC_DOUBLE_JOURNAL"); journal != nullptr && *journal) {
+    int fd = ::open(journal, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (fd >= 0) {
+      if (::fchown(fd, uid, gid) != 0) (void)::fchmod(fd, 0666);
+      ::close(fd);
+    }
   }
   const fs::path pid_file = root / (exec_name + ".pid");
   auto write_pid = [&](pid_t pid) {

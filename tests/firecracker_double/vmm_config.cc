@@ -1,7 +1,10 @@
 // The configuration calls of Vmm: logger, metrics, boot source, machine config, drives, network
 // interfaces, vsock, actions and PATCH /vm.
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 
 #include "firecracker_double/vmm.h"
@@ -39,12 +42,13 @@ Status Vmm::ConfigureLogger(const std::string& path, const std::string& level) {
   if (!levels.contains(level)) {
     return Fail(Code::kInvalidArgument, fmt::format("Invalid value for logger level: {}", level));
   }
-  auto file = OpenFile(options_.paths.Resolve(path), true);
-  if (!file) {
+  // Like Firecracker: the file or FIFO must exist; O_NONBLOCK so a FIFO never blocks the VMM.
+  int fd = ::open(options_.paths.Resolve(path).c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
     return Fail(Code::kFailedPrecondition,
-                fmt::format("Logger error: Failed to open target file: {}", file.error().message));
+                fmt::format("Logger error: Failed to open target file: {}", OsError(errno)));
   }
-  log_file_ = std::move(*file);
+  log_file_ = Fd(fd);
   logger_set_ = true;
   logger_config_ = json{{"log_path", path}, {"level", level}};
   Log("Running Firecracker v" + std::string(kFirecrackerVersion));
