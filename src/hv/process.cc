@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -165,6 +166,7 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
     dup2(null_in, 0);
     dup2(out, 1);
     dup2(err_out, 2);
+    if (options.umask >= 0) ::umask(static_cast<mode_t>(options.umask));
     CloexecAllBut(keep);
     execvp(args[0], args.data());
     int err = errno;

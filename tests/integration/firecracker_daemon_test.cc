@@ -65,6 +65,7 @@ class FirecrackerDaemonTest : public ::testing::Test {
   }
 
   void StartDaemon(std::vector<std::string> extra = {}) {
+    if (daemon_) daemon_->KeepHostState();  // a restart of hearthd: taps and VMMs stay
     daemon_.reset();
     std::vector<std::string> args = {"--hypervisor",        "firecracker",
                                      "--firecracker",       (DoubleDir() / "firecracker").string(),
@@ -204,7 +205,7 @@ TEST_F(FirecrackerDaemonTest, TheWholeLifecycleFollowsTheSpecsOrderAndMetersTheD
   RunResult events = Cli({"vm", "events", "web"});
   EXPECT_EQ(events.out.find("killed"), std::string::npos) << events.out;
   Expect({"vm", "start", "web"}, "running");
-  RunResult deleted = Cli({"vm", "delete", "web", "--force"});
+  RunResult deleted = Cli({"vm", "rm", "web", "--force"});
   EXPECT_EQ(deleted.exit_code, 0) << deleted.err;
   EXPECT_FALSE(fs::exists(vm_dir));
 }
@@ -311,7 +312,7 @@ TEST_F(FirecrackerDaemonTest, TheJailerRunsFirecrackerInAChrootThatIsRemovedWith
   EXPECT_TRUE(fs::exists(VmDir("web") / "snapshot" / "state")) << "moved out of the jail";
   Expect({"vm", "resume", "web"}, "running");
   Expect({"vm", "stop", "web"}, "stopped");
-  RunResult deleted = Cli({"vm", "delete", "web"});
+  RunResult deleted = Cli({"vm", "rm", "web"});
   EXPECT_EQ(deleted.exit_code, 0) << deleted.err;
   EXPECT_FALSE(fs::exists(jail.path() / "firecracker" / id)) << "the jail goes with the VM";
 }
@@ -342,7 +343,7 @@ TEST_F(FirecrackerDaemonTest, ASnapshotFromAnotherFirecrackerOrCpuIsRefusedWithA
     EXPECT_NE(all.find("hearth vm start --fresh web"), std::string::npos) << all;
     EXPECT_EQ(Show("web").value("state", ""), "suspended");
   }
-  Expect({"vm", "start", "--fresh", "web"}, "running");
+  Expect({"vm", "start", "web", "--fresh"}, "running");
 }
 
 TEST_F(FirecrackerDaemonTest, AutoPicksQemuWhereKvmCannotBootAGuestEvenWithFirecrackerInPath) {

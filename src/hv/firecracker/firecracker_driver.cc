@@ -131,6 +131,8 @@ Result<ProcessId> FirecrackerDriver::Start(const MachineSpec& spec, const VmmRoo
   SpawnOptions spawn;
   spawn.output = spec.console_log;  // stdout: the guest's serial console
   spawn.error_output = spec.vmm_log;
+  // The jailer creates the jail's /dev (kvm, net/tun) for the jail's uid: not with hearthd's 077.
+  if (root.jailed()) spawn.umask = 022;
   auto process = Spawn(Argv(spec), spawn);
   if (!process) {
     return Fail(process.error().Wrap(fmt::format("{} vm '{}'", what, spec.name)));
