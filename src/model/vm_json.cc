@@ -374,8 +374,11 @@ json VmToJson(const VmRecord& vm, const std::optional<DueTimer>& next_timer) {
 }
 
 json EventToJson(const Event& e) {
-  return {{"seq", e.seq},   {"vm_id", e.vm_id},    {"vm", e.vm_name}, {"time", FormatTime(e.time)},
-          {"type", e.type}, {"message", e.message}};
+  json out = {{"seq", e.seq},    {"vm_id", e.vm_id},
+              {"vm", e.vm_name}, {"time", FormatTime(e.time)},
+              {"type", e.type},  {"message", e.message}};
+  if (!e.measures.empty()) out["measures"] = e.measures;
+  return out;
 }
 
 json ErrorToJson(const Error& error) {

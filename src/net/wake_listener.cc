@@ -146,6 +146,13 @@ bool WakeListener::Drain(Watched& w) {
 }
 
 void WakeListener::Loop() {
+  // Ahead of best-effort work on a busy host (see kWakeNice).
+  if (!SetThreadNice(kWakeNice)) {
+    spdlog::warn(
+        "wake listener: cannot raise its priority ({}); wakes queue behind other work on "
+        "a busy host",
+        strerror(errno));
+  }
   std::vector<epoll_event> events(64);
   for (;;) {
     int n = epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), -1);

@@ -142,11 +142,15 @@ Status Node::Write(std::unique_lock<std::mutex>& lock, const VmRecord& next,
   lock.unlock();
   Status s = write();
   lock.lock();
-  writing_.erase(writing_.find(next.name));
+  EndWrite(next.name);
+  return s;
+}
+
+void Node::EndWrite(const std::string& name) {
+  writing_.erase(writing_.find(name));
   idle_.notify_all();
   timers_dirty_ = true;  // the timers may have changed with the record
   timers_wake_.notify_all();
-  return s;
 }
 
 void Node::WaitForWrites(std::unique_lock<std::mutex>& lock, std::string_view name) {

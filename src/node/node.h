@@ -20,6 +20,7 @@
 
 #include "common/clock.h"
 #include "common/paths.h"
+#include "common/ready_threads.h"
 #include "hv/driver.h"
 #include "hv/supervisor.h"
 #include "model/host.h"
@@ -136,6 +137,8 @@ class Node {
   // it back. Callers apply `next` to vms_ only if the write succeeded.
   Status Write(std::unique_lock<std::mutex>& lock, const VmRecord& next,
                const std::function<Status()>& write);
+  // Ends the write to VM `name` under way (lock held) and wakes who waits for it.
+  void EndWrite(const std::string& name);
   // Waits (releasing `lock`) until no write to VM `name` is under way.
   void WaitForWrites(std::unique_lock<std::mutex>& lock, std::string_view name);
   const VmRecord* Find(std::string_view name) const;
@@ -157,11 +160,25 @@ class Node {
     // sleeps with wake on packet, the waker holds it instead.
     int tap_fd = -1;
   };
-  // Writes `next` (version + 1, with an event); lock held, no write under way for the VM.
+  using Measures = std::map<std::string, double>;
+  // Writes `next` (version + 1, with an event carrying `measures`); lock held, no write under way
+  // for the VM.
   Result<VmRecord> Commit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
-                          std::string message);
-  // Runs `job` on its own thread; the node waits for jobs on shutdown.
-  void Spawn(std::function<void()> job);
+                          std::string message, Measures measures = {});
+  // Commit in two halves, so that the store write can overlap other work of a job: Begin (lock
+  // held, no write under way) makes everyone else wait for the VM's record (WaitForWrites);
+  // Finish (lock held; released during the write) writes it and ends the wait.
+  struct PendingCommit {
+    VmRecord next;
+    Event event;
+    int64_t base = 0;  // the version it replaces
+  };
+  PendingCommit BeginCommit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
+                            std::string message, Measures measures = {});
+  Result<VmRecord> FinishCommit(std::unique_lock<std::mutex>& lock, const PendingCommit& pending);
+  // Runs `job` on its own thread, or on one of `ready` (which starts at once); the node waits for
+  // jobs on shutdown.
+  void Spawn(std::function<void()> job, ReadyThreads* ready = nullptr);
   Result<hv::MachineSpec> Machine(const VmRecord& vm) const;
   // Launches the VMM of VM `name` (in state starting) after `delay`, waits for the guest and
   // settles the VM as running, stopped (cancelled) or failed. Runs as a job.
@@ -185,10 +202,12 @@ class Node {
   // Settles a job's VM in `state` (pid cleared unless running) and ends the job.
   void Settle(std::unique_lock<std::mutex>& lock, const std::string& name, VmState state,
               std::string type, std::string message, std::string reason = {},
-              const std::function<void(VmRecord&)>& change = nullptr);
+              const std::function<void(VmRecord&)>& change = nullptr, Measures measures = {});
   // Saves a running VM's state and ends its VMM (job); resumes a suspended one (job).
   void RunSuspend(const std::string& name);
-  void RunResume(const std::string& name);
+  // Resumes VM `name` (node_resume.cc). The VM is `resuming`, or, with `pending`, suspended with
+  // the move to `resuming` begun but not written: that write then overlaps the restore.
+  void RunResume(const std::string& name, std::shared_ptr<PendingCommit> pending = nullptr);
   // Moves a suspended VM to `resuming` and starts the job (lock held, VM checked).
   Result<VmRecord> BeginResume(std::unique_lock<std::mutex>& lock, const VmRecord& vm);
   // Deletes a VM's saved state (files only).
@@ -285,9 +304,10 @@ class Node {
   std::mutex taps_mu_;
   std::set<std::string> taps_ready_;
   bool shutting_down_ = false;
-  bool host_rebooted_ = false;
-  std::mutex snapshot_files_mu_;  // between discarding a snapshot and marking it synced  // since
-                                  // the previous hearthd on this data dir (Recover)
+  bool host_rebooted_ = false;    // since the previous hearthd on this data dir (Recover)
+  std::mutex snapshot_files_mu_;  // between discarding a snapshot and marking it synced
+  // Where wake jobs run: a waking packet must not wait for a thread to be created.
+  ReadyThreads wake_threads_{2, net::kWakeNice};
   std::unique_ptr<hv::Supervisor> supervisor_;  // last: its thread calls back into the node
 };
 

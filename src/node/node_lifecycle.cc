@@ -20,27 +20,49 @@ using Ms = std::chrono::milliseconds;
 }  // namespace
 
 Result<VmRecord> Node::Commit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
-                              std::string message) {
-  int64_t base = next.version;
-  next.version = base + 1;
-  next.updated_at = clock_.Now();
-  TrackRunningSince(vms_.find(next.name)->second, next, next.updated_at);
-  Event event = MakeEvent(next, std::move(type), std::move(message));
-  if (auto s = Write(lock, next, [&] { return store_.UpdateVm(next, base, event); }); !s) {
-    return Fail(s.error());
-  }
-  vms_.find(next.name)->second = next;
-  return next;
+                              std::string message, Measures measures) {
+  return FinishCommit(
+      lock, BeginCommit(lock, std::move(next), std::move(type), std::move(message), measures));
 }
 
-void Node::Spawn(std::function<void()> job) {
+Node::PendingCommit Node::BeginCommit(std::unique_lock<std::mutex>&, VmRecord next,
+                                      std::string type, std::string message, Measures measures) {
+  PendingCommit pending;
+  pending.base = next.version;
+  next.version = pending.base + 1;
+  next.updated_at = clock_.Now();
+  TrackRunningSince(vms_.find(next.name)->second, next, next.updated_at);
+  pending.event = MakeEvent(next, std::move(type), std::move(message));
+  pending.event.measures = std::move(measures);
+  pending.next = std::move(next);
+  writing_.emplace(pending.next.name, pending.next);
+  return pending;
+}
+
+Result<VmRecord> Node::FinishCommit(std::unique_lock<std::mutex>& lock,
+                                    const PendingCommit& pending) {
+  lock.unlock();
+  Status written = store_.UpdateVm(pending.next, pending.base, pending.event);
+  lock.lock();
+  EndWrite(pending.next.name);
+  if (!written) return Fail(written.error());
+  vms_.find(pending.next.name)->second = pending.next;
+  return pending.next;
+}
+
+void Node::Spawn(std::function<void()> job, ReadyThreads* ready) {
   ++jobs_;
-  std::thread([this, job = std::move(job)] {
+  auto run = [this, job = std::move(job)] {
     job();
     std::lock_guard lock(mu_);
     --jobs_;
     changed_.notify_all();
-  }).detach();
+  };
+  if (ready) {
+    ready->Run(std::move(run));
+  } else {
+    std::thread(std::move(run)).detach();
+  }
 }
 
 void Node::Shutdown() {
@@ -168,7 +190,7 @@ const VmRecord* Node::OwnedVm(std::unique_lock<std::mutex>& lock, const std::str
 
 void Node::Settle(std::unique_lock<std::mutex>& lock, const std::string& name, VmState state,
                   std::string type, std::string message, std::string reason,
-                  const std::function<void(VmRecord&)>& change) {
+                  const std::function<void(VmRecord&)>& change, Measures measures) {
   WaitForWrites(lock, name);
   if (const VmRecord* vm = Find(name)) {
     VmRecord next = *vm;
@@ -180,7 +202,7 @@ void Node::Settle(std::unique_lock<std::mutex>& lock, const std::string& name, V
     }
     if (change) change(next);
     std::string log = message;
-    if (auto c = Commit(lock, next, std::move(type), std::move(message)); !c) {
+    if (auto c = Commit(lock, next, std::move(type), std::move(message), std::move(measures)); !c) {
       spdlog::error("vm '{}': recording state {}: {}", name, ToString(state), c.error().message);
     } else {
       spdlog::info("vm '{}' is {}{}{}", name, ToString(state), log.empty() ? "" : ": ", log);

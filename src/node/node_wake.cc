@@ -67,26 +67,31 @@ void Node::WatchIfAsleep(std::unique_lock<std::mutex>& lock, const std::string& 
   }
 }
 
-void Node::OnWake(const std::string& name, std::chrono::steady_clock::time_point seen) {
+// `seen` is also in the frames the job takes over (net::Handoff::woken_at), which it measures from.
+void Node::OnWake(const std::string& name, std::chrono::steady_clock::time_point /*seen*/) {
   std::unique_lock lock(mu_);
   if (shutting_down_) return;
+  WaitForWrites(lock, name);
   const VmRecord* vm = Find(name);
   if (!vm || vm->state != VmState::kSuspended || live_[name].job ||
-      vm->spec.effective_wake() != WakeMode::kOnPacket) {
+      vm->spec.effective_wake() != WakeMode::kOnPacket || !machinery_.driver) {
     return;
   }
-  Status admitted = Admit(*vm);
-  Result<VmRecord> resuming =
-      admitted ? BeginResume(lock, *vm) : Result<VmRecord>(Fail(admitted.error()));
-  if (!resuming) {
+  if (Status admitted = Admit(*vm); !admitted) {
     spdlog::warn("vm '{}': a packet arrived but it cannot wake: {}", name,
-                 resuming.error().message);
+                 admitted.error().message);
     WatchIfAsleep(lock, name);  // the next packet tries again
     return;
   }
-  double waited =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - seen).count();
-  spdlog::info("vm '{}': woken by a packet ({:.2f} ms after it was seen)", name, waited);
+  // The packet waits: the job restores at once and writes `resuming` (and checks the snapshot)
+  // while the VMM loads. Until that write ends, other requests on the VM wait for it.
+  VmRecord next = *vm;
+  next.state = VmState::kResuming;
+  next.state_reason.clear();
+  auto pending = std::make_shared<PendingCommit>(
+      BeginCommit(lock, std::move(next), "resuming", "woken by a packet"));
+  live_[name].job = true;
+  Spawn([this, name, pending] { RunResume(name, pending); }, &wake_threads_);
 }
 
 }  // namespace hearth::node

@@ -164,5 +164,60 @@ TEST_F(VmWakeTest, AFloodWakesOnceAndAPacketDuringTheSuspendIsNotLost) {
   ASSERT_TRUE(answer && answer->status == 200);
 }
 
+TEST_F(VmWakeTest, TwentyVmsWokenAtOnceAllResumeAndAnswer) {
+  constexpr int kVms = 20, kBootsAtOnce = 4;  // TCG boots share the host's cores
+  std::vector<std::string> names, ips;
+  std::vector<std::string> boots(kVms);
+  for (int i = 0; i < kVms; ++i) {
+    names.push_back(fmt::format("crowd{}", i));
+    RunResult created = Cli({"vm", "create", names.back(), "--image", "default", "--memory", "128M",
+                             "--wake", "on-packet"});
+    ASSERT_EQ(created.exit_code, 0) << created.err;
+  }
+  for (int first = 0; first < kVms; first += kBootsAtOnce) {
+    int end = std::min(kVms, first + kBootsAtOnce);
+    for (int i = first; i < end; ++i) {
+      ASSERT_EQ(Cli({"vm", "start", names[i], "--no-wait"}).exit_code, 0);
+    }
+    for (int i = first; i < end; ++i) {
+      ASSERT_TRUE(WaitState(names[i], "running", 120s)) << Show(names[i]).dump();
+      ips.push_back(Show(names[i])["ip"]);
+      auto boot = testing::HttpGetEventually(ips[i], 80, "/bootid", 60s);
+      ASSERT_TRUE(boot && boot->status == 200) << names[i];
+      boots[i] = boot->body;
+    }
+  }
+  for (const auto& name : names) ASSERT_EQ(Cli({"vm", "suspend", name, "--no-wait"}).exit_code, 0);
+  for (const auto& name : names) ASSERT_TRUE(WaitState(name, "suspended", 60s)) << name;
+
+  // One GET to each, all at the same moment.
+  std::vector<std::optional<testing::HttpReply>> answers(kVms);
+  std::vector<double> seconds(kVms);
+  std::vector<std::thread> clients;
+  auto go = std::chrono::steady_clock::now() + 200ms;
+  for (int i = 0; i < kVms; ++i) {
+    clients.emplace_back([&, i] {
+      std::this_thread::sleep_until(go);
+      auto r = testing::HttpGet(ips[i], 80, "/bootid", 60s);
+      seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - go).count();
+      if (r) answers[i] = *r;
+    });
+  }
+  for (auto& c : clients) c.join();
+  for (int i = 0; i < kVms; ++i) {
+    SCOPED_TRACE(names[i]);
+    ASSERT_TRUE(answers[i].has_value());
+    EXPECT_EQ(answers[i]->status, 200);
+    EXPECT_EQ(answers[i]->body, boots[i]) << "the same guest, resumed";
+    EXPECT_EQ(Show(names[i])["state"], "running");
+    EXPECT_EQ(Count(names[i], "woken"), 1);
+  }
+  std::sort(seconds.begin(), seconds.end());
+  std::cerr << fmt::format(
+      "{} VMs woken at once: first answer after {:.2f} s, median {:.2f} s, "
+      "last {:.2f} s\n",
+      kVms, seconds.front(), seconds[kVms / 2], seconds.back());
+}
+
 }  // namespace
 }  // namespace hearth

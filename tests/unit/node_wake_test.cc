@@ -137,5 +137,51 @@ TEST_F(NodeWakeTest, ADriverThatTakesTheTapFdGetsTheHeldOneAndNoReleaseCall) {
   EXPECT_EQ(driver_.tap_releases.load(), 0);
 }
 
+TEST_F(NodeWakeTest, AWakeRecordsWhereItsTimeWent) {
+  Suspended("web", WakeMode::kOnPacket);
+  waker_.Keep("web", {"frame one", "frame two"});
+  node_->OnWake("web", std::chrono::steady_clock::now());
+  WaitFor("web", VmState::kRunning);
+  auto events = node_->Events("web", 1);
+  ASSERT_TRUE(events && !events->empty());
+  const Event& woken = events->back();
+  ASSERT_EQ(woken.type, "woken");
+  for (const char* key : {"latency_ms", "seen_to_restore_ms", "restore_ms", "hold_ms", "replay_ms",
+                          "own_ms", "frames", "dropped_filtered", "dropped_overflow"}) {
+    EXPECT_TRUE(woken.measures.count(key)) << key;
+  }
+  EXPECT_EQ(woken.measures.at("frames"), 2);
+  const auto& m = woken.measures;
+  EXPECT_NEAR(m.at("own_ms"), m.at("seen_to_restore_ms") + m.at("hold_ms") + m.at("replay_ms"),
+              1e-9);
+  EXPECT_GE(m.at("latency_ms"), m.at("own_ms"));
+  // The move to `resuming` was recorded before the guest ran, and once.
+  auto all = node_->Events("web", 4);
+  ASSERT_TRUE(all && all->size() >= 2);
+  EXPECT_EQ((*all)[all->size() - 2].type, "resuming");
+}
+
+TEST_F(NodeWakeTest, AWakeWhoseRecordCannotBeWrittenNeverRunsTheGuest) {
+  Suspended("web", WakeMode::kOnPacket);
+  int launches = driver_.launches.load();
+  store_.FailWrites(Error{Code::kUnavailable, "disk full"});
+  node_->OnWake("web", std::chrono::steady_clock::now());
+  // The restore began beside the write; the write failed, so the loaded VMM was ended unrun.
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (driver_.launches.load() == launches && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(2ms);
+  }
+  std::this_thread::sleep_for(200ms);
+  store_.FailWrites(std::nullopt);
+  auto vm = WaitFor("web", VmState::kSuspended);
+  EXPECT_FALSE(vm.pid.has_value());
+  EXPECT_TRUE(hv::FindProcesses(dir_.path().string()).empty())
+      << "no VMM runs for a VM that stayed asleep";
+  EXPECT_TRUE(waker_.watching("web")) << "the next packet tries again";
+  // And it does, once the store works again.
+  node_->OnWake("web", std::chrono::steady_clock::now());
+  WaitFor("web", VmState::kRunning);
+}
+
 }  // namespace
 }  // namespace hearth::node
