@@ -107,16 +107,23 @@ Status SignalProcess(const ProcessId& id, int signal) {
 }
 
 bool WaitForExit(const ProcessId& id, std::chrono::milliseconds timeout) {
-  auto fd = OpenPidfd(id);
-  if (!fd) return true;
-  pollfd p{*fd, POLLIN, 0};
+  // Not OpenPidfd: a multi-threaded VMM's leader is a zombie while its other threads still exit
+  // and hold its descriptors (a tap another process then cannot attach to). The pidfd becomes
+  // readable only once the whole thread group is gone.
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(id.pid), 0));
+  if (fd < 0) return true;  // reaped
+  auto start = ReadStartTime(id.pid, /*zombie_ok=*/true);
+  if (!start || *start != id.start_time) {
+    ::close(fd);
+    return true;  // another process under a recycled pid: ours is gone
+  }
+  pollfd p{fd, POLLIN, 0};
   int rc;
   do {
     rc = poll(&p, 1, static_cast<int>(timeout.count()));
   } while (rc < 0 && errno == EINTR);
-  ::close(*fd);
-  // A child that exited stays a zombie until reaped (by the supervisor); it no longer runs.
-  return rc > 0 || !IsAlive(id);
+  ::close(fd);
+  return rc > 0;
 }
 
 Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {

@@ -117,6 +117,11 @@ TEST_F(NodeWakeTest, AFailedLoadAfterTheReleaseLeavesTheVmSuspendedWatchedAndIts
   Suspended("web", WakeMode::kOnPacket);
   driver_.fail_load = true;
   node_->OnWake("web", std::chrono::steady_clock::now());
+  // The VM may read `suspended` before the resume job has run: wait for its outcome.
+  for (auto until = std::chrono::steady_clock::now() + 5s;
+       LastEventType("web") != "failed" && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(2ms);
+  }
   VmRecord vm = WaitFor("web", VmState::kSuspended);
   EXPECT_EQ(driver_.tap_releases.load(), 1);
   EXPECT_TRUE(vm.snapshot.has_value());
