@@ -175,7 +175,10 @@ std::string FirecrackerUnavailable() {
   const char* path = std::getenv("PATH");
   auto binary = hv::firecracker::FindExecutable(configured ? configured : "", "firecracker",
                                                 "firecracker", path ? path : "");
-  if (!binary) return "Firecracker e2e skipped: " + binary.error().message;
+  if (!binary) {
+    return "Firecracker e2e skipped: " + binary.error().message +
+           " (for the tests: HEARTH_E2E_FIRECRACKER=PATH)";
+  }
   if (auto kvm = hv::firecracker::CheckKvmDevice(); !kvm) {
     return "Firecracker e2e skipped: " + kvm.error().message;
   }
