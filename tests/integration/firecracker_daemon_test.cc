@@ -210,6 +210,21 @@ TEST_F(FirecrackerDaemonTest, TheWholeLifecycleFollowsTheSpecsOrderAndMetersTheD
   EXPECT_FALSE(fs::exists(vm_dir));
 }
 
+TEST_F(FirecrackerDaemonTest, ARestartedHearthdAdoptsRunningFirecrackers) {
+  StartDaemon();
+  Create("web");
+  Expect({"vm", "start", "web"}, "running");
+  int64_t pid = Show("web").value("pid", int64_t{0});
+  StartDaemon();  // hearthd restarts; Firecracker runs on
+  json vm = Show("web");
+  EXPECT_EQ(vm.value("state", ""), "running");
+  EXPECT_EQ(vm.value("pid", int64_t{0}), pid) << "the same process, adopted";
+  RunResult events = Cli({"vm", "events", "web"});
+  EXPECT_NE(events.out.find("adopted"), std::string::npos) << events.out;
+  Expect({"vm", "suspend", "web"}, "suspended");
+  Expect({"vm", "resume", "web"}, "running");
+}
+
 TEST_F(FirecrackerDaemonTest, AFaultMessageBecomesAClearError) {
   setenv("FC_DOUBLE_FAIL", "PUT /boot-source", 1);
   StartDaemon();
