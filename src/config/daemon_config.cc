@@ -65,6 +65,16 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
         config.metering_retention = v.as<std::string>();
       } else if (key == "hypervisor") {
         config.hypervisor = v.as<std::string>();
+      } else if (key == "firecracker") {
+        config.firecracker = v.as<std::string>();
+      } else if (key == "jailer") {
+        config.jailer = v.as<std::string>();
+      } else if (key == "jailer-uid") {
+        config.jailer_uid = v.as<int64_t>();
+      } else if (key == "jailer-gid") {
+        config.jailer_gid = v.as<int64_t>();
+      } else if (key == "jailer-chroot-base") {
+        config.jailer_chroot_base = v.as<std::string>();
       } else if (key == "memory-ratio") {
         config.memory_ratio = v.as<double>();
       } else if (key == "log-level") {
@@ -78,8 +88,9 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
       } else {
         return Bad("config", fmt::format("{}: unknown key '{}'; known: data-dir, listen, store, "
                                          "clickhouse, metering-interval, metering-retention, "
-                                         "hypervisor, memory-ratio, log-level, accel, "
-                                         "network-pool, nat",
+                                         "hypervisor, firecracker, jailer, jailer-uid, "
+                                         "jailer-gid, jailer-chroot-base, memory-ratio, "
+                                         "log-level, accel, network-pool, nat",
                                          path.string(), key));
       }
     } catch (const YAML::Exception&) {
@@ -136,8 +147,21 @@ Status Validate(DaemonConfig& config) {
     return Bad("hypervisor",
                fmt::format("'{}' is not one of auto, qemu, firecracker", config.hypervisor));
   }
-  if (config.hypervisor == "firecracker") {
-    return Bad("hypervisor", "firecracker is not available in this build yet; use auto or qemu");
+  if (!config.jailer.empty()) {
+    if (config.jailer_uid < 0 || config.jailer_gid < 0) {
+      return Bad("jailer", fmt::format("'{}' needs --jailer-uid and --jailer-gid: the unprivileged "
+                                       "user and group Firecracker runs as (e.g. a dedicated "
+                                       "`firecracker` system user)",
+                                       config.jailer));
+    }
+  }
+  for (auto [flag, id] :
+       {std::pair{"jailer-uid", config.jailer_uid}, std::pair{"jailer-gid", config.jailer_gid}}) {
+    if (id > 65534) return Bad(flag, fmt::format("{} is not a uid/gid from 0 to 65534", id));
+  }
+  if (config.jailer_chroot_base.empty() || config.jailer_chroot_base[0] != '/') {
+    return Bad("jailer-chroot-base",
+               fmt::format("'{}' is not an absolute path", config.jailer_chroot_base));
   }
   if (auto a = hv::qemu::ParseAccelMode(config.accel); !a) {
     return Bad("accel", fmt::format("'{}' is not one of auto, kvm, tcg", config.accel));

@@ -18,7 +18,13 @@ struct DaemonConfig {
   std::string clickhouse;  // metering sink: http://[USER[:PASSWORD]@]HOST[:PORT][/DB]
   std::string metering_interval = "10s";  // 1s to 1h
   std::string metering_retention = "7d";  // local samples and events; at least 1d
-  std::string hypervisor = "auto";
+  std::string hypervisor = "auto";        // auto, qemu or firecracker
+  // Firecracker (--hypervisor firecracker, or auto on a host where it can run).
+  std::string firecracker;  // the binary; empty: `firecracker` found in PATH
+  std::string jailer;       // the jailer binary; empty: no jail
+  int64_t jailer_uid = -1;  // required with a jailer
+  int64_t jailer_gid = -1;  // required with a jailer
+  std::string jailer_chroot_base = "/srv/jailer";
   double memory_ratio = 1.0;
   std::string log_level = "info";
   std::string accel = "auto";                  // QEMU: auto (probe KVM), kvm or tcg

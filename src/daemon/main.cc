@@ -21,6 +21,8 @@
 #include "config/daemon_config.h"
 #include "http/clickhouse_http_transport.h"
 #include "http/server.h"
+#include "hv/firecracker/firecracker_driver.h"
+#include "hv/firecracker/firecracker_host.h"
 #include "hv/qemu/kvm_probe.h"
 #include "hv/qemu/qemu_driver.h"
 #include "metering/clickhouse_sink.h"
@@ -73,6 +75,38 @@ std::string HostName() {
   return host;
 }
 
+// The Firecracker driver `cfg` asks for, or why it cannot run on this host. `check_kvm` false
+// skips the /dev/kvm check (HEARTH_TEST_NO_KVM_CHECK=1: tests against a Firecracker double).
+Result<hv::firecracker::FirecrackerDriverOptions> FirecrackerOptions(
+    const config::DaemonConfig& cfg, bool check_kvm) {
+  const char* path_env = std::getenv("PATH");
+  std::string path = path_env ? path_env : "";
+  hv::firecracker::FirecrackerDriverOptions o;
+  auto binary =
+      hv::firecracker::FindExecutable(cfg.firecracker, "firecracker", "firecracker", path);
+  if (!binary) return Fail(binary.error());
+  o.binary = *binary;
+  if (!cfg.jailer.empty()) {
+    auto jailer = hv::firecracker::FindExecutable(cfg.jailer, "jailer", "jailer", path);
+    if (!jailer) return Fail(jailer.error());
+    o.jail.jailer = *jailer;
+    o.jail.firecracker = *binary;
+    o.jail.uid = static_cast<uid_t>(cfg.jailer_uid);
+    o.jail.gid = static_cast<gid_t>(cfg.jailer_gid);
+    o.jail.chroot_base = cfg.jailer_chroot_base;
+    if (o.binary.filename().string().find("firecracker") == std::string::npos) {
+      return Fail(Code::kFailedPrecondition,
+                  fmt::format("--firecracker: the jailer runs only a binary whose name contains "
+                              "\"firecracker\", not {}",
+                              o.binary.string()));
+    }
+  }
+  if (check_kvm) {
+    if (auto s = hv::firecracker::CheckKvmDevice(); !s) return Fail(s.error());
+  }
+  return o;
+}
+
 int Run(config::DaemonConfig cfg) {
   if (auto s = config::Validate(cfg); !s) {
     Die(s.error());
@@ -115,13 +149,38 @@ int Run(config::DaemonConfig cfg) {
   qemu_options.accel = [&probe] { return probe.Get(); };
   qemu_options.peek_accel = [&probe] { return probe.Peek(); };
   hv::qemu::QemuDriver qemu(qemu_options);
+  // The hypervisor: QEMU, or Firecracker when asked for (and able to run), or with `auto` when
+  // its binary is here and a probe guest really booted under KVM.
+  hv::HypervisorDriver* driver = &qemu;
+  std::unique_ptr<hv::firecracker::FirecrackerDriver> firecracker;
+  const char* no_kvm_check = std::getenv("HEARTH_TEST_NO_KVM_CHECK");
+  bool check_kvm = !(no_kvm_check && std::string_view(no_kvm_check) == "1");
+  if (cfg.hypervisor == "firecracker") {
+    auto options = FirecrackerOptions(cfg, check_kvm);
+    if (!options) {
+      return Die(options.error().Wrap("--hypervisor firecracker cannot run on this host"));
+    }
+    firecracker = std::make_unique<hv::firecracker::FirecrackerDriver>(*options);
+  } else if (cfg.hypervisor == "auto") {
+    auto options = FirecrackerOptions(cfg, check_kvm);
+    if (options && (!check_kvm || probe.Get().accel == hv::qemu::Accel::kKvm)) {
+      firecracker = std::make_unique<hv::firecracker::FirecrackerDriver>(*options);
+    } else {
+      spdlog::info("hypervisor: qemu (firecracker not used: {})",
+                   options ? probe.Get().note : options.error().message);
+    }
+  }
+  if (firecracker) {
+    driver = firecracker.get();
+    spdlog::info("hypervisor: {}", firecracker->Peek().note);
+  }
   std::unique_ptr<net::Network> network =
       net::NewLinuxNetwork(net::NetworkOptions::ForDataDir(paths.data_dir()));
   node::NodeOptions node_options;
   node_options.memory_ratio = cfg.memory_ratio;
   node_options.masquerade = cfg.nat == "on";
   node::Machinery machinery;
-  machinery.driver = &qemu;
+  machinery.driver = driver;
   machinery.network = network.get();
   machinery.pool = *net::AddressPool::Parse(cfg.network_pool);
   auto waker = std::make_unique<net::WakeListener>();
@@ -135,7 +194,7 @@ int Run(config::DaemonConfig cfg) {
 
   // Metering: after Recover, so that it starts from the VMs as this hearthd found them.
   metering::Metrics metrics;
-  metering::LinuxUsageReader reader(paths, &qemu);
+  metering::LinuxUsageReader reader(paths, driver);
   std::unique_ptr<http::ClickHouseHttpTransport> clickhouse;
   std::unique_ptr<metering::Spool> spool;
   std::unique_ptr<metering::ClickHouseSink> sink;
@@ -245,6 +304,17 @@ int main(int argc, char** argv) {
           ->default_str(cfg.metering_retention);
   auto* hypervisor = app.add_option("--hypervisor", cfg.hypervisor, "auto, qemu or firecracker")
                          ->default_str("auto");
+  auto* firecracker = app.add_option("--firecracker", cfg.firecracker,
+                                     "the firecracker binary (default: `firecracker` in PATH)");
+  auto* jailer = app.add_option("--jailer", cfg.jailer,
+                                "run Firecracker through this jailer binary (default: no jail)");
+  auto* jailer_uid =
+      app.add_option("--jailer-uid", cfg.jailer_uid, "the uid the jailer runs Firecracker as");
+  auto* jailer_gid =
+      app.add_option("--jailer-gid", cfg.jailer_gid, "the gid the jailer runs Firecracker as");
+  auto* jailer_base = app.add_option("--jailer-chroot-base", cfg.jailer_chroot_base,
+                                     "where the jailer builds each VM's chroot")
+                          ->default_str(cfg.jailer_chroot_base);
   auto* ratio = app.add_option("--memory-ratio", cfg.memory_ratio,
                                "running VMs may hold at most this x host RAM")
                     ->default_str("1.0");
@@ -286,6 +356,11 @@ int main(int argc, char** argv) {
     if (metering_interval->count() == 0) cfg.metering_interval = from_file.metering_interval;
     if (metering_retention->count() == 0) cfg.metering_retention = from_file.metering_retention;
     if (hypervisor->count() == 0) cfg.hypervisor = from_file.hypervisor;
+    if (firecracker->count() == 0) cfg.firecracker = from_file.firecracker;
+    if (jailer->count() == 0) cfg.jailer = from_file.jailer;
+    if (jailer_uid->count() == 0) cfg.jailer_uid = from_file.jailer_uid;
+    if (jailer_gid->count() == 0) cfg.jailer_gid = from_file.jailer_gid;
+    if (jailer_base->count() == 0) cfg.jailer_chroot_base = from_file.jailer_chroot_base;
     if (ratio->count() == 0) cfg.memory_ratio = from_file.memory_ratio;
     if (level->count() == 0) cfg.log_level = from_file.log_level;
     if (accel->count() == 0) cfg.accel = from_file.accel;

@@ -2,7 +2,7 @@
 // its guest is up, re-adopts processes that outlived a previous hearthd, and ends them. It keeps no
 // state of its own beyond what a MachineSpec and a ProcessId carry, so a new hearthd can take over
 // from an old one. Supervision of exits is the node's (see supervisor.h). Implementations: QEMU
-// (qemu/qemu_driver.h); "firecracker" adds a second backend.
+// (qemu/qemu_driver.h) and Firecracker (firecracker/firecracker_driver.h).
 #pragma once
 
 #include <atomic>
@@ -33,6 +33,10 @@ struct MachineSpec {
   std::string tap;      // the VM's tap; empty: no network
   std::string mac;      // the guest's MAC on that tap
   int tap_fd = -1;      // an open fd of that tap to hand to the VMM instead of its name, or -1
+  // For a driver that opens the tap by name (!TakesTapFd()): closes what hearthd holds of the tap
+  // (the waker's fd of a sleeping VM) so that the VMM can attach; Restore calls it right before
+  // the load. Empty: hearthd holds nothing.
+  std::function<void()> release_tap;
   // Runtime files, all in the VM's directory (see UseLayout).
   std::filesystem::path vm_dir;
   std::filesystem::path console_log;
@@ -79,6 +83,14 @@ class HypervisorDriver {
   // Without blocking: the backend (empty while still deciding) and why it was chosen, e.g. why
   // KVM is not used (shown in GET /v1/node).
   virtual BackendInfo Peek() = 0;
+
+  // Whether the VMM can take MachineSpec::tap_fd. A driver that cannot (Firecracker opens the tap
+  // by name, and attaching fails with EBUSY while hearthd holds it) gets no tap_fd from the node
+  // and calls MachineSpec::release_tap right before it attaches.
+  virtual bool TakesTapFd() const { return true; }
+  // The VM was deleted: drops what the driver keeps for it outside the VM's directory (e.g.
+  // Firecracker's jail). Its VMM has ended.
+  virtual void Forget(const MachineSpec& spec) {}
 
   // Starts the VMM. Returns once the process runs (not when the guest is up).
   virtual Result<ProcessId> Launch(const MachineSpec& spec) = 0;

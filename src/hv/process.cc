@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -106,16 +107,23 @@ Status SignalProcess(const ProcessId& id, int signal) {
 }
 
 bool WaitForExit(const ProcessId& id, std::chrono::milliseconds timeout) {
-  auto fd = OpenPidfd(id);
-  if (!fd) return true;
-  pollfd p{*fd, POLLIN, 0};
+  // Not OpenPidfd: a multi-threaded VMM's leader is a zombie while its other threads still exit
+  // and hold its descriptors (a tap another process then cannot attach to). The pidfd becomes
+  // readable only once the whole thread group is gone.
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(id.pid), 0));
+  if (fd < 0) return true;  // reaped
+  auto start = ReadStartTime(id.pid, /*zombie_ok=*/true);
+  if (!start || *start != id.start_time) {
+    ::close(fd);
+    return true;  // another process under a recycled pid: ours is gone
+  }
+  pollfd p{fd, POLLIN, 0};
   int rc;
   do {
     rc = poll(&p, 1, static_cast<int>(timeout.count()));
   } while (rc < 0 && errno == EINTR);
-  ::close(*fd);
-  // A child that exited stays a zombie until reaped (by the supervisor); it no longer runs.
-  return rc > 0 || !IsAlive(id);
+  ::close(fd);
+  return rc > 0;
 }
 
 Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
@@ -133,11 +141,23 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
     return Fail(Code::kInternal,
                 fmt::format("opening {}: {}", options.output.string(), Errno(errno)));
   }
+  int err_out =
+      options.error_output.empty()
+          ? ::dup(out)
+          : ::open(options.error_output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (err_out < 0) {
+    int err = errno;
+    ::close(out);
+    return Fail(Code::kInternal,
+                fmt::format("opening {}: {}", options.error_output.string(), Errno(err)));
+  }
+  fcntl(err_out, F_SETFD, FD_CLOEXEC);
   int null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   int report[2];
   if (null_in < 0 || pipe2(report, O_CLOEXEC) < 0) {
     int err = errno;
     ::close(out);
+    ::close(err_out);
     if (null_in >= 0) ::close(null_in);
     return Fail(Code::kInternal, fmt::format("spawn {}: {}", argv[0], Errno(err)));
   }
@@ -152,7 +172,8 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
     signal(SIGPIPE, SIG_DFL);
     dup2(null_in, 0);
     dup2(out, 1);
-    dup2(out, 2);
+    dup2(err_out, 2);
+    if (options.umask >= 0) ::umask(static_cast<mode_t>(options.umask));
     CloexecAllBut(keep);
     execvp(args[0], args.data());
     int err = errno;
@@ -161,6 +182,7 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
   }
   int fork_errno = errno;
   ::close(out);
+  ::close(err_out);
   ::close(null_in);
   ::close(report[1]);
   if (pid < 0) {

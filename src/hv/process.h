@@ -24,8 +24,10 @@ struct ProcessId {
 };
 
 struct SpawnOptions {
-  std::filesystem::path output;  // stdout and stderr are appended here; empty: /dev/null
-  std::vector<int> keep_fds;     // descriptors the child inherits at the same number
+  std::filesystem::path output;        // stdout and stderr are appended here; empty: /dev/null
+  std::vector<int> keep_fds;           // descriptors the child inherits at the same number
+  std::filesystem::path error_output;  // if set, stderr is appended here instead of `output`
+  int umask = -1;                      // the child's umask, e.g. 022; -1: hearthd's own (077)
 };
 
 // fork + setsid + exec of argv (argv[0] searched in PATH). Every other descriptor is closed in the

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
 #include "model/vm.h"
@@ -23,6 +24,14 @@ Result<HostInfo> ReadLinuxHostInfo();
 // This boot of the host (/proc/sys/kernel/random/boot_id): what survives in the page cache and in
 // /run is valid only within it.
 std::string ReadHostBootId();
+
+// The CPU model a /proc/cpuinfo text describes, from its first processor: "<vendor_id> family
+// <cpu family> model <model> stepping <stepping> (<model name>)", e.g. "GenuineIntel family 6
+// model 85 stepping 7 (Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz)". Empty when none of
+// those fields is there. A snapshot of a KVM guest restores only on the same model.
+std::string ParseCpuModel(std::string_view cpuinfo);
+// ParseCpuModel of this host's /proc/cpuinfo (read once).
+std::string HostCpuModel();
 
 enum class FileKind { kMissing, kRegular, kBlockDevice, kDirectory, kOther };
 

@@ -151,6 +151,13 @@ void Node::CleanUp(const VmRecord& vm) {
       spdlog::error("vm '{}': {}", vm.name, s.error().message);
     }
   }
+  if (machinery_.driver) {
+    hv::MachineSpec gone;
+    gone.vm_id = vm.id;
+    gone.name = vm.name;
+    hv::UseLayout(gone, paths_, vm.id);
+    machinery_.driver->Forget(gone);
+  }
   std::error_code ec;
   std::filesystem::remove_all(paths_.vm_dir(vm.id), ec);
   if (ec)
@@ -264,7 +271,16 @@ void Node::RunStart(const std::string& name, Ms delay) {
   Status network = PrepareNetwork(vm);
   if (network) {
     lock.lock();
-    machine->tap_fd = HoldTap(lock, vm, nullptr);
+    if (machinery_.driver->TakesTapFd()) {
+      machine->tap_fd = HoldTap(lock, vm, nullptr);
+    } else {
+      // The VMM opens the tap by name: what hearthd still holds (a sleeping VM started --fresh)
+      // goes right before it attaches.
+      machine->release_tap = [this, name] {
+        std::lock_guard released(mu_);
+        ReleaseTap(name);
+      };
+    }
     lock.unlock();
   }
   auto launched = std::chrono::steady_clock::now();

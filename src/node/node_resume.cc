@@ -49,9 +49,18 @@ void Node::RunResume(const std::string& name, std::shared_ptr<PendingCommit> pen
     WatchIfAsleep(lock, name);
     return;
   }
-  // The tap the waker held, with the frames that woke the VM, goes to the restored VMM.
+  // The tap the waker held, with the frames that woke the VM, goes to the restored VMM; one that
+  // opens the tap by name has hearthd let go of it right before it attaches.
   net::Handoff handoff;
-  machine->tap_fd = HoldTap(lock, vm, &handoff);
+  int held = HoldTap(lock, vm, &handoff);
+  if (machinery_.driver->TakesTapFd()) {
+    machine->tap_fd = held;
+  } else if (held >= 0) {
+    machine->release_tap = [this, name] {
+      std::lock_guard released(mu_);
+      ReleaseTap(name);
+    };
+  }
   lock.unlock();
   snapshot::SnapshotDir dir(paths_, vm.id);
   std::string backend = machinery_.driver->Backend();

@@ -34,6 +34,7 @@ snapshot::Origin OriginOf(const hv::MachineSpec& m, std::string backend, std::st
   snapshot::Origin o;
   o.backend = std::move(backend);
   o.hypervisor_version = std::move(version);
+  o.cpu_model = HostCpuModel();
   o.vcpus = m.vcpus;
   o.memory_mib = m.memory.value;
   o.kernel = Identity(m.kernel);
@@ -88,7 +89,8 @@ Result<snapshot::Manifest> Node::CheckSnapshot(const VmRecord& vm, const hv::Mac
   }
   auto version = machinery_.driver->Version();
   if (!version) return Fail(version.error().Wrap("asking the hypervisor's version"));
-  if (auto s = snapshot::CheckOrigin(m->origin, OriginOf(machine, backend, *version)); !s) {
+  if (auto s = snapshot::CheckOrigin(m->origin, OriginOf(machine, backend, *version), vm.name);
+      !s) {
     return Fail(s.error().Wrap(fmt::format("vm '{}'", vm.name)));
   }
   return m;
@@ -194,7 +196,7 @@ void Node::RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const V
   std::optional<hv::ProcessId> vmm;
   if (vm.pid) {
     vmm = hv::ProcessId{*vm.pid, vm.pid_start};
-  } else if (auto found = hv::FindProcesses(paths_.qmp_socket(vm.id).string()); !found.empty()) {
+  } else if (auto found = hv::FindProcesses(paths_.vm_dir(vm.id).string() + "/"); !found.empty()) {
     vmm = found.front();
   }
   bool alive = vmm && machine && machinery_.driver->Adopt(*machine, *vmm);

@@ -9,17 +9,18 @@ using nlohmann::json;
 namespace {
 
 json OriginJson(const Origin& o) {
-  return {{"backend", o.backend}, {"hypervisor_version", o.hypervisor_version},
-          {"vcpus", o.vcpus},     {"memory_mib", o.memory_mib},
-          {"kernel", o.kernel},   {"initrd", o.initrd},
-          {"rootfs", o.rootfs},   {"cmdline", o.cmdline},
-          {"mac", o.mac}};
+  return {{"backend", o.backend},       {"hypervisor_version", o.hypervisor_version},
+          {"cpu_model", o.cpu_model},   {"vcpus", o.vcpus},
+          {"memory_mib", o.memory_mib}, {"kernel", o.kernel},
+          {"initrd", o.initrd},         {"rootfs", o.rootfs},
+          {"cmdline", o.cmdline},       {"mac", o.mac}};
 }
 
 Origin OriginFrom(const json& j) {
   Origin o;
   o.backend = j.at("backend").get<std::string>();
   o.hypervisor_version = j.at("hypervisor_version").get<std::string>();
+  o.cpu_model = j.value("cpu_model", "");  // absent before it was recorded (same format)
   o.vcpus = j.at("vcpus").get<int>();
   o.memory_mib = j.at("memory_mib").get<int64_t>();
   o.kernel = j.at("kernel").get<std::string>();
@@ -78,18 +79,22 @@ Result<Manifest> ManifestFromJson(const json& j) {
   }
 }
 
-Status CheckOrigin(const Origin& taken, const Origin& now) {
-  auto differ = [](std::string_view what, const auto& then, const auto& current) {
+Status CheckOrigin(const Origin& taken, const Origin& now, std::string_view vm_name) {
+  auto differ = [&](std::string_view what, const auto& then, const auto& current) {
     return Fail(Code::kFailedPrecondition,
                 fmt::format("the snapshot was taken with {} {} and the VM now has {}: restoring "
                             "it would break the guest; start it with --fresh to discard the "
-                            "snapshot and cold-boot",
-                            what, then, current));
+                            "snapshot and cold-boot (`hearth vm start --fresh {}`)",
+                            what, then, current, vm_name));
   };
   if (taken.backend != now.backend) return differ("backend", taken.backend, now.backend);
   if (taken.hypervisor_version != now.hypervisor_version) {
     return differ("hypervisor", fmt::format("'{}'", taken.hypervisor_version),
                   fmt::format("'{}'", now.hypervisor_version));
+  }
+  if (!taken.cpu_model.empty() && taken.cpu_model != now.cpu_model) {
+    return differ("host CPU", fmt::format("'{}'", taken.cpu_model),
+                  fmt::format("'{}'", now.cpu_model));
   }
   if (taken.vcpus != now.vcpus) return differ("vcpus", taken.vcpus, now.vcpus);
   if (taken.memory_mib != now.memory_mib) {

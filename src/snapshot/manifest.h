@@ -29,6 +29,9 @@ struct Origin {
   std::string rootfs;  // path only: the disk's content changes while the guest runs
   std::string cmdline;
   std::string mac;
+  // The host CPU (model/host.h HostCpuModel); empty in manifests written before it was recorded,
+  // which are then not checked for it.
+  std::string cpu_model;
   bool operator==(const Origin&) const = default;
 };
 
@@ -62,7 +65,7 @@ nlohmann::json ToJson(const Manifest& m);
 Result<Manifest> ManifestFromJson(const nlohmann::json& j);
 
 // failed_precondition naming the first difference between the machine a snapshot was taken from
-// and the one it would be restored into.
-Status CheckOrigin(const Origin& taken, const Origin& now);
+// and the one it would be restored into (both values), and offering a cold boot of VM `vm_name`.
+Status CheckOrigin(const Origin& taken, const Origin& now, std::string_view vm_name = "NAME");
 
 }  // namespace hearth::snapshot

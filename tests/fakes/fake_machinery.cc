@@ -97,6 +97,18 @@ Result<hv::ProcessId> FakeDriver::Restore(
     const std::function<Status(const hv::ProcessId&)>& before_running) {
   if (fail_resume.load()) return Fail(Code::kInternal, "the fake refuses to resume");
   if (!std::filesystem::exists(dir / "state")) return Fail(Code::kNotFound, "no saved state");
+  {
+    std::lock_guard lock(mu);
+    restore_tap_fds.push_back(spec.tap_fd);
+  }
+  if (opens_tap_by_name.load()) {
+    if (spec.release_tap) {
+      spec.release_tap();
+      ++tap_releases;
+    }
+    if (on_load) on_load(spec);
+    if (fail_load.load()) return Fail(Code::kFailedPrecondition, "the fake's load failed");
+  }
   Boot saved = boot.exchange(Boot::kReady);
   auto process = Launch(spec);
   boot = saved;
@@ -192,6 +204,12 @@ net::Handoff FakeWaker::TakeOver(const std::string& vm) {
 bool FakeWaker::watching(const std::string& vm) const {
   std::lock_guard lock(mu_);
   return fds_.count(vm) > 0;
+}
+
+int FakeWaker::fd(const std::string& vm) const {
+  std::lock_guard lock(mu_);
+  auto it = fds_.find(vm);
+  return it == fds_.end() ? -1 : it->second;
 }
 
 void FakeWaker::Keep(const std::string& vm, std::vector<std::string> frames) {

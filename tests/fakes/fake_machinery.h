@@ -4,9 +4,11 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
+#include <vector>
 
 #include "hv/driver.h"
 #include "net/ruleset.h"
@@ -37,6 +39,15 @@ class FakeDriver final : public hv::HypervisorDriver {
   Result<std::string> Version() override;
   Status Kill(const hv::ProcessId& process) override;
   Result<std::string> Describe(const hv::MachineSpec& spec, const hv::ProcessId& process) override;
+  bool TakesTapFd() const override { return !opens_tap_by_name.load(); }
+
+  // Like Firecracker: takes no tap fd, and Restore calls spec.release_tap right before its "load",
+  // then `on_load` (what the load would see), then fails the load if `fail_load`.
+  std::atomic<bool> opens_tap_by_name{false};
+  std::atomic<bool> fail_load{false};
+  std::function<void(const hv::MachineSpec&)> on_load;
+  std::atomic<int> tap_releases{0};
+  std::vector<int> restore_tap_fds;  // spec.tap_fd of each Restore (under mu)
 
   // How the next boots go: ready after `boot_ms`, hang until cancelled, or exit during boot.
   std::atomic<Boot> boot{Boot::kReady};
@@ -63,6 +74,7 @@ class FakeWaker final : public net::Waker {
   net::Handoff TakeOver(const std::string& vm) override;
 
   bool watching(const std::string& vm) const;
+  int fd(const std::string& vm) const;  // the fd watched for `vm`, or -1
   // What the next TakeOver of `vm` hands over besides the fd (as if these frames woke it).
   void Keep(const std::string& vm, std::vector<std::string> frames);
 

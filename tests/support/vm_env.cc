@@ -13,8 +13,11 @@
 #include <sstream>
 #include <thread>
 
+#include "hv/firecracker/firecracker_host.h"
 #include "hv/process.h"
+#include "hv/qemu/kvm_probe.h"
 #include "image/guest_init.h"
+#include "model/host.h"
 #include "net/linux_network.h"
 
 namespace hearth::testing {
@@ -160,6 +163,36 @@ void CleanUpHost(const fs::path& data_dir) {
     for (const auto& tap : *taps) network->RemoveTap(tap);
   }
   network->RemoveRules();
+}
+
+std::string E2eHypervisor() {
+  const char* hv = std::getenv("HEARTH_E2E_HYPERVISOR");
+  return hv && *hv ? hv : "qemu";
+}
+
+std::string FirecrackerUnavailable() {
+  const char* configured = std::getenv("HEARTH_E2E_FIRECRACKER");
+  const char* path = std::getenv("PATH");
+  auto binary = hv::firecracker::FindExecutable(configured ? configured : "", "firecracker",
+                                                "firecracker", path ? path : "");
+  if (!binary) {
+    return "Firecracker e2e skipped: " + binary.error().message +
+           " (for the tests: HEARTH_E2E_FIRECRACKER=PATH)";
+  }
+  if (auto kvm = hv::firecracker::CheckKvmDevice(); !kvm) {
+    return "Firecracker e2e skipped: " + kvm.error().message;
+  }
+  hv::qemu::KvmProbeOptions options;
+  options.image_dir = SharedDefaultImage();
+  options.cache = Paths::kvm_probe_cache();
+  auto host = ReadLinuxHostInfo();
+  options.tsc_khz = host ? host->tsc_khz : 0;
+  hv::qemu::KvmProbe probe(options);
+  hv::qemu::AccelChoice choice = probe.Get();
+  if (choice.accel != hv::qemu::Accel::kKvm) {
+    return "Firecracker e2e skipped: KVM cannot boot a guest here (" + choice.note + ")";
+  }
+  return "";
 }
 
 std::string TestNetworkPool() {

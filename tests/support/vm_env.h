@@ -55,6 +55,13 @@ class ClientNamespace {
 // nftables table. Run in TearDown so a failed test leaves nothing behind.
 void CleanUpHost(const std::filesystem::path& data_dir);
 
+// The hypervisor e2e tests run VMs on: $HEARTH_E2E_HYPERVISOR ("qemu" when unset).
+std::string E2eHypervisor();
+// Empty when this host can run the e2e tests on Firecracker: a `firecracker` binary
+// ($HEARTH_E2E_FIRECRACKER, else in PATH) and KVM that really boots a guest (the same probe as
+// hearthd's, cached per host boot); otherwise why not.
+std::string FirecrackerUnavailable();
+
 // A /24 of 172.31.0.0/16 for one test process's VMs (from the pid), so concurrent tests and a
 // production hearthd on 172.30.0.0/16 never share addresses.
 std::string TestNetworkPool();

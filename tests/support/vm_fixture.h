@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -19,6 +20,14 @@ namespace hearth::testing {
 class VmFixture : public ::testing::Test {
  protected:
   void SetUp() override {
+    // HEARTH_E2E_HYPERVISOR=firecracker runs the same tests on Firecracker where it can run.
+    if (E2eHypervisor() == "firecracker") {
+      if (std::string why = FirecrackerUnavailable(); !why.empty()) GTEST_SKIP() << why;
+      daemon_args_.insert(daemon_args_.end(), {"--hypervisor", "firecracker"});
+      if (const char* fc = std::getenv("HEARTH_E2E_FIRECRACKER")) {
+        daemon_args_.insert(daemon_args_.end(), {"--firecracker", fc});
+      }
+    }
     LinkDefaultImage(dir_.path());
     StartDaemon();
   }

@@ -43,7 +43,9 @@ TEST(DaemonConfigTest, ValidateNamesTheFlagAndValue) {
       {[](DaemonConfig& c) { c.metering_interval = "2h"; }, "--metering-interval: '2h'"},
       {[](DaemonConfig& c) { c.metering_retention = "1h"; }, "--metering-retention: '1h'"},
       {[](DaemonConfig& c) { c.log_level = "loud"; }, "--log-level: 'loud'"},
-      {[](DaemonConfig& c) { c.hypervisor = "firecracker"; }, "--hypervisor: firecracker"},
+      {[](DaemonConfig& c) { c.jailer = "/usr/bin/jailer"; }, "--jailer: '/usr/bin/jailer' needs"},
+      {[](DaemonConfig& c) { c.jailer_uid = 70000; }, "--jailer-uid: 70000"},
+      {[](DaemonConfig& c) { c.jailer_chroot_base = "srv"; }, "--jailer-chroot-base: 'srv'"},
       {[](DaemonConfig& c) { c.accel = "hvf"; }, "--accel: 'hvf'"},
       {[](DaemonConfig& c) { c.network_pool = "10.0.0.0/30"; }, "--network-pool"},
       {[](DaemonConfig& c) { c.network_pool = "fd00::/64"; }, "--network-pool"},
@@ -67,12 +69,21 @@ TEST(DaemonConfigTest, ValidateNamesTheFlagAndValue) {
   good.metering_interval = "1s";
   ASSERT_TRUE(Validate(good));
   EXPECT_EQ(MeteringInterval(good), std::chrono::seconds(1));
+  // Firecracker is a valid choice now; whether it can run is decided at start (main.cc).
+  good.hypervisor = "firecracker";
+  good.jailer = "/usr/bin/jailer";
+  good.jailer_uid = 123;
+  good.jailer_gid = 100;
+  ASSERT_TRUE(Validate(good));
 }
 
 TEST(DaemonConfigTest, LoadsYamlAndRefusesUnknownKeys) {
   testing::TempDir dir;
   {
-    std::ofstream(dir / "ok.yaml") << "data-dir: /srv/hearth\nmemory-ratio: 1.5\nlisten: none\n";
+    std::ofstream(dir / "ok.yaml") << "data-dir: /srv/hearth\nmemory-ratio: 1.5\nlisten: none\n"
+                                   << "hypervisor: firecracker\nfirecracker: /opt/fc/firecracker\n"
+                                   << "jailer: /opt/fc/jailer\njailer-uid: 123\njailer-gid: 100\n"
+                                   << "jailer-chroot-base: /srv/fc\n";
     std::ofstream(dir / "unknown.yaml") << "data_dir: /srv/hearth\n";
     std::ofstream(dir / "type.yaml") << "memory-ratio: lots\n";
     std::ofstream(dir / "broken.yaml") << "listen: [\n";
@@ -82,6 +93,12 @@ TEST(DaemonConfigTest, LoadsYamlAndRefusesUnknownKeys) {
   EXPECT_EQ(cfg.data_dir, "/srv/hearth");
   EXPECT_EQ(cfg.memory_ratio, 1.5);
   EXPECT_EQ(cfg.listen, "none");
+  EXPECT_EQ(cfg.hypervisor, "firecracker");
+  EXPECT_EQ(cfg.firecracker, "/opt/fc/firecracker");
+  EXPECT_EQ(cfg.jailer, "/opt/fc/jailer");
+  EXPECT_EQ(cfg.jailer_uid, 123);
+  EXPECT_EQ(cfg.jailer_gid, 100);
+  EXPECT_EQ(cfg.jailer_chroot_base, "/srv/fc");
   auto unknown = LoadConfigFile(dir / "unknown.yaml", cfg);
   ASSERT_FALSE(unknown);
   EXPECT_NE(unknown.error().message.find("unknown key 'data_dir'"), std::string::npos);

@@ -1,6 +1,7 @@
 // The node's side of wake on packet, with a fake waker: a suspended VM with wake on-packet has
 // its tap watched, a wake resumes it (as a `woken` event) and hands the tap and the frames to the
 // restore, and a stopped VM's tap is let go.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -82,6 +83,63 @@ TEST_F(NodeWakeTest, SuspendedVmsAreWatchedAgainAfterARestart) {
   Suspended("web", WakeMode::kOnPacket);
   NewNode();  // a new hearthd over the same store
   EXPECT_TRUE(waker_.watching("web"));
+}
+
+TEST_F(NodeWakeTest, ADriverThatOpensTheTapByNameGetsItReleasedRightBeforeTheLoad) {
+  driver_.opens_tap_by_name = true;  // as Firecracker: attaching fails while hearthd holds the tap
+  VmRecord vm = Suspended("web", WakeMode::kOnPacket);
+  {
+    std::lock_guard lock(driver_.mu);
+    EXPECT_EQ(driver_.launched[vm.id].tap_fd, -1) << "no tap fd for a driver that cannot take it";
+  }
+  int held = waker_.fd("web");
+  ASSERT_GE(held, 0);
+  bool open_at_load = true;
+  driver_.on_load = [&](const hv::MachineSpec&) { open_at_load = fcntl(held, F_GETFD) != -1; };
+  waker_.Keep("web", {"frame"});
+  node_->OnWake("web", std::chrono::steady_clock::now());
+  WaitFor("web", VmState::kRunning);
+  EXPECT_EQ(driver_.tap_releases.load(), 1);
+  EXPECT_FALSE(open_at_load) << "the held tap must be closed before the load";
+  {
+    std::lock_guard lock(driver_.mu);
+    EXPECT_EQ(driver_.restore_tap_fds.back(), -1);
+  }
+  EXPECT_EQ(LastEventType("web"), "woken");
+  // Asleep again: the tap is held (and watched) again.
+  ASSERT_TRUE(node_->Suspend("web"));
+  WaitFor("web", VmState::kSuspended);
+  EXPECT_TRUE(waker_.watching("web"));
+}
+
+TEST_F(NodeWakeTest, AFailedLoadAfterTheReleaseLeavesTheVmSuspendedWatchedAndItsSnapshotKept) {
+  driver_.opens_tap_by_name = true;
+  Suspended("web", WakeMode::kOnPacket);
+  driver_.fail_load = true;
+  node_->OnWake("web", std::chrono::steady_clock::now());
+  // The VM may read `suspended` before the resume job has run: wait for its outcome.
+  for (auto until = std::chrono::steady_clock::now() + 5s;
+       LastEventType("web") != "failed" && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(2ms);
+  }
+  VmRecord vm = WaitFor("web", VmState::kSuspended);
+  EXPECT_EQ(driver_.tap_releases.load(), 1);
+  EXPECT_TRUE(vm.snapshot.has_value());
+  EXPECT_NE(vm.state_reason.find("the fake's load failed"), std::string::npos) << vm.state_reason;
+  EXPECT_TRUE(waker_.watching("web")) << "the next packet can wake it again";
+  driver_.fail_load = false;
+  node_->OnWake("web", std::chrono::steady_clock::now());
+  WaitFor("web", VmState::kRunning);
+}
+
+TEST_F(NodeWakeTest, ADriverThatTakesTheTapFdGetsTheHeldOneAndNoReleaseCall) {
+  Suspended("web", WakeMode::kOnPacket);
+  int held = waker_.fd("web");
+  node_->OnWake("web", std::chrono::steady_clock::now());
+  WaitFor("web", VmState::kRunning);
+  std::lock_guard lock(driver_.mu);
+  EXPECT_EQ(driver_.restore_tap_fds.back(), held);
+  EXPECT_EQ(driver_.tap_releases.load(), 0);
 }
 
 TEST_F(NodeWakeTest, AWakeRecordsWhereItsTimeWent) {
