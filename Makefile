@@ -43,6 +43,7 @@ bench: build
 	$(BUILD)/bench/sleep_bench
 	$(BUILD)/bench/wake_bench 30
 	$(BUILD)/bench/metering_bench
+	$(BUILD)/bench/metering_vm_bench
 
 # 10 VMs suspended and resumed in a loop for SOAK_MINUTES; fails on any error or leak.
 SOAK_MINUTES ?= 10

@@ -85,12 +85,16 @@ Result<hv::firecracker::FirecrackerDriverOptions> FirecrackerOptions(
   auto binary =
       hv::firecracker::FindExecutable(cfg.firecracker, "firecracker", "firecracker", path);
   if (!binary) return Fail(binary.error());
-  o.binary = *binary;
+  // The jailer names the jail after the resolved binary (a release's firecracker-v1.16.1-x86_64
+  // behind a symlink), so hearthd must build its paths from the same name.
+  std::error_code resolved;
+  o.binary = std::filesystem::canonical(*binary, resolved);
+  if (resolved) o.binary = *binary;
   if (!cfg.jailer.empty()) {
     auto jailer = hv::firecracker::FindExecutable(cfg.jailer, "jailer", "jailer", path);
     if (!jailer) return Fail(jailer.error());
     o.jail.jailer = *jailer;
-    o.jail.firecracker = *binary;
+    o.jail.firecracker = o.binary;
     o.jail.uid = static_cast<uid_t>(cfg.jailer_uid);
     o.jail.gid = static_cast<gid_t>(cfg.jailer_gid);
     o.jail.chroot_base = cfg.jailer_chroot_base;

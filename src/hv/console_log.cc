@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 namespace hearth::hv {
@@ -93,6 +94,49 @@ Status AppendLine(const std::filesystem::path& path, std::string_view line) {
     return Fail(Code::kInternal, fmt::format("writing {}: {}", path.string(), strerror(err)));
   }
   return Ok();
+}
+
+Status WaitForConsole(const ConsoleWatch& w, std::chrono::steady_clock::time_point deadline,
+                      const std::atomic<bool>& cancel) {
+  std::string text = ReadTail(w.console_log, kDefaultLogCap * 2);
+  size_t from = text.rfind(kLaunchMarker);
+  if (from == std::string::npos) from = 0;
+  std::error_code ec;
+  int64_t offset = static_cast<int64_t>(std::filesystem::file_size(w.console_log, ec)) -
+                   static_cast<int64_t>(text.size() - from);
+  if (ec) offset = 0;
+  std::string window = text.substr(from);
+  auto diagnosis = [&] { return w.diagnose ? w.diagnose() : std::string(); };
+  for (;;) {
+    if (window.find(w.marker) != std::string::npos) return Ok();
+    if (cancel.load()) {
+      return Fail(Code::kFailedPrecondition, fmt::format("vm '{}': start cancelled", w.vm_name));
+    }
+    if (!IsAlive(w.process)) {
+      return Fail(Code::kUnavailable,
+                  fmt::format("vm '{}': {} (pid {}) exited before the guest was up{}", w.vm_name,
+                              w.vmm, w.process.pid, diagnosis()));
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Fail(Code::kUnavailable, fmt::format("vm '{}': the guest did not report ready in "
+                                                  "time{}",
+                                                  w.vm_name, diagnosis()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // Read what was appended since; keep a marker's length of overlap for split writes.
+    int fd = ::open(w.console_log.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char buf[8192];
+    std::string fresh;
+    for (ssize_t n; (n = pread(fd, buf, sizeof(buf), offset)) > 0; offset += n) {
+      fresh.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    if (!fresh.empty()) {
+      if (window.size() > w.marker.size()) window.erase(0, window.size() - w.marker.size());
+      window += fresh;
+    }
+  }
 }
 
 }  // namespace hearth::hv

@@ -4,11 +4,16 @@
 // disk use stays bounded and the newest lines are kept.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
+#include "hv/process.h"
 
 namespace hearth::hv {
 
@@ -25,5 +30,24 @@ std::string LastLines(const std::filesystem::path& path, int lines);
 
 // Appends one line (with a newline) to the file, creating it.
 Status AppendLine(const std::filesystem::path& path, std::string_view line);
+
+// The line a driver writes to the console log before each launch of a VMM; readiness is looked
+// for after the last one (the log keeps earlier boots).
+inline constexpr std::string_view kLaunchMarker = "hearth: vmm launched";
+
+// What WaitForConsole watches.
+struct ConsoleWatch {
+  std::filesystem::path console_log;
+  std::string_view marker;  // the guest's ready line
+  std::string vm_name;
+  std::string vmm;  // "qemu", "firecracker": for errors
+  ProcessId process;
+  std::function<std::string()> diagnose;  // what the logs say, appended to a failure
+};
+
+// Waits until the guest prints `marker` on the console after the last launch marker; fails when
+// the VMM exits, `deadline` passes or `cancel` is set.
+Status WaitForConsole(const ConsoleWatch& watch, std::chrono::steady_clock::time_point deadline,
+                      const std::atomic<bool>& cancel);
 
 }  // namespace hearth::hv

@@ -133,6 +133,12 @@ Result<Manifest> SnapshotDir::Sync(Timestamp taken_at) const {
   for (const auto& path : {current_ / kManifestFile, current_, vm_dir_}) {
     if (auto s = FsyncPath(path); !s) return Fail(s.error());
   }
+  // The snapshot holds no disk: what the guest wrote to it up to the pause may still be only in
+  // the host's page cache (Firecracker flushes to it, not to the disk), and a synced snapshot must
+  // not come back with an older disk.
+  if (!m->origin.rootfs.empty()) {
+    if (auto s = FsyncPath(m->origin.rootfs); !s) return Fail(s.error());
+  }
   if (!m->memory_file.empty()) {
     fs::path memory = vm_dir_ / m->memory_file;
     int fd = ::open(memory.c_str(), O_RDONLY | O_CLOEXEC);

@@ -223,7 +223,8 @@ TEST(FirecrackerCallsTest, BootFollowsTheSpecsOrderWithItsRequiredFields) {
   EXPECT_EQ(json::parse((*with_disk)[4].request.body), (json{{"drive_id", "rootfs"},
                                                              {"path_on_host", "/img/rootfs.img"},
                                                              {"is_root_device", true},
-                                                             {"is_read_only", true}}));
+                                                             {"is_read_only", true},
+                                                             {"cache_type", "Writeback"}}));
   EXPECT_FALSE(json::parse((*with_disk)[2].request.body).contains("initrd_path"));
 }
 

@@ -53,6 +53,21 @@ std::string BootArgs(std::string_view cmdline) {
   return out;
 }
 
+namespace {
+
+// Logger and metrics come first in every process, and only once (Firecracker refuses a second).
+void AddLoggerAndMetrics(std::vector<ApiCall>& calls, const std::string& log_path,
+                         const std::string& metrics_path) {
+  calls.push_back(Call(
+      "PUT", "/logger",
+      {{"log_path", log_path}, {"level", "Info"}, {"show_level", true}, {"show_log_origin", false}},
+      "configuring the logger"));
+  calls.push_back(
+      Call("PUT", "/metrics", {{"metrics_path", metrics_path}}, "configuring the metrics"));
+}
+
+}  // namespace
+
 Result<std::vector<ApiCall>> BootCalls(const BootConfig& c) {
   if (c.kernel.empty()) return Missing("a kernel is required");
   if (c.vcpus < 1 || c.vcpus > 32) {
@@ -64,14 +79,7 @@ Result<std::vector<ApiCall>> BootCalls(const BootConfig& c) {
     return Missing("the log and metrics paths are required");
   }
   std::vector<ApiCall> calls;
-  calls.push_back(Call("PUT", "/logger",
-                       {{"log_path", c.log_path},
-                        {"level", "Info"},
-                        {"show_level", true},
-                        {"show_log_origin", false}},
-                       "configuring the logger"));
-  calls.push_back(
-      Call("PUT", "/metrics", {{"metrics_path", c.metrics_path}}, "configuring the metrics"));
+  AddLoggerAndMetrics(calls, c.log_path, c.metrics_path);
   json boot = {{"kernel_image_path", c.kernel}, {"boot_args", c.boot_args}};
   if (!c.initrd.empty()) boot["initrd_path"] = c.initrd;
   calls.push_back(Call("PUT", "/boot-source", boot, "configuring the boot source"));
@@ -85,7 +93,10 @@ Result<std::vector<ApiCall>> BootCalls(const BootConfig& c) {
                          {{"drive_id", kRootDriveId},
                           {"path_on_host", c.rootfs},
                           {"is_root_device", c.initrd.empty()},
-                          {"is_read_only", c.rootfs_readonly}},
+                          {"is_read_only", c.rootfs_readonly},
+                          // The default, Unsafe, drops the guest's flushes: its fsync would not
+                          // reach the host's disk.
+                          {"cache_type", "Writeback"}},
                          "attaching the root disk"));
   }
   if (!c.tap.empty()) {
@@ -100,14 +111,7 @@ Result<std::vector<ApiCall>> BootCalls(const BootConfig& c) {
 
 std::vector<ApiCall> RestoreCalls(const RestoreConfig& c) {
   std::vector<ApiCall> calls;
-  calls.push_back(Call("PUT", "/logger",
-                       {{"log_path", c.log_path},
-                        {"level", "Info"},
-                        {"show_level", true},
-                        {"show_log_origin", false}},
-                       "configuring the logger"));
-  calls.push_back(
-      Call("PUT", "/metrics", {{"metrics_path", c.metrics_path}}, "configuring the metrics"));
+  AddLoggerAndMetrics(calls, c.log_path, c.metrics_path);
   json load = {{"snapshot_path", c.snapshot_path},
                {"mem_backend", {{"backend_type", "File"}, {"backend_path", c.memory_path}}},
                {"resume_vm", false},

@@ -101,8 +101,6 @@ class FirecrackerDriver final : public HypervisorDriver {
 // Firecracker, which has no CAP_NET_ADMIN, can attach to it. The tap must not be attached.
 Status GrantTap(const std::string& name, uid_t uid, gid_t gid);
 
-// The line written to the console and VMM logs before each launch; readiness is looked for after.
-inline constexpr std::string_view kLaunchMarker = "hearth: vmm launched";
 // The device state's file in a snapshot directory.
 inline constexpr std::string_view kStateFile = "state";
 

@@ -208,50 +208,9 @@ Result<ProcessId> QemuDriver::Launch(const MachineSpec& spec) {
 Status QemuDriver::WaitReady(const MachineSpec& spec, const ProcessId& process,
                              std::chrono::steady_clock::time_point deadline,
                              const CancelFlag& cancel) {
-  const std::string_view ready = image::kGuestReadyMarker;
-  // Look after the last launch line only: the log keeps earlier boots.
-  std::string text = ReadTail(spec.console_log, kDefaultLogCap * 2);
-  size_t from = text.rfind(kLaunchMarker);
-  if (from == std::string::npos) from = 0;
-  int64_t offset = 0;
-  {
-    std::error_code ec;
-    offset = static_cast<int64_t>(fs::file_size(spec.console_log, ec)) -
-             static_cast<int64_t>(text.size() - from);
-  }
-  std::string window = text.substr(from);
-  for (;;) {
-    if (window.find(ready) != std::string::npos) return Ok();
-    if (cancel.load()) {
-      return Fail(Code::kFailedPrecondition, fmt::format("vm '{}': start cancelled", spec.name));
-    }
-    if (!IsAlive(process)) {
-      return Fail(Code::kUnavailable,
-                  fmt::format("vm '{}': qemu (pid {}) exited before the guest was up{}", spec.name,
-                              process.pid, Diagnose(spec)));
-    }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return Fail(Code::kUnavailable,
-                  fmt::format("vm '{}': the guest did not report ready in time{}", spec.name,
-                              Diagnose(spec)));
-    }
-    std::this_thread::sleep_for(10ms);
-    // Read what was appended since; keep a marker's length of overlap for split writes.
-    int fd = ::open(spec.console_log.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    char buf[8192];
-    ssize_t n;
-    std::string fresh;
-    while ((n = pread(fd, buf, sizeof(buf), offset)) > 0) {
-      fresh.append(buf, static_cast<size_t>(n));
-      offset += n;
-    }
-    ::close(fd);
-    if (!fresh.empty()) {
-      if (window.size() > ready.size()) window.erase(0, window.size() - ready.size());
-      window += fresh;
-    }
-  }
+  ConsoleWatch watch{spec.console_log, image::kGuestReadyMarker,      spec.name, "qemu",
+                     process,          [&] { return Diagnose(spec); }};
+  return WaitForConsole(watch, deadline, cancel);
 }
 
 Status QemuDriver::Adopt(const MachineSpec& spec, const ProcessId& process) {

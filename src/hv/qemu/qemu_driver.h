@@ -69,8 +69,6 @@ class QemuDriver final : public HypervisorDriver {
   std::string version_;  // cached
 };
 
-// The line written to the console log before each launch; readiness is looked for after it.
-inline constexpr std::string_view kLaunchMarker = "hearth: vmm launched";
 // The device state's file in a snapshot directory.
 inline constexpr std::string_view kStateFile = "state";
 
