@@ -13,7 +13,6 @@ namespace {
 using nlohmann::json;
 
 constexpr int kMaxDepth = 32;
-constexpr const char* kMethods[] = {"get", "put", "patch", "post", "delete"};
 
 std::string Upper(std::string_view s) {
   std::string out(s);
@@ -98,14 +97,7 @@ Result<SwaggerSpec> SwaggerSpec::Parse(std::string_view yaml) {
 }
 
 std::vector<std::pair<std::string, std::string>> SwaggerSpec::Operations() const {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& [path, item] : doc_["paths"].items()) {
-    for (const char* m : kMethods) {
-      if (item.contains(m)) out.emplace_back(Upper(m), path);
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return testing::PathOperations(doc_["paths"]);
 }
 
 Result<Route> SwaggerSpec::Match(std::string_view method, std::string_view path) const {

@@ -227,15 +227,19 @@ Result<OpenApiSpec> OpenApiSpec::Parse(std::string_view yaml) {
   return OpenApiSpec(std::move(*doc));
 }
 
-std::vector<std::pair<std::string, std::string>> OpenApiSpec::Operations() const {
+std::vector<std::pair<std::string, std::string>> PathOperations(const json& paths) {
   std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& [path, item] : doc_["paths"].items()) {
+  for (const auto& [path, item] : paths.items()) {
     for (const char* m : kMethods) {
       if (item.contains(m)) out.emplace_back(Upper(m), path);
     }
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::vector<std::pair<std::string, std::string>> OpenApiSpec::Operations() const {
+  return PathOperations(doc_["paths"]);
 }
 
 std::vector<std::string> OpenApiSpec::Methods(std::string_view path_template) const {

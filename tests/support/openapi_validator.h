@@ -30,6 +30,9 @@ namespace hearth::testing {
 // always strings. invalid_argument on a YAML syntax error.
 Result<nlohmann::json> YamlToJson(std::string_view yaml);
 
+// The (METHOD, path template) pairs of a spec's `paths` object (OpenAPI 3 or Swagger 2), sorted.
+std::vector<std::pair<std::string, std::string>> PathOperations(const nlohmann::json& paths);
+
 // True if `text` is an RFC 3339 date-time ("2026-12-01T18:00:00.250Z", "...+02:00"), with the
 // calendar checked (no February 30th).
 bool IsRfc3339DateTime(std::string_view text);
