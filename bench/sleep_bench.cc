@@ -158,8 +158,8 @@ int Run(int rounds) {
   if (!hj.empty())
     std::printf(
         "hearth's resume from its events (median): job start -> running %.1f ms, of which the "
-        "VMM's restore %.1f ms; the rest of resume->running is the API request, the write of "
-        "'resuming' before the job and of 'running' after it\n",
+        "VMM's restore %.1f ms (hearth writes 'resuming' beside it); the rest of resume->running "
+        "is the API request and the write of 'running' (an fsync) before the API shows it\n",
         Median(hj), Median(hv));
 
   // Ten VMs: host memory before and after suspending them all.
