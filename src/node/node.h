@@ -57,6 +57,9 @@ struct NodeOptions {
   bool masquerade = true;
   // Console and VMM logs are capped at this many bytes per VM.
   int64_t log_cap = int64_t{1} << 20;
+  // A snapshot's RAM is written to disk (and dropped from the page cache) this long after the
+  // suspend, unless the VM was resumed by then.
+  std::chrono::milliseconds snapshot_sync_delay = std::chrono::seconds(2);
 };
 
 // What runs VMs. Without a driver, lifecycle requests fail with failed_precondition.

@@ -103,6 +103,14 @@ void Node::DiscardSavedState(const VmRecord& vm) {
 
 void Node::SyncSnapshotLater(const std::string& vm_id, Timestamp taken_at) {
   Spawn([this, dir = snapshot::SnapshotDir(paths_, vm_id), taken_at] {
+    // A VM woken soon after it slept has no use for its RAM on disk, and writing it back would
+    // slow that very wake (every fsync waits for the writeback, ext4 data=ordered). So the sync
+    // waits a little, or until hearthd stops; until it is done the snapshot is restorable on this
+    // boot of the host only.
+    {
+      std::unique_lock lock(mu_);
+      changed_.wait_for(lock, options_.snapshot_sync_delay, [this] { return shutting_down_; });
+    }
     // Fails harmlessly when the VM was resumed or discarded meanwhile.
     auto synced = dir.Sync(taken_at);
     std::lock_guard files(snapshot_files_mu_);
