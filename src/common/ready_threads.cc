@@ -4,6 +4,8 @@
 
 namespace hearth {
 
+bool SetThreadNice(int nice) { return setpriority(PRIO_PROCESS, 0, nice) == 0; }
+
 ReadyThreads::ReadyThreads(int keep, int nice) : keep_(keep), nice_(nice) {
   std::lock_guard lock(mu_);
   for (int i = 0; i < keep_; ++i) {
@@ -36,7 +38,7 @@ void ReadyThreads::Loop() {
   for (;;) {
     ++idle_;
     lock.unlock();
-    setpriority(PRIO_PROCESS, 0, nice_);  // this thread only (Linux)
+    SetThreadNice(nice_);
     lock.lock();
     work_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
     --idle_;

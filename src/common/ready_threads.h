@@ -15,6 +15,10 @@
 
 namespace hearth {
 
+// Sets the calling thread's nice value (Linux keeps it per thread; new threads inherit it). False
+// where that is not allowed (no CAP_SYS_NICE for a raise).
+bool SetThreadNice(int nice);
+
 class ReadyThreads {
  public:
   // Starts `keep` idle threads at nice value `nice` (left as is where not allowed).

@@ -7,7 +7,6 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -101,8 +100,6 @@ Result<int> PacketSocket() {
 }
 
 }  // namespace
-
-bool SetThreadNice(int nice) { return setpriority(PRIO_PROCESS, 0, nice) == 0; }
 
 Status SendToGuest(std::string_view tap, const std::vector<std::string>& frames) {
   if (frames.empty()) return Ok();

@@ -84,9 +84,6 @@ Result<int> OpenTap(std::string_view name);
 // wake behind it (measured: with the host's cores saturated, 1 in 4 wakes waited 2-5 ms for a CPU
 // at nice 0). The VMM itself runs at the default priority.
 inline constexpr int kWakeNice = -10;
-// Sets the calling thread's nice value (Linux keeps it per thread; new threads inherit it). False
-// where that is not allowed (no CAP_SYS_NICE): the wake then only runs at the default priority.
-bool SetThreadNice(int nice);
 
 // Sends frames into the tap, towards the guest (AF_PACKET on the tap).
 Status SendToGuest(std::string_view tap, const std::vector<std::string>& frames);

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <vector>
 
+#include "common/ready_threads.h"
+
 namespace hearth::net {
 
 namespace {

@@ -238,6 +238,10 @@ class Node {
   // The VM's tap fd for its next VMM: the one held, the waker's (dropping what it kept), or a new
   // one; -1 without a waker or network. Frames the waker kept go to `handoff` if given.
   int HoldTap(std::unique_lock<std::mutex>& lock, const VmRecord& vm, net::Handoff* handoff);
+  // Gives the VM's tap to the VMM about to start as `machine`: the held fd when the driver takes
+  // one (HoldTap), else a release_tap that lets go of it right before the VMM opens it by name.
+  void HandTap(std::unique_lock<std::mutex>& lock, const VmRecord& vm, hv::MachineSpec& machine,
+               net::Handoff* handoff);
   // Closes what the node holds of the VM's tap (it has no VMM and will not wake).
   void ReleaseTap(const std::string& name);
   // A suspended VM with wake on packet: its tap goes to the waker; any other: released.

@@ -271,16 +271,7 @@ void Node::RunStart(const std::string& name, Ms delay) {
   Status network = PrepareNetwork(vm);
   if (network) {
     lock.lock();
-    if (machinery_.driver->TakesTapFd()) {
-      machine->tap_fd = HoldTap(lock, vm, nullptr);
-    } else {
-      // The VMM opens the tap by name: what hearthd still holds (a sleeping VM started --fresh)
-      // goes right before it attaches.
-      machine->release_tap = [this, name] {
-        std::lock_guard released(mu_);
-        ReleaseTap(name);
-      };
-    }
+    HandTap(lock, vm, *machine, nullptr);
     lock.unlock();
   }
   auto launched = std::chrono::steady_clock::now();

@@ -49,18 +49,9 @@ void Node::RunResume(const std::string& name, std::shared_ptr<PendingCommit> pen
     WatchIfAsleep(lock, name);
     return;
   }
-  // The tap the waker held, with the frames that woke the VM, goes to the restored VMM; one that
-  // opens the tap by name has hearthd let go of it right before it attaches.
+  // The tap the waker held, with the frames that woke the VM, goes to the restored VMM.
   net::Handoff handoff;
-  int held = HoldTap(lock, vm, &handoff);
-  if (machinery_.driver->TakesTapFd()) {
-    machine->tap_fd = held;
-  } else if (held >= 0) {
-    machine->release_tap = [this, name] {
-      std::lock_guard released(mu_);
-      ReleaseTap(name);
-    };
-  }
+  HandTap(lock, vm, *machine, &handoff);
   lock.unlock();
   snapshot::SnapshotDir dir(paths_, vm.id);
   std::string backend = machinery_.driver->Backend();
@@ -73,7 +64,7 @@ void Node::RunResume(const std::string& name, std::shared_ptr<PendingCommit> pen
   };
 
   // A wake's job runs at the waker's raised priority up to here; the VMM it starts must not.
-  if (pending) net::SetThreadNice(0);
+  if (pending) SetThreadNice(0);
   const auto t_issue = SteadyClock::now();
   // A VMM handed the held tap (or without one) needs nothing from hearth's steps to load; one that
   // opens the tap by name needs it prepared first.

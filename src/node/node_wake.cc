@@ -33,6 +33,21 @@ int Node::HoldTap(std::unique_lock<std::mutex>&, const VmRecord& vm, net::Handof
   return live.tap_fd;
 }
 
+void Node::HandTap(std::unique_lock<std::mutex>& lock, const VmRecord& vm, hv::MachineSpec& machine,
+                   net::Handoff* handoff) {
+  if (machinery_.driver->TakesTapFd()) {
+    machine.tap_fd = HoldTap(lock, vm, handoff);
+    return;
+  }
+  // The VMM opens the tap by name: what hearthd holds (a sleeping VM's tap, and with it the frames
+  // that woke it) is let go right before the VMM attaches.
+  if (handoff) HoldTap(lock, vm, handoff);
+  machine.release_tap = [this, name = vm.name] {
+    std::lock_guard released(mu_);
+    ReleaseTap(name);
+  };
+}
+
 void Node::ReleaseTap(const std::string& name) {
   if (machinery_.waker) {
     net::Handoff h = machinery_.waker->TakeOver(name);
