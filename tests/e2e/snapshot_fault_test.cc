@@ -143,7 +143,7 @@ TEST_F(SnapshotFaultTest, KillingHearthdOrTheVmmAtAnyStepLeavesTheGuestOrItsSnap
     }
     EXPECT_FALSE(fs::exists(vm_dir / "snapshot.new")) << "no half-written snapshot is left";
     EXPECT_EQ(BootId("crash"), boot) << "the same guest carries on";
-    EXPECT_EQ(hv::FindProcesses((vm_dir / "qmp.sock").string()).size(), 1u) << "exactly one VMM";
+    EXPECT_EQ(hv::FindProcesses((vm_dir / "memory").string()).size(), 1u) << "exactly one VMM";
   }
 }
 

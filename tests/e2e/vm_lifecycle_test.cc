@@ -375,7 +375,7 @@ TEST_F(VmLifecycleTest, ConcurrentRequestsOnOneVmLeaveItConsistent) {
   vm = Show("race");
   std::cerr << accepted.load() << " requests accepted; settled " << vm["state"] << "\n";
   auto processes =
-      hv::FindProcesses(Paths(dir_.path()).qmp_socket(created["id"].get<std::string>()).string());
+      hv::FindProcesses(Paths(dir_.path()).memory_file(created["id"].get<std::string>()).string());
   if (vm["state"] == "running") {
     ASSERT_EQ(processes.size(), 1u);
     EXPECT_EQ(processes[0].pid, vm["pid"].get<int64_t>());

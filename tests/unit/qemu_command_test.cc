@@ -47,6 +47,17 @@ TEST(QemuCommandTest, MicrovmWithSharedMemoryFileConsoleAndQmp) {
   EXPECT_NE(std::find(argv->begin(), argv->end(), "-no-reboot"), argv->end());
 }
 
+TEST(QemuCommandTest, AQmpSocketHandedOverIsTakenByDescriptor) {
+  QemuConfig c = Minimal();
+  c.qmp_fd = 7;
+  auto argv = BuildQemuArgv(c);
+  ASSERT_TRUE(argv) << argv.error().message;
+  EXPECT_EQ(After(*argv, "-qmp"), "");
+  EXPECT_NE(std::find(argv->begin(), argv->end(), "socket,id=qmp,fd=7,server=on,wait=off"),
+            argv->end());
+  EXPECT_EQ(After(*argv, "-mon"), "chardev=qmp,mode=control");
+}
+
 TEST(QemuCommandTest, KvmDisksTapAndIncoming) {
   QemuConfig c = Minimal();
   c.accel = Accel::kKvm;

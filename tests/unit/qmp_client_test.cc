@@ -1,11 +1,13 @@
 #include "hv/qemu/qmp_client.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -25,6 +27,7 @@ class FakeQmpServer {
       : thread_([=, this] { Run(path, replies, delay_listen); }) {}
   ~FakeQmpServer() { thread_.join(); }
   std::vector<std::string> received;
+  std::vector<int> fds;  // descriptors that came with the commands, in order
 
  private:
   void Run(const std::string& path, const std::vector<std::vector<std::string>>& replies,
@@ -42,8 +45,21 @@ class FakeQmpServer {
     for (const auto& reply : replies) {
       char chunk[1024];
       while (buffer.find('\n') == std::string::npos) {
-        ssize_t n = read(fd, chunk, sizeof(chunk));
+        iovec iov{chunk, sizeof(chunk)};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof(control);
+        ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
         if (n <= 0) break;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+          if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+          int passed;
+          std::memcpy(&passed, CMSG_DATA(c), sizeof(int));
+          fds.push_back(passed);
+        }
         buffer.append(chunk, static_cast<size_t>(n));
       }
       auto nl = buffer.find('\n');
@@ -100,6 +116,58 @@ TEST(QmpClientTest, NegotiatesRunsCommandsAndQueuesEvents) {
   ASSERT_EQ(received.size(), 4u);
   EXPECT_EQ(received[0], R"({"execute":"qmp_capabilities"})");
   EXPECT_EQ(received[3], R"({"arguments":{"x":1},"execute":"frobnicate"})");
+}
+
+TEST(QmpClientTest, PassesADescriptorWithTheCommand) {
+  testing::TempDir dir;
+  std::string path = (dir / "qmp.sock").string();
+  FakeQmpServer server(path, {{R"({"return": {}})"}, {R"({"return": {}})"}});
+  auto qmp = QmpClient::Connect(path, 2s);
+  ASSERT_TRUE(qmp) << qmp.error().message;
+  int fd = open((dir / "state").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(qmp->ExecuteWithFd(fd, "getfd", {{"fdname", "state"}}));
+  close(fd);
+  ASSERT_EQ(server.fds.size(), 1u);
+  EXPECT_EQ(server.received.back(), R"({"arguments":{"fdname":"state"},"execute":"getfd"})");
+  // The server's copy is the same open file.
+  ASSERT_EQ(write(server.fds[0], "saved", 5), 5);
+  close(server.fds[0]);
+  std::ifstream in(dir / "state");
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "saved");
+  EXPECT_FALSE(qmp->ExecuteWithFd(-1, "getfd", {{"fdname", "x"}}));
+}
+
+TEST(QmpClientTest, WaitsForAMatchingEventAndKeepsTheOthers) {
+  testing::TempDir dir;
+  std::string path = (dir / "qmp.sock").string();
+  FakeQmpServer server(
+      path, {{R"({"return": {}})"},
+             // The first matching event comes with the answer, before anybody waits for it.
+             {R"({"event": "MIGRATION", "data": {"status": "setup"}})", R"({"return": {}})",
+              R"({"event": "STOP"})", R"({"event": "MIGRATION", "data": {"status": "completed"}})"},
+             {R"({"return": {}})", R"({"event": "MIGRATION", "data": {"status": "failed"}})"}});
+  auto qmp = QmpClient::Connect(path, 2s);
+  ASSERT_TRUE(qmp) << qmp.error().message;
+  auto ended = [](const nlohmann::json& data) { return data.value("status", "") != "setup"; };
+  ASSERT_TRUE(qmp->Execute("migrate"));
+  auto done = qmp->WaitEvent("MIGRATION", ended, 2s);
+  ASSERT_TRUE(done) << done.error().message;
+  EXPECT_EQ((*done)["status"], "completed");
+  ASSERT_TRUE(qmp->Execute("migrate"));
+  auto failed = qmp->WaitEvent("MIGRATION", ended, 2s);
+  ASSERT_TRUE(failed) << failed.error().message;
+  EXPECT_EQ((*failed)["status"], "failed");
+  auto events = qmp->TakeEvents();  // the ones nobody waited for, in order
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0]["data"]["status"], "setup");
+  EXPECT_EQ(events[1]["event"], "STOP");
+  auto none = qmp->WaitEvent("MIGRATION", ended, 100ms);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, Code::kUnavailable);
+  EXPECT_NE(none.error().message.find("waiting for the MIGRATION event"), std::string::npos)
+      << none.error().message;
 }
 
 TEST(QmpClientTest, NoSocketIsUnavailableAfterTheTimeout) {

@@ -65,8 +65,14 @@ Result<std::vector<std::string>> BuildQemuArgv(const QemuConfig& c) {
       argv.end(),
       {"-chardev", fmt::format("file,id=console,path={},append=on", Escape(c.console_output)),
        "-serial", "chardev:console"});
-  argv.insert(argv.end(),
-              {"-qmp", fmt::format("unix:{},server=on,wait=off", Escape(c.qmp_socket))});
+  if (c.qmp_fd) {
+    argv.insert(argv.end(),
+                {"-chardev", fmt::format("socket,id=qmp,fd={},server=on,wait=off", *c.qmp_fd),
+                 "-mon", "chardev=qmp,mode=control"});
+  } else {
+    argv.insert(argv.end(),
+                {"-qmp", fmt::format("unix:{},server=on,wait=off", Escape(c.qmp_socket))});
+  }
   if (!c.agent_pipe.empty()) {
     argv.insert(argv.end(), {"-device", "virtio-serial-device", "-chardev",
                              fmt::format("pipe,id=agent,path={}", Escape(c.agent_pipe)), "-device",

@@ -28,9 +28,12 @@ struct QemuConfig {
   std::string initrd;  // optional
   std::string rootfs;  // optional: the first virtio-blk disk
   bool rootfs_readonly = false;
-  std::string cmdline;         // the whole kernel command line (see BuildKernelCmdline)
-  std::string memory_file;     // guest RAM backing file
-  std::string qmp_socket;      // QMP unix socket, created by QEMU
+  std::string cmdline;      // the whole kernel command line (see BuildKernelCmdline)
+  std::string memory_file;  // guest RAM backing file
+  std::string qmp_socket;   // QMP unix socket, created by QEMU unless qmp_fd is given
+  // A socket hearthd already bound to qmp_socket and listens on, which QEMU takes over: clients
+  // connect at once and are greeted as soon as QEMU's main loop runs.
+  std::optional<int> qmp_fd;
   std::string console_output;  // where the serial console goes (a file or FIFO)
   // The guest agent's virtio-serial port (org.hearth.agent) as a pair of FIFOs, PATH.in (to the
   // guest) and PATH.out (from it), so the port always has a host end and the guest's read blocks

@@ -6,12 +6,14 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstring>
 #include <fstream>
 #include <thread>
+#include <utility>
 
 #include "common/clock.h"
 #include "common/files.h"
@@ -121,10 +123,51 @@ Status AllocateMemoryFile(const MachineSpec& spec) {
   return Ok();
 }
 
-// The descriptors the VMM inherits: the tap, when the node hands it over.
-std::vector<int> KeptFds(const MachineSpec& spec) {
-  if (spec.tap_fd < 0) return {};
-  return {spec.tap_fd};
+// A socket listening at the VM's QMP path for QEMU to take over (QemuConfig::qmp_fd): hearthd's
+// client connects at once and is greeted as soon as QEMU runs its main loop, instead of polling
+// for QEMU to create the socket. Closed by hearthd once QEMU has it.
+class QmpListener {
+ public:
+  static Result<QmpListener> Open(const fs::path& path) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.string().size() >= sizeof(addr.sun_path)) {
+      return Fail(Code::kInvalidArgument,
+                  fmt::format("the QMP socket path {} is longer than {} bytes; use a shorter "
+                              "--data-dir",
+                              path.string(), sizeof(addr.sun_path) - 1));
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.string().size() + 1);
+    std::error_code ec;
+    fs::remove(path, ec);
+    QmpListener l;
+    l.fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l.fd_ < 0 || ::bind(l.fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::listen(l.fd_, 4) != 0) {
+      return Fail(Code::kInternal,
+                  fmt::format("listening on {}: {}", path.string(), strerror(errno)));
+    }
+    return l;
+  }
+  QmpListener(QmpListener&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  QmpListener& operator=(QmpListener&&) = delete;
+  ~QmpListener() { Close(); }
+  int fd() const { return fd_; }
+  // Once QEMU has its copy: a QEMU that dies then leaves nobody listening, and the client sees it.
+  void Close() {
+    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+  }
+
+ private:
+  QmpListener() = default;
+  int fd_ = -1;
+};
+
+// The descriptors the VMM inherits: the QMP socket, and the tap when the node hands it over.
+std::vector<int> KeptFds(const MachineSpec& spec, const QmpListener& qmp) {
+  std::vector<int> fds = {qmp.fd()};
+  if (spec.tap_fd >= 0) fds.push_back(spec.tap_fd);
+  return fds;
 }
 
 std::string Diagnose(const MachineSpec& spec) {
@@ -136,11 +179,11 @@ std::string Diagnose(const MachineSpec& spec) {
   return out;
 }
 
-// True when `cmdline` of `pid` mentions the VM's directory: the process is this VM's VMM.
+// True when `cmdline` of `pid` names the VM's RAM file: the process is this VM's VMM.
 bool RunsVm(int64_t pid, const MachineSpec& spec) {
   std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
   std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return cmdline.find(spec.qmp_socket.string()) != std::string::npos;
+  return cmdline.find("mem-path=" + spec.memory_file.string() + ",") != std::string::npos;
 }
 
 }  // namespace
@@ -182,23 +225,27 @@ QemuConfig QemuDriver::ConfigFor(const MachineSpec& spec, Accel accel) const {
 }
 
 Result<ProcessId> QemuDriver::Launch(const MachineSpec& spec) {
-  auto argv = BuildQemuArgv(ConfigFor(spec, options_.accel().accel));
-  if (!argv) return Fail(argv.error());
   std::error_code ec;
   fs::create_directories(spec.vm_dir, ec);
   if (ec) {
     return Fail(Code::kInternal,
                 fmt::format("creating {}: {}", spec.vm_dir.string(), ec.message()));
   }
-  // A cold boot: no stale socket, and a fresh RAM file of the right size.
-  fs::remove(spec.qmp_socket, ec);
+  auto qmp = QmpListener::Open(spec.qmp_socket);
+  if (!qmp) return Fail(qmp.error().Wrap(fmt::format("starting vm '{}'", spec.name)));
+  QemuConfig config = ConfigFor(spec, options_.accel().accel);
+  config.qmp_fd = qmp->fd();
+  auto argv = BuildQemuArgv(config);
+  if (!argv) return Fail(argv.error());
+  // A cold boot: a fresh RAM file of the right size.
   if (auto s = AllocateMemoryFile(spec); !s) return Fail(s.error());
   if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
   std::string stamp =
       fmt::format("{} {} at {}", kLaunchMarker, spec.name, FormatTime(SystemClock().Now()));
   if (auto s = AppendLine(spec.console_log, stamp); !s) return Fail(s.error());
   if (auto s = AppendLine(spec.vmm_log, stamp); !s) return Fail(s.error());
-  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, KeptFds(spec)});
+  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, KeptFds(spec, *qmp)});
+  qmp->Close();
   if (!process)
     return Fail(process.error().Wrap(fmt::format("starting qemu for vm '{}'", spec.name)));
   spdlog::info("vm '{}': qemu started, pid {}", spec.name, process->pid);
@@ -239,41 +286,45 @@ Status QemuDriver::RequestShutdown(const MachineSpec& spec, const ProcessId& pro
 
 namespace {
 
-// A path for QEMU's `exec:` migration URI, which runs through /bin/sh.
-std::string ShellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
+// The name under which QEMU holds the state file hearth hands it (QMP `getfd`).
+constexpr char kStateFdName[] = "hearth-state";
 
-Status IgnoreSharedMemory(QmpClient& qmp) {
+// On both sides of a save or restore: guest RAM stays in the shared file (x-ignore-shared), and
+// QEMU says when the migration ends (MIGRATION events), so that nothing polls.
+Status SetMigrationCapabilities(QmpClient& qmp) {
   auto r = qmp.Execute("migrate-set-capabilities",
-                       {{"capabilities", {{{"capability", "x-ignore-shared"}, {"state", true}}}}});
-  if (!r) return Fail(r.error().Wrap("migrate-set-capabilities x-ignore-shared"));
+                       {{"capabilities",
+                         {{{"capability", "x-ignore-shared"}, {"state", true}},
+                          {{"capability", "events"}, {"state", true}}}}});
+  if (!r) return Fail(r.error().Wrap("migrate-set-capabilities x-ignore-shared, events"));
   return Ok();
 }
 
-// Polls `command` until `done(answer)` or the deadline.
-Result<nlohmann::json> PollUntil(QmpClient& qmp, const std::string& command,
-                                 const std::function<bool(const nlohmann::json&)>& done,
-                                 std::chrono::milliseconds limit) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    auto r = qmp.Execute(command);
-    if (!r) return r;
-    if (done(*r)) return r;
-    if (std::chrono::steady_clock::now() >= until) {
-      return Fail(Code::kUnavailable,
-                  fmt::format("{} still says {} after {} ms", command, r->dump(), limit.count()));
-    }
-    std::this_thread::sleep_for(2ms);
+// Opens `path` with `flags` and hands the descriptor to QEMU as kStateFdName. QEMU then reads or
+// writes the file itself: no shell, no `cat`, no pipe on the way.
+Status PassStateFile(QmpClient& qmp, const fs::path& path, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Fail(Code::kInternal, fmt::format("opening {}: {}", path.string(), strerror(errno)));
   }
+  auto r = qmp.ExecuteWithFd(fd, "getfd", {{"fdname", kStateFdName}});
+  ::close(fd);
+  if (!r) return Fail(r.error().Wrap(fmt::format("handing {} to qemu", path.string())));
+  return Ok();
+}
+
+// Waits for the migration to end and returns its final state ("completed", "failed" or
+// "cancelled").
+Result<std::string> WaitMigration(QmpClient& qmp, std::chrono::milliseconds limit) {
+  auto ended = qmp.WaitEvent(
+      "MIGRATION",
+      [](const nlohmann::json& data) {
+        std::string status = data.value("status", "");
+        return status == "completed" || status == "failed" || status == "cancelled";
+      },
+      limit);
+  if (!ended) return Fail(ended.error());
+  return ended->value("status", "");
 }
 
 }  // namespace
@@ -282,37 +333,34 @@ Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId&
                                        const fs::path& dir) {
   auto qmp = Qmp(spec, fmt::format("saving state of pid {}", process.pid));
   if (!qmp) return Fail(qmp.error());
-  if (auto s = IgnoreSharedMemory(*qmp); !s) return Fail(s.error());
-  if (auto r = qmp->Execute("stop"); !r) return Fail(r.error().Wrap("stop"));
-  // QEMU reports `completed` once the state is in the pipe, possibly before `cat` has written
-  // it all: the file gets its name only after cat succeeded, and a marker if it failed.
+  if (auto s = SetMigrationCapabilities(*qmp); !s) return Fail(s.error());
+  // Written under a temporary name, named only once QEMU reports it whole.
   fs::path state_file = dir / kStateFile;
   fs::path partial = state_file.string() + ".part";
-  fs::path failed = state_file.string() + ".failed";
-  std::string uri = fmt::format("exec:cat > {0} && mv {0} {1} || : > {2}", ShellQuote(partial),
-                                ShellQuote(state_file), ShellQuote(failed));
-  auto started = qmp->Execute("migrate", {{"uri", uri}});
-  if (!started) return Fail(started.error().Wrap("migrate"));
-  auto done = PollUntil(
-      *qmp, "query-migrate",
-      [](const nlohmann::json& r) {
-        std::string status = r.value("status", "");
-        return status == "completed" || status == "failed" || status == "cancelled";
-      },
-      60s);
-  if (!done) return Fail(done.error().Wrap(fmt::format("vm '{}': saving state", spec.name)));
-  if (done->value("status", "") != "completed") {
-    return Fail(Code::kInternal,
-                fmt::format("vm '{}': saving state failed: {}{}", spec.name,
-                            done->value("error-desc", done->dump()), Diagnose(spec)));
+  if (auto s = PassStateFile(*qmp, partial, O_WRONLY | O_CREAT | O_TRUNC); !s) {
+    return Fail(s.error().Wrap(fmt::format("vm '{}': saving state", spec.name)));
   }
   std::error_code ec;
-  for (auto until = std::chrono::steady_clock::now() + 30s;; std::this_thread::sleep_for(1ms)) {
-    if (fs::exists(state_file, ec)) break;
-    if (fs::exists(failed, ec) || std::chrono::steady_clock::now() >= until) {
-      return Fail(Code::kInternal, fmt::format("vm '{}': writing the state to {} failed{}",
-                                               spec.name, partial.string(), Diagnose(spec)));
-    }
+  auto fail = [&](const Error& e) {
+    fs::remove(partial, ec);
+    return Fail(e.Wrap(fmt::format("vm '{}': saving state", spec.name)));
+  };
+  if (auto r = qmp->Execute("stop"); !r) return fail(r.error().Wrap("stop"));
+  if (auto r = qmp->Execute("migrate", {{"uri", fmt::format("fd:{}", kStateFdName)}}); !r) {
+    return fail(r.error().Wrap("migrate"));
+  }
+  // QEMU writes the last of the state before it reports `completed`.
+  auto status = WaitMigration(*qmp, 60s);
+  if (!status) return fail(status.error());
+  if (*status != "completed") {
+    auto info = qmp->Execute("query-migrate");
+    std::string why = info ? info->value("error-desc", *status) : *status;
+    return fail(Error{Code::kInternal, fmt::format("{}{}", why, Diagnose(spec))});
+  }
+  fs::rename(partial, state_file, ec);
+  if (ec) {
+    return fail(
+        Error{Code::kInternal, fmt::format("naming {}: {}", partial.string(), ec.message())});
   }
   return spec.memory_file;
 }
@@ -329,14 +377,16 @@ Status QemuDriver::Continue(const MachineSpec& spec, const ProcessId& process) {
 Result<ProcessId> QemuDriver::Restore(
     const MachineSpec& spec, const fs::path& dir,
     const std::function<Status(const ProcessId&)>& before_running) {
+  auto listener = QmpListener::Open(spec.qmp_socket);
+  if (!listener) return Fail(listener.error().Wrap(fmt::format("vm '{}': restoring", spec.name)));
   QemuConfig config = ConfigFor(spec, options_.accel().accel);
   config.incoming = true;
+  config.qmp_fd = listener->fd();
   auto argv = BuildQemuArgv(config);
   if (!argv) return Fail(argv.error());
-  std::error_code ec;
-  fs::remove(spec.qmp_socket, ec);
   if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
-  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, KeptFds(spec)});
+  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, KeptFds(spec, *listener)});
+  listener->Close();
   if (!process) return Fail(process.error().Wrap(fmt::format("vm '{}': restoring", spec.name)));
   auto fail = [&](const Error& e) {
     Kill(*process);
@@ -345,18 +395,20 @@ Result<ProcessId> QemuDriver::Restore(
   };
   auto qmp = QmpClient::Connect(spec.qmp_socket.string(), 10s);
   if (!qmp) return fail(qmp.error());
-  if (auto s = IgnoreSharedMemory(*qmp); !s) return fail(s.error());
-  auto incoming =
-      qmp->Execute("migrate-incoming", {{"uri", "exec:cat " + ShellQuote(dir / kStateFile)}});
+  if (auto s = SetMigrationCapabilities(*qmp); !s) return fail(s.error());
+  if (auto s = PassStateFile(*qmp, dir / kStateFile, O_RDONLY); !s) return fail(s.error());
+  auto incoming = qmp->Execute("migrate-incoming", {{"uri", fmt::format("fd:{}", kStateFdName)}});
   if (!incoming) return fail(incoming.error());
-  // The saved guest was stopped, so it arrives paused.
-  auto loaded = PollUntil(
-      *qmp, "query-status",
-      [](const nlohmann::json& r) { return r.value("status", "") != "inmigrate"; }, 60s);
-  if (!loaded) return fail(loaded.error());
-  if (std::string status = loaded->value("status", ""); status != "paused") {
-    return fail(Error{Code::kInternal, fmt::format("loading the state ended in status '{}'{}",
-                                                   status, Diagnose(spec))});
+  // QEMU ends itself when a load fails; the saved guest was stopped, so it arrives paused.
+  auto loaded = WaitMigration(*qmp, 60s);
+  if (!loaded) return fail(Error{loaded.error().code, loaded.error().message + Diagnose(spec)});
+  auto status = qmp->Execute("query-status");
+  if (!status) return fail(status.error());
+  if (*loaded != "completed" || status->value("status", "") != "paused") {
+    return fail(Error{Code::kInternal,
+                      fmt::format("loading the state ended in migration status '{}', run state "
+                                  "'{}'{}",
+                                  *loaded, status->value("status", ""), Diagnose(spec))});
   }
   if (auto s = before_running(*process); !s) return fail(s.error());
   if (auto r = qmp->Execute("cont"); !r) return fail(r.error().Wrap("cont"));

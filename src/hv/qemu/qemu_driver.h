@@ -46,12 +46,15 @@ class QemuDriver final : public HypervisorDriver {
   QemuConfig ConfigFor(const MachineSpec& spec, Accel accel) const;
 
   // Guest RAM stays in the shared memory file; only the device state is migrated (capability
-  // x-ignore-shared on both sides): `stop`, `migrate exec:cat > dir/state`.
+  // x-ignore-shared on both sides): `stop`, then `migrate fd:` into dir/state.part, which hearthd
+  // opened and handed over with `getfd`, named dir/state once QEMU's MIGRATION event says
+  // `completed`.
   Result<std::filesystem::path> SaveState(const MachineSpec& spec, const ProcessId& process,
                                           const std::filesystem::path& dir) override;
   Status Continue(const MachineSpec& spec, const ProcessId& process) override;
-  // The same command line plus `-incoming defer`, `migrate-incoming exec:cat dir/state`, then
-  // `cont` on the same QMP connection.
+  // The same command line plus `-incoming defer`, `migrate-incoming fd:` from dir/state (handed
+  // over with `getfd`), `before_running` once it is loaded, then `cont` on the same QMP
+  // connection.
   Result<ProcessId> Restore(const MachineSpec& spec, const std::filesystem::path& dir,
                             const std::function<Status(const ProcessId&)>& before_running) override;
   // Through the guest agent in the default image ("settime").

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -79,7 +80,7 @@ QmpClient::~QmpClient() {
   if (fd_ >= 0) close(fd_);
 }
 
-Result<json> QmpClient::ReadMessage(Clock::time_point deadline) {
+Result<json> QmpClient::ReadAny(Clock::time_point deadline) {
   while (true) {
     size_t newline = buffer_.find('\n');
     if (newline != std::string::npos) {
@@ -89,10 +90,6 @@ Result<json> QmpClient::ReadMessage(Clock::time_point deadline) {
       if (message.is_discarded() || !message.is_object()) {
         return Fail(Code::kUnavailable,
                     fmt::format("qmp {}: not a JSON object: {}", path_, line.substr(0, 200)));
-      }
-      if (message.contains("event")) {
-        events_.push_back(std::move(message));
-        continue;
       }
       return message;
     }
@@ -117,15 +114,48 @@ Result<json> QmpClient::ReadMessage(Clock::time_point deadline) {
   }
 }
 
+Result<json> QmpClient::ReadMessage(Clock::time_point deadline) {
+  while (true) {
+    auto message = ReadAny(deadline);
+    if (!message || !message->contains("event")) return message;
+    events_.push_back(std::move(*message));
+  }
+}
+
 Result<json> QmpClient::Execute(const std::string& command, const json& arguments,
                                 std::chrono::milliseconds timeout) {
+  return Call(-1, command, arguments, timeout);
+}
+
+Result<json> QmpClient::ExecuteWithFd(int fd, const std::string& command, const json& arguments,
+                                      std::chrono::milliseconds timeout) {
+  if (fd < 0) return Fail(Code::kInvalidArgument, fmt::format("qmp {}: no descriptor", command));
+  return Call(fd, command, arguments, timeout);
+}
+
+Result<json> QmpClient::Call(int fd, const std::string& command, const json& arguments,
+                             std::chrono::milliseconds timeout) {
   if (fd_ < 0) return Fail(Code::kUnavailable, "qmp: not connected");
   json request = {{"execute", command}};
   if (!arguments.empty()) request["arguments"] = arguments;
   std::string line = request.dump() + "\n";
   size_t sent = 0;
   while (sent < line.size()) {
-    ssize_t n = send(fd_, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+    iovec iov{line.data() + sent, line.size() - sent};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    if (fd >= 0 && sent == 0) {  // the descriptor travels with the command's first byte
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    ssize_t n = sendmsg(fd_, &msg, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       return Fail(Code::kUnavailable,
@@ -146,6 +176,30 @@ Result<json> QmpClient::Execute(const std::string& command, const json& argument
                 fmt::format("qmp {}: unexpected answer {}", command, answer->dump()));
   }
   return (*answer)["return"];
+}
+
+Result<json> QmpClient::WaitEvent(const std::string& name,
+                                  const std::function<bool(const json& data)>& match,
+                                  std::chrono::milliseconds timeout) {
+  auto matches = [&](const json& e) {
+    return e.value("event", "") == name && match(e.value("data", json::object()));
+  };
+  for (auto it = events_.begin(); it != events_.end(); ++it) {
+    if (!matches(*it)) continue;
+    json data = it->value("data", json::object());
+    events_.erase(it);
+    return data;
+  }
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    auto message = ReadAny(deadline);
+    if (!message) {
+      return Fail(message.error().Wrap(fmt::format("waiting for the {} event", name)));
+    }
+    if (!message->contains("event")) continue;  // an answer nobody waits for
+    if (matches(*message)) return message->value("data", json::object());
+    events_.push_back(std::move(*message));
+  }
 }
 
 std::vector<json> QmpClient::TakeEvents() {

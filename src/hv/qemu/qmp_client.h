@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -33,11 +34,29 @@ class QmpClient {
                                  const nlohmann::json& arguments = nlohmann::json::object(),
                                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+  // Execute with the descriptor `fd` passed beside the command (SCM_RIGHTS), as QMP's `getfd`
+  // expects. The caller keeps its own copy of `fd`.
+  Result<nlohmann::json> ExecuteWithFd(
+      int fd, const std::string& command, const nlohmann::json& arguments,
+      std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  // Waits until QEMU sends the event `name` whose "data" satisfies `match`, and returns that data.
+  // Events received earlier count; the others stay queued. No such event within `timeout`, or a
+  // closed connection, is unavailable.
+  Result<nlohmann::json> WaitEvent(const std::string& name,
+                                   const std::function<bool(const nlohmann::json& data)>& match,
+                                   std::chrono::milliseconds timeout);
+
   // The events received so far (e.g. STOP, RESUME, SHUTDOWN, MIGRATION), oldest first; clears them.
   std::vector<nlohmann::json> TakeEvents();
 
  private:
   explicit QmpClient(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  // Sends `command` (with `fd` as ancillary data when >= 0) and reads its answer.
+  Result<nlohmann::json> Call(int fd, const std::string& command, const nlohmann::json& arguments,
+                              std::chrono::milliseconds timeout);
+  // Reads the next message, event or not.
+  Result<nlohmann::json> ReadAny(std::chrono::steady_clock::time_point deadline);
   // Reads the next non-event message; events met on the way are queued.
   Result<nlohmann::json> ReadMessage(std::chrono::steady_clock::time_point deadline);
 
