@@ -46,6 +46,10 @@ const std::vector<std::string_view>& BusyboxApplets();
 inline constexpr std::string_view kAcpidConf = "PWRF power-off\n";
 
 std::string_view InitScript();
+
+// The guest agent /init runs on the virtio-serial port org.hearth.agent (src/agent/hearth_agent.c,
+// built with hearth and embedded): a static x86-64 executable.
+std::string_view GuestAgentBinary();
 std::string_view HttpHandlerScript();
 // /etc/acpi/power-off, run by acpid when the power button is pressed.
 std::string_view PowerOffScript();

@@ -287,6 +287,7 @@ Result<ImageManifest> ImageBuilder::Build(std::string_view name, const fs::path&
   cpio.AddFile("etc/hearth/modules", module_list);
   cpio.AddFile("init", InitScript(), 0755);
   cpio.AddFile("bin/hearth-http", HttpHandlerScript(), 0755);
+  cpio.AddFile("bin/hearth-agent", GuestAgentBinary(), 0755);
   cpio.AddFile("etc/acpid.conf", kAcpidConf);
   cpio.AddFile("etc/acpi/power-off", PowerOffScript(), 0755);
   fs::path cpio_path = build / "initrd.cpio";

@@ -30,7 +30,7 @@ using namespace std::chrono_literals;
 std::string GuestContentKey() {
   std::string all = std::string(image::InitScript()) + std::string(image::HttpHandlerScript()) +
                     std::string(image::PowerOffScript()) + std::string(image::kDefaultCmdline) +
-                    std::string(image::kAcpidConf);
+                    std::string(image::kAcpidConf) + std::string(image::GuestAgentBinary());
   for (const auto& m : image::GuestModules()) all += m.name;
   for (const auto& a : image::BusyboxApplets()) all += a;
   return fmt::format("{:016x}", std::hash<std::string>{}(all));
