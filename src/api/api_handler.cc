@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "model/vm_json.h"
 
 namespace hearth::api {
@@ -124,6 +125,20 @@ Result<bool> QueryFlag(const Target& t, const std::string& key) {
   if (it->second == "false" || it->second == "0") return false;
   return Fail(Code::kInvalidArgument,
               fmt::format("{}: '{}' is not a boolean; use true or false", key, it->second), key);
+}
+
+// `wait=DURATION` of a lifecycle request ("30s", "500ms"; at most 10m); none without it.
+Result<std::optional<std::chrono::milliseconds>> QueryWait(const Target& t) {
+  auto it = t.query.find("wait");
+  if (it == t.query.end()) return std::optional<std::chrono::milliseconds>();
+  auto d = ParseDuration(it->second);
+  if (!d || *d <= Duration::zero() || *d > std::chrono::minutes(10)) {
+    return Fail(
+        Code::kInvalidArgument,
+        fmt::format("wait: '{}' is not a duration from 1ms to 10m, like 30s or 500ms", it->second),
+        "wait");
+  }
+  return std::optional(std::chrono::duration_cast<std::chrono::milliseconds>(*d));
 }
 
 Result<int> QueryInt(const Target& t, const std::string& key, int def, int lo, int hi) {
@@ -391,20 +406,35 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
 
   if (verb != "start" && verb != "stop" && verb != "suspend" && verb != "resume") return no_route();
   if (m != "POST") return MethodNotAllowed(req, "/v1/vms/{name}/" + verb, "POST");
+  auto wait = QueryWait(*target);
+  if (!wait) return ErrorResponse(wait.error());
   if (verb == "start") {
-    if (auto s = CheckQuery(*target, {"fresh"}); !s) return ErrorResponse(s.error());
+    if (auto s = CheckQuery(*target, {"fresh", "wait"}); !s) return ErrorResponse(s.error());
     auto fresh = QueryFlag(*target, "fresh");
     if (!fresh) return ErrorResponse(fresh.error());
-    return VmResult(node_, node_.Start(name, *fresh));
+    return Settled(name, node_.Start(name, *fresh), *wait);
   }
   if (verb == "stop") {
-    if (auto s = CheckQuery(*target, {"kill"}); !s) return ErrorResponse(s.error());
+    if (auto s = CheckQuery(*target, {"kill", "wait"}); !s) return ErrorResponse(s.error());
     auto kill = QueryFlag(*target, "kill");
     if (!kill) return ErrorResponse(kill.error());
-    return VmResult(node_, node_.Stop(name, *kill));
+    return Settled(name, node_.Stop(name, *kill), *wait);
   }
-  if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
-  return VmResult(node_, verb == "suspend" ? node_.Suspend(name) : node_.Resume(name));
+  if (auto s = CheckQuery(*target, {"wait"}); !s) return ErrorResponse(s.error());
+  return Settled(name, verb == "suspend" ? node_.Suspend(name) : node_.Resume(name), *wait);
+}
+
+HttpResponse ApiHandler::Settled(const std::string& name, Result<VmRecord> r,
+                                 std::optional<std::chrono::milliseconds> wait) {
+  if (!r || !wait || !IsTransitional(r->state)) return VmResult(node_, r);
+  if (waiting_.fetch_add(1) >= max_waits_) {
+    --waiting_;
+    return VmResult(node_, r);  // as many wait as may: this one is answered at once
+  }
+  auto settled = node_.WaitSettled(name, *wait);
+  --waiting_;
+  // Deleted meanwhile: what the request itself did is still the answer.
+  return VmResult(node_, settled ? settled : r);
 }
 
 HttpResponse ApiHandler::Usage(const std::map<std::string, std::string>& query) {

@@ -4,6 +4,9 @@
 // else happens (401). Thread-safe.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,8 +34,12 @@ struct MeteringApi {
 
 class ApiHandler final : public HttpHandler {
  public:
-  ApiHandler(node::Node& node, const TokenAuthenticator& auth, MeteringApi metering = {})
-      : node_(node), auth_(auth), metering_(metering) {}
+  // `max_waits`: how many lifecycle requests may wait for their VM to settle (`wait=`) at once.
+  // Each holds an HTTP thread meanwhile; beyond that number the answer is immediate, as without
+  // `wait`, and the client polls.
+  ApiHandler(node::Node& node, const TokenAuthenticator& auth, MeteringApi metering = {},
+             int max_waits = 1)
+      : node_(node), auth_(auth), metering_(metering), max_waits_(max_waits) {}
 
   HttpResponse Handle(const HttpRequest& request) override;
 
@@ -45,10 +52,15 @@ class ApiHandler final : public HttpHandler {
  private:
   HttpResponse Dispatch(const HttpRequest& request);
   HttpResponse Usage(const std::map<std::string, std::string>& query);
+  // The answer to a lifecycle request: `r`, or with `wait`, the VM once it settled.
+  HttpResponse Settled(const std::string& name, Result<VmRecord> r,
+                       std::optional<std::chrono::milliseconds> wait);
 
   node::Node& node_;
   const TokenAuthenticator& auth_;
   MeteringApi metering_;
+  const int max_waits_;
+  std::atomic<int> waiting_{0};
 };
 
 }  // namespace hearth::api

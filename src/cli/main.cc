@@ -471,9 +471,14 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
                                   std::tuple{suspend, suspend_done, std::string("suspend")},
                                   std::tuple{resume, resume_done, std::string("resume")}}) {
     cmd->callback([&, done = done, query = query] {
+      std::string params;
+      if (query == "start" && fresh) params += "&fresh=true";
+      if (query == "stop" && kill) params += "&kill=true";
+      // hearthd answers once the VM settled (within the client's own timeout); a VM still in
+      // transition then, or a busy hearthd that answered at once, is polled below.
+      if (!no_wait) params += fmt::format("&wait={}s", std::clamp(wait_seconds, 1, 20));
       std::string target = VmPath(name, "/" + query);
-      if (query == "start" && fresh) target += "?fresh=true";
-      if (query == "stop" && kill) target += "?kill=true";
+      if (!params.empty()) target += "?" + params.substr(1);
       auto r = cli.Call("POST", target);
       if (!r) return void(rc = kFailed);
       if (no_wait) return void(rc = cli.Done(*r, fmt::format("vm '{}' {}", name, done)));

@@ -226,15 +226,15 @@ int Run(config::DaemonConfig cfg) {
   if (auto s = sampler.Load(); !s) return Die(s.error());
   if (sink) sink->Start();
   sampler.Start();
-  api::ApiHandler handler(node, *auth, {&metrics, usage->get(), clickhouse_usage.get(), &clock});
-
   http::ServerOptions options;
   options.tcp_host = listen->host;
   options.tcp_port = listen->port;
   options.unix_socket = paths.socket();
   // Handlers block on store commits; enough threads let concurrent writes share a commit while
-  // reads go on.
+  // reads go on. Half of them may wait for VMs to settle (`wait=`).
   options.threads = std::clamp(2 * host->cpus, 4, 16);
+  api::ApiHandler handler(node, *auth, {&metrics, usage->get(), clickhouse_usage.get(), &clock},
+                          options.threads / 2);
   http::Server server(handler, options);
   if (auto s = server.Start(); !s) return Die(s.error());
 

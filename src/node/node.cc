@@ -190,6 +190,17 @@ Result<VmRecord> Node::Get(std::string_view name) const {
   return **vm;
 }
 
+Result<VmRecord> Node::WaitSettled(std::string_view name, std::chrono::milliseconds limit) {
+  std::unique_lock lock(mu_);
+  changed_.wait_for(lock, limit, [&] {
+    const VmRecord* vm = Find(name);
+    return shutting_down_ || !vm || !IsTransitional(vm->state);
+  });
+  auto vm = FindOrFail(name);
+  if (!vm) return Fail(vm.error());
+  return **vm;
+}
+
 std::vector<VmRecord> Node::List() const {
   std::lock_guard lock(mu_);
   std::vector<VmRecord> out;

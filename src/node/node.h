@@ -110,6 +110,9 @@ class Node {
   Result<VmRecord> Stop(std::string_view name, bool kill);
   Result<VmRecord> Suspend(std::string_view name);
   Result<VmRecord> Resume(std::string_view name);
+  // The VM once it is in a stable state (not starting, stopping, suspending, resuming or
+  // deleting), or as it is after `limit`, or when the node shuts down. not_found once deleted.
+  Result<VmRecord> WaitSettled(std::string_view name, std::chrono::milliseconds limit);
 
   // Timers (model/timers.h for when they fall due). After Recover, a thread of the node reads
   // the taps of running VMs with an idle timeout every 250 ms and fires each timer within a

@@ -179,16 +179,24 @@ void Node::RunSuspend(const std::string& name) {
   Fault("suspend-ended", nullptr);
   int64_t bytes = dir.DiskBytes(*committed);
   auto t_ended = std::chrono::steady_clock::now();
+  // Where the time went, for `vm events` and metering.
+  Measures m;
+  m["latency_ms"] = 1e3 * Seconds(t_ended - t0);
+  m["save_ms"] = 1e3 * Seconds(t_saved - t0);
+  m["complete_ms"] = 1e3 * Seconds(t_committed - t_saved);
+  m["end_ms"] = 1e3 * Seconds(t_ended - t_committed);
+  m["bytes"] = static_cast<double>(bytes);
   lock.lock();
-  Settle(lock, name, VmState::kSuspended, "suspended",
-         fmt::format("snapshot taken in {:.3f} s (state saved {:.1f} ms, snapshot complete "
-                     "{:.1f} ms, VMM ended {:.1f} ms); {} bytes on disk",
-                     Seconds(t_ended - t0), 1e3 * Seconds(t_saved - t0),
-                     1e3 * Seconds(t_committed - t_saved), 1e3 * Seconds(t_ended - t_committed),
-                     bytes),
-         "", [&](VmRecord& next) {
-           next.snapshot = SnapshotInfo{committed->taken_at, bytes};
-         });
+  Settle(
+      lock, name, VmState::kSuspended, "suspended",
+      fmt::format("snapshot taken in {:.3f} s (state saved {:.1f} ms, snapshot complete {:.1f} ms, "
+                  "VMM ended {:.1f} ms); {} bytes on disk",
+                  m["latency_ms"] / 1e3, m["save_ms"], m["complete_ms"], m["end_ms"], bytes),
+      "",
+      [&](VmRecord& next) {
+        next.snapshot = SnapshotInfo{committed->taken_at, bytes};
+      },
+      std::move(m));
   SyncSnapshotLater(vm.id, committed->taken_at);
   WatchIfAsleep(lock, name);
 }

@@ -191,9 +191,14 @@ TEST_F(FirecrackerDaemonTest, TheWholeLifecycleFollowsTheSpecsOrderAndMetersTheD
                                       "PUT /snapshot/load 204", "PATCH /vm 204"}));
   EXPECT_FALSE(fs::exists(vm_dir / "snapshot")) << "the snapshot is spent";
 
-  // Suspended and resumed again: a second snapshot of a restored guest.
-  Expect({"vm", "suspend", "web"}, "suspended");
-  Expect({"vm", "resume", "web"}, "running");
+  // Suspended and resumed again, through the API with `wait`: each answer is the settled VM.
+  for (auto [verb, state] : {std::pair{"suspend", "suspended"}, std::pair{"resume", "running"}}) {
+    auto r = http::Client(daemon_->UnixClient())
+                 .Request("POST", fmt::format("/v1/vms/web/{}?wait=30s", verb));
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(json::parse(r->body).value("state", ""), state) << verb;
+  }
 
   mark = Journal().size();
   Expect({"vm", "stop", "web"}, "stopped");

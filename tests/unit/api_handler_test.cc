@@ -128,6 +128,12 @@ TEST_F(ApiHandlerTest, BadRequestsGetClearErrors) {
   EXPECT_EQ(Call("GET", "/v1/vms/%zz").status, 400);
   EXPECT_EQ(Call("GET", "/v1/vms/web/events?limit=0").status, 400);
   EXPECT_EQ(Call("GET", "/v1/vms/nope").status, 404);
+  for (const char* wait : {"forever", "0s", "11m", "-1s", ""}) {
+    auto r = Call("POST", std::string("/v1/vms/web/suspend?wait=") + wait);
+    EXPECT_EQ(r.status, 400) << wait;
+    EXPECT_EQ(Body(r)["error"]["field"], "wait") << r.body;
+  }
+  EXPECT_EQ(Call("POST", "/v1/vms/web/start?wait=30s&fresh=true").status, 404) << "parsed";
   EXPECT_EQ(store_.writes(), 0);
 }
 

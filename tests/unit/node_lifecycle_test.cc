@@ -177,6 +177,41 @@ TEST_F(NodeLifecycleTest, StopCancelsAStartThatHangs) {
   EXPECT_NE(node_->Events("web", 1)->back().message.find("cancelled"), std::string::npos);
 }
 
+TEST_F(NodeLifecycleTest, WaitSettledAnswersWithTheVmOnceItLeavesItsTransition) {
+  Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  auto running = node_->WaitSettled("web", 5s);
+  ASSERT_TRUE(running) << running.error().message;
+  EXPECT_EQ(running->state, VmState::kRunning);
+  ASSERT_TRUE(node_->Suspend("web"));
+  auto suspended = node_->WaitSettled("web", 5s);
+  ASSERT_TRUE(suspended);
+  EXPECT_EQ(suspended->state, VmState::kSuspended);
+  ASSERT_TRUE(node_->Resume("web"));
+  EXPECT_EQ(node_->WaitSettled("web", 5s)->state, VmState::kRunning);
+  ASSERT_TRUE(node_->Stop("web", false));
+  EXPECT_EQ(node_->WaitSettled("web", 5s)->state, VmState::kStopped);
+  // A settled VM is answered at once.
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(node_->WaitSettled("web", 5s)->state, VmState::kStopped);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+
+  // One that stays in transition is answered as it is after the limit.
+  driver_.boot = FakeDriver::Boot::kHang;
+  ASSERT_TRUE(node_->Start("web", false));
+  t0 = std::chrono::steady_clock::now();
+  auto starting = node_->WaitSettled("web", 200ms);
+  ASSERT_TRUE(starting);
+  EXPECT_EQ(starting->state, VmState::kStarting);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 200ms);
+  ASSERT_TRUE(node_->Stop("web", true));
+  EXPECT_EQ(node_->WaitSettled("web", 5s)->state, VmState::kStopped);
+  ASSERT_TRUE(node_->Delete("web", false));
+  auto gone = node_->WaitSettled("web", 5s);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, Code::kNotFound);
+}
+
 TEST_F(NodeLifecycleTest, AStopDuringStartWinsEvenIfTheGuestComesUpMeanwhile) {
   VmRecord vm = Create("web");
   driver_.ignore_cancel = true;
