@@ -96,8 +96,9 @@ int Run(int rounds) {
   api.Call("POST", "/v1/vms/bench/start");
   json vm = api.WaitState("bench", "running", 10ms);
   std::string ip = vm["ip"], backend = vm["backend"];
-  std::vector<std::string> argv = bench::TapByName(Cmdline(vm["pid"].get<int64_t>()),
-                                                   net::TapName(vm["id"].get<std::string>()));
+  std::string id = vm["id"];
+  std::vector<std::string> argv = bench::ByName(Cmdline(vm["pid"].get<int64_t>()), net::TapName(id),
+                                                Paths(dir.path()).qmp_socket(id).string());
   api.Call("POST", "/v1/vms/bench/stop?kill=true");
   api.WaitState("bench", "stopped", 10ms);
   std::printf("backend %s, guest %s, 128 MiB, 1 vCPU; %d interleaved rounds\n", backend.c_str(),

@@ -36,15 +36,27 @@ inline std::vector<std::string> Cmdline(int64_t pid) {
   return argv;
 }
 
-// The argv with the tap given by name instead of by an inherited fd (hearthd hands its VMMs the
-// tap as `-netdev tap,...,fd=N`; a process run by hand has no such fd and opens `tap` itself).
-inline std::vector<std::string> TapByName(std::vector<std::string> argv, const std::string& tap) {
-  for (auto& arg : argv) {
+// The argv with what hearthd hands its VMMs as descriptors given by name instead: the tap
+// (`-netdev tap,...,fd=N`) and the QMP socket (`-chardev socket,id=qmp,fd=N` with its `-mon`). A
+// process run by hand has no such descriptors; QEMU opens the tap and creates `qmp` itself.
+inline std::vector<std::string> ByName(const std::vector<std::string>& argv, const std::string& tap,
+                                       const std::string& qmp) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
     if (arg.rfind("tap,id=net0,fd=", 0) == 0) {
-      arg = "tap,id=net0,ifname=" + tap + ",script=no,downscript=no";
+      out.push_back("tap,id=net0,ifname=" + tap + ",script=no,downscript=no");
+    } else if (arg == "-chardev" && i + 1 < argv.size() &&
+               argv[i + 1].rfind("socket,id=qmp,fd=", 0) == 0) {
+      out.insert(out.end(), {"-qmp", "unix:" + qmp + ",server=on,wait=off"});
+      ++i;
+    } else if (arg == "-mon" && i + 1 < argv.size() && argv[i + 1] == "chardev=qmp,mode=control") {
+      ++i;
+    } else {
+      out.push_back(arg);
     }
   }
-  return argv;
+  return out;
 }
 
 struct Api {

@@ -95,9 +95,9 @@ int Run(int rounds) {
   for (const auto& a : {ip, raw_ip}) {
     if (!testing::HttpGetEventually(a, 80, "/", 60s)) throw std::runtime_error("no HTTP");
   }
-  bench::RawQemu raw(
-      paths, raw_id,
-      bench::TapByName(bench::Cmdline(raw_vm["pid"].get<int64_t>()), net::TapName(raw_id)));
+  bench::RawQemu raw(paths, raw_id,
+                     bench::ByName(bench::Cmdline(raw_vm["pid"].get<int64_t>()),
+                                   net::TapName(raw_id), paths.qmp_socket(raw_id).string()));
   api.Call("POST", "/v1/vms/raw/suspend");
   api.WaitState("raw", "suspended", 20ms);
   testing::ClientNamespace ns(getpid() % 250);
@@ -120,12 +120,12 @@ int Run(int rounds) {
     for (const auto& [key, value] : measures.items()) stages[key].push_back(value.get<double>());
 
     DropRam(paths, raw_id);
-    double running = raw.Restore();
+    double running = raw.Restore(bench::RawQemu::Transport::kFd);
     auto t0 = Clock::now();
     auto [raw_connect, raw_whole] = Get(ns, raw_ip);
     raw_syn.push_back(running + raw_connect);
     raw_first.push_back(running + Ms(Clock::now() - t0));
-    raw.SaveAndHandBack();
+    raw.SaveAndHandBack(bench::RawQemu::Transport::kFd);
     std::printf("%-6d %10.1f %10.1f %10.2f %14.1f %14.1f\n", i + 1, syn.back(), total.back(),
                 own.back(), raw_syn.back(), raw_first.back());
     std::fflush(stdout);
