@@ -29,6 +29,7 @@
 #include "common/paths.h"
 #include "hv/process.h"
 #include "hv/qemu/qmp_client.h"
+#include "hv/qemu/qmp_migration.h"
 #include "snapshot/snapshot_dir.h"
 #include "vm_bench_support.h"
 
@@ -38,7 +39,7 @@ class RawQemu {
  public:
   enum class Transport { kExecCat, kFd };
 
-  // `argv` as hearth ran it (see TapByName); the VM must be suspended by hearth when Restore runs.
+  // `argv` as hearth ran it (see ByName); the VM must be suspended by hearth when Restore runs.
   RawQemu(Paths paths, std::string vm_id, std::vector<std::string> argv)
       : paths_(std::move(paths)), id_(std::move(vm_id)), argv_(std::move(argv)) {
     for (size_t i = 0; i + 1 < argv_.size(); ++i) {
@@ -66,7 +67,8 @@ class RawQemu {
     SetCapabilities(how);
     if (how == Transport::kFd) {
       PassFile(state_ + ".in", O_RDONLY);
-      Must(qmp_->Execute("migrate-incoming", {{"uri", "fd:raw-state"}}));
+      Must(qmp_->Execute("migrate-incoming",
+                         {{"uri", std::string("fd:") + hv::qemu::kStateFdName}}));
       WaitCompleted();
     } else {
       Must(qmp_->Execute("migrate-incoming", {{"uri", "exec:cat " + state_ + ".in"}}));
@@ -84,7 +86,7 @@ class RawQemu {
     if (how == Transport::kFd) {
       PassFile(state_ + ".part", O_WRONLY | O_CREAT | O_TRUNC);
       Must(qmp_->Execute("stop"));
-      Must(qmp_->Execute("migrate", {{"uri", "fd:raw-state"}}));
+      Must(qmp_->Execute("migrate", {{"uri", std::string("fd:") + hv::qemu::kStateFdName}}));
       WaitCompleted();
       std::filesystem::rename(state_ + ".part", state_);
     } else {
@@ -108,7 +110,8 @@ class RawQemu {
   }
 
  private:
-  static void Must(const Result<nlohmann::json>& r) {
+  template <class T>
+  static void Must(const Result<T>& r) {
     if (!r) throw std::runtime_error(r.error().message);
   }
   hv::qemu::QmpClient Connect() {
@@ -116,11 +119,8 @@ class RawQemu {
     if (!c) throw std::runtime_error(c.error().message);
     return std::move(*c);
   }
-  void SetCapabilities(Transport how) {
-    nlohmann::json caps = {{{"capability", "x-ignore-shared"}, {"state", true}}};
-    if (how == Transport::kFd) caps.push_back({{"capability", "events"}, {"state", true}});
-    Must(qmp_->Execute("migrate-set-capabilities", {{"capabilities", caps}}));
-  }
+  // The same capabilities for both transports (events change nothing for exec:cat).
+  void SetCapabilities(Transport) { Must(hv::qemu::SetMigrationCapabilities(*qmp_)); }
   void Poll(const std::string& cmd, const std::function<bool(const std::string&)>& done) {
     for (auto until = Clock::now() + std::chrono::seconds(60); Clock::now() < until;) {
       auto r = qmp_->Execute(cmd);
@@ -131,22 +131,12 @@ class RawQemu {
     throw std::runtime_error(cmd + " did not finish");
   }
   void PassFile(const std::string& path, int flags) {
-    int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0600);
-    if (fd < 0) throw std::runtime_error("cannot open " + path);
-    auto r = qmp_->ExecuteWithFd(fd, "getfd", {{"fdname", "raw-state"}});
-    ::close(fd);
-    Must(r);
+    Must(hv::qemu::PassStateFile(*qmp_, path, flags));
   }
   void WaitCompleted() {
-    auto done = qmp_->WaitEvent(
-        "MIGRATION",
-        [](const nlohmann::json& d) {
-          std::string s = d.value("status", "");
-          return s == "completed" || s == "failed" || s == "cancelled";
-        },
-        std::chrono::seconds(60));
+    auto done = hv::qemu::WaitMigration(*qmp_, std::chrono::seconds(60));
     Must(done);
-    if (done->value("status", "") != "completed") throw std::runtime_error("migration failed");
+    if (*done != "completed") throw std::runtime_error("migration " + *done);
   }
   // The raw run moved the guest on: hearth's device state becomes the raw one, with its sum.
   void HandBack() {

@@ -108,6 +108,7 @@ static void Answer(i64 fd, const char* line, i64 n) {
 static void Serve(i64 fd) {
   char buffer[256];
   i64 have = 0;
+  int discarding = 0;  // inside a line longer than any request, up to its newline
   for (;;) {
     i64 n = Syscall(kSysRead, fd, (i64)(buffer + have), (i64)sizeof(buffer) - have);
     if (n == -kEintr) continue;
@@ -116,13 +117,18 @@ static void Serve(i64 fd) {
     i64 start = 0;
     for (i64 i = 0; i < have; ++i) {
       if (buffer[i] != '\n') continue;
-      Answer(fd, buffer + start, i - start);
+      if (discarding) {
+        discarding = 0;
+      } else {
+        Answer(fd, buffer + start, i - start);
+      }
       start = i + 1;
     }
     for (i64 i = start; i < have; ++i) buffer[i - start] = buffer[i];
     have -= start;
-    if (have == (i64)sizeof(buffer)) {  // a line longer than any request: drop it
-      Answer(fd, "", 0);
+    if (have == (i64)sizeof(buffer)) {  // too long for a request: refused once, then skipped
+      if (!discarding) Answer(fd, "", 0);
+      discarding = 1;
       have = 0;
     }
   }

@@ -427,12 +427,14 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
 HttpResponse ApiHandler::Settled(const std::string& name, Result<VmRecord> r,
                                  std::optional<std::chrono::milliseconds> wait) {
   if (!r || !wait || !IsTransitional(r->state)) return VmResult(node_, r);
+  struct Waiting {
+    std::atomic<int>& count;
+    ~Waiting() { --count; }
+  } waiting{waiting_};
   if (waiting_.fetch_add(1) >= max_waits_) {
-    --waiting_;
     return VmResult(node_, r);  // as many wait as may: this one is answered at once
   }
   auto settled = node_.WaitSettled(name, *wait);
-  --waiting_;
   // Deleted meanwhile: what the request itself did is still the answer.
   return VmResult(node_, settled ? settled : r);
 }

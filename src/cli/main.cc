@@ -254,12 +254,13 @@ json ReadSpecFile(const std::string& path) {
   return *doc;
 }
 
-// After a lifecycle request: polls the VM until it leaves its transitional state, then reports
-// where it settled. Exit 1 when it ended failed, elsewhere than `expected` (a suspend that failed
-// leaves the VM running), or did not settle in time.
+// After a lifecycle request: polls the VM until it leaves its transitional state (at most until
+// `until`, `timeout` after the request was sent), then reports where it settled. Exit 1 when it
+// ended failed, elsewhere than `expected` (a suspend that failed leaves the VM running), or did
+// not settle in time.
 int WaitSettled(Cli& cli, const std::string& name, api::HttpResponse r,
-                std::chrono::seconds timeout, const std::string& expected) {
-  auto until = std::chrono::steady_clock::now() + timeout;
+                std::chrono::steady_clock::time_point until, std::chrono::seconds timeout,
+                const std::string& expected) {
   json vm = json::parse(r.body, nullptr, false);
   auto text = [&](const char* key) {
     return vm.is_object() && vm.contains(key) && vm[key].is_string() ? vm[key].get<std::string>()
@@ -479,13 +480,14 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
       if (!no_wait) params += fmt::format("&wait={}s", std::clamp(wait_seconds, 1, 20));
       std::string target = VmPath(name, "/" + query);
       if (!params.empty()) target += "?" + params.substr(1);
+      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(wait_seconds);
       auto r = cli.Call("POST", target);
       if (!r) return void(rc = kFailed);
       if (no_wait) return void(rc = cli.Done(*r, fmt::format("vm '{}' {}", name, done)));
       std::string expected = query == "stop"      ? "stopped"
                              : query == "suspend" ? "suspended"
                                                   : "running";
-      rc = WaitSettled(cli, name, *r, std::chrono::seconds(wait_seconds), expected);
+      rc = WaitSettled(cli, name, *r, until, std::chrono::seconds(wait_seconds), expected);
     });
   }
 

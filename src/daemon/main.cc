@@ -255,6 +255,7 @@ int Run(config::DaemonConfig cfg) {
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("received {}, shutting down", strsignal(sig));
+  node.ReleaseWaiters();  // requests waiting for a VM to settle answer now: Stop joins them
   server.Stop();
   waker->SetOnWake({});  // no wake reaches the node from here on
   sampler.Stop();

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -134,25 +135,30 @@ Status EnsureNeighbour(std::string_view name, const VmAddress& a, std::string_vi
   return Ok();
 }
 
-// Runs an nft script in one transaction (`nft -f -`).
+// Runs an nft script in one transaction (`nft -f -`). The script is held in memory (a memfd),
+// so no file of it outlives a hearthd that dies meanwhile.
 Status RunNft(const std::string& script) {
-  std::string path = (std::filesystem::temp_directory_path() / "hearth-nft-XXXXXX").string();
-  int fd = mkstemp(path.data());
+  int fd = memfd_create("hearth-nft", MFD_CLOEXEC);
   if (fd < 0) {
     return Fail(Code::kUnavailable,
-                fmt::format("cannot create a temporary file for the nftables script in {}: {}",
-                            std::filesystem::temp_directory_path().string(), std::strerror(errno)));
+                fmt::format("memfd_create for the nftables script: {}", std::strerror(errno)));
   }
-  close(fd);
-  {
-    std::ofstream out(path, std::ios::trunc);
-    out << script;
+  size_t written = 0;
+  while (written < script.size()) {
+    ssize_t n = write(fd, script.data() + written, script.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      close(fd);
+      return Fail(Code::kInternal,
+                  fmt::format("writing the nftables script: {}", std::strerror(err)));
+    }
+    written += static_cast<size_t>(n);
   }
   image::CommandOptions options;
-  options.stdin_file = path;
+  options.stdin_file = fmt::format("/proc/self/fd/{}", fd);  // opened afresh: from offset 0
   auto r = image::RunCommand({"nft", "-f", "-"}, options);
-  std::error_code ec;
-  std::filesystem::remove(path, ec);
+  close(fd);
   if (!r) return Fail(r.error());
   return Ok();
 }

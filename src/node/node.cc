@@ -194,11 +194,17 @@ Result<VmRecord> Node::WaitSettled(std::string_view name, std::chrono::milliseco
   std::unique_lock lock(mu_);
   changed_.wait_for(lock, limit, [&] {
     const VmRecord* vm = Find(name);
-    return shutting_down_ || !vm || !IsTransitional(vm->state);
+    return waiters_released_ || shutting_down_ || !vm || !IsTransitional(vm->state);
   });
   auto vm = FindOrFail(name);
   if (!vm) return Fail(vm.error());
   return **vm;
+}
+
+void Node::ReleaseWaiters() {
+  std::lock_guard lock(mu_);
+  waiters_released_ = true;
+  changed_.notify_all();
 }
 
 std::vector<VmRecord> Node::List() const {

@@ -113,6 +113,9 @@ class Node {
   // The VM once it is in a stable state (not starting, stopping, suspending, resuming or
   // deleting), or as it is after `limit`, or when the node shuts down. not_found once deleted.
   Result<VmRecord> WaitSettled(std::string_view name, std::chrono::milliseconds limit);
+  // Every WaitSettled, now and later, answers at once (before the HTTP server stops: it waits
+  // for the requests it serves).
+  void ReleaseWaiters();
 
   // Timers (model/timers.h for when they fall due). After Recover, a thread of the node reads
   // the taps of running VMs with an idle timeout every 250 ms and fires each timer within a
@@ -323,6 +326,7 @@ class Node {
   std::mutex taps_mu_;
   std::set<std::string> taps_ready_;
   bool shutting_down_ = false;
+  bool waiters_released_ = false;
   bool host_rebooted_ = false;    // since the previous hearthd on this data dir (Recover)
   std::mutex snapshot_files_mu_;  // between discarding a snapshot and marking it synced
   // Where wake jobs run: a waking packet must not wait for a thread to be created.

@@ -72,12 +72,13 @@ TEST(GuestAgentTest, AnswersEachRequestLineAndRefusesWhatItDoesNotKnow) {
   // Requests may arrive split or several at once; a line longer than any request is refused.
   std::string requests = "pi";
   ASSERT_EQ(write(master, requests.data(), requests.size()), 2);
+  // A long line is refused once, even when it ends like a request.
   requests = "ng\nsettime 12x\nsettime\nsettime 99999999999999999999\n" + std::string(300, 'a') +
-             "\nreboot\nping\n";
+             "ping\nreboot\nping\n";
   ASSERT_EQ(write(master, requests.data(), requests.size()), static_cast<ssize_t>(requests.size()));
-  EXPECT_EQ(ReadLines(master, 8),
+  EXPECT_EQ(ReadLines(master, 7),
             "pong\nerror 12x\nerror unknown request\nerror 99999999999999999999\n"
-            "error unknown request\nerror unknown request\nerror unknown request\npong\n");
+            "error unknown request\nerror unknown request\npong\n");
 }
 
 TEST(GuestAgentTest, WithoutAPortItSaysHowToRunIt) {

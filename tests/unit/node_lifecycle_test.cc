@@ -204,8 +204,17 @@ TEST_F(NodeLifecycleTest, WaitSettledAnswersWithTheVmOnceItLeavesItsTransition) 
   ASSERT_TRUE(starting);
   EXPECT_EQ(starting->state, VmState::kStarting);
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 200ms);
+  // A hearthd shutting down releases every waiter at once.
+  std::thread release([&] {
+    std::this_thread::sleep_for(100ms);
+    node_->ReleaseWaiters();
+  });
+  t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(node_->WaitSettled("web", 10s)->state, VmState::kStarting);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  release.join();
   ASSERT_TRUE(node_->Stop("web", true));
-  EXPECT_EQ(node_->WaitSettled("web", 5s)->state, VmState::kStopped);
+  WaitFor("web", VmState::kStopped);
   ASSERT_TRUE(node_->Delete("web", false));
   auto gone = node_->WaitSettled("web", 5s);
   ASSERT_FALSE(gone);

@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <thread>
 
+#include "hv/qemu/qmp_migration.h"
 #include "support/temp_dir.h"
 
 namespace hearth::hv::qemu {
@@ -168,6 +170,62 @@ TEST(QmpClientTest, WaitsForAMatchingEventAndKeepsTheOthers) {
   EXPECT_EQ(none.error().code, Code::kUnavailable);
   EXPECT_NE(none.error().message.find("waiting for the MIGRATION event"), std::string::npos)
       << none.error().message;
+}
+
+TEST(QmpClientTest, TheMigrationStepsSendWhatQemuExpects) {
+  testing::TempDir dir;
+  std::string path = (dir / "qmp.sock").string();
+  std::vector<std::string> received;
+  {
+    FakeQmpServer server(
+        path, {{R"({"return": {}})"},
+               {R"({"return": {}})"},  // capabilities
+               {R"({"return": {}})"},  // getfd
+               {R"({"return": {}})"},  // closefd
+               {R"({"return": {}})", R"({"event": "MIGRATION", "data": {"status": "cancelling"}})",
+                R"({"event": "MIGRATION", "data": {"status": "cancelled"}})"}});  // migrate_cancel
+    auto qmp = QmpClient::Connect(path, 2s);
+    ASSERT_TRUE(qmp) << qmp.error().message;
+    ASSERT_TRUE(SetMigrationCapabilities(*qmp));
+    ASSERT_TRUE(PassStateFile(*qmp, dir / "state.part", O_WRONLY | O_CREAT | O_TRUNC));
+    EXPECT_TRUE(std::filesystem::exists(dir / "state.part"));
+    ForgetStateFile(*qmp);
+    auto cancelled = CancelMigration(*qmp, 2s);
+    EXPECT_TRUE(cancelled) << cancelled.error().message;
+    ASSERT_EQ(server.fds.size(), 1u);
+    close(server.fds[0]);
+    received = server.received;
+  }
+  ASSERT_EQ(received.size(), 5u);
+  EXPECT_EQ(received[1],
+            R"({"arguments":{"capabilities":[{"capability":"x-ignore-shared","state":true},)"
+            R"({"capability":"events","state":true}]},"execute":"migrate-set-capabilities"})");
+  EXPECT_EQ(received[2], R"({"arguments":{"fdname":"hearth-state"},"execute":"getfd"})");
+  EXPECT_EQ(received[3], R"({"arguments":{"fdname":"hearth-state"},"execute":"closefd"})");
+  EXPECT_EQ(received[4], R"({"execute":"migrate_cancel"})");
+  // A file that cannot be opened is not handed over, and says which.
+  testing::TempDir other;
+  FakeQmpServer quiet((other / "qmp.sock").string(), {{R"({"return": {}})"}});
+  auto qmp = QmpClient::Connect((other / "qmp.sock").string(), 2s);
+  ASSERT_TRUE(qmp);
+  auto missing = PassStateFile(*qmp, other / "no" / "state", O_RDONLY);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("no/state"), std::string::npos);
+}
+
+TEST(QmpClientTest, ABoundSocketNobodyListensOnFailsAtOnce) {
+  testing::TempDir dir;
+  std::string path = (dir / "qmp.sock").string();
+  {
+    auto listener = QmpListener::Open(path);
+    ASSERT_TRUE(listener) << listener.error().message;
+  }  // closed: like a QEMU that died before it took the socket over
+  auto start = std::chrono::steady_clock::now();
+  auto qmp = QmpClient::Connect(path, 5s, /*bound_before=*/true);
+  ASSERT_FALSE(qmp);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  EXPECT_NE(qmp.error().message.find("no longer listening"), std::string::npos)
+      << qmp.error().message;
 }
 
 TEST(QmpClientTest, NoSocketIsUnavailableAfterTheTimeout) {

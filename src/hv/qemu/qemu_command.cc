@@ -3,10 +3,8 @@
 #include <fmt/format.h>
 
 namespace hearth::hv::qemu {
-namespace {
 
-// QEMU's option syntax separates key=value pairs with commas; a comma inside a value is doubled.
-std::string Escape(std::string_view value) {
+std::string EscapeOptionValue(std::string_view value) {
   std::string out;
   for (char c : value) {
     out += c;
@@ -14,6 +12,8 @@ std::string Escape(std::string_view value) {
   }
   return out;
 }
+
+namespace {
 
 tl::unexpected<Error> Missing(std::string_view field) {
   return Fail(Code::kInvalidArgument, fmt::format("qemu: {} is required", field),
@@ -53,7 +53,7 @@ Result<std::vector<std::string>> BuildQemuArgv(const QemuConfig& c) {
       fmt::format("{}M", c.memory.value),
       "-object",
       fmt::format("memory-backend-file,id=mem,size={}M,mem-path={},share=on", c.memory.value,
-                  Escape(c.memory_file)),
+                  EscapeOptionValue(c.memory_file)),
       "-M",
       "microvm,acpi=on,memory-backend=mem",
       "-kernel",
@@ -61,35 +61,35 @@ Result<std::vector<std::string>> BuildQemuArgv(const QemuConfig& c) {
   };
   if (!c.initrd.empty()) argv.insert(argv.end(), {"-initrd", c.initrd});
   if (!c.cmdline.empty()) argv.insert(argv.end(), {"-append", c.cmdline});
-  argv.insert(
-      argv.end(),
-      {"-chardev", fmt::format("file,id=console,path={},append=on", Escape(c.console_output)),
-       "-serial", "chardev:console"});
+  argv.insert(argv.end(), {"-chardev",
+                           fmt::format("file,id=console,path={},append=on",
+                                       EscapeOptionValue(c.console_output)),
+                           "-serial", "chardev:console"});
   if (c.qmp_fd) {
     argv.insert(argv.end(),
                 {"-chardev", fmt::format("socket,id=qmp,fd={},server=on,wait=off", *c.qmp_fd),
                  "-mon", "chardev=qmp,mode=control"});
   } else {
-    argv.insert(argv.end(),
-                {"-qmp", fmt::format("unix:{},server=on,wait=off", Escape(c.qmp_socket))});
+    argv.insert(argv.end(), {"-qmp", fmt::format("unix:{},server=on,wait=off",
+                                                 EscapeOptionValue(c.qmp_socket))});
   }
   if (!c.agent_pipe.empty()) {
     argv.insert(argv.end(), {"-device", "virtio-serial-device", "-chardev",
-                             fmt::format("pipe,id=agent,path={}", Escape(c.agent_pipe)), "-device",
-                             "virtserialport,chardev=agent,name=org.hearth.agent"});
+                             fmt::format("pipe,id=agent,path={}", EscapeOptionValue(c.agent_pipe)),
+                             "-device", "virtserialport,chardev=agent,name=org.hearth.agent"});
   }
   if (!c.rootfs.empty()) {
     argv.insert(argv.end(),
                 {"-drive",
                  fmt::format("id=root,file={},format=raw,if=none,cache=none,aio=threads{}",
-                             Escape(c.rootfs), c.rootfs_readonly ? ",readonly=on" : ""),
+                             EscapeOptionValue(c.rootfs), c.rootfs_readonly ? ",readonly=on" : ""),
                  "-device", "virtio-blk-device,drive=root"});
   }
   if (c.tap_fd) {
     argv.insert(argv.end(), {"-netdev", fmt::format("tap,id=net0,fd={}", *c.tap_fd)});
   } else if (!c.tap_name.empty()) {
     argv.insert(argv.end(), {"-netdev", fmt::format("tap,id=net0,ifname={},script=no,downscript=no",
-                                                    Escape(c.tap_name))});
+                                                    EscapeOptionValue(c.tap_name))});
   }
   if (c.tap_fd || !c.tap_name.empty()) {
     argv.insert(argv.end(),

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -48,6 +49,9 @@ struct QemuConfig {
   // command line must be identical to the one the snapshot was taken with.
   bool incoming = false;
 };
+
+// QEMU's option syntax separates key=value pairs with commas; a comma inside a value is doubled.
+std::string EscapeOptionValue(std::string_view value);
 
 // The argv (argv[0] = binary). invalid_argument names a missing or contradictory field.
 Result<std::vector<std::string>> BuildQemuArgv(const QemuConfig& config);

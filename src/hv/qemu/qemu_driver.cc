@@ -19,6 +19,7 @@
 #include "common/files.h"
 #include "hv/console_log.h"
 #include "hv/qemu/qmp_client.h"
+#include "hv/qemu/qmp_migration.h"
 #include "image/command.h"
 #include "image/guest_init.h"
 
@@ -123,46 +124,6 @@ Status AllocateMemoryFile(const MachineSpec& spec) {
   return Ok();
 }
 
-// A socket listening at the VM's QMP path for QEMU to take over (QemuConfig::qmp_fd): hearthd's
-// client connects at once and is greeted as soon as QEMU runs its main loop, instead of polling
-// for QEMU to create the socket. Closed by hearthd once QEMU has it.
-class QmpListener {
- public:
-  static Result<QmpListener> Open(const fs::path& path) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.string().size() >= sizeof(addr.sun_path)) {
-      return Fail(Code::kInvalidArgument,
-                  fmt::format("the QMP socket path {} is longer than {} bytes; use a shorter "
-                              "--data-dir",
-                              path.string(), sizeof(addr.sun_path) - 1));
-    }
-    std::memcpy(addr.sun_path, path.c_str(), path.string().size() + 1);
-    std::error_code ec;
-    fs::remove(path, ec);
-    QmpListener l;
-    l.fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (l.fd_ < 0 || ::bind(l.fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        ::listen(l.fd_, 4) != 0) {
-      return Fail(Code::kInternal,
-                  fmt::format("listening on {}: {}", path.string(), strerror(errno)));
-    }
-    return l;
-  }
-  QmpListener(QmpListener&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  QmpListener& operator=(QmpListener&&) = delete;
-  ~QmpListener() { Close(); }
-  int fd() const { return fd_; }
-  // Once QEMU has its copy: a QEMU that dies then leaves nobody listening, and the client sees it.
-  void Close() {
-    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
-  }
-
- private:
-  QmpListener() = default;
-  int fd_ = -1;
-};
-
 // The descriptors the VMM inherits: the QMP socket, and the tap when the node hands it over.
 std::vector<int> KeptFds(const MachineSpec& spec, const QmpListener& qmp) {
   std::vector<int> fds = {qmp.fd()};
@@ -183,7 +144,8 @@ std::string Diagnose(const MachineSpec& spec) {
 bool RunsVm(int64_t pid, const MachineSpec& spec) {
   std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
   std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return cmdline.find("mem-path=" + spec.memory_file.string() + ",") != std::string::npos;
+  return cmdline.find("mem-path=" + EscapeOptionValue(spec.memory_file.string()) + ",") !=
+         std::string::npos;
 }
 
 }  // namespace
@@ -284,51 +246,6 @@ Status QemuDriver::RequestShutdown(const MachineSpec& spec, const ProcessId& pro
   return Ok();
 }
 
-namespace {
-
-// The name under which QEMU holds the state file hearth hands it (QMP `getfd`).
-constexpr char kStateFdName[] = "hearth-state";
-
-// On both sides of a save or restore: guest RAM stays in the shared file (x-ignore-shared), and
-// QEMU says when the migration ends (MIGRATION events), so that nothing polls.
-Status SetMigrationCapabilities(QmpClient& qmp) {
-  auto r = qmp.Execute("migrate-set-capabilities",
-                       {{"capabilities",
-                         {{{"capability", "x-ignore-shared"}, {"state", true}},
-                          {{"capability", "events"}, {"state", true}}}}});
-  if (!r) return Fail(r.error().Wrap("migrate-set-capabilities x-ignore-shared, events"));
-  return Ok();
-}
-
-// Opens `path` with `flags` and hands the descriptor to QEMU as kStateFdName. QEMU then reads or
-// writes the file itself: no shell, no `cat`, no pipe on the way.
-Status PassStateFile(QmpClient& qmp, const fs::path& path, int flags) {
-  int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Fail(Code::kInternal, fmt::format("opening {}: {}", path.string(), strerror(errno)));
-  }
-  auto r = qmp.ExecuteWithFd(fd, "getfd", {{"fdname", kStateFdName}});
-  ::close(fd);
-  if (!r) return Fail(r.error().Wrap(fmt::format("handing {} to qemu", path.string())));
-  return Ok();
-}
-
-// Waits for the migration to end and returns its final state ("completed", "failed" or
-// "cancelled").
-Result<std::string> WaitMigration(QmpClient& qmp, std::chrono::milliseconds limit) {
-  auto ended = qmp.WaitEvent(
-      "MIGRATION",
-      [](const nlohmann::json& data) {
-        std::string status = data.value("status", "");
-        return status == "completed" || status == "failed" || status == "cancelled";
-      },
-      limit);
-  if (!ended) return Fail(ended.error());
-  return ended->value("status", "");
-}
-
-}  // namespace
-
 Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId& process,
                                        const fs::path& dir) {
   auto qmp = Qmp(spec, fmt::format("saving state of pid {}", process.pid));
@@ -340,8 +257,18 @@ Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId&
   if (auto s = PassStateFile(*qmp, partial, O_WRONLY | O_CREAT | O_TRUNC); !s) {
     return Fail(s.error().Wrap(fmt::format("vm '{}': saving state", spec.name)));
   }
+  // Until `migrate` took the descriptor QEMU holds it; after, the migration must be over before
+  // the caller lets the guest run on.
+  bool migrating = false;
   std::error_code ec;
   auto fail = [&](const Error& e) {
+    if (migrating) {
+      if (auto s = CancelMigration(*qmp, 5s); !s) {
+        spdlog::warn("vm '{}': cancelling the save: {}", spec.name, s.error().message);
+      }
+    } else {
+      ForgetStateFile(*qmp);
+    }
     fs::remove(partial, ec);
     return Fail(e.Wrap(fmt::format("vm '{}': saving state", spec.name)));
   };
@@ -349,9 +276,11 @@ Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId&
   if (auto r = qmp->Execute("migrate", {{"uri", fmt::format("fd:{}", kStateFdName)}}); !r) {
     return fail(r.error().Wrap("migrate"));
   }
+  migrating = true;
   // QEMU writes the last of the state before it reports `completed`.
   auto status = WaitMigration(*qmp, 60s);
   if (!status) return fail(status.error());
+  migrating = false;
   if (*status != "completed") {
     auto info = qmp->Execute("query-migrate");
     std::string why = info ? info->value("error-desc", *status) : *status;
@@ -393,8 +322,8 @@ Result<ProcessId> QemuDriver::Restore(
     WaitForExit(*process, 5s);
     return Fail(e.Wrap(fmt::format("vm '{}': restoring", spec.name)));
   };
-  auto qmp = QmpClient::Connect(spec.qmp_socket.string(), 10s);
-  if (!qmp) return fail(qmp.error());
+  auto qmp = QmpClient::Connect(spec.qmp_socket.string(), 10s, /*bound_before=*/true);
+  if (!qmp) return fail(Error{qmp.error().code, qmp.error().message + Diagnose(spec)});
   if (auto s = SetMigrationCapabilities(*qmp); !s) return fail(s.error());
   if (auto s = PassStateFile(*qmp, dir / kStateFile, O_RDONLY); !s) return fail(s.error());
   auto incoming = qmp->Execute("migrate-incoming", {{"uri", fmt::format("fd:{}", kStateFdName)}});
@@ -402,13 +331,15 @@ Result<ProcessId> QemuDriver::Restore(
   // QEMU ends itself when a load fails; the saved guest was stopped, so it arrives paused.
   auto loaded = WaitMigration(*qmp, 60s);
   if (!loaded) return fail(Error{loaded.error().code, loaded.error().message + Diagnose(spec)});
+  if (*loaded != "completed") {
+    return fail(Error{Code::kInternal,
+                      fmt::format("loading the state ended '{}'{}", *loaded, Diagnose(spec))});
+  }
   auto status = qmp->Execute("query-status");
   if (!status) return fail(status.error());
-  if (*loaded != "completed" || status->value("status", "") != "paused") {
+  if (std::string run = status->value("status", ""); run != "paused") {
     return fail(Error{Code::kInternal,
-                      fmt::format("loading the state ended in migration status '{}', run state "
-                                  "'{}'{}",
-                                  *loaded, status->value("status", ""), Diagnose(spec))});
+                      fmt::format("the loaded VM is '{}', not paused{}", run, Diagnose(spec))});
   }
   if (auto s = before_running(*process); !s) return fail(s.error());
   if (auto r = qmp->Execute("cont"); !r) return fail(r.error().Wrap("cont"));

@@ -25,7 +25,7 @@ int RemainingMs(Clock::time_point deadline) {
 }  // namespace
 
 Result<QmpClient> QmpClient::Connect(const std::string& socket_path,
-                                     std::chrono::milliseconds timeout) {
+                                     std::chrono::milliseconds timeout, bool bound_before) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof(addr.sun_path)) {
@@ -52,6 +52,11 @@ Result<QmpClient> QmpClient::Connect(const std::string& socket_path,
     }
     last_errno = errno;
     close(fd);
+    if (bound_before && (last_errno == ECONNREFUSED || last_errno == ENOENT)) {
+      return Fail(Code::kUnavailable,
+                  fmt::format("qmp: {} is no longer listening ({}): the VMM ended", socket_path,
+                              strerror(last_errno)));
+    }
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }

@@ -18,9 +18,10 @@ namespace hearth::hv::qemu {
 class QmpClient {
  public:
   // Connects to `socket_path`, retrying until `timeout` while QEMU has not created it yet, reads
-  // the greeting and negotiates capabilities.
+  // the greeting and negotiates capabilities. `bound_before`: hearthd bound the socket before
+  // QEMU started (QmpListener), so a refused or missing socket means QEMU is gone: no retry.
   static Result<QmpClient> Connect(const std::string& socket_path,
-                                   std::chrono::milliseconds timeout);
+                                   std::chrono::milliseconds timeout, bool bound_before = false);
 
   QmpClient(QmpClient&& other) noexcept;
   QmpClient& operator=(QmpClient&& other) noexcept;

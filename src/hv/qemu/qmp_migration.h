@@ -1,0 +1,57 @@
+// The QMP side of moving a VM's device state out of QEMU and back in, shared by the driver and the
+// benchmarks' hand-run comparison. hearthd opens the state file itself and hands the descriptor
+// over (`getfd`), then `migrate fd:NAME` / `migrate-incoming fd:NAME`: QEMU reads or writes the
+// file directly, with no shell, `cat` or pipe on the way. Guest RAM stays in the shared RAM file
+// (capability x-ignore-shared on both sides), and QEMU's MIGRATION events say when it is over, so
+// nothing polls. Also the QMP socket hearthd binds before QEMU exists (QmpListener).
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include "common/result.h"
+#include "hv/qemu/qmp_client.h"
+
+namespace hearth::hv::qemu {
+
+// The name under which QEMU holds the state file it was handed.
+inline constexpr char kStateFdName[] = "hearth-state";
+
+// x-ignore-shared and events, on the source before `migrate` and on the destination before
+// `migrate-incoming`.
+Status SetMigrationCapabilities(QmpClient& qmp);
+
+// Opens `path` with `flags` (O_CLOEXEC added, mode 0600 when created) and hands the descriptor to
+// QEMU as kStateFdName; hearthd's copy is closed again.
+Status PassStateFile(QmpClient& qmp, const std::filesystem::path& path, int flags);
+
+// Closes the handed-over descriptor inside QEMU, for when no migration took it. Best effort.
+void ForgetStateFile(QmpClient& qmp);
+
+// Waits for the migration to end and returns how: "completed", "failed" or "cancelled".
+Result<std::string> WaitMigration(QmpClient& qmp, std::chrono::milliseconds limit);
+
+// Cancels an outgoing migration under way and waits up to `limit` for QEMU to say it ended, so
+// that a guest continued afterwards is not stopped again by a migration finishing late.
+Status CancelMigration(QmpClient& qmp, std::chrono::milliseconds limit);
+
+// A unix socket bound to `path` and listening, for QEMU to take over (-chardev socket,fd=N): a
+// client connects at once and is greeted as soon as QEMU runs its main loop, instead of polling
+// for QEMU to create the socket. Close it once QEMU has its copy, so that a QEMU that dies leaves
+// no listener and a client sees that at once.
+class QmpListener {
+ public:
+  static Result<QmpListener> Open(const std::filesystem::path& path);
+  QmpListener(QmpListener&& other) noexcept;
+  QmpListener& operator=(QmpListener&&) = delete;
+  ~QmpListener() { Close(); }
+  int fd() const { return fd_; }
+  void Close();
+
+ private:
+  QmpListener() = default;
+  int fd_ = -1;
+};
+
+}  // namespace hearth::hv::qemu
