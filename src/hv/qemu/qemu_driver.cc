@@ -9,9 +9,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <thread>
 #include <utility>
 
@@ -56,8 +58,11 @@ Status MakeAgentPipes(const MachineSpec& spec) {
 }
 
 // Puts the guest's wall clock right through its agent ("settime SECONDS" on the virtio-serial
-// port org.hearth.agent, answered "ok SECONDS").
-Status SetGuestClock(const MachineSpec& spec, std::chrono::milliseconds timeout) {
+// port org.hearth.agent, answered "ok SECONDS"). Gives up quietly once `superseded` says a later
+// request on the same channel took over (the VM was suspended and resumed again meanwhile): two
+// readers of one FIFO would take each other's answers.
+Status SetGuestClock(const MachineSpec& spec, std::chrono::milliseconds timeout,
+                     const std::function<bool()>& superseded) {
   int out = ::open(AgentOut(spec).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   int in = ::open(AgentIn(spec).c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   auto close_both = [&] {
@@ -83,8 +88,15 @@ Status SetGuestClock(const MachineSpec& spec, std::chrono::milliseconds timeout)
     while (reply.find(expect) == std::string::npos) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
       pollfd p{out, POLLIN, 0};
-      if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+      int ready = poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 50)));
+      if (superseded()) {  // checked before reading: what comes now is the later request's
+        close_both();
+        return Ok();
+      }
+      if (ready < 0 && errno != EINTR) break;
+      if (ready <= 0) continue;
       ssize_t n = read(out, buf, sizeof(buf));
       if (n > 0) reply.append(buf, static_cast<size_t>(n));
       if (n == 0) std::this_thread::sleep_for(5ms);  // no writer yet (POLLHUP)
@@ -347,7 +359,20 @@ Result<ProcessId> QemuDriver::Restore(
 }
 
 Status QemuDriver::SyncClock(const MachineSpec& spec, const ProcessId&) {
-  return SetGuestClock(spec, 2s);  // off the resume path: it may wait
+  uint64_t mine;
+  {
+    std::lock_guard lock(clock_mu_);
+    mine = ++clock_requests_[spec.vm_id];
+  }
+  return SetGuestClock(spec, 2s, [&] {  // off the resume path: it may wait
+    std::lock_guard lock(clock_mu_);
+    return clock_requests_[spec.vm_id] != mine;
+  });
+}
+
+void QemuDriver::Forget(const MachineSpec& spec) {
+  std::lock_guard lock(clock_mu_);
+  clock_requests_.erase(spec.vm_id);
 }
 
 Result<std::string> QemuDriver::Version() {

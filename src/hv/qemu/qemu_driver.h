@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -57,8 +58,11 @@ class QemuDriver final : public HypervisorDriver {
   // connection.
   Result<ProcessId> Restore(const MachineSpec& spec, const std::filesystem::path& dir,
                             const std::function<Status(const ProcessId&)>& before_running) override;
-  // Through the guest agent in the default image ("settime").
+  // Through the guest agent in the default image ("settime"). A later SyncClock of the same VM
+  // (suspended and resumed again meanwhile) takes over from an earlier one still waiting.
   Status SyncClock(const MachineSpec& spec, const ProcessId& process) override;
+  // The VM is deleted: its clock bookkeeping goes.
+  void Forget(const MachineSpec& spec) override;
   // The first line of `qemu-system-x86_64 --version`.
   Result<std::string> Version() override;
   // Metering, over QMP (qemu_driver_stats.cc): query-cpus-fast, query-blockstats.
@@ -68,6 +72,8 @@ class QemuDriver final : public HypervisorDriver {
 
  private:
   QemuDriverOptions options_;
+  std::mutex clock_mu_;
+  std::map<std::string, uint64_t> clock_requests_;  // per VM id: the latest SyncClock
   std::mutex version_mu_;
   std::string version_;  // cached
 };

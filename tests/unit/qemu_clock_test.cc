@@ -1,0 +1,98 @@
+// QemuDriver::SyncClock against a stand-in for the guest agent on the channel's FIFO pair (what
+// QEMU's pipe chardev connects to the virtio-serial port): the request and answer lines, and a
+// later sync taking over from one still waiting for an answer that will not come.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "hv/qemu/qemu_driver.h"
+#include "support/temp_dir.h"
+
+namespace hearth::hv::qemu {
+namespace {
+
+using namespace std::chrono_literals;
+
+class QemuClockTest : public ::testing::Test {
+ protected:
+  QemuClockTest() : driver_(QemuDriverOptions{}) {
+    spec_.vm_id = "vm1";
+    spec_.name = "web";
+    spec_.agent_pipe = dir_ / "agent";
+    for (const char* end : {".in", ".out"}) {
+      EXPECT_EQ(mkfifo((spec_.agent_pipe.string() + end).c_str(), 0600), 0);
+    }
+    // Held the way QEMU holds them: read-write, so neither side blocks on open.
+    requests_ = open((spec_.agent_pipe.string() + ".in").c_str(), O_RDWR | O_CLOEXEC);
+    answers_ = open((spec_.agent_pipe.string() + ".out").c_str(), O_RDWR | O_CLOEXEC);
+  }
+  ~QemuClockTest() override {
+    close(requests_);
+    close(answers_);
+  }
+
+  // The next request line the host wrote, or "" after 5 s.
+  std::string NextRequest() {
+    std::string line;
+    auto until = std::chrono::steady_clock::now() + 5s;
+    while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
+      pollfd p{requests_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      char c;
+      if (read(requests_, &c, 1) == 1) line += c;
+    }
+    return line;
+  }
+  void Answer(const std::string& line) {
+    ASSERT_EQ(write(answers_, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+  }
+
+  testing::TempDir dir_;
+  MachineSpec spec_;
+  QemuDriver driver_;
+  int requests_ = -1;
+  int answers_ = -1;
+};
+
+TEST_F(QemuClockTest, TheAgentConfirmsTheSecondItWasSent) {
+  Status synced = Fail(Code::kInternal, "not run");
+  std::thread sync([&] { synced = driver_.SyncClock(spec_, {}); });
+  std::string request = NextRequest();
+  ASSERT_EQ(request.rfind("settime ", 0), 0u) << request;
+  int64_t sent = std::stoll(request.substr(8));
+  int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  EXPECT_LE(std::abs(sent - now), 1);
+  Answer("ok " + std::to_string(sent - 1) + "\n");  // a stale answer does not count
+  Answer("ok " + std::to_string(sent) + "\n");
+  sync.join();
+  EXPECT_TRUE(synced) << synced.error().message;
+}
+
+TEST_F(QemuClockTest, ALaterSyncTakesOverFromOneStillWaiting) {
+  // The first request is lost (the VM was suspended before its agent read it); the VM is resumed
+  // and synced again. Both calls end at once, and neither takes the other's answer.
+  Status first = Fail(Code::kInternal, "not run"), second = first;
+  auto t0 = std::chrono::steady_clock::now();
+  std::thread one([&] { first = driver_.SyncClock(spec_, {}); });
+  ASSERT_NE(NextRequest(), "");
+  std::thread two([&] { second = driver_.SyncClock(spec_, {}); });
+  std::string request = NextRequest();
+  ASSERT_EQ(request.rfind("settime ", 0), 0u) << request;
+  Answer("ok " + request.substr(8));
+  one.join();
+  two.join();
+  EXPECT_TRUE(first) << first.error().message;
+  EXPECT_TRUE(second) << second.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms) << "nobody waited for the timeout";
+}
+
+}  // namespace
+}  // namespace hearth::hv::qemu
