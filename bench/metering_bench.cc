@@ -201,11 +201,5 @@ int Run(int rounds) {
 }  // namespace hearth
 
 int main(int argc, char** argv) {
-  int rounds = argc > 1 ? std::atoi(argv[1]) : 30;
-  try {
-    return hearth::Run(std::max(rounds, 1));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "metering_bench: %s\n", e.what());
-    return 1;
-  }
+  return hearth::bench::Main("metering_bench", argc, argv, hearth::Run, 30);
 }

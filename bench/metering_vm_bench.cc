@@ -12,10 +12,10 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <thread>
 
+#include "metering/usage_reader.h"
 #include "support/clickhouse_server.h"
 #include "support/daemon.h"
 #include "support/temp_dir.h"
@@ -33,18 +33,15 @@ using bench::Ms;
 // utime + stime of a process, in seconds.
 double CpuSeconds(pid_t pid) {
   std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // Fields after the command (which may hold spaces) start after the last ')'.
-  std::istringstream rest(stat.substr(stat.rfind(')') + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(field);
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto stat = metering::ParseProcStat(text);
+  if (!stat) throw std::runtime_error(stat.error().message);
+  return static_cast<double>(stat->utime_ticks + stat->stime_ticks) /
+         static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 int Run(int seconds) {
+  seconds = std::max(seconds, 5);
   auto server = testing::ClickHouseServer::Start();
   if (!server) throw std::runtime_error("starting ClickHouse: " + server.error().message);
   testing::TempDir dir;
@@ -92,11 +89,5 @@ int Run(int seconds) {
 }  // namespace hearth
 
 int main(int argc, char** argv) {
-  int seconds = argc > 1 ? std::atoi(argv[1]) : 60;
-  try {
-    return hearth::Run(std::max(seconds, 5));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "metering_vm_bench: %s\n", e.what());
-    return 1;
-  }
+  return hearth::bench::Main("metering_vm_bench", argc, argv, hearth::Run, 60);
 }

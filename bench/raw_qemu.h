@@ -64,7 +64,8 @@ class RawQemu {
     if (!qemu) throw std::runtime_error(qemu.error().message);
     qemu_ = *qemu;
     qmp_.emplace(Connect());
-    SetCapabilities(how);
+    // The same capabilities for both transports (events change nothing for exec:cat).
+    Must(hv::qemu::SetMigrationCapabilities(*qmp_));
     if (how == Transport::kFd) {
       PassFile(state_ + ".in", O_RDONLY);
       Must(qmp_->Execute("migrate-incoming",
@@ -82,7 +83,7 @@ class RawQemu {
   // returns the ms of the save (until QEMU ended and the state file is whole).
   double SaveAndHandBack(Transport how) {
     auto t0 = Clock::now();
-    SetCapabilities(how);
+    Must(hv::qemu::SetMigrationCapabilities(*qmp_));
     if (how == Transport::kFd) {
       PassFile(state_ + ".part", O_WRONLY | O_CREAT | O_TRUNC);
       Must(qmp_->Execute("stop"));
@@ -119,8 +120,6 @@ class RawQemu {
     if (!c) throw std::runtime_error(c.error().message);
     return std::move(*c);
   }
-  // The same capabilities for both transports (events change nothing for exec:cat).
-  void SetCapabilities(Transport) { Must(hv::qemu::SetMigrationCapabilities(*qmp_)); }
   void Poll(const std::string& cmd, const std::function<bool(const std::string&)>& done) {
     for (auto until = Clock::now() + std::chrono::seconds(60); Clock::now() < until;) {
       auto r = qmp_->Execute(cmd);

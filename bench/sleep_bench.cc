@@ -134,28 +134,20 @@ int Run(int rounds) {
     auto t0 = Clock::now();
     act("suspend", "suspended");
     hs.push_back(Ms(Clock::now() - t0));
-    json slept = api.Call("GET", "/v1/vms/nap/events?limit=3");
-    for (const auto& e : slept.value("events", json::array())) {
-      if (e.value("type", "") != "suspended") continue;
-      json m = e.value("measures", json::object());
-      sj.push_back(m.value("latency_ms", 0.0));
-      ss.push_back(m.value("save_ms", 0.0));
-      sc.push_back(m.value("complete_ms", 0.0));
-      se.push_back(m.value("end_ms", 0.0));
-    }
+    json slept = api.LastMeasures("nap", "suspended");
+    sj.push_back(slept.value("latency_ms", 0.0));
+    ss.push_back(slept.value("save_ms", 0.0));
+    sc.push_back(slept.value("complete_ms", 0.0));
+    se.push_back(slept.value("end_ms", 0.0));
     t0 = Clock::now();
     act("resume", "running");
     hr.push_back(Ms(Clock::now() - t0));
     WaitHttp(ip);
     hh.push_back(Ms(Clock::now() - t0));
     // hearth's own view of that resume: its job, and the VMM's restore inside it.
-    json events = api.Call("GET", "/v1/vms/nap/events?limit=5");
-    for (const auto& e : events.value("events", json::array())) {
-      if (e.value("type", "") != "resumed") continue;
-      json m = e.value("measures", json::object());
-      hj.push_back(m.value("latency_ms", 0.0));
-      hv.push_back(m.value("restore_ms", 0.0));
-    }
+    json resumed = api.LastMeasures("nap", "resumed");
+    hj.push_back(resumed.value("latency_ms", 0.0));
+    hv.push_back(resumed.value("restore_ms", 0.0));
 
     // By hand, on the same VM's files: taking the running guest over from hearth's QEMU is not
     // possible, so hearth suspends it and the raw restore/save cycle runs on its snapshot.

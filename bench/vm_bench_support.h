@@ -11,18 +11,20 @@
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "http/client.h"
 
 namespace hearth::bench {
 
 using Clock = std::chrono::steady_clock;
 
-inline double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+inline double Ms(Clock::duration d) { return Millis(d); }
 
 inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -72,6 +74,19 @@ struct Api {
     return r->body.empty() ? nlohmann::json() : nlohmann::json::parse(r->body);
   }
 
+  // The measures of the VM's newest `type` event among its last five (see the Event schema in
+  // openapi.yaml); throws when there is none.
+  nlohmann::json LastMeasures(const std::string& name, const std::string& type) {
+    nlohmann::json events = Call("GET", "/v1/vms/" + name + "/events?limit=5");
+    std::optional<nlohmann::json> measures;
+    for (const auto& e : events.value("events", nlohmann::json::array())) {
+      if (e.value("type", "") == type) measures = e.value("measures", nlohmann::json::object());
+    }
+    if (!measures)
+      throw std::runtime_error(fmt::format("vm {} has no recent {} event", name, type));
+    return *measures;
+  }
+
   // Polls (every `poll`) until the VM is in `state`; throws when it fails or takes 2 minutes.
   nlohmann::json WaitState(const std::string& name, const std::string& state,
                            std::chrono::milliseconds poll = std::chrono::milliseconds(1)) {
@@ -85,9 +100,11 @@ struct Api {
   }
 };
 
-// main() of a VM benchmark: `NAME [ROUNDS]` (default 5); an exception ends it with its message.
-inline int Main(const char* name, int argc, char** argv, int (*run)(int rounds)) {
-  int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
+// main() of a benchmark: `NAME [ROUNDS]` (default `default_rounds`, at least 1); an exception
+// ends it with its message.
+inline int Main(const char* name, int argc, char** argv, int (*run)(int rounds),
+                int default_rounds = 5) {
+  int rounds = argc > 1 ? std::atoi(argv[1]) : default_rounds;
   try {
     return run(std::max(rounds, 1));
   } catch (const std::exception& e) {

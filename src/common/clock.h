@@ -29,6 +29,10 @@ class SystemClock final : public Clock {
 inline double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
+// The same in milliseconds, for measures ("restore_ms").
+inline double Millis(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
 
 // Formats as RFC 3339 UTC, e.g. "2026-11-26T07:40:28Z"; milliseconds are shown when non-zero.
 std::string FormatTime(Timestamp t);

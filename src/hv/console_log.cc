@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
+
 namespace hearth::hv {
 
 Status CapLog(const std::filesystem::path& path, int64_t cap) {
@@ -79,6 +81,14 @@ std::string LastLines(const std::filesystem::path& path, int lines) {
     out += *it;
   }
   return out;
+}
+
+Status StampLaunch(const std::filesystem::path& console_log, const std::filesystem::path& vmm_log,
+                   std::string_view vm_name) {
+  std::string stamp =
+      fmt::format("{} {} at {}", kLaunchMarker, vm_name, FormatTime(SystemClock().Now()));
+  if (auto s = AppendLine(console_log, stamp); !s) return s;
+  return AppendLine(vmm_log, stamp);
 }
 
 Status AppendLine(const std::filesystem::path& path, std::string_view line) {

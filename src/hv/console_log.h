@@ -35,6 +35,10 @@ Status AppendLine(const std::filesystem::path& path, std::string_view line);
 // for after the last one (the log keeps earlier boots).
 inline constexpr std::string_view kLaunchMarker = "hearth: vmm launched";
 
+// Writes "<kLaunchMarker> <vm name> at <time>" to both the console log and the VMM's own log.
+Status StampLaunch(const std::filesystem::path& console_log, const std::filesystem::path& vmm_log,
+                   std::string_view vm_name);
+
 // What WaitForConsole watches.
 struct ConsoleWatch {
   std::filesystem::path console_log;

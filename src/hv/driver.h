@@ -56,6 +56,15 @@ inline void UseLayout(MachineSpec& spec, const Paths& paths, std::string_view vm
   spec.agent_pipe = paths.agent_pipe(vm_id);
 }
 
+// A spec with only the VM's identity and runtime files: enough to meter or forget its VMM.
+inline MachineSpec RuntimeSpec(const Paths& paths, std::string_view vm_id, std::string_view name) {
+  MachineSpec spec;
+  spec.vm_id = vm_id;
+  spec.name = name;
+  UseLayout(spec, paths, vm_id);
+  return spec;
+}
+
 struct BackendInfo {
   std::string backend;
   std::string note;

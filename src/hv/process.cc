@@ -78,20 +78,28 @@ bool IsAlive(const ProcessId& id) {
   return t && *t == id.start_time;
 }
 
-Result<int> OpenPidfd(const ProcessId& id) {
+namespace {
+
+// A pidfd of `id`; a zombie counts as the process when `zombie_ok`.
+Result<int> OpenPidfd(const ProcessId& id, bool zombie_ok) {
   int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(id.pid), 0));
   if (fd < 0) {
     return Fail(errno == ESRCH ? Code::kNotFound : Code::kInternal,
                 fmt::format("pidfd_open({}): {}", id.pid, Errno(errno)));
   }
   // The pid may have been recycled between recording and opening: check it is the same process.
-  if (!IsAlive(id)) {
+  auto start = ReadStartTime(id.pid, zombie_ok);
+  if (!start || *start != id.start_time) {
     ::close(fd);
     return Fail(Code::kNotFound,
                 fmt::format("process {} (started at tick {}) is gone", id.pid, id.start_time));
   }
   return fd;
 }
+
+}  // namespace
+
+Result<int> OpenPidfd(const ProcessId& id) { return OpenPidfd(id, /*zombie_ok=*/false); }
 
 Status SignalProcess(const ProcessId& id, int signal) {
   auto fd = OpenPidfd(id);
@@ -107,22 +115,17 @@ Status SignalProcess(const ProcessId& id, int signal) {
 }
 
 bool WaitForExit(const ProcessId& id, std::chrono::milliseconds timeout) {
-  // Not OpenPidfd: a multi-threaded VMM's leader is a zombie while its other threads still exit
+  // A zombie counts: a multi-threaded VMM's leader is a zombie while its other threads still exit
   // and hold its descriptors (a tap another process then cannot attach to). The pidfd becomes
   // readable only once the whole thread group is gone.
-  int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(id.pid), 0));
-  if (fd < 0) return true;  // reaped
-  auto start = ReadStartTime(id.pid, /*zombie_ok=*/true);
-  if (!start || *start != id.start_time) {
-    ::close(fd);
-    return true;  // another process under a recycled pid: ours is gone
-  }
-  pollfd p{fd, POLLIN, 0};
+  auto fd = OpenPidfd(id, /*zombie_ok=*/true);
+  if (!fd) return true;  // reaped, or another process under a recycled pid: ours is gone
+  pollfd p{*fd, POLLIN, 0};
   int rc;
   do {
     rc = poll(&p, 1, static_cast<int>(timeout.count()));
   } while (rc < 0 && errno == EINTR);
-  ::close(fd);
+  ::close(*fd);
   return rc > 0;
 }
 
@@ -205,16 +208,19 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
   return ProcessId{pid, *start};
 }
 
+std::string ProcessCmdline(int64_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 std::vector<ProcessId> FindProcesses(std::string_view needle) {
   std::vector<ProcessId> found;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator("/proc", ec)) {
     const std::string name = entry.path().filename().string();
     if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmdline.find(needle) == std::string::npos) continue;
     int64_t pid = std::stoll(name);
+    if (ProcessCmdline(pid).find(needle) == std::string::npos) continue;
     if (pid == getpid()) continue;
     if (auto start = ProcessStartTime(pid)) found.push_back({pid, *start});
   }

@@ -46,6 +46,8 @@ Status SignalProcess(const ProcessId& id, int signal);
 // Waits until `id` has exited or `timeout` passed; true if it exited.
 bool WaitForExit(const ProcessId& id, std::chrono::milliseconds timeout);
 
+// The NUL-separated command line of `pid`; empty when it is gone (or a kernel thread).
+std::string ProcessCmdline(int64_t pid);
 // Live processes whose command line contains `needle` (e.g. a VM's directory), for finding VMMs
 // that a crashed hearthd started but never recorded.
 std::vector<ProcessId> FindProcesses(std::string_view needle);

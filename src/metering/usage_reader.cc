@@ -67,11 +67,7 @@ Result<ProcStat> ParseProcStat(std::string_view text) {
 
 // What the driver needs to talk to the VM's VMM: its identity and runtime paths.
 hv::MachineSpec LinuxUsageReader::SpecOf(const VmRecord& vm) const {
-  hv::MachineSpec spec;
-  spec.vm_id = vm.id;
-  spec.name = vm.name;
-  hv::UseLayout(spec, paths_, vm.id);
-  return spec;
+  return hv::RuntimeSpec(paths_, vm.id, vm.name);
 }
 
 LinuxUsageReader::LinuxUsageReader(Paths paths, hv::HypervisorDriver* driver)

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -68,6 +69,28 @@ bool IsHearthStyleTap(unsigned flags) {
   return IsTap(flags) && (flags & IFF_PERSIST) && !(flags & IFF_MULTI_QUEUE);
 }
 
+bool AttachTapFd(int fd, std::string_view name) {
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, name.data(), std::min<size_t>(name.size(), IFNAMSIZ - 1));
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  return ioctl(fd, TUNSETIFF, &ifr) == 0;
+}
+
+Status GrantTap(std::string_view name, uid_t uid, gid_t gid) {
+  int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    return Fail(Code::kInternal, fmt::format("opening /dev/net/tun: {}", std::strerror(errno)));
+  }
+  Status result = Ok();
+  if (!AttachTapFd(fd, name) || ioctl(fd, TUNSETOWNER, uid) < 0 ||
+      ioctl(fd, TUNSETGROUP, gid) < 0) {
+    result = Fail(Code::kInternal, fmt::format("giving tap {} to the jail's {}:{}: {}", name, uid,
+                                               gid, std::strerror(errno)));
+  }
+  ::close(fd);
+  return result;
+}
+
 Status CreatePersistentTap(std::string_view name) {
   if (name.empty() || name.size() >= IFNAMSIZ) {
     return Fail(Code::kInvalidArgument,
@@ -75,11 +98,8 @@ Status CreatePersistentTap(std::string_view name) {
   }
   int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
   if (fd < 0) return Fail(TunError(name, "open /dev/net/tun", errno));
-  ifreq ifr{};
-  std::memcpy(ifr.ifr_name, name.data(), name.size());
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
   Status status = Ok();
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+  if (!AttachTapFd(fd, name)) {
     status = Fail(TunError(name, "TUNSETIFF", errno));
   } else if (ioctl(fd, TUNSETPERSIST, 1) < 0) {
     // Closing the fd below removes the (then non-persistent) tap again.

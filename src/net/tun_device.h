@@ -1,6 +1,8 @@
 // Tap devices through /dev/net/tun and what sysfs says about interfaces.
 #pragma once
 
+#include <sys/types.h>
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,6 +24,14 @@ std::string InterfaceAlias(std::string_view name);
 bool IsHearthStyleTap(unsigned tun_flags);
 // True for any tap (not tun) device.
 bool IsTap(unsigned tun_flags);
+
+// Attaches `fd`, open on /dev/net/tun, to tap `name` as hearth uses its taps (TUNSETIFF with
+// IFF_TAP|IFF_NO_PI|IFF_VNET_HDR). false, with errno set, when it cannot.
+bool AttachTapFd(int fd, std::string_view name);
+
+// Gives the persistent tap `name` to uid:gid (TUNSETOWNER/TUNSETGROUP), so that a process without
+// CAP_NET_ADMIN (a jailed Firecracker) can attach to it. The tap must not be attached.
+Status GrantTap(std::string_view name, uid_t uid, gid_t gid);
 
 // Creates tap `name` with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR and makes it persistent, so that it
 // outlives this call and every VMM that attaches to it. Fails if it cannot (e.g. it exists and is

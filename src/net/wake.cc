@@ -14,6 +14,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "net/tun_device.h"
+
 namespace hearth::net {
 
 Result<WakeFilter> MakeWakeFilter(std::string_view guest_mac, std::string_view guest_ip,
@@ -70,10 +72,7 @@ Result<int> OpenTap(std::string_view name) {
   if (fd < 0) {
     return Fail(Code::kUnavailable, fmt::format("open /dev/net/tun: {}", std::strerror(errno)));
   }
-  ifreq ifr{};
-  std::memcpy(ifr.ifr_name, name.data(), name.size());
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
+  if (!AttachTapFd(fd, name) || ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
     int e = errno;
     ::close(fd);
     return Fail(e == EBUSY ? Code::kFailedPrecondition : Code::kInternal,

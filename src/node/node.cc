@@ -446,12 +446,14 @@ Result<VmRecord> Node::ResumeRecorded(std::unique_lock<std::mutex>& lock, const 
 Result<std::shared_ptr<Node::PendingCommit>> Node::BeginResume(std::unique_lock<std::mutex>& lock,
                                                                const VmRecord& vm, bool check_now,
                                                                std::string message) {
-  // Refuse a snapshot that cannot be restored before anything changes (the job checks again,
-  // once the backend is decided).
+  // Refuse a snapshot that cannot be restored before anything changes. The job checks it (again,
+  // for another backend) once the backend is decided.
+  std::string checked;
   if (std::string backend = machinery_.driver->Peek().backend; check_now && !backend.empty()) {
     auto machine = Machine(vm);
     if (!machine) return Fail(machine.error());
     if (auto m = CheckSnapshot(vm, *machine, backend); !m) return Fail(m.error());
+    checked = backend;
   }
   // The job restores at once and writes `resuming` (and checks the snapshot) while the VMM loads.
   // Until that write ends, other requests on the VM wait for it.
@@ -462,7 +464,8 @@ Result<std::shared_ptr<Node::PendingCommit>> Node::BeginResume(std::unique_lock<
       BeginCommit(lock, std::move(next), "resuming", std::move(message)));
   live_[vm.name].job = true;
   std::string vm_name = vm.name;
-  Spawn([this, vm_name, pending] { RunResume(vm_name, pending); }, &wake_threads_);
+  Spawn([this, vm_name, pending, checked] { RunResume(vm_name, pending, checked); },
+        &wake_threads_);
   return pending;
 }
 

@@ -216,9 +216,11 @@ class Node {
               const std::function<void(VmRecord&)>& change = nullptr, Measures measures = {});
   // Saves a running VM's state and ends its VMM (job); resumes a suspended one (job).
   void RunSuspend(const std::string& name);
-  // Resumes VM `name` (node_resume.cc). The VM is `resuming`, or, with `pending`, suspended with
-  // the move to `resuming` begun but not written: the job writes it beside the restore.
-  void RunResume(const std::string& name, std::shared_ptr<PendingCommit> pending = nullptr);
+  // Resumes VM `name` (node_resume.cc): suspended, with the move to `resuming` begun in `pending`
+  // but not written; the job writes it beside the restore. `checked_backend`: the backend its
+  // snapshot was already checked for (BeginResume), so the job need not check it again.
+  void RunResume(const std::string& name, std::shared_ptr<PendingCommit> pending,
+                 std::string checked_backend);
   // Resume and start of a suspended VM (lock held, VM admitted): BeginResume, and the record of
   // the move to `resuming` once written.
   Result<VmRecord> ResumeRecorded(std::unique_lock<std::mutex>& lock, const VmRecord& vm);

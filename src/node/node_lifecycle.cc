@@ -152,11 +152,7 @@ void Node::CleanUp(const VmRecord& vm) {
     }
   }
   if (machinery_.driver) {
-    hv::MachineSpec gone;
-    gone.vm_id = vm.id;
-    gone.name = vm.name;
-    hv::UseLayout(gone, paths_, vm.id);
-    machinery_.driver->Forget(gone);
+    machinery_.driver->Forget(hv::RuntimeSpec(paths_, vm.id, vm.name));
   }
   std::error_code ec;
   std::filesystem::remove_all(paths_.vm_dir(vm.id), ec);

@@ -18,21 +18,14 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-double Ms(SteadyClock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
 }  // namespace
 
-void Node::RunResume(const std::string& name, std::shared_ptr<PendingCommit> pending) {
+void Node::RunResume(const std::string& name, std::shared_ptr<PendingCommit> pending,
+                     std::string checked_backend) {
   const auto t_start = SteadyClock::now();
   std::unique_lock lock(mu_);
-  VmRecord vm;
-  if (pending) {
-    vm = pending->next;  // still suspended in the store; nobody else writes it meanwhile
-  } else {
-    const VmRecord* found = OwnedVm(lock, name, VmState::kResuming);
-    if (!found) return;
-    vm = *found;
-  }
+  // Still suspended in the store; nobody else writes it meanwhile.
+  const VmRecord vm = pending->next;
   // Writes the pending move to `resuming`, once (lock held).
   auto record = [&](std::unique_lock<std::mutex>& held) -> Status {
     if (!pending) return Ok();
@@ -56,15 +49,16 @@ void Node::RunResume(const std::string& name, std::shared_ptr<PendingCommit> pen
   snapshot::SnapshotDir dir(paths_, vm.id);
   std::string backend = machinery_.driver->Backend();
   auto prepare = [&]() -> Status {
-    Status s = CheckSnapshot(vm, *machine, backend).map([](auto&&) {});
+    Status s =
+        backend == checked_backend ? Ok() : CheckSnapshot(vm, *machine, backend).map([](auto&&) {});
     if (s) s = PrepareNetwork(vm);
     std::unique_lock held(mu_);
     Status r = record(held);
     return s ? r : s;
   };
 
-  // A wake's job runs at the waker's raised priority up to here; the VMM it starts must not.
-  if (pending) SetThreadNice(0);
+  // The job runs at the wake threads' raised priority up to here; the VMM it starts must not.
+  SetThreadNice(0);
   const auto t_issue = SteadyClock::now();
   // A VMM handed the held tap (or without one) needs nothing from hearth's steps to load; one that
   // opens the tap by name needs it prepared first.
@@ -135,15 +129,15 @@ void Node::RunResume(const std::string& name, std::shared_ptr<PendingCommit> pen
   // packet waited for hearth rather than for the VMM: seen -> restore issued, the loaded guest
   // held for hearth's steps, and running -> frames replayed.
   Measures m;
-  m["restore_ms"] = Ms(t_running - t_issue);
-  m["hold_ms"] = Ms(t_cleared - t_loaded);
+  m["restore_ms"] = Millis(t_running - t_issue);
+  m["hold_ms"] = Millis(t_cleared - t_loaded);
   std::string type = "resumed", how;
   if (handoff.woken_at) {
     const auto seen = *handoff.woken_at;
     type = "woken";
-    m["latency_ms"] = Ms(t_replayed - seen);
-    m["seen_to_restore_ms"] = Ms(t_issue - seen);
-    m["replay_ms"] = Ms(t_replayed - t_running);
+    m["latency_ms"] = Millis(t_replayed - seen);
+    m["seen_to_restore_ms"] = Millis(t_issue - seen);
+    m["replay_ms"] = Millis(t_replayed - t_running);
     m["own_ms"] = m["seen_to_restore_ms"] + m["hold_ms"] + m["replay_ms"];
     m["frames"] = static_cast<double>(handoff.frames.size());
     m["dropped_filtered"] = static_cast<double>(handoff.counters.filtered);
@@ -152,15 +146,15 @@ void Node::RunResume(const std::string& name, std::shared_ptr<PendingCommit> pen
         "woken by a packet: restore issued {:.2f} ms after it was seen, guest held {:.2f} ms for "
         "hearth's checks, running at {:.1f} ms, {} frame(s) replayed at {:.1f} ms (hearth's own "
         "share {:.2f} ms; {} dropped while asleep: {} not a wake port, {} over the limits), on {}",
-        m["seen_to_restore_ms"], m["hold_ms"], Ms(t_running - seen), handoff.frames.size(),
+        m["seen_to_restore_ms"], m["hold_ms"], Millis(t_running - seen), handoff.frames.size(),
         m["latency_ms"], m["own_ms"], handoff.counters.filtered + handoff.counters.overflow,
         handoff.counters.filtered, handoff.counters.overflow, backend);
   } else {
-    m["latency_ms"] = Ms(t_running - t_start);
+    m["latency_ms"] = Millis(t_running - t_start);
     how = fmt::format(
         "running again {:.3f} s after the resume began (state loaded in {:.1f} ms, guest held "
         "{:.2f} ms for hearth's checks), on {}",
-        m["latency_ms"] / 1e3, Ms(t_loaded - t_issue), m["hold_ms"], backend);
+        m["latency_ms"] / 1e3, Millis(t_loaded - t_issue), m["hold_ms"], backend);
   }
   Settle(
       lock, name, VmState::kRunning, type, how, "",

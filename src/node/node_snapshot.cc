@@ -181,10 +181,10 @@ void Node::RunSuspend(const std::string& name) {
   auto t_ended = std::chrono::steady_clock::now();
   // Where the time went, for `vm events` and metering.
   Measures m;
-  m["latency_ms"] = 1e3 * Seconds(t_ended - t0);
-  m["save_ms"] = 1e3 * Seconds(t_saved - t0);
-  m["complete_ms"] = 1e3 * Seconds(t_committed - t_saved);
-  m["end_ms"] = 1e3 * Seconds(t_ended - t_committed);
+  m["latency_ms"] = Millis(t_ended - t0);
+  m["save_ms"] = Millis(t_saved - t0);
+  m["complete_ms"] = Millis(t_committed - t_saved);
+  m["end_ms"] = Millis(t_ended - t_committed);
   m["bytes"] = static_cast<double>(bytes);
   lock.lock();
   Settle(

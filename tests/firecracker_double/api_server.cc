@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "firecracker_double/host.h"
+
 namespace hearth::fcdouble {
 namespace {
 
@@ -168,23 +170,22 @@ ApiResponse Fault(std::string message, int status) {
 }
 
 Result<ApiServer> ApiServer::Bind(const std::string& socket_path, size_t payload_limit) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof(addr.sun_path)) {
+  // Checked here too, for Firecracker's wording of it.
+  if (socket_path.size() >= sizeof(sockaddr_un::sun_path)) {
     return Fail(Code::kInvalidArgument,
                 fmt::format("IO error: path must be shorter than SUN_LEN: {}", socket_path));
   }
-  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Fail(Code::kInternal, fmt::format("IO error: {}", std::strerror(errno)));
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 64) != 0) {
-    int err = errno;
-    ::close(fd);
+  int err = 0;
+  auto fd = ListenUnix(socket_path, 64, &err);
+  if (!fd) {
+    if (fd.error().code == Code::kInternal) {  // no socket
+      return Fail(Code::kInternal, fmt::format("IO error: {}", std::strerror(err)));
+    }
     return Fail(Code::kUnavailable,
                 fmt::format("IO error: {} (os error {})",
                             err == EADDRINUSE ? "Address in use" : std::strerror(err), err));
   }
-  return ApiServer(fd, payload_limit);
+  return ApiServer(fd->Release(), payload_limit);
 }
 
 void ApiServer::Serve(std::function<ApiResponse(const ApiRequest&)> handler) {

@@ -44,12 +44,16 @@ void Vmm::StartVcpus() {
   }
 }
 
-void Vmm::BootGuest() {
-  std::string serial;
+std::string Vmm::SerialPath() const {
   if (serial_ && serial_->contains("serial_out_path") &&
       (*serial_)["serial_out_path"].is_string()) {
-    serial = options_.paths.Resolve((*serial_)["serial_out_path"]);
+    return options_.paths.Resolve((*serial_)["serial_out_path"]);
   }
+  return "";
+}
+
+void Vmm::BootGuest() {
+  const std::string serial = SerialPath();
   const int delay = options_.boot_delay_ms;
   const bool boot_timer = options_.boot_timer;
   std::thread([this, serial, delay, boot_timer] {
@@ -64,11 +68,7 @@ void Vmm::BootGuest() {
 }
 
 void Vmm::PowerOff() {
-  std::string serial;
-  if (serial_ && serial_->contains("serial_out_path") &&
-      (*serial_)["serial_out_path"].is_string()) {
-    serial = options_.paths.Resolve((*serial_)["serial_out_path"]);
-  }
+  const std::string serial = SerialPath();
   std::thread([this, serial] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::lock_guard lock(mu_);

@@ -25,6 +25,12 @@ Fd& Fd::operator=(Fd&& o) noexcept {
   return *this;
 }
 
+int Fd::Release() {
+  int fd = fd_;
+  fd_ = -1;
+  return fd;
+}
+
 void Fd::Reset() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
@@ -77,7 +83,7 @@ Result<Fd> OpenTap(const std::string& tun_path, const std::string& name) {
   return tun;
 }
 
-Result<Fd> ListenUnix(const std::string& host_path) {
+Result<Fd> ListenUnix(const std::string& host_path, int backlog, int* os_error) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (host_path.size() >= sizeof(addr.sun_path)) {
@@ -85,10 +91,16 @@ Result<Fd> ListenUnix(const std::string& host_path) {
   }
   std::memcpy(addr.sun_path, host_path.c_str(), host_path.size() + 1);
   Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) return Fail(Code::kInternal, OsError(errno));
+  if (fd.get() < 0) {
+    const int err = errno;
+    if (os_error != nullptr) *os_error = err;
+    return Fail(Code::kInternal, OsError(err));
+  }
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::listen(fd.get(), 16) != 0) {
-    return Fail(Code::kFailedPrecondition, OsError(errno));
+      ::listen(fd.get(), backlog) != 0) {
+    const int err = errno;
+    if (os_error != nullptr) *os_error = err;
+    return Fail(Code::kFailedPrecondition, OsError(err));
   }
   return fd;
 }

@@ -19,6 +19,8 @@ class Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   int get() const { return fd_; }
+  // Gives up ownership: returns the descriptor, which is no longer closed by this object.
+  int Release();
   void Reset();
 
  private:
@@ -47,9 +49,11 @@ Result<Fd> OpenFile(const std::string& host_path, bool writable);
 // open file fails with EBUSY ("Resource busy (os error 16)").
 Result<Fd> OpenTap(const std::string& tun_path, const std::string& name);
 
-// Binds and listens on a unix socket at `host_path` (the vsock device's uds_path); an existing
-// path fails with EADDRINUSE.
-Result<Fd> ListenUnix(const std::string& host_path);
+// Binds and listens with `backlog` on a unix socket at `host_path` (the vsock device's uds_path,
+// the API socket); an existing path fails with EADDRINUSE. The error is internal when the socket
+// cannot be created and failed_precondition when bind or listen fails; `os_error`, when given, is
+// then set to the errno.
+Result<Fd> ListenUnix(const std::string& host_path, int backlog = 16, int* os_error = nullptr);
 
 // "Resource busy (os error 16)": the OS error as Rust's io::Error prints it.
 std::string OsError(int err);

@@ -70,9 +70,16 @@ ApiResponse Json(int status, const json& body) {
   return r;
 }
 
+}  // namespace
+
 ApiResponse NoContent() { return ApiResponse{}; }
 
-}  // namespace
+uint64_t MicrosSince(std::chrono::steady_clock::time_point start) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                  start)
+                .count();
+  return static_cast<uint64_t>(us < 1 ? 1 : us);
+}
 
 Vmm::Vmm(const SwaggerSpec& spec, VmmOptions options) : spec_(spec), options_(std::move(options)) {
   machine_config_ = {{"vcpu_count", 1},

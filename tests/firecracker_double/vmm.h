@@ -18,6 +18,7 @@
 // Thread-safety: Handle and the periodic/exit paths lock one mutex.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -38,6 +39,11 @@ inline constexpr std::string_view kFirecrackerVersion = "1.16.1";
 // The snapshot data format version Firecracker v1.16 writes and accepts (major 10).
 inline constexpr std::string_view kSnapshotVersion = "10.0.0";
 inline constexpr int kSnapshotMajor = 10;
+
+// The empty 204 answer of a configuration call.
+ApiResponse NoContent();
+// Microseconds since `start` for the latency metrics; at least 1.
+uint64_t MicrosSince(std::chrono::steady_clock::time_point start);
 
 struct VmmOptions {
   std::string instance_id = "anonymous-instance";
@@ -90,6 +96,8 @@ class Vmm {
   bool booted() const { return state_ != State::kNotStarted; }
   nlohmann::json MachineConfig() const;
   nlohmann::json VmConfig() const;
+  // guest.cc: the serial's serial_out_path on the host, or "" for stdout.
+  std::string SerialPath() const;
   void StartVcpus();         // guest.cc
   void BootGuest();          // guest.cc: console lines after boot_delay_ms
   void PowerOff();           // guest.cc: SendCtrlAltDel

@@ -14,15 +14,6 @@ namespace {
 
 using nlohmann::json;
 
-ApiResponse NoContent() { return ApiResponse{}; }
-
-uint64_t MicrosSince(std::chrono::steady_clock::time_point start) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                                  start)
-                .count();
-  return static_cast<uint64_t>(us < 1 ? 1 : us);
-}
-
 bool ValidMac(const std::string& mac) {
   if (mac.size() != 17) return false;
   for (size_t i = 0; i < mac.size(); ++i) {

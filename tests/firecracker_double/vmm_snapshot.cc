@@ -24,13 +24,6 @@ using nlohmann::json;
 constexpr const char* kMagic = "hearth-firecracker-double-snapshot";
 constexpr std::string_view kMemMarker = "FCDOUBLE";
 
-uint64_t MicrosSince(std::chrono::steady_clock::time_point start) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                                  start)
-                .count();
-  return static_cast<uint64_t>(us < 1 ? 1 : us);
-}
-
 Status WriteMemoryFile(const std::string& path, uint64_t bytes) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd < 0) return Fail(Code::kFailedPrecondition, OsError(errno));
@@ -53,24 +46,20 @@ ApiResponse Vmm::CreateSnapshot(const json& body) {
         "paused. Pause it with PATCH /vm {\"state\": \"Paused\"} first.");
   }
   const auto start = std::chrono::steady_clock::now();
-  json drives = json::array(), nics = json::array();
-  for (const auto& [id, d] : drives_) drives.push_back(d.config);
-  for (const auto& [id, n] : nics_) nics.push_back(n.config);
-  auto opt = [](const std::optional<json>& v) { return v ? *v : json(nullptr); };
+  // The devices a restore needs: the parts of GET /vm/config the state file keeps.
+  const json config = VmConfig();
+  json vm = json::object();
+  for (const char* key : {"machine-config", "drives", "network-interfaces", "vsock", "balloon",
+                          "mmds-config", "entropy"}) {
+    vm[key] = config[key];
+  }
   const int64_t mib = machine_config_.value("mem_size_mib", 128);
   json state = {{"magic", kMagic},
                 {"snapshot_version", kSnapshotVersion},
                 {"format_major", kSnapshotMajor},
                 {"mem_size_mib", mib},
                 {"snapshot_type", body.value("snapshot_type", std::string("Full"))},
-                {"vm",
-                 {{"machine-config", machine_config_},
-                  {"drives", drives},
-                  {"network-interfaces", nics},
-                  {"vsock", opt(vsock_)},
-                  {"balloon", opt(balloon_)},
-                  {"mmds-config", opt(mmds_config_)},
-                  {"entropy", opt(entropy_)}}}};
+                {"vm", vm}};
   const std::string state_path = options_.paths.Resolve(body["snapshot_path"]);
   {
     std::ofstream out(state_path, std::ios::trunc);

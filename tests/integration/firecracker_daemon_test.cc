@@ -22,6 +22,7 @@
 #include "http/client.h"
 #include "hv/process.h"
 #include "support/daemon.h"
+#include "support/firecracker_double.h"
 #include "support/scope_guard.h"
 #include "support/temp_dir.h"
 #include "support/vm_env.h"
@@ -33,8 +34,6 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-fs::path DoubleDir() { return BuildDir() / "tests" / "firecracker-double"; }
-
 std::string ReadFile(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
@@ -45,8 +44,9 @@ std::string ReadFile(const fs::path& p) {
 class FirecrackerDaemonTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(DoubleDir() / "firecracker") || !fs::exists(DoubleDir() / "jailer")) {
-      GTEST_SKIP() << "the Firecracker double is not built (" << (DoubleDir() / "firecracker")
+    const FcDoublePaths fc = FirecrackerDoublePaths();
+    if (!fs::exists(fc.firecracker) || !fs::exists(fc.jailer)) {
+      GTEST_SKIP() << "the Firecracker double is not built (" << fc.firecracker
                    << "): build the firecracker_double targets";
     }
     fs::copy_file("/bin/true", dir_ / "vmlinux");  // any ELF: the double boots nothing
@@ -67,24 +67,18 @@ class FirecrackerDaemonTest : public ::testing::Test {
   void StartDaemon(std::vector<std::string> extra = {}) {
     if (daemon_) daemon_->KeepHostState();  // a restart of hearthd: taps and VMMs stay
     daemon_.reset();
-    std::vector<std::string> args = {"--hypervisor",        "firecracker",
-                                     "--firecracker",       (DoubleDir() / "firecracker").string(),
-                                     "--network-pool",      TestNetworkPool(),
-                                     "--metering-interval", "1s"};
+    std::vector<std::string> args = {
+        "--hypervisor",        "firecracker",
+        "--firecracker",       FirecrackerDoublePaths().firecracker.string(),
+        "--network-pool",      TestNetworkPool(),
+        "--metering-interval", "1s"};
     args.insert(args.end(), extra.begin(), extra.end());
     auto d = DaemonProcess::Start(data_.path(), args);
     ASSERT_TRUE(d) << d.error().message;
     daemon_ = std::move(*d);
   }
-  RunResult Cli(std::vector<std::string> args) {
-    args.insert(args.begin(), (BuildDir() / "hearth").string());
-    return RunProgram(args, {"HEARTH_SOCKET=" + daemon_->socket().string()});
-  }
-  json Show(const std::string& name) {
-    RunResult r = Cli({"vm", "show", name, "-o", "json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return json::parse(r.out, nullptr, false);
-  }
+  RunResult Cli(std::vector<std::string> args) { return HearthCli(*daemon_, std::move(args)); }
+  json Show(const std::string& name) { return ShowVm(*daemon_, name); }
   void Create(const std::string& name, std::vector<std::string> flags = {}) {
     std::vector<std::string> args = {"vm",
                                      "create",
@@ -106,8 +100,7 @@ class FirecrackerDaemonTest : public ::testing::Test {
   }
   std::vector<std::string> Journal() {
     std::vector<std::string> lines;
-    std::istringstream in(ReadFile(dir_ / "journal"));
-    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    for (const FcJournalEntry& e : ReadFcJournal(dir_ / "journal")) lines.push_back(e.Text());
     return lines;
   }
   // The journal from `from` on, without the double's own GET / polls and metrics flushes.
@@ -319,7 +312,7 @@ TEST_F(FirecrackerDaemonTest, TheJailerRunsFirecrackerInAChrootThatIsRemovedWith
     daemon_.reset();
     for (const auto& p : hv::FindProcesses(jail.path().string())) hv::SignalProcess(p, SIGKILL);
   });
-  StartDaemon({"--jailer", (DoubleDir() / "jailer").string(), "--jailer-uid", "65534",
+  StartDaemon({"--jailer", FirecrackerDoublePaths().jailer.string(), "--jailer-uid", "65534",
                "--jailer-gid", "65534", "--jailer-chroot-base", jail.path().string()});
   Create("web");
   Expect({"vm", "start", "web"}, "running");
@@ -369,7 +362,8 @@ TEST_F(FirecrackerDaemonTest, ASnapshotFromAnotherFirecrackerOrCpuIsRefusedWithA
 TEST_F(FirecrackerDaemonTest, AutoPicksQemuWhereKvmCannotBootAGuestEvenWithFirecrackerInPath) {
   unsetenv("HEARTH_TEST_NO_KVM_CHECK");
   std::string path = std::getenv("PATH");
-  setenv("PATH", (DoubleDir().string() + ":" + path).c_str(), 1);
+  std::string double_dir = FirecrackerDoublePaths().firecracker.parent_path().string();
+  setenv("PATH", (double_dir + ":" + path).c_str(), 1);
   Guard restore([&] { setenv("PATH", path.c_str(), 1); });
   auto d = DaemonProcess::Start(data_.path(), {"--hypervisor", "auto"});
   ASSERT_TRUE(d) << d.error().message;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -198,6 +199,17 @@ RunResult RunProgram(const std::vector<std::string>& argv, const std::vector<std
   waitpid(pid, &status, 0);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
   return r;
+}
+
+RunResult HearthCli(const DaemonProcess& daemon, std::vector<std::string> args) {
+  args.insert(args.begin(), (BuildDir() / "hearth").string());
+  return RunProgram(args, {"HEARTH_SOCKET=" + daemon.socket().string()});
+}
+
+nlohmann::json ShowVm(const DaemonProcess& daemon, const std::string& name) {
+  RunResult r = HearthCli(daemon, {"vm", "show", name, "-o", "json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return nlohmann::json::parse(r.out, nullptr, false);
 }
 
 }  // namespace hearth::testing

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,5 +69,11 @@ struct RunResult {
 };
 RunResult RunProgram(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
                      const std::string& stdin_data = "");
+
+// Runs `hearth ARGS...` (the build's CLI) against `daemon`'s unix socket.
+RunResult HearthCli(const DaemonProcess& daemon, std::vector<std::string> args);
+// The VM as the API shows it (`hearth vm show NAME -o json`). A failed command fails the current
+// test (EXPECT); output that does not parse gives a discarded json value.
+nlohmann::json ShowVm(const DaemonProcess& daemon, const std::string& name);
 
 }  // namespace hearth::testing

@@ -9,6 +9,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support/daemon.h"
@@ -45,16 +46,9 @@ class VmFixture : public ::testing::Test {
   }
 
   // Runs `hearth ARGS...` against the daemon.
-  RunResult Cli(std::vector<std::string> args) {
-    args.insert(args.begin(), (BuildDir() / "hearth").string());
-    return RunProgram(args, {"HEARTH_SOCKET=" + daemon_->socket().string()});
-  }
+  RunResult Cli(std::vector<std::string> args) { return HearthCli(*daemon_, std::move(args)); }
   // The VM as the API shows it (`hearth vm show NAME -o json`).
-  nlohmann::json Show(const std::string& name) {
-    RunResult r = Cli({"vm", "show", name, "-o", "json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return nlohmann::json::parse(r.out, nullptr, false);
-  }
+  nlohmann::json Show(const std::string& name) { return ShowVm(*daemon_, name); }
   // Creates a 128 MiB default-image VM with `flags`, starts it (the CLI waits until it runs) and
   // returns it as the API shows it.
   nlohmann::json CreateAndStart(const std::string& name, std::vector<std::string> flags = {}) {

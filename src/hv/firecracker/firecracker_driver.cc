@@ -8,6 +8,7 @@
 
 #include "common/clock.h"
 #include "hv/console_log.h"
+#include "net/tun_device.h"
 
 namespace hearth::hv::firecracker {
 namespace {
@@ -72,13 +73,21 @@ std::unique_ptr<ApiTransport> FirecrackerDriver::Transport(const VmmRoot& root) 
   return std::make_unique<UnixSocketTransport>(socket);
 }
 
+Status FirecrackerDriver::EnsureMetrics(const MachineSpec& spec) {
+  if (metrics_.attached(spec.vm_id)) return Ok();
+  return metrics_.Attach(spec.vm_id, RootFor(spec).Host(kMetricsName));
+}
+
 Result<MetricsTotals> FirecrackerDriver::Metrics(const MachineSpec& spec) {
-  if (!metrics_.attached(spec.vm_id)) {
-    if (auto s = metrics_.Attach(spec.vm_id, RootFor(spec).Host(kMetricsName)); !s) {
-      return Fail(s.error());
-    }
-  }
+  if (auto s = EnsureMetrics(spec); !s) return Fail(s.error());
   return metrics_.Totals(spec.vm_id);
+}
+
+Status FirecrackerDriver::HandOverTap(const MachineSpec& spec, const VmmRoot& root) {
+  if (spec.tap.empty()) return Ok();
+  if (spec.release_tap) spec.release_tap();
+  if (!root.jailed()) return Ok();
+  return net::GrantTap(spec.tap, options_.jail.uid, options_.jail.gid);
 }
 
 void FirecrackerDriver::Forget(const MachineSpec& spec) {
@@ -120,10 +129,7 @@ Status FirecrackerDriver::Prepare(const MachineSpec& spec, const VmmRoot& root) 
   fs::remove(root.Host(kMemoryOut), ec);
   if (auto s = root.MakeFile(kLogName); !s) return s;
   if (auto s = root.MakeFifo(kMetricsName); !s) return s;
-  std::string stamp =
-      fmt::format("{} {} at {}", kLaunchMarker, spec.name, FormatTime(SystemClock().Now()));
-  if (auto s = AppendLine(spec.console_log, stamp); !s) return s;
-  return AppendLine(spec.vmm_log, stamp);
+  return StampLaunch(spec.console_log, spec.vmm_log, spec.name);
 }
 
 Result<ProcessId> FirecrackerDriver::Start(const MachineSpec& spec, const VmmRoot& root,
@@ -196,13 +202,8 @@ Result<ProcessId> FirecrackerDriver::Launch(const MachineSpec& spec) {
   boot.mac = spec.mac;
   auto calls = BootCalls(boot);
   if (!calls) return Fail(calls.error().Wrap(fmt::format("vm '{}'", spec.name)));
-  if (!spec.tap.empty()) {
-    if (spec.release_tap) spec.release_tap();
-    if (root.jailed()) {
-      if (auto s = GrantTap(spec.tap, options_.jail.uid, options_.jail.gid); !s) {
-        return Fail(s.error().Wrap(fmt::format("vm '{}'", spec.name)));
-      }
-    }
+  if (auto s = HandOverTap(spec, root); !s) {
+    return Fail(s.error().Wrap(fmt::format("vm '{}'", spec.name)));
   }
   auto process = Start(spec, root, "starting");
   if (!process) return process;
@@ -230,7 +231,7 @@ Result<fs::path> FirecrackerDriver::SaveState(const MachineSpec& spec, const Pro
     fs::remove(root.Host(kMemoryOut), ec);
     return Fail(r.error());
   }
-  LogLatency(spec, *transport, "created the snapshot");
+  LogLatency(spec, *transport, "created the snapshot", &MetricsTotals::full_create_snapshot_us);
   if (auto s = root.Export(kStateOut, dir / kStateFile); !s) return Fail(s.error());
   // A new inode under the RAM file's name: a guest restored from the old one keeps it mapped.
   if (auto s = root.Export(kMemoryOut, spec.memory_file); !s) return Fail(s.error());
@@ -238,19 +239,18 @@ Result<fs::path> FirecrackerDriver::SaveState(const MachineSpec& spec, const Pro
 }
 
 void FirecrackerDriver::LogLatency(const MachineSpec& spec, ApiTransport& transport,
-                                   std::string_view what) {
+                                   std::string_view what, int64_t MetricsTotals::*field) {
   ApiCall flush = FlushMetrics();
   flush.timeout = 200ms;
   if (!Execute(transport, flush, spec.name)) return;
   auto totals = metrics_.Totals(spec.vm_id);
   if (!totals) return;
-  int64_t us =
-      what == "loaded the snapshot" ? totals->load_snapshot_us : totals->full_create_snapshot_us;
-  spdlog::info("vm '{}': firecracker {} in {:.1f} ms", spec.name, what, us / 1e3);
+  spdlog::info("vm '{}': firecracker {} in {:.1f} ms", spec.name, what, (*totals).*field / 1e3);
 }
 
 Status FirecrackerDriver::SyncClock(const MachineSpec& spec, const ProcessId&) {
-  LogLatency(spec, *Transport(RootFor(spec)), "loaded the snapshot");
+  LogLatency(spec, *Transport(RootFor(spec)), "loaded the snapshot",
+             &MetricsTotals::load_snapshot_us);
   return Ok();
 }
 
@@ -287,14 +287,10 @@ Result<ProcessId> FirecrackerDriver::Restore(
   auto transport = Transport(root);
   auto calls = RestoreCalls(config);
   for (size_t i = 0; i < calls.size(); ++i) {
-    bool load = i + 1 == calls.size();
-    if (load && !spec.tap.empty()) {
-      // Firecracker attaches to the tap by name during the load.
-      if (spec.release_tap) spec.release_tap();
-      if (root.jailed()) {
-        if (auto s = GrantTap(spec.tap, options_.jail.uid, options_.jail.gid); !s) {
-          return Fail(Abandon(spec, root, *process, context(s.error())));
-        }
+    // Firecracker attaches to the tap by name during the load, the last call.
+    if (i + 1 == calls.size()) {
+      if (auto s = HandOverTap(spec, root); !s) {
+        return Fail(Abandon(spec, root, *process, context(s.error())));
       }
     }
     if (auto r = Execute(*transport, calls[i], spec.name); !r) {

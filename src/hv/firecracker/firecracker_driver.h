@@ -25,6 +25,7 @@
 #include "hv/firecracker/api_transport.h"
 #include "hv/firecracker/metrics_reader.h"
 #include "hv/firecracker/vmm_root.h"
+#include "hv/version_cache.h"
 
 namespace hearth::hv::firecracker {
 
@@ -88,18 +89,19 @@ class FirecrackerDriver final : public HypervisorDriver {
   Error Abandon(const MachineSpec& spec, const VmmRoot& root, const ProcessId& process,
                 const Error& error);
   std::string Diagnose(const MachineSpec& spec, const VmmRoot& root) const;
-  // Flushes the metrics and logs the snapshot latency they report (best effort).
-  void LogLatency(const MachineSpec& spec, ApiTransport& transport, std::string_view what);
+  // Flushes the metrics and logs the snapshot latency in `field` (best effort).
+  void LogLatency(const MachineSpec& spec, ApiTransport& transport, std::string_view what,
+                  int64_t MetricsTotals::*field);
+  // Keeps the VM's metrics FIFO drained (attached once per process).
+  Status EnsureMetrics(const MachineSpec& spec);
+  // Right before Firecracker attaches to the tap by name: hearthd lets go of it, and a jailed
+  // Firecracker is given it.
+  Status HandOverTap(const MachineSpec& spec, const VmmRoot& root);
 
   FirecrackerDriverOptions options_;
   MetricsReader metrics_;
-  std::mutex version_mu_;
-  std::string version_;  // cached
+  VersionCache version_;
 };
-
-// Gives the persistent tap `name` to uid:gid (TUNSETOWNER/TUNSETGROUP) so that a jailed
-// Firecracker, which has no CAP_NET_ADMIN, can attach to it. The tap must not be attached.
-Status GrantTap(const std::string& name, uid_t uid, gid_t gid);
 
 // The device state's file in a snapshot directory.
 inline constexpr std::string_view kStateFile = "state";

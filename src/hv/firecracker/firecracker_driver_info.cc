@@ -1,10 +1,6 @@
 // The Firecracker driver's non-lifecycle answers: readiness, adoption, shutdown, version,
 // description and metering.
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <linux/if_tun.h>
-#include <net/if.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,7 +11,6 @@
 
 #include "hv/console_log.h"
 #include "hv/firecracker/firecracker_driver.h"
-#include "image/command.h"
 #include "image/guest_init.h"
 
 namespace hearth::hv::firecracker {
@@ -32,7 +27,7 @@ std::string ReadAll(const fs::path& path) {
 // True when the process's argv has `--id <vm_id>` or `--id=<vm_id>` (the jailer passes the
 // latter on to Firecracker).
 bool StartedWithId(int64_t pid, const std::string& vm_id) {
-  std::string cmdline = ReadAll(fmt::format("/proc/{}/cmdline", pid));
+  std::string cmdline = ProcessCmdline(pid);
   std::vector<std::string> args;
   for (size_t start = 0, end; start < cmdline.size(); start = end + 1) {
     end = cmdline.find('\0', start);
@@ -75,11 +70,8 @@ Status FirecrackerDriver::Adopt(const MachineSpec& spec, const ProcessId& proces
                                              spec.name, info->value("id", "")));
   }
   // Keep its metrics drained again (their totals restart from zero).
-  if (!metrics_.attached(spec.vm_id)) {
-    if (auto s = metrics_.Attach(spec.vm_id, RootFor(spec).Host(kMetricsName)); !s) {
-      return Fail(s.error().Wrap(fmt::format("vm '{}'", spec.name)));
-    }
-  }
+  if (auto s = EnsureMetrics(spec); !s)
+    return Fail(s.error().Wrap(fmt::format("vm '{}'", spec.name)));
   return Ok();
 }
 
@@ -90,19 +82,9 @@ Status FirecrackerDriver::RequestShutdown(const MachineSpec& spec, const Process
 }
 
 Result<std::string> FirecrackerDriver::Version() {
-  std::lock_guard lock(version_mu_);
-  if (version_.empty()) {
-    auto out = image::RunCommand({options_.binary.string(), "--version"});
-    if (!out) return Fail(out.error().Wrap("asking firecracker's version"));
-    std::string first = out->out.substr(0, out->out.find('\n'));
-    while (!first.empty() && (first.back() == '\r' || first.back() == ' ')) first.pop_back();
-    if (first.empty()) {
-      return Fail(Code::kUnavailable,
-                  fmt::format("{} --version printed nothing", options_.binary.string()));
-    }
-    version_ = first;
-  }
-  return version_;
+  auto version = version_.Get(options_.binary.string());
+  if (!version) return Fail(version.error().Wrap("asking firecracker's version"));
+  return version;
 }
 
 Result<std::string> FirecrackerDriver::Describe(const MachineSpec& spec, const ProcessId&) {
@@ -150,24 +132,6 @@ Result<DiskCounters> FirecrackerDriver::Disks(const MachineSpec& spec, const Pro
   if (!totals) return Fail(totals.error());
   return DiskCounters{totals->block_read_bytes, totals->block_write_bytes, totals->block_read_ops,
                       totals->block_write_ops};
-}
-
-Status GrantTap(const std::string& name, uid_t uid, gid_t gid) {
-  int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-  if (fd < 0) {
-    return Fail(Code::kInternal, fmt::format("opening /dev/net/tun: {}", strerror(errno)));
-  }
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-  Status result = Ok();
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETOWNER, uid) < 0 ||
-      ioctl(fd, TUNSETGROUP, gid) < 0) {
-    result = Fail(Code::kInternal, fmt::format("giving tap {} to the jail's {}:{}: {}", name, uid,
-                                               gid, strerror(errno)));
-  }
-  ::close(fd);
-  return result;
 }
 
 }  // namespace hearth::hv::firecracker

@@ -154,10 +154,8 @@ std::string Diagnose(const MachineSpec& spec) {
 
 // True when `cmdline` of `pid` names the VM's RAM file: the process is this VM's VMM.
 bool RunsVm(int64_t pid, const MachineSpec& spec) {
-  std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
-  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return cmdline.find("mem-path=" + EscapeOptionValue(spec.memory_file.string()) + ",") !=
-         std::string::npos;
+  return ProcessCmdline(pid).find("mem-path=" + EscapeOptionValue(spec.memory_file.string()) +
+                                  ",") != std::string::npos;
 }
 
 }  // namespace
@@ -214,10 +212,7 @@ Result<ProcessId> QemuDriver::Launch(const MachineSpec& spec) {
   // A cold boot: a fresh RAM file of the right size.
   if (auto s = AllocateMemoryFile(spec); !s) return Fail(s.error());
   if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
-  std::string stamp =
-      fmt::format("{} {} at {}", kLaunchMarker, spec.name, FormatTime(SystemClock().Now()));
-  if (auto s = AppendLine(spec.console_log, stamp); !s) return Fail(s.error());
-  if (auto s = AppendLine(spec.vmm_log, stamp); !s) return Fail(s.error());
+  if (auto s = StampLaunch(spec.console_log, spec.vmm_log, spec.name); !s) return Fail(s.error());
   auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, KeptFds(spec, *qmp)});
   qmp->Close();
   if (!process)
@@ -375,19 +370,7 @@ void QemuDriver::Forget(const MachineSpec& spec) {
   clock_requests_.erase(spec.vm_id);
 }
 
-Result<std::string> QemuDriver::Version() {
-  std::lock_guard lock(version_mu_);
-  if (version_.empty()) {
-    auto out = image::RunCommand({options_.binary, "--version"});
-    if (!out) return Fail(out.error());
-    std::string first = out->out.substr(0, out->out.find('\n'));
-    if (first.empty()) {
-      return Fail(Code::kUnavailable, fmt::format("{} --version printed nothing", options_.binary));
-    }
-    version_ = first;
-  }
-  return version_;
-}
+Result<std::string> QemuDriver::Version() { return version_.Get(options_.binary); }
 
 Status QemuDriver::Kill(const ProcessId& process) { return SignalProcess(process, SIGKILL); }
 

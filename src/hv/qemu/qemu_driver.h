@@ -11,6 +11,7 @@
 
 #include "hv/driver.h"
 #include "hv/qemu/qemu_command.h"
+#include "hv/version_cache.h"
 
 namespace hearth::hv::qemu {
 
@@ -74,8 +75,7 @@ class QemuDriver final : public HypervisorDriver {
   QemuDriverOptions options_;
   std::mutex clock_mu_;
   std::map<std::string, uint64_t> clock_requests_;  // per VM id: the latest SyncClock
-  std::mutex version_mu_;
-  std::string version_;  // cached
+  VersionCache version_;
 };
 
 // The device state's file in a snapshot directory.
