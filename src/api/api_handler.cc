@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
+#include "common/disk_space.h"
 #include "model/vm_json.h"
 
 namespace hearth::api {
@@ -24,9 +25,7 @@ HttpResponse JsonResponse(int status, const json& body) {
   return r;
 }
 
-HttpResponse ErrorResponse(const Error& e) {
-  return JsonResponse(HttpStatus(e.code), ErrorToJson(e));
-}
+HttpResponse ErrorResponse(const Error& e) { return JsonResponse(HttpStatusOf(e), ErrorToJson(e)); }
 
 HttpResponse ErrorResponse(Code code, std::string message, std::string field = {}) {
   return ErrorResponse(Error{code, std::move(message), std::move(field)});
@@ -286,7 +285,7 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   if (seg.size() == 1 && seg[0] == "healthz") {
     if (m != "GET") return MethodNotAllowed(req, "/healthz", "GET");
     if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
-    return JsonResponse(200, {{"status", "ok"}});
+    return JsonResponse(200, {{"status", "ok"}, {"read_only", ReadOnlyJson()}});
   }
   if (seg.size() == 1 && seg[0] == "metrics") {
     if (m != "GET") return MethodNotAllowed(req, "/metrics", "GET");
@@ -308,7 +307,9 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   if (seg.size() == 2 && seg[1] == "node") {
     if (m != "GET") return MethodNotAllowed(req, "/v1/node", "GET");
     if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
-    return JsonResponse(200, NodeInfoJson(node_.Info()));
+    json info = NodeInfoJson(node_.Info());
+    info["read_only"] = ReadOnlyJson();
+    return JsonResponse(200, info);
   }
   if (seg.size() < 2 || seg[1] != "vms") return no_route();
 
@@ -333,6 +334,9 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
       if (!body) return ErrorResponse(body.error());
       auto create = ParseCreateRequest(*body);
       if (!create) return ErrorResponse(create.error());
+      if (auto s = Writable(fmt::format("creating vm '{}'", create->name)); !s) {
+        return ErrorResponse(s.error());
+      }
       auto vm = node_.Create(*create);
       if (!vm) return ErrorResponse(vm.error());
       HttpResponse r = VmResponse(node_, 201, *vm);
@@ -363,6 +367,9 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
               "version");
         }
         edit->version = **if_match;
+      }
+      if (auto s = Writable(fmt::format("editing vm '{}'", name)); !s) {
+        return ErrorResponse(s.error());
       }
       return VmResult(node_, node_.Edit(name, *edit));
     }
@@ -408,6 +415,12 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   if (m != "POST") return MethodNotAllowed(req, "/v1/vms/{name}/" + verb, "POST");
   auto wait = QueryWait(*target);
   if (!wait) return ErrorResponse(wait.error());
+  // Stopping takes no space; starting, resuming and suspending (a snapshot) do.
+  if (verb != "stop") {
+    if (auto s = Writable(fmt::format("{} vm '{}'", verb, name)); !s) {
+      return ErrorResponse(s.error());
+    }
+  }
   if (verb == "start") {
     if (auto s = CheckQuery(*target, {"fresh", "wait"}); !s) return ErrorResponse(s.error());
     auto fresh = QueryFlag(*target, "fresh");
@@ -422,6 +435,16 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   }
   if (auto s = CheckQuery(*target, {"wait"}); !s) return ErrorResponse(s.error());
   return Settled(name, verb == "suspend" ? node_.Suspend(name) : node_.Resume(name), *wait);
+}
+
+Status ApiHandler::Writable(std::string_view action) {
+  return reserve_ ? reserve_->CheckWritable(action) : Ok();
+}
+
+json ApiHandler::ReadOnlyJson() {
+  if (!reserve_) return nullptr;
+  auto why = reserve_->ReadOnlyReason();
+  return why ? json(*why) : json(nullptr);
 }
 
 HttpResponse ApiHandler::Settled(const std::string& name, Result<VmRecord> r,

@@ -15,6 +15,7 @@
 #include "metering/metrics.h"
 #include "metering/report.h"
 #include "node/node.h"
+#include "store/disk_reserve.h"
 
 namespace hearth::api {
 
@@ -43,6 +44,12 @@ class ApiHandler final : public HttpHandler {
 
   HttpResponse Handle(const HttpRequest& request) override;
 
+  // The node's read-only mode (store/disk_reserve.h): while in it, GET /v1/node and /healthz say
+  // why in `read_only`, and creates, edits, starts, resumes and suspends are answered 507
+  // resource_exhausted; reads, stops and deletes go on. Without one the node is never read-only.
+  // Set before serving.
+  void SetDiskReserve(store::DiskReserve* reserve) { reserve_ = reserve; }
+
   // Every route served, for checking against api/openapi.yaml.
   static const std::vector<Route>& Routes();
   // The route `method` `target` is served by, as its OpenAPI path ("/v1/vms/{name}"), or
@@ -52,6 +59,10 @@ class ApiHandler final : public HttpHandler {
  private:
   HttpResponse Dispatch(const HttpRequest& request);
   HttpResponse Usage(const std::map<std::string, std::string>& query);
+  // Ok unless the node is read-only (then 507 naming `action`).
+  Status Writable(std::string_view action);
+  // Why the node is read-only, or null.
+  nlohmann::json ReadOnlyJson();
   // The answer to a lifecycle request: `r`, or with `wait`, the VM once it settled.
   HttpResponse Settled(const std::string& name, Result<VmRecord> r,
                        std::optional<std::chrono::milliseconds> wait);
@@ -61,6 +72,7 @@ class ApiHandler final : public HttpHandler {
   MeteringApi metering_;
   const int max_waits_;
   std::atomic<int> waiting_{0};
+  store::DiskReserve* reserve_ = nullptr;
 };
 
 }  // namespace hearth::api

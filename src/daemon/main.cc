@@ -35,6 +35,7 @@
 #include "net/linux_network.h"
 #include "net/wake_listener.h"
 #include "node/node.h"
+#include "store/disk_reserve.h"
 #include "store/sqlite_state_store.h"
 
 namespace hearth {
@@ -133,12 +134,26 @@ int Run(config::DaemonConfig cfg) {
 
   auto host = ReadLinuxHostInfo();
   if (!host) return Die(host.error());
+  // A full disk must not keep hearthd from starting: freeing the reserve gives the store room to
+  // open and to delete VMs, in read-only mode (store/disk_reserve.h).
+  store::DiskReserve reserve(store::DiskReserve::ReserveFileFor(*db_path));
   auto store = store::SqliteStateStore::Open(*db_path);
+  if (!store && IsDiskFull(store.error()) && reserve.EnterReadOnly(store.error().message)) {
+    store = store::SqliteStateStore::Open(*db_path);
+  }
+  if (!store && IsDiskFull(store.error())) {
+    return Die(store.error().Wrap(
+        fmt::format("cannot start: there is no disk reserve ({}) left to free; free some space",
+                    reserve.file().string())));
+  }
   if (!store) return Die(store.error());
+  if (auto s = reserve.Ensure(); !s) spdlog::warn("no disk reserve: {}", s.error().message);
+  (*store)->SetOnDiskFull([&reserve](const Error& e) { reserve.EnterReadOnly(e.message); });
   auto auth = api::TokenAuthenticator::Init(**store, paths);
   if (!auth) return Die(auth.error());
   auto usage = metering::SqliteUsageStore::Open(*db_path);
   if (!usage) return Die(usage.error());
+  (*usage)->SetWriteGate([&reserve] { return reserve.CheckWritable("metering"); });
 
   LinuxFileProbe files;
   SystemClock clock;
@@ -235,6 +250,7 @@ int Run(config::DaemonConfig cfg) {
   options.threads = std::clamp(2 * host->cpus, 4, 16);
   api::ApiHandler handler(node, *auth, {&metrics, usage->get(), clickhouse_usage.get(), &clock},
                           options.threads / 2);
+  handler.SetDiskReserve(&reserve);
   http::Server server(handler, options);
   if (auto s = server.Start(); !s) return Die(s.error());
 
@@ -247,6 +263,7 @@ int Run(config::DaemonConfig cfg) {
   std::fflush(stdout);
   spdlog::info("serving {} VMs from {}; {} CPUs, {} MiB RAM, memory ratio {}", node.List().size(),
                cfg.store, host->cpus, host->memory.value, cfg.memory_ratio);
+  if (auto why = reserve.ReadOnlyReason()) spdlog::warn("read-only: {}", *why);
 
   sigset_t signals;
   sigemptyset(&signals);
