@@ -369,6 +369,7 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
         edit->version = **if_match;
       }
       if (auto s = Writable(fmt::format("editing vm '{}'", name)); !s) {
+        if (auto vm = node_.Get(name); !vm) return ErrorResponse(vm.error());  // 404 first
         return ErrorResponse(s.error());
       }
       return VmResult(node_, node_.Edit(name, *edit));
@@ -418,6 +419,7 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   // Stopping takes no space; starting, resuming and suspending (a snapshot) do.
   if (verb != "stop") {
     if (auto s = Writable(fmt::format("{} vm '{}'", verb, name)); !s) {
+      if (auto vm = node_.Get(name); !vm) return ErrorResponse(vm.error());  // 404 first
       return ErrorResponse(s.error());
     }
   }

@@ -83,6 +83,8 @@ TEST_F(ApiReadOnlyTest, ReadOnlyRefusesWhatTakesSpaceAndDeletesGoOn) {
         << r.body;
   }
   EXPECT_EQ(store_.writes(), writes) << "nothing was written";
+  EXPECT_EQ(Call("POST", "/v1/vms/nope/start").status, 404) << "a missing VM is still 404";
+  EXPECT_EQ(Call("PATCH", "/v1/vms/nope", R"({"vcpus":2})").status, 404);
   EXPECT_EQ(Call("GET", "/v1/vms/web").status, 200) << "reads work";
   EXPECT_NE(Call("POST", "/v1/vms/web/stop").status, 507) << "stopping takes no space";
   EXPECT_EQ(Call("DELETE", "/v1/vms/web").status, 204);

@@ -7,7 +7,6 @@
 
 #include "metering/sqlite_usage_store.h"
 #include "store/sqlite_state_store.h"
-
 #include "support/temp_dir.h"
 
 namespace hearth::store {
