@@ -5,6 +5,8 @@
 
 #include <charconv>
 
+#include "common/text.h"
+
 namespace hearth::cli {
 namespace {
 
@@ -172,7 +174,15 @@ Result<int64_t> ParseMemoryMib(std::string_view text) {
   return bad();
 }
 
-std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
+std::string FormatTable(const std::vector<std::vector<std::string>>& cells) {
+  // Cells come from the server, and through it from guests (console lines in a reason): no
+  // control character in them reaches the terminal.
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(cells.size());
+  for (const auto& row : cells) {
+    rows.emplace_back();
+    for (const auto& cell : row) rows.back().push_back(EscapeText(cell));
+  }
   std::vector<size_t> widths;
   for (const auto& row : rows) {
     if (widths.size() < row.size()) widths.resize(row.size(), 0);
