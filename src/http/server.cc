@@ -134,13 +134,13 @@ api::HttpRequest ToApiHeaders(const BeastRequest& request, bool trusted) {
 // connections end on every io thread.
 class ConnectionLimits {
  public:
-  ConnectionLimits(int max_total, int max_per_address)
-      : max_total_(max_total), max_per_address_(max_per_address) {}
+  explicit ConnectionLimits(int max_per_address) : max_per_address_(max_per_address) {}
 
-  // Takes a slot for a connection from `address`; false when a cap is reached.
-  bool Acquire(const std::string& address) {
+  // Takes a slot for a connection from `address`; false when `max_total` or the per-address cap
+  // is reached.
+  bool Acquire(const std::string& address, int max_total) {
     std::lock_guard lock(mu_);
-    if (total_ >= max_total_) return false;
+    if (total_ >= max_total) return false;
     int& n = per_address_[address];
     if (n >= max_per_address_) return false;
     ++n;
@@ -156,7 +156,6 @@ class ConnectionLimits {
   }
 
  private:
-  const int max_total_;
   const int max_per_address_;
   std::mutex mu_;
   int total_ = 0;
@@ -195,6 +194,15 @@ std::string ClientAddress(const typename Protocol::socket& socket) {
   } else {
     return "";  // every unix socket client is root: one address
   }
+}
+
+// The soft RLIMIT_NOFILE now (it may be changed while hearthd runs, e.g. with prlimit).
+uint64_t FileLimit() {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY) {
+    return uint64_t{1} << 20;
+  }
+  return files.rlim_cur;
 }
 
 bool ExpectsContinue(const BeastRequest& request) {
@@ -263,15 +271,10 @@ Status Server::Impl::Start() {
   }
   int threads = std::max(1, options_.threads);
   io_ = std::make_unique<asio::io_context>(threads);
-  rlimit files{};
-  uint64_t file_limit = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
-                            ? files.rlim_cur
-                            : uint64_t{1} << 20;
-  tcp_cap_ = TcpConnectionCap(options_.max_connections, file_limit);
-  tcp_limits_ = std::make_unique<ConnectionLimits>(
-      tcp_cap_, std::max(1, options_.max_connections_per_address));
-  const int unix_cap = std::max(1, options_.max_unix_connections);
-  unix_limits_ = std::make_unique<ConnectionLimits>(unix_cap, unix_cap);
+  tcp_cap_ = TcpConnectionCap(options_.max_connections, FileLimit());
+  tcp_limits_ =
+      std::make_unique<ConnectionLimits>(std::max(1, options_.max_connections_per_address));
+  unix_limits_ = std::make_unique<ConnectionLimits>(std::max(1, options_.max_unix_connections));
 
   std::optional<tcp::acceptor> tcp_acceptor;
   if (!options_.tcp_host.empty()) {
@@ -440,8 +443,11 @@ asio::awaitable<void> Server::Impl::Accept(typename Protocol::acceptor acceptor,
     }
     // Over a cap the connection is closed at once: its client learns, and no fd is held for it.
     std::string address = ClientAddress<Protocol>(socket);
+    // The file limit is read at every accept: the cap follows a limit changed at run time.
     ConnectionLimits& limits = trusted ? *unix_limits_ : *tcp_limits_;
-    if (!limits.Acquire(address)) {
+    const int cap = trusted ? std::max(1, options_.max_unix_connections)
+                            : TcpConnectionCap(options_.max_connections, FileLimit());
+    if (!limits.Acquire(address, cap)) {
       spdlog::debug("http: closing a connection from '{}': over the connection cap", address);
       ErrorCode ignored;
       socket.close(ignored);

@@ -78,7 +78,8 @@ class Server {
 
   // The bound TCP port once Start succeeded (useful with tcp_port 0); 0 without a TCP listener.
   uint16_t tcp_port() const;
-  // The TCP connection cap in force once Start succeeded (see TcpConnectionCap).
+  // The TCP connection cap under the file limit at Start (see TcpConnectionCap; each accept
+  // applies the limit of its moment).
   int tcp_connection_cap() const;
 
   // Stops accepting, closes every connection (a request being handled is not answered), joins the

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -101,12 +102,15 @@ class Conn {
   const std::string& received() const { return received_; }
 
  private:
-  // One read; false at the deadline or once closed.
+  // One read (looking at least once, even past the deadline); false at the deadline or once
+  // closed.
   bool Read(SteadyClock::time_point deadline) {
+    if (closed_) return false;
     auto left = std::chrono::duration_cast<milliseconds>(deadline - SteadyClock::now());
-    if (closed_ || left.count() <= 0) return false;
     pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return true;
+    if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left.count()))) <= 0) {
+      return SteadyClock::now() < deadline;
+    }
     char buf[4096];
     ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
     if (n <= 0) {
