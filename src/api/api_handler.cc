@@ -244,31 +244,47 @@ std::string ApiHandler::RouteOf(std::string_view method, std::string_view target
   return "other";
 }
 
-HttpResponse ApiHandler::Handle(const HttpRequest& request) {
-  auto start = std::chrono::steady_clock::now();
-  HttpResponse response;
+std::optional<HttpResponse> ApiHandler::Unauthenticated(const HttpRequest& request) const {
   std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
   bool is_health = request.method == "GET" && path == "/healthz";
-  if (!request.trusted && !is_health) {
-    auto it = request.headers.find("authorization");
-    if (it == request.headers.end() || !auth_.Check(it->second)) {
-      response = ErrorResponse(Code::kUnauthenticated,
-                               it == request.headers.end()
-                                   ? "missing bearer token; send Authorization: Bearer <token> "
-                                     "(the admin token is in <data-dir>/admin.token)"
-                                   : "invalid bearer token");
-      response.headers.emplace_back("WWW-Authenticate", "Bearer");
-    }
-  }
-  if (response.body.empty()) response = Dispatch(request);
+  if (request.trusted || is_health) return std::nullopt;
+  auto it = request.headers.find("authorization");
+  if (it != request.headers.end() && auth_.Check(it->second)) return std::nullopt;
+  HttpResponse response = ErrorResponse(Code::kUnauthenticated,
+                                        it == request.headers.end()
+                                            ? "missing bearer token; send Authorization: Bearer "
+                                              "<token> (the admin token is in "
+                                              "<data-dir>/admin.token)"
+                                            : "invalid bearer token");
+  response.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return response;
+}
+
+void ApiHandler::Observe(const HttpRequest& request, int status,
+                         std::chrono::steady_clock::time_point start) {
   auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
                     std::chrono::steady_clock::now() - start)
                     .count();
-  spdlog::debug("{} {} -> {} ({} us)", request.method, request.target, response.status, micros);
+  spdlog::debug("{:.16} {:.200} -> {} ({} us)", request.method, request.target, status, micros);
   if (metering_.metrics) {
     metering_.metrics->ObserveRequest(request.method, RouteOf(request.method, request.target),
-                                      response.status, static_cast<double>(micros) / 1e6);
+                                      status, static_cast<double>(micros) / 1e6);
   }
+}
+
+std::optional<HttpResponse> ApiHandler::Admit(const HttpRequest& request) {
+  auto start = std::chrono::steady_clock::now();
+  auto refusal = Unauthenticated(request);
+  if (refusal) Observe(request, refusal->status, start);
+  return refusal;
+}
+
+HttpResponse ApiHandler::Handle(const HttpRequest& request) {
+  auto start = std::chrono::steady_clock::now();
+  // Checked again: Handle is also called without Admit (tests, other transports).
+  auto refusal = Unauthenticated(request);
+  HttpResponse response = refusal ? std::move(*refusal) : Dispatch(request);
+  Observe(request, response.status, start);
   return response;
 }
 

@@ -85,12 +85,20 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
         config.network_pool = v.as<std::string>();
       } else if (key == "nat") {
         config.nat = v.as<bool>() ? "on" : "off";
+      } else if (key == "max-connections") {
+        config.max_connections = v.as<int64_t>();
+      } else if (key == "max-connections-per-address") {
+        config.max_connections_per_address = v.as<int64_t>();
+      } else if (key == "first-byte-timeout") {
+        config.first_byte_timeout = v.as<std::string>();
       } else {
         return Bad("config", fmt::format("{}: unknown key '{}'; known: data-dir, listen, store, "
                                          "clickhouse, metering-interval, metering-retention, "
                                          "hypervisor, firecracker, jailer, jailer-uid, "
                                          "jailer-gid, jailer-chroot-base, memory-ratio, "
-                                         "log-level, accel, network-pool, nat",
+                                         "log-level, accel, network-pool, nat, "
+                                         "max-connections, max-connections-per-address, "
+                                         "first-byte-timeout",
                                          path.string(), key));
       }
     } catch (const YAML::Exception&) {
@@ -115,6 +123,11 @@ Duration MeteringInterval(const DaemonConfig& config) {
 
 Duration MeteringRetention(const DaemonConfig& config) {
   return ParseDuration(config.metering_retention).value_or(std::chrono::hours(24 * 7));
+}
+
+std::chrono::milliseconds FirstByteTimeout(const DaemonConfig& config) {
+  auto d = ParseDuration(config.first_byte_timeout).value_or(std::chrono::seconds(5));
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d);
 }
 
 Status Validate(DaemonConfig& config) {
@@ -171,6 +184,19 @@ Status Validate(DaemonConfig& config) {
   }
   if (config.nat != "on" && config.nat != "off") {
     return Bad("nat", fmt::format("'{}' is not on or off", config.nat));
+  }
+  for (auto [flag, n] :
+       {std::pair{"max-connections", config.max_connections},
+        std::pair{"max-connections-per-address", config.max_connections_per_address}}) {
+    if (n < 1 || n > 1000000) {
+      return Bad(flag, fmt::format("{} is not a number of connections from 1 to 1000000", n));
+    }
+  }
+  auto first_byte = ParseDuration(config.first_byte_timeout);
+  if (!first_byte || *first_byte < std::chrono::milliseconds(10) ||
+      *first_byte > std::chrono::minutes(10)) {
+    return Bad("first-byte-timeout", fmt::format("'{}' is not a duration from 10ms to 10m, e.g. 5s",
+                                                 config.first_byte_timeout));
   }
   if (!(config.memory_ratio > 0 && config.memory_ratio <= 100)) {
     return Bad("memory-ratio", fmt::format("{} is out of range; allowed (0, 100], e.g. 1.0 or 1.5",

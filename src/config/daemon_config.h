@@ -30,6 +30,10 @@ struct DaemonConfig {
   std::string accel = "auto";                  // QEMU: auto (probe KVM), kvm or tcg
   std::string network_pool = "172.30.0.0/16";  // one /30 per VM
   std::string nat = "on";                      // egress masquerade for the pool: on or off
+  // API connections (the HTTP server's caps; see http::ServerOptions).
+  int64_t max_connections = 1024;            // TCP, at most half the file limit
+  int64_t max_connections_per_address = 64;  // TCP, from one client IP address
+  std::string first_byte_timeout = "5s";     // a new connection that sends nothing is closed
 };
 
 struct ListenAddress {
@@ -49,6 +53,8 @@ Status Validate(DaemonConfig& config);
 // The metering interval and retention of a validated config.
 Duration MeteringInterval(const DaemonConfig& config);
 Duration MeteringRetention(const DaemonConfig& config);
+// The first-byte timeout of a validated config.
+std::chrono::milliseconds FirstByteTimeout(const DaemonConfig& config);
 
 // The SQLite path of a "sqlite://PATH" store URL.
 Result<std::filesystem::path> SqlitePath(std::string_view store_url);

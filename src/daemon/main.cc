@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +71,19 @@ Result<int> LockDataDir(const Paths& paths) {
   return fd;
 }
 
+// Raises the soft file limit to the hard one: every API connection, VM tap, VMM socket and log
+// is a file descriptor, and the usual soft limit of 1024 runs out long before the hard one.
+void RaiseFileLimit() {
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur >= files.rlim_max) return;
+  rlim_t was = files.rlim_cur;
+  files.rlim_cur = files.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
+    spdlog::warn("could not raise the open file limit from {} to {}: {}", was, files.rlim_max,
+                 strerror(errno));
+  }
+}
+
 std::string HostName() {
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
@@ -118,6 +132,7 @@ int Run(config::DaemonConfig cfg) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  RaiseFileLimit();
   auto listen = config::ParseListen(cfg.listen);
   auto db_path = config::SqlitePath(cfg.store);
 
@@ -245,6 +260,9 @@ int Run(config::DaemonConfig cfg) {
   options.tcp_host = listen->host;
   options.tcp_port = listen->port;
   options.unix_socket = paths.socket();
+  options.max_connections = static_cast<int>(cfg.max_connections);
+  options.max_connections_per_address = static_cast<int>(cfg.max_connections_per_address);
+  options.first_byte_timeout = config::FirstByteTimeout(cfg);
   // Handlers block on store commits; enough threads let concurrent writes share a commit while
   // reads go on. Half of them may wait for VMs to settle (`wait=`).
   options.threads = std::clamp(2 * host->cpus, 4, 16);
@@ -253,6 +271,8 @@ int Run(config::DaemonConfig cfg) {
   handler.SetDiskReserve(&reserve);
   http::Server server(handler, options);
   if (auto s = server.Start(); !s) return Die(s.error());
+  spdlog::info("API: at most {} TCP connections, {} per client address",
+               server.tcp_connection_cap(), cfg.max_connections_per_address);
 
   std::string tcp = listen->host.empty()
                         ? "no TCP"
@@ -351,6 +371,17 @@ int main(int argc, char** argv) {
                    ->default_str(cfg.network_pool);
   auto* nat = app.add_option("--nat", cfg.nat, "egress NAT (masquerade) for the VMs: on or off")
                   ->default_str("on");
+  auto* max_connections =
+      app.add_option("--max-connections", cfg.max_connections,
+                     "TCP API connections at once (at most half the open file limit)")
+          ->default_str("1024");
+  auto* max_per_address =
+      app.add_option("--max-connections-per-address", cfg.max_connections_per_address,
+                     "TCP API connections at once from one client address")
+          ->default_str("64");
+  auto* first_byte = app.add_option("--first-byte-timeout", cfg.first_byte_timeout,
+                                    "close a new API connection that sends nothing for this long")
+                         ->default_str(cfg.first_byte_timeout);
   app.set_version_flag("--version", HEARTH_VERSION);
   try {
     app.parse(argc, argv);
@@ -388,6 +419,11 @@ int main(int argc, char** argv) {
     if (accel->count() == 0) cfg.accel = from_file.accel;
     if (pool->count() == 0) cfg.network_pool = from_file.network_pool;
     if (nat->count() == 0) cfg.nat = from_file.nat;
+    if (max_connections->count() == 0) cfg.max_connections = from_file.max_connections;
+    if (max_per_address->count() == 0) {
+      cfg.max_connections_per_address = from_file.max_connections_per_address;
+    }
+    if (first_byte->count() == 0) cfg.first_byte_timeout = from_file.first_byte_timeout;
   }
   if (!data_dir.empty()) cfg.data_dir = data_dir;
   return hearth::Run(cfg);

@@ -109,5 +109,32 @@ TEST(DaemonConfigTest, LoadsYamlAndRefusesUnknownKeys) {
   EXPECT_FALSE(LoadConfigFile(dir / "missing.yaml", cfg));
 }
 
+TEST(DaemonConfigTest, ConnectionLimitsFromYamlAreChecked) {
+  testing::TempDir dir;
+  std::ofstream(dir / "limits.yaml") << "max-connections: 200\nmax-connections-per-address: 8\n"
+                                        "first-byte-timeout: 250ms\n";
+  DaemonConfig c;
+  ASSERT_TRUE(LoadConfigFile(dir / "limits.yaml", c));
+  EXPECT_EQ(c.max_connections, 200);
+  EXPECT_EQ(c.max_connections_per_address, 8);
+  ASSERT_TRUE(Validate(c));
+  EXPECT_EQ(FirstByteTimeout(c), std::chrono::milliseconds(250));
+  EXPECT_EQ(FirstByteTimeout(DaemonConfig{}), std::chrono::seconds(5));
+
+  for (auto [mutate, says] : std::initializer_list<std::pair<void (*)(DaemonConfig&), const char*>>{
+           {[](DaemonConfig& d) { d.max_connections = 0; }, "--max-connections: 0"},
+           {[](DaemonConfig& d) { d.max_connections_per_address = -1; },
+            "--max-connections-per-address: -1"},
+           {[](DaemonConfig& d) { d.first_byte_timeout = "1ms"; }, "--first-byte-timeout: '1ms'"},
+           {[](DaemonConfig& d) { d.first_byte_timeout = "soon"; },
+            "--first-byte-timeout: 'soon'"}}) {
+    DaemonConfig bad;
+    mutate(bad);
+    auto s = Validate(bad);
+    ASSERT_FALSE(s) << says;
+    EXPECT_NE(s.error().message.find(says), std::string::npos) << s.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace hearth::config
