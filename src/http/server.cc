@@ -116,20 +116,6 @@ std::optional<api::HttpResponse> ReadErrorResponse(const ErrorCode& ec, size_t b
   return std::nullopt;
 }
 
-// The request as Admit sees it: everything but the body.
-api::HttpRequest ToApiHeaders(const BeastRequest& request, bool trusted) {
-  api::HttpRequest out;
-  out.method = std::string(request.method_string());
-  out.target = std::string(request.target());
-  for (const auto& field : request) {
-    auto [it, inserted] =
-        out.headers.try_emplace(ToLower(field.name_string()), std::string(field.value()));
-    if (!inserted) it->second.append(", ").append(field.value());
-  }
-  out.trusted = trusted;
-  return out;
-}
-
 // Counts the open connections of one listener, in total and by client address. Thread-safe:
 // connections end on every io thread.
 class ConnectionLimits {
