@@ -373,6 +373,11 @@ Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId&
 Status QemuDriver::Continue(const MachineSpec& spec, const ProcessId& process) {
   auto qmp = Qmp(spec, fmt::format("continuing pid {}", process.pid));
   if (!qmp) return Fail(qmp.error());
+  // QEMU's migration thread reports `completed` before the main loop leaves `finish-migrate`, and
+  // `cont` is refused until it has ("Migration is not finalized yet").
+  if (auto s = WaitMigrationFinalized(*qmp, 5s); !s) {
+    return Fail(s.error().Wrap(fmt::format("vm '{}': cont", spec.name)));
+  }
   if (auto r = qmp->Execute("cont"); !r) {
     return Fail(r.error().Wrap(fmt::format("vm '{}': cont", spec.name)));
   }
