@@ -1,7 +1,8 @@
 // Network isolation from inside real guests. Guest "a" boots the default image with a probe added
 // to its initramfs (a second cpio archive after the image's, which the kernel unpacks over the
 // first): once the guest is ready, init runs /bin/hearth-probe, which tries what a hostile guest
-// tries and writes one console line per attempt ("hearth-probe: NAME ok|fail ..."). The test
+// tries with busybox (nc, ping, arping, ip) and writes one console line per attempt
+// ("hearth-probe: NAME ok|fail ..."). The test
 // reads them with `hearth vm logs` and checks, on the host, what arrived. Guest "b" is a plain
 // default-image VM with a published port; a client namespace is the outside world.
 #include <arpa/inet.h>
@@ -12,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <mutex>
@@ -33,50 +35,47 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 using testing::RunResult;
 
-// UDP datagrams that arrive on port `port` in namespace `ns`, collected until destruction.
-class UdpCollector {
+// The ICMP echo requests that arrive in namespace `ns` (a raw socket sees a copy of each), by
+// payload size, collected until destruction. The probe tells its pings apart by their size.
+class EchoCollector {
  public:
-  UdpCollector(const std::string& ns, int port) {
+  explicit EchoCollector(const std::string& ns) {
     std::promise<Status> ready;
     auto started = ready.get_future();
-    thread_ = std::thread([this, ns, port, &ready] {
+    thread_ = std::thread([this, ns, &ready] {
       if (auto s = testing::EnterNetns(ns); !s) return ready.set_value(s);
-      int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-      sockaddr_in any = testing::Endpoint("0.0.0.0", port);
-      if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&any), sizeof(any)) != 0) {
-        return ready.set_value(Fail(Code::kInternal, "udp bind failed"));
-      }
+      int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+      if (fd < 0) return ready.set_value(Fail(Code::kInternal, "raw ICMP socket failed"));
       ready.set_value(Ok());
       while (!stop_) {
         pollfd p{fd, POLLIN, 0};
         if (poll(&p, 1, 50) != 1) continue;
-        char buf[256];
+        unsigned char buf[2048];
         ssize_t n = recv(fd, buf, sizeof(buf), 0);
-        if (n <= 0) continue;
+        if (n < 28) continue;
+        size_t ihl = (buf[0] & 0x0f) * 4u;
+        if (ihl + 8 > static_cast<size_t>(n) || buf[ihl] != 8) continue;  // echo request
         std::lock_guard lock(mu_);
-        got_.emplace_back(buf, static_cast<size_t>(n));
+        sizes_.push_back(static_cast<size_t>(n) - ihl - 8);
       }
       close(fd);
     });
     status_ = started.get();
   }
-  ~UdpCollector() {
+  ~EchoCollector() {
     stop_ = true;
     thread_.join();
   }
   const Status& status() const { return status_; }
-  // Whether a datagram starting with `word` arrived.
-  bool Got(const std::string& word) {
+  // Whether an echo request with `payload` bytes arrived.
+  bool Got(size_t payload) {
     std::lock_guard lock(mu_);
-    for (const auto& d : got_) {
-      if (d.rfind(word, 0) == 0) return true;
-    }
-    return false;
+    return std::find(sizes_.begin(), sizes_.end(), payload) != sizes_.end();
   }
 
  private:
   std::mutex mu_;
-  std::vector<std::string> got_;
+  std::vector<size_t> sizes_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
   Status status_;
@@ -106,7 +105,7 @@ say "start gw=$gw mac=$mac"
 line outside @OUTSIDE@ 8000
 http published "$gw" @PUBLISHED@ /
 icmp ping-gateway "$gw"
-echo own | nc -u -w 1 @OUTSIDE@ 9000
+busybox ping -c 1 -W 2 -s 111 @OUTSIDE@ >/dev/null 2>&1
 
 line host-gateway "$gw" @HOSTPORT@
 line host-outer @OUTER@ @HOSTPORT@
@@ -125,16 +124,16 @@ line loopback-host 127.0.0.1 @HOSTPORT@
 ip route del 127.0.0.0/8
 ip addr add 127.0.0.1/8 dev lo
 
-# Guest b's address as the source, for UDP and for ARP.
+# Guest b's address as the source, for ICMP and for ARP.
 ip addr add @B@/32 dev eth0
-echo spoof-ip | nc -u -w 1 -s @B@ @OUTSIDE@ 9000
+busybox ping -c 1 -W 1 -s 122 -I @B@ @OUTSIDE@ >/dev/null 2>&1
 busybox arping -c 1 -w 1 -s @B@ -I eth0 "$gw" >/dev/null 2>&1
 ip addr del @B@/32 dev eth0
 say "spoof-ip sent"
 
-# Another MAC.
+# Another MAC (the guest has to ARP for its gateway again, with that MAC).
 ip link set dev eth0 address 52:54:00:99:99:99
-echo spoof-mac | nc -u -w 1 @OUTSIDE@ 9000
+busybox ping -c 1 -W 2 -s 133 @OUTSIDE@ >/dev/null 2>&1
 ip link set dev eth0 address "$mac"
 say "spoof-mac sent"
 
@@ -217,8 +216,8 @@ TEST_F(VmIsolationTest, AGuestReachesTheOutsideAndPublishedPortsButNothingElse) 
   testing::ClientNamespace outside(getpid() % 250);
   testing::LineServer outside_tcp(outside.name(), "outside", 8000);
   ASSERT_TRUE(outside_tcp.status()) << outside_tcp.status().error().message;
-  UdpCollector outside_udp(outside.name(), 9000);
-  ASSERT_TRUE(outside_udp.status()) << outside_udp.status().error().message;
+  EchoCollector outside_echo(outside.name());
+  ASSERT_TRUE(outside_echo.status()) << outside_echo.status().error().message;
   const int host_port = testing::FreeHostPort();
   testing::LineServer host_tcp("", "host", host_port);  // 0.0.0.0: loopback and every address
   ASSERT_TRUE(host_tcp.status()) << host_tcp.status().error().message;
@@ -262,11 +261,11 @@ TEST_F(VmIsolationTest, AGuestReachesTheOutsideAndPublishedPortsButNothingElse) 
                             "ping-guest-b", "loopback-hearthd", "loopback-host"}) {
     EXPECT_EQ(results[probe], "fail") << probe << " must be blocked:\n" << all;
   }
-  // Spoofing: the own datagram arrived, the spoofed ones did not; the host did not learn guest
-  // b's address from a's ARP.
-  EXPECT_TRUE(outside_udp.Got("own"));
-  EXPECT_FALSE(outside_udp.Got("spoof-ip"));
-  EXPECT_FALSE(outside_udp.Got("spoof-mac"));
+  // Spoofing: the own ping arrived, the spoofed ones did not; the host did not learn guest b's
+  // address from a's ARP.
+  EXPECT_TRUE(outside_echo.Got(111)) << "a ping from the guest's own address and MAC";
+  EXPECT_FALSE(outside_echo.Got(122)) << "a ping from guest b's address";
+  EXPECT_FALSE(outside_echo.Got(133)) << "a ping from another MAC";
   RunResult neigh = testing::RunProgram(
       {"ip", "-j", "-4", "neigh", "show", "dev", net::TapName(a.value("id", "")), "to", b_ip});
   json learnt = json::parse(neigh.out, nullptr, false);
