@@ -80,6 +80,18 @@ class NodeLifecycleTest : public testing::NodeFixture {
   }
 };
 
+TEST_F(NodeLifecycleTest, TheGuestsAntiSpoofingRulesAreInPlaceBeforeItsVmmRuns) {
+  std::vector<net::Guest> at_launch;
+  driver_.on_launch = [&](const hv::MachineSpec&) { at_launch = network_.rules().guests; };
+  VmRecord vm = Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  WaitFor("web", VmState::kRunning);
+  std::vector<net::Guest> expected = {
+      net::Guest{net::TapName(vm.id), "172.30.0.2", net::GuestMac({"172.30.0.2", "172.30.0.1"})}};
+  EXPECT_EQ(at_launch, expected);
+  EXPECT_EQ(network_.rules().guests, expected);
+}
+
 TEST_F(NodeLifecycleTest, StartRunsTheVmAndStopEndsIt) {
   VmRecord vm = Create("web", RestartPolicy::kOnFailure, 18080);
   EXPECT_EQ(vm.ip, "") << "an address is taken at the first start";
