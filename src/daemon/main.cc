@@ -32,6 +32,8 @@
 #include "metering/sqlite_usage_store.h"
 #include "metering/usage_reader.h"
 #include "model/host.h"
+#include "model/port_holders.h"
+#include "net/host_networks.h"
 #include "net/linux_network.h"
 #include "net/wake_listener.h"
 #include "node/node.h"
@@ -116,6 +118,13 @@ int Run(config::DaemonConfig cfg) {
     Die(s.error());
     return 2;
   }
+  // The VMs' routes must not shadow a network this host is already on.
+  auto host_networks = net::HostIpv4Networks();
+  if (!host_networks) return Die(host_networks.error());
+  if (auto s = net::AddressPool::Parse(cfg.network_pool)->CheckHostNetworks(*host_networks); !s) {
+    Die(s.error().Wrap("--network-pool"));
+    return 2;
+  }
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
   auto listen = config::ParseListen(cfg.listen);
   auto db_path = config::SqlitePath(cfg.store);
@@ -183,10 +192,13 @@ int Run(config::DaemonConfig cfg) {
   node::NodeOptions node_options;
   node_options.memory_ratio = cfg.memory_ratio;
   node_options.masquerade = cfg.nat == "on";
+  node_options.allowed_paths = config::AllowedPaths(cfg);
+  LinuxPortHolders port_holders;
   node::Machinery machinery;
   machinery.driver = driver;
   machinery.network = network.get();
   machinery.pool = *net::AddressPool::Parse(cfg.network_pool);
+  machinery.ports = &port_holders;
   auto waker = std::make_unique<net::WakeListener>();
   machinery.waker = waker.get();
   node::Node node(**store, *host, files, clock, paths, node_options, machinery);
@@ -334,6 +346,11 @@ int main(int argc, char** argv) {
                    ->default_str(cfg.network_pool);
   auto* nat = app.add_option("--nat", cfg.nat, "egress NAT (masquerade) for the VMs: on or off")
                   ->default_str("on");
+  auto* allowed = app.add_option("--allowed-paths", cfg.allowed_paths,
+                                 "comma-separated directories that kernel, initrd and rootfs may "
+                                 "be in; a block device must be listed itself")
+                      ->delimiter(',')
+                      ->default_str("<data-dir>/images,/srv/hearth");
   app.set_version_flag("--version", HEARTH_VERSION);
   try {
     app.parse(argc, argv);
@@ -371,6 +388,7 @@ int main(int argc, char** argv) {
     if (accel->count() == 0) cfg.accel = from_file.accel;
     if (pool->count() == 0) cfg.network_pool = from_file.network_pool;
     if (nat->count() == 0) cfg.nat = from_file.nat;
+    if (allowed->count() == 0) cfg.allowed_paths = from_file.allowed_paths;
   }
   if (!data_dir.empty()) cfg.data_dir = data_dir;
   return hearth::Run(cfg);
