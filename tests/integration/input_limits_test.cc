@@ -43,7 +43,7 @@ class InputLimitsTest : public ::testing::Test {
     ASSERT_TRUE(r);
     json vms = json::parse(r->body)["vms"];
     std::vector<std::string> names;
-    for (const json& vm : vms) names.push_back(vm["name"]);
+    for (const json& vm : vms) names.push_back(vm["name"].get<std::string>());
     EXPECT_EQ(names, allowed_vms_) << "only the good requests created VMs";
   }
 
@@ -97,7 +97,8 @@ TEST_F(InputLimitsTest, PathsOutsideTheAllowedOnesAndHearthsOwnFilesAreRefused) 
   // A symlink in an allowed directory does not lead out of it.
   std::filesystem::create_symlink(data + "/admin.token", dir_ / "token-link");
   ExpectRefused(
-      json{{"name", "a"}, {"kernel", "/bin/true"}, {"initrd", (dir_ / "token-link")}}.dump(),
+      json{{"name", "a"}, {"kernel", "/bin/true"}, {"initrd", (dir_ / "token-link").string()}}
+          .dump(),
       "initrd", "resolves to '" + data + "/admin.token'");
   if (std::filesystem::is_block_file("/dev/loop0")) {
     ExpectRefused(json{{"name", "a"}, {"kernel", "/bin/true"}, {"rootfs", "/dev/loop0"}}.dump(),
@@ -123,7 +124,8 @@ TEST_F(InputLimitsTest, DurationsAndRangesThatOverflowAreRefused) {
       json{{"name", "t"}, {"kernel", "/bin/true"}, {"timers", {{"idle_timeout", "2900000d"}}}}
           .dump(),
       "timers.idle_timeout", "too long");
-  for (const char* query : {"since=1000000000d", "since=106751991167d&by=minute"}) {
+  for (const char* query :
+       {"since=1000000000d", "since=106751991167d&until=9999-12-31T00:00:00Z&by=minute"}) {
     SCOPED_TRACE(query);
     auto r = client_->Request("GET", fmt::format("/v1/usage?{}", query));
     ASSERT_TRUE(r);
