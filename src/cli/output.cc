@@ -51,11 +51,22 @@ json ScalarToJson(const YAML::Node& node) {
   return s;
 }
 
+// yaml-cpp keeps every pair of a mapping, duplicates included: a key given twice is refused
+// rather than the last one silently taken.
+struct DuplicateYamlKey {
+  std::string key;
+  int line = 0;
+};
+
 json NodeToJson(const YAML::Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Map: {
       json obj = json::object();
-      for (const auto& kv : node) obj[kv.first.as<std::string>()] = NodeToJson(kv.second);
+      for (const auto& kv : node) {
+        std::string key = kv.first.as<std::string>();
+        if (obj.contains(key)) throw DuplicateYamlKey{key, kv.first.Mark().line + 1};
+        obj[key] = NodeToJson(kv.second);
+      }
       return obj;
     }
     case YAML::NodeType::Sequence: {
@@ -154,6 +165,11 @@ Result<json> YamlToJson(std::string_view text) {
     return NodeToJson(root);
   } catch (const YAML::Exception& e) {
     return Fail(Code::kInvalidArgument, fmt::format("not valid YAML: {}", e.what()));
+  } catch (const DuplicateYamlKey& e) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("key '{}' is given twice (again on line {}); give each key once",
+                            Printable(e.key), e.line),
+                e.key);
   }
 }
 

@@ -94,4 +94,31 @@ std::string EscapeText(std::string_view raw, const EscapeOptions& options) {
   return out;
 }
 
+std::optional<size_t> FindControl(std::string_view text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    auto b = static_cast<unsigned char>(text[i]);
+    if (b < 0x20 || b == 0x7f) return i;
+  }
+  return std::nullopt;
+}
+
+std::string Printable(std::string_view text, size_t max_bytes) {
+  return EscapeText(text, EscapeOptions{.max_bytes = std::max<size_t>(max_bytes, 32)});
+}
+
+std::string DescribeControl(std::string_view value) {
+  std::optional<size_t> at_or = FindControl(value);
+  if (!at_or) return fmt::format("'{}' holds no control character", Printable(value));
+  size_t at = *at_or;
+  auto byte = static_cast<unsigned char>(value[at]);
+  const char* name = byte == 0      ? "a NUL byte"
+                     : byte == '\n' ? "a newline"
+                     : byte == '\r' ? "a carriage return"
+                     : byte == '\t' ? "a tab"
+                     : byte == 0x1b ? "an escape"
+                                    : "a control character";
+  return fmt::format("'{}' contains {} (byte 0x{:02x} at offset {}); remove it", Printable(value),
+                     name, byte, at);
+}
+
 }  // namespace hearth

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -28,5 +29,20 @@ struct EscapeOptions {
 // A backslash in `raw` is kept as it is: the result is for reading, not for decoding back.
 // Linear in the length of the result: at most about max_bytes of `raw` are looked at.
 std::string EscapeText(std::string_view raw, const EscapeOptions& options = {});
+
+// Values a caller sent that reach argv, paths, nftables, logs and terminals must not carry control
+// characters: a NUL cuts a C string (QEMU's `-drive file=<path>\0,format=raw` would lose its
+// options), and escape sequences rewrite a terminal.
+
+// The offset of the first control character (bytes 0x00-0x1f and 0x7f) in `text`, if any.
+std::optional<size_t> FindControl(std::string_view text);
+
+// `text` escaped (EscapeText) and cut to about `max_bytes`, for messages that quote a value the
+// caller sent.
+std::string Printable(std::string_view text, size_t max_bytes = 200);
+
+// "'<value>' contains a NUL byte (byte 0x00 at offset 9); remove it", for `value`, which must
+// hold a control character (FindControl).
+std::string DescribeControl(std::string_view value);
 
 }  // namespace hearth

@@ -33,6 +33,8 @@
 #include "metering/sqlite_usage_store.h"
 #include "metering/usage_reader.h"
 #include "model/host.h"
+#include "model/port_holders.h"
+#include "net/host_networks.h"
 #include "net/linux_network.h"
 #include "net/wake_listener.h"
 #include "node/node.h"
@@ -131,6 +133,13 @@ int Run(config::DaemonConfig cfg) {
     Die(s.error());
     return 2;
   }
+  // The VMs' routes must not shadow a network this host is already on.
+  auto host_networks = net::HostIpv4Networks();
+  if (!host_networks) return Die(host_networks.error());
+  if (auto s = net::AddressPool::Parse(cfg.network_pool)->CheckHostNetworks(*host_networks); !s) {
+    Die(s.error().Wrap("--network-pool"));
+    return 2;
+  }
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
   RaiseFileLimit();
   auto listen = config::ParseListen(cfg.listen);
@@ -213,10 +222,13 @@ int Run(config::DaemonConfig cfg) {
   node::NodeOptions node_options;
   node_options.memory_ratio = cfg.memory_ratio;
   node_options.masquerade = cfg.nat == "on";
+  node_options.allowed_paths = config::AllowedPaths(cfg);
+  LinuxPortHolders port_holders;
   node::Machinery machinery;
   machinery.driver = driver;
   machinery.network = network.get();
   machinery.pool = *net::AddressPool::Parse(cfg.network_pool);
+  machinery.ports = &port_holders;
   auto waker = std::make_unique<net::WakeListener>();
   machinery.waker = waker.get();
   node::Node node(**store, *host, files, clock, paths, node_options, machinery);
@@ -382,6 +394,11 @@ int main(int argc, char** argv) {
   auto* first_byte = app.add_option("--first-byte-timeout", cfg.first_byte_timeout,
                                     "close a new API connection that sends nothing for this long")
                          ->default_str(cfg.first_byte_timeout);
+  auto* allowed = app.add_option("--allowed-paths", cfg.allowed_paths,
+                                 "comma-separated directories that kernel, initrd and rootfs may "
+                                 "be in; a block device must be listed itself")
+                      ->delimiter(',')
+                      ->default_str("<data-dir>/images,/srv/hearth");
   app.set_version_flag("--version", HEARTH_VERSION);
   try {
     app.parse(argc, argv);
@@ -424,6 +441,7 @@ int main(int argc, char** argv) {
       cfg.max_connections_per_address = from_file.max_connections_per_address;
     }
     if (first_byte->count() == 0) cfg.first_byte_timeout = from_file.first_byte_timeout;
+    if (allowed->count() == 0) cfg.allowed_paths = from_file.allowed_paths;
   }
   if (!data_dir.empty()) cfg.data_dir = data_dir;
   return hearth::Run(cfg);

@@ -42,6 +42,16 @@ timers: {idle_timeout: 30s}
   EXPECT_EQ((*doc)["publish"][0], "8080:80");
   EXPECT_EQ((*doc)["timers"]["idle_timeout"], "30s");
   EXPECT_FALSE(YamlToJson("a: [1,"));
+  // A key given twice is refused, naming it, not the last one taken.
+  auto dup = YamlToJson(
+      "name: web\nkernel: /srv/hearth/k\ntimers:\n  stop_after: 1h\n"
+      "  stop_after: 2h\n");
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().field, "stop_after");
+  EXPECT_NE(dup.error().message.find("key 'stop_after' is given twice (again on line 5)"),
+            std::string::npos)
+      << dup.error().message;
+  EXPECT_FALSE(YamlToJson("kernel: /a\nkernel: /b\n"));
 }
 
 TEST(CliOutputTest, YamlOutputRoundTrips) {
