@@ -91,6 +91,7 @@ TEST_F(InputLimitsTest, PathsOutsideTheAllowedOnesAndHearthsOwnFilesAreRefused) 
       "initrd", "is one of hearth's own files");
   ExpectRefused(json{{"name", "a"}, {"kernel", "/bin/true"}, {"rootfs", data + "/state.db"}}.dump(),
                 "rootfs", "is one of hearth's own files");
+  std::filesystem::create_directories(data + "/images");  // for the path to resolve through it
   ExpectRefused(
       json{{"name", "a"}, {"kernel", "/bin/true"}, {"rootfs", data + "/images/../state.db"}}.dump(),
       "rootfs", "is one of hearth's own files");
@@ -191,10 +192,13 @@ TEST(InputLimitsDaemonTest, NetworkPoolsThatCannotRouteToVmsAreRefused) {
     EXPECT_EQ(r.exit_code, 2) << pool;
     EXPECT_THAT(r.err, HasSubstr(says));
   }
-  // The host's own subnet: a dummy interface of this test's, removed however the test ends.
+  // The host's own subnet: a veth pair of this test's (kernels without the dummy driver have
+  // veth), removed however the test ends.
   std::string name = fmt::format("hrtpool{}", getpid() % 100000);
   std::string net = fmt::format("10.213.{}.0/24", getpid() % 250);
-  ASSERT_EQ(RunProgram({"ip", "link", "add", name, "type", "dummy"}).exit_code, 0);
+  RunResult added =
+      RunProgram({"ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"});
+  ASSERT_EQ(added.exit_code, 0) << added.err;
   Guard remove([&] { RunProgram({"ip", "link", "del", name}); });
   ASSERT_EQ(
       RunProgram({"ip", "addr", "add", fmt::format("10.213.{}.1/24", getpid() % 250), "dev", name})
