@@ -183,10 +183,13 @@ class VmIsolationTest : public testing::VmFixture {
     EXPECT_FALSE(initrd.empty());
     initrd.resize((initrd.size() + 3) / 4 * 4, '\0');  // the next archive starts 4-aligned
     initrd += overlay.Finish();
-    std::filesystem::path out = dir_.path() / "probe-initrd.img";
+    // Outside the data dir: hearthd refuses its own files as a guest's.
+    std::filesystem::path out = probe_dir_.path() / "probe-initrd.img";
     std::ofstream(out, std::ios::binary) << initrd;
     return out;
   }
+
+  testing::TempDir probe_dir_;
 
   // The probe's lines, once it has said "done" (or whatever it said within `limit`).
   std::map<std::string, std::string> ProbeResults(const std::string& vm,
