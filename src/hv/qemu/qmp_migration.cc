@@ -10,6 +10,8 @@
 #include <cstring>
 #include <utility>
 
+#include "hv/qemu/qmp_message.h"
+
 namespace hearth::hv::qemu {
 
 namespace fs = std::filesystem;
@@ -41,7 +43,7 @@ void ForgetStateFile(QmpClient& qmp) {
 namespace {
 
 bool Ended(const nlohmann::json& data) {
-  std::string status = data.value("status", "");
+  std::string status = MigrationStatus(data);
   return status == "completed" || status == "failed" || status == "cancelled";
 }
 
@@ -50,7 +52,7 @@ bool Ended(const nlohmann::json& data) {
 Result<std::string> WaitMigration(QmpClient& qmp, std::chrono::milliseconds limit) {
   auto ended = qmp.WaitEvent("MIGRATION", Ended, limit);
   if (!ended) return Fail(ended.error());
-  return ended->value("status", "");
+  return MigrationStatus(*ended);
 }
 
 Status CancelMigration(QmpClient& qmp, std::chrono::milliseconds limit) {
