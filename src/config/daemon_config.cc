@@ -48,7 +48,13 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
   if (!root.IsMap())
     return Bad("config", fmt::format("{}: expected a mapping of keys", path.string()));
   for (const auto& item : root) {
-    std::string key = item.first.as<std::string>();
+    // A key that is not a scalar (`? [a, b]`) would throw from as<std::string>().
+    if (!item.first.IsScalar()) {
+      return Bad("config", fmt::format("{}: line {}: a key is not a name; keys are the long flags "
+                                       "without \"--\", e.g. data-dir",
+                                       path.string(), item.first.Mark().line + 1));
+    }
+    std::string key = item.first.Scalar();
     const YAML::Node& v = item.second;
     try {
       if (key == "data-dir") {
