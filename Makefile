@@ -28,7 +28,8 @@ run: build
 	  $(BUILD)/hearth image build default --data-dir $(DATA_DIR)
 	$(BUILD)/hearthd --data-dir $(DATA_DIR)
 
-# Every test (labels unit, integration, e2e), then the fuzzer for a bounded time.
+# Every test (labels unit, integration, e2e), then every fuzz target for a bounded time:
+# FUZZ_SECONDS split across the targets, at least 10 s each (scripts/fuzz.sh).
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 600 -j $(JOBS)
 	scripts/fuzz.sh $(FUZZ_SECONDS)
@@ -50,8 +51,11 @@ SOAK_MINUTES ?= 10
 soak: build
 	$(BUILD)/bench/soak_bench $(SOAK_MINUTES) 10
 
+# Every fuzz target (or FUZZ_TARGETS="qmp_fuzz ..."), FUZZ_SECONDS in all; fails on a finding and
+# prints how to replay it.
+FUZZ_TARGETS ?=
 fuzz: deps
-	scripts/fuzz.sh $(FUZZ_SECONDS)
+	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

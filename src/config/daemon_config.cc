@@ -51,7 +51,13 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
     return Bad("config", fmt::format("{}: expected a mapping of keys", path.string()));
   std::set<std::string> seen;  // yaml-cpp keeps duplicate keys; the last would silently win
   for (const auto& item : root) {
-    std::string key = item.first.as<std::string>();
+    // A key that is not a scalar (`? [a, b]`) would throw from as<std::string>().
+    if (!item.first.IsScalar()) {
+      return Bad("config", fmt::format("{}: line {}: a key is not a name; keys are the long flags "
+                                       "without \"--\", e.g. data-dir",
+                                       path.string(), item.first.Mark().line + 1));
+    }
+    std::string key = item.first.Scalar();
     const YAML::Node& v = item.second;
     if (!seen.insert(key).second) {
       return Bad("config", fmt::format("{}: key '{}' is given twice (again on line {}); give each "
@@ -110,7 +116,7 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
                                          "log-level, accel, network-pool, nat, "
                                          "max-connections, max-connections-per-address, "
                                          "first-byte-timeout, allowed-paths",
-                                         path.string(), key));
+                                         path.string(), Printable(key)));
       }
     } catch (const YAML::Exception&) {
       return Bad("config",

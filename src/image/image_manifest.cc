@@ -41,6 +41,13 @@ Result<ImageManifest> ManifestFromJson(const json& j) {
     m.busybox_version = j.value("busybox_version", "");
     m.cmdline = j.value("cmdline", "");
     for (const auto& [name, f] : j.at("files").items()) {
+      // Checked first: get<uint64_t>() converts a float or a negative number without complaint
+      // (a float out of range with undefined behaviour).
+      if (!f.at("size").is_number_unsigned()) {
+        return Fail(Code::kInvalidArgument,
+                    fmt::format("bad image manifest: files.{}.size: {} is not a size in bytes",
+                                name, f.at("size").dump()));
+      }
       m.files[name] = {f.at("sha256").get<std::string>(), f.at("size").get<uint64_t>()};
     }
     return m;

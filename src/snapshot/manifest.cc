@@ -2,11 +2,36 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+
 namespace hearth::snapshot {
 
 using nlohmann::json;
 
 namespace {
+
+// A member that is not an integer in T's range; a float in particular would be converted with
+// undefined behaviour by get<T>().
+struct BadInteger : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <class T>
+T IntegerAt(const json& j, const char* key) {
+  const json& v = j.at(key);
+  if (v.is_number_unsigned() && v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())) {
+    return static_cast<T>(v.get<uint64_t>());
+  }
+  if (v.is_number_integer() && !v.is_number_unsigned() &&
+      v.get<int64_t>() >= std::numeric_limits<T>::min() &&
+      v.get<int64_t>() <= std::numeric_limits<T>::max()) {
+    return static_cast<T>(v.get<int64_t>());
+  }
+  throw BadInteger(fmt::format("{}: {} is not an integer from {} to {}", key, v.dump(),
+                               std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
+}
 
 json OriginJson(const Origin& o) {
   return {{"backend", o.backend},       {"hypervisor_version", o.hypervisor_version},
@@ -21,8 +46,8 @@ Origin OriginFrom(const json& j) {
   o.backend = j.at("backend").get<std::string>();
   o.hypervisor_version = j.at("hypervisor_version").get<std::string>();
   o.cpu_model = j.value("cpu_model", "");  // absent before it was recorded (same format)
-  o.vcpus = j.at("vcpus").get<int>();
-  o.memory_mib = j.at("memory_mib").get<int64_t>();
+  o.vcpus = IntegerAt<int>(j, "vcpus");
+  o.memory_mib = IntegerAt<int64_t>(j, "memory_mib");
   o.kernel = j.at("kernel").get<std::string>();
   o.initrd = j.at("initrd").get<std::string>();
   o.rootfs = j.at("rootfs").get<std::string>();
@@ -53,28 +78,30 @@ json ToJson(const Manifest& m) {
 Result<Manifest> ManifestFromJson(const json& j) {
   try {
     Manifest m;
-    m.format = j.at("format").get<int>();
+    m.format = IntegerAt<int>(j, "format");
     if (m.format != kFormatVersion) {
       return Fail(Code::kFailedPrecondition,
                   fmt::format("snapshot format {} is not the format this hearth writes ({})",
                               m.format, kFormatVersion));
     }
     m.vm_id = j.at("vm_id").get<std::string>();
-    m.vm_version = j.at("vm_version").get<int64_t>();
+    m.vm_version = IntegerAt<int64_t>(j, "vm_version");
     auto taken = ParseTime(j.at("taken_at").get<std::string>());
     if (!taken) return Fail(taken.error().Wrap("taken_at"));
     m.taken_at = *taken;
     m.host_boot_id = j.at("host_boot_id").get<std::string>();
     m.origin = OriginFrom(j.at("origin"));
     for (const auto& f : j.at("files")) {
-      m.files.push_back({f.at("name").get<std::string>(), f.at("bytes").get<int64_t>(),
+      m.files.push_back({f.at("name").get<std::string>(), IntegerAt<int64_t>(f, "bytes"),
                          f.at("sha256").get<std::string>()});
     }
     m.memory_file = j.at("memory_file").get<std::string>();
-    m.memory_bytes = j.at("memory_bytes").get<int64_t>();
+    m.memory_bytes = IntegerAt<int64_t>(j, "memory_bytes");
     m.synced = j.at("synced").get<bool>();
     return m;
   } catch (const json::exception& e) {
+    return Fail(Code::kInternal, fmt::format("snapshot manifest: {}", e.what()));
+  } catch (const BadInteger& e) {
     return Fail(Code::kInternal, fmt::format("snapshot manifest: {}", e.what()));
   }
 }

@@ -124,6 +124,22 @@ TEST(DaemonConfigTest, LoadsYamlAndRefusesUnknownKeys) {
   EXPECT_FALSE(LoadConfigFile(dir / "missing.yaml", cfg));
 }
 
+// Found by fuzz/config_fuzz: a key that is not a scalar made LoadConfigFile throw (hearthd died
+// with std::terminate instead of naming the problem).
+TEST(DaemonConfigTest, RefusesKeysThatAreNotNames) {
+  testing::TempDir dir;
+  std::ofstream(dir / "seq.yaml") << "data-dir: /srv/hearth\n? [listen, store]\n: none\n";
+  std::ofstream(dir / "map.yaml") << "{a: b}: 1\n";
+  std::ofstream(dir / "null.yaml") << "? \n: 1\n";
+  for (const char* name : {"seq.yaml", "map.yaml", "null.yaml"}) {
+    DaemonConfig cfg;
+    auto s = LoadConfigFile(dir / name, cfg);
+    ASSERT_FALSE(s) << name;
+    EXPECT_NE(s.error().message.find("a key is not a name"), std::string::npos)
+        << s.error().message;
+  }
+}
+
 TEST(DaemonConfigTest, ConnectionLimitsFromYamlAreChecked) {
   testing::TempDir dir;
   std::ofstream(dir / "limits.yaml") << "max-connections: 200\nmax-connections-per-address: 8\n"

@@ -301,5 +301,15 @@ TEST(FirecrackerCallsTest, ARefusalBecomesAnErrorWithContextAndTheFaultMessage) 
   EXPECT_TRUE(done->is_null());
 }
 
+// Adopt compares this with the VM's id: an answer of another shape is another instance, not an
+// exception out of the driver.
+TEST(FirecrackerCallsTest, InstanceIdReadsOnlyAStringId) {
+  EXPECT_EQ(InstanceId(nlohmann::json::parse(R"({"id":"vm-1","state":"Running"})")), "vm-1");
+  for (const char* body :
+       {R"({"id":7})", R"({"id":null})", R"([{"id":"vm-1"}])", R"("vm-1")", "null", "{}"}) {
+    EXPECT_EQ(InstanceId(nlohmann::json::parse(body)), "") << body;
+  }
+}
+
 }  // namespace
 }  // namespace hearth::hv::firecracker

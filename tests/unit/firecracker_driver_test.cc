@@ -124,6 +124,23 @@ TEST(FirecrackerMetricsTest, SumsDeltaCountersAndKeepsTheLastLatencies) {
   EXPECT_EQ(aggregate.block_read_bytes, 7) << "the aggregate when there is no per-drive section";
 }
 
+// Found by fuzz/firecracker_metrics_fuzz: a float out of int64_t's range was converted with
+// undefined behaviour, negative values were summed and the sums could overflow.
+TEST(FirecrackerMetricsTest, OnlyUnsignedIntegersCountAndTheSumsSaturate) {
+  MetricsTotals t;
+  t.Add(R"({"net_eth0":{"rx_bytes_count":1e300,"tx_bytes_count":-5,"rx_packets_count":1.5,
+            "tx_packets_count":"7"},"latencies_us":{"load_snapshot":-1}})");
+  EXPECT_EQ(t, (MetricsTotals{.lines = 1}));
+  t.Add(R"({"net_eth0":{"rx_bytes_count":9223372036854775807,"tx_bytes_count":18446744073709551615},
+            "block":{"read_bytes":9223372036854775807}})");
+  t.Add(R"({"net_eth0":{"rx_bytes_count":9223372036854775807,"tx_bytes_count":1},
+            "block":{"read_bytes":1}})");
+  EXPECT_EQ(t.net_rx_bytes, INT64_MAX);
+  EXPECT_EQ(t.net_tx_bytes, INT64_MAX);
+  EXPECT_EQ(t.block_read_bytes, INT64_MAX);
+  EXPECT_EQ(t.lines, 3);
+}
+
 TEST(FirecrackerMetricsTest, TheReaderKeepsTheFifoDrainedAndSumsPerVm) {
   testing::TempDir dir;
   fs::path fifo = dir / "metrics.fifo";

@@ -172,6 +172,31 @@ TEST(QmpClientTest, WaitsForAMatchingEventAndKeepsTheOthers) {
       << none.error().message;
 }
 
+// QEMU's bytes are untrusted: members of the wrong type are errors or ignored, never exceptions.
+TEST(QmpClientTest, MalformedAnswersAndEventsAreErrorsNotExceptions) {
+  testing::TempDir dir;
+  std::string path = (dir / "qmp.sock").string();
+  FakeQmpServer server(path,
+                       {{R"({"return": {}})"},
+                        {R"({"error": "boom"})"},
+                        {R"({"error": {"class": 7, "desc": null}})"},
+                        {R"({"event": 5, "data": {"status": "completed"}})",
+                         R"({"event": "MIGRATION", "data": "completed"})",
+                         R"({"event": "MIGRATION", "data": {"status": 3}})", R"({"return": {}})",
+                         R"({"event": "MIGRATION", "data": {"status": "completed"}})"}});
+  auto qmp = QmpClient::Connect(path, 2s);
+  ASSERT_TRUE(qmp) << qmp.error().message;
+  for (const char* command : {"stop", "cont"}) {
+    auto r = qmp->Execute(command);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Code::kFailedPrecondition) << r.error().message;
+  }
+  ASSERT_TRUE(qmp->Execute("migrate"));
+  auto how = WaitMigration(*qmp, 2s);
+  ASSERT_TRUE(how) << how.error().message;
+  EXPECT_EQ(*how, "completed");
+}
+
 TEST(QmpClientTest, TheMigrationStepsSendWhatQemuExpects) {
   testing::TempDir dir;
   std::string path = (dir / "qmp.sock").string();

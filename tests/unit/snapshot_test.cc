@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "common/files.h"
 #include "snapshot/snapshot_dir.h"
@@ -128,6 +129,28 @@ TEST(SnapshotManifestTest, RoundTripsAndRefusesOtherFormats) {
   EXPECT_EQ(ManifestFromJson(j).error().code, Code::kFailedPrecondition);
   j.erase("format");
   EXPECT_FALSE(ManifestFromJson(j));
+}
+
+// Found by fuzz/snapshot_manifest_fuzz: get<int>() of a float out of range is undefined behaviour
+// (it read 1e300 vcpus as INT_MIN on x86); a fraction or a value out of range is now refused.
+TEST(SnapshotManifestTest, RefusesIntegersThatAreFloatsOrOutOfRange) {
+  Manifest m;
+  m.vm_id = "id";
+  m.origin = {"qemu-tcg", "QEMU 7.2", 2, 256, "k", "i", "r", "c", "m"};
+  ASSERT_TRUE(ManifestFromJson(ToJson(m)));
+  for (auto [where, key, value] :
+       {std::tuple{"", "format", nlohmann::json(1e300)},
+        {"", "vm_version", nlohmann::json(-1e300)},
+        {"", "memory_bytes", nlohmann::json(1.5)},
+        {"origin", "vcpus", nlohmann::json(1e300)},
+        {"origin", "vcpus", nlohmann::json(int64_t{1} << 40)},
+        {"origin", "memory_mib", nlohmann::json(18446744073709551615ull)}}) {
+    auto j = ToJson(m);
+    (std::string(where).empty() ? j : j[where])[key] = value;
+    auto r = ManifestFromJson(j);
+    ASSERT_FALSE(r) << key << " = " << value.dump();
+    EXPECT_NE(r.error().message.find(key), std::string::npos) << r.error().message;
+  }
 }
 
 TEST(SnapshotManifestTest, CheckOriginNamesTheDifference) {

@@ -144,6 +144,12 @@ ApiCall FlushMetrics() {
 
 ApiCall DescribeInstance() { return Call("GET", "/", nullptr, "describing the instance", 2s); }
 
+std::string InstanceId(const json& info) {
+  if (!info.is_object()) return "";
+  auto it = info.find("id");
+  return it != info.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 Result<nlohmann::json> Execute(ApiTransport& transport, const ApiCall& call,
                                std::string_view vm_name) {
   std::string context = fmt::format("{} of vm '{}'", call.what, vm_name);

@@ -77,6 +77,8 @@ ApiCall CreateSnapshot(std::string_view snapshot_path, std::string_view memory_p
 ApiCall SendCtrlAltDel();
 ApiCall FlushMetrics();
 ApiCall DescribeInstance();
+// The "id" of DescribeInstance's answer (InstanceInfo); empty when the answer has no string id.
+std::string InstanceId(const nlohmann::json& info);
 
 // Executes `call`. A 2xx answer returns its JSON body (null for 204). A refusal becomes
 // failed_precondition "<what> of vm '<name>': Firecracker said: <fault_message>" (the HTTP status

@@ -65,9 +65,9 @@ Status FirecrackerDriver::Adopt(const MachineSpec& spec, const ProcessId& proces
   auto transport = Transport(RootFor(spec));
   auto info = Execute(*transport, DescribeInstance(), spec.name);
   if (!info) return Fail(info.error());
-  if (info->value("id", "") != spec.vm_id) {
+  if (InstanceId(*info) != spec.vm_id) {
     return Fail(Code::kNotFound, fmt::format("vm '{}': the API socket answers for instance '{}'",
-                                             spec.name, info->value("id", "")));
+                                             spec.name, InstanceId(*info)));
   }
   // Keep its metrics drained again (their totals restart from zero).
   if (auto s = EnsureMetrics(spec); !s)

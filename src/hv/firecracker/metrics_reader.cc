@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -16,11 +18,16 @@ namespace {
 
 using nlohmann::json;
 
+// Firecracker's counters are unsigned integers: anything else (a float, a negative number, one past
+// INT64_MAX) counts as 0 rather than as undefined behaviour in the conversion or the sums.
 int64_t Number(const json& object, std::string_view key) {
   auto it = object.find(key);
-  if (it == object.end() || !it->is_number()) return 0;
-  return it->get<int64_t>();
+  if (it == object.end() || !it->is_number_unsigned()) return 0;
+  return static_cast<int64_t>(std::min<uint64_t>(it->get<uint64_t>(), INT64_MAX));
 }
+
+// sum += n, saturating at INT64_MAX (both non-negative).
+void AddTo(int64_t& sum, int64_t n) { sum = n > INT64_MAX - sum ? INT64_MAX : sum + n; }
 
 // The named device section, or else the aggregate one (`net`, `block`), or null.
 const json* Section(const json& line, std::string_view prefix, std::string_view device) {
@@ -39,10 +46,10 @@ void MetricsTotals::Add(std::string_view text) {
   }
   ++lines;
   if (const json* net = Section(line, "net", "eth0"); net && net->is_object()) {
-    net_rx_bytes += Number(*net, "rx_bytes_count");
-    net_tx_bytes += Number(*net, "tx_bytes_count");
-    net_rx_packets += Number(*net, "rx_packets_count");
-    net_tx_packets += Number(*net, "tx_packets_count");
+    AddTo(net_rx_bytes, Number(*net, "rx_bytes_count"));
+    AddTo(net_tx_bytes, Number(*net, "tx_bytes_count"));
+    AddTo(net_rx_packets, Number(*net, "rx_packets_count"));
+    AddTo(net_tx_packets, Number(*net, "tx_packets_count"));
   }
   // Every disk: the per-drive sections, or the aggregate when there are none.
   std::vector<const json*> blocks;
@@ -53,10 +60,10 @@ void MetricsTotals::Add(std::string_view text) {
     if (auto it = line.find("block"); it != line.end() && it->is_object()) blocks.push_back(&*it);
   }
   for (const json* b : blocks) {
-    block_read_bytes += Number(*b, "read_bytes");
-    block_write_bytes += Number(*b, "write_bytes");
-    block_read_ops += Number(*b, "read_count");
-    block_write_ops += Number(*b, "write_count");
+    AddTo(block_read_bytes, Number(*b, "read_bytes"));
+    AddTo(block_write_bytes, Number(*b, "write_bytes"));
+    AddTo(block_read_ops, Number(*b, "read_count"));
+    AddTo(block_write_ops, Number(*b, "write_count"));
   }
   if (auto it = line.find("latencies_us"); it != line.end() && it->is_object()) {
     if (int64_t v = Number(*it, "full_create_snapshot"); v > 0) full_create_snapshot_us = v;

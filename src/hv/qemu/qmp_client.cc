@@ -11,6 +11,8 @@
 #include <cstring>
 #include <thread>
 
+#include "hv/qemu/qmp_message.h"
+
 namespace hearth::hv::qemu {
 namespace {
 
@@ -91,12 +93,7 @@ Result<json> QmpClient::ReadAny(Clock::time_point deadline) {
     if (newline != std::string::npos) {
       std::string line = buffer_.substr(0, newline);
       buffer_.erase(0, newline + 1);
-      json message = json::parse(line, nullptr, false);
-      if (message.is_discarded() || !message.is_object()) {
-        return Fail(Code::kUnavailable,
-                    fmt::format("qmp {}: not a JSON object: {}", path_, line.substr(0, 200)));
-      }
-      return message;
+      return ParseQmpLine(line, fmt::format("qmp {}", path_));
     }
     pollfd p{fd_, POLLIN, 0};
     int ready = poll(&p, 1, RemainingMs(deadline));
@@ -122,7 +119,7 @@ Result<json> QmpClient::ReadAny(Clock::time_point deadline) {
 Result<json> QmpClient::ReadMessage(Clock::time_point deadline) {
   while (true) {
     auto message = ReadAny(deadline);
-    if (!message || !message->contains("event")) return message;
+    if (!message || !IsQmpEvent(*message)) return message;
     events_.push_back(std::move(*message));
   }
 }
@@ -170,28 +167,16 @@ Result<json> QmpClient::Call(int fd, const std::string& command, const json& arg
   }
   auto answer = ReadMessage(Clock::now() + timeout);
   if (!answer) return Fail(answer.error().Wrap(fmt::format("qmp {}", command)));
-  if (answer->contains("error")) {
-    const json& e = (*answer)["error"];
-    return Fail(Code::kFailedPrecondition,
-                fmt::format("qmp {}: {}: {}", command, e.value("class", "Error"),
-                            e.value("desc", e.dump())));
-  }
-  if (!answer->contains("return")) {
-    return Fail(Code::kUnavailable,
-                fmt::format("qmp {}: unexpected answer {}", command, answer->dump()));
-  }
-  return (*answer)["return"];
+  return QmpCommandAnswer(*answer, command);
 }
 
 Result<json> QmpClient::WaitEvent(const std::string& name,
                                   const std::function<bool(const json& data)>& match,
                                   std::chrono::milliseconds timeout) {
-  auto matches = [&](const json& e) {
-    return e.value("event", "") == name && match(e.value("data", json::object()));
-  };
+  auto matches = [&](const json& e) { return QmpEventName(e) == name && match(QmpEventData(e)); };
   for (auto it = events_.begin(); it != events_.end(); ++it) {
     if (!matches(*it)) continue;
-    json data = it->value("data", json::object());
+    json data = QmpEventData(*it);
     events_.erase(it);
     return data;
   }
@@ -201,8 +186,8 @@ Result<json> QmpClient::WaitEvent(const std::string& name,
     if (!message) {
       return Fail(message.error().Wrap(fmt::format("waiting for the {} event", name)));
     }
-    if (!message->contains("event")) continue;  // an answer nobody waits for
-    if (matches(*message)) return message->value("data", json::object());
+    if (!IsQmpEvent(*message)) continue;  // an answer nobody waits for
+    if (matches(*message)) return QmpEventData(*message);
     events_.push_back(std::move(*message));
   }
 }

@@ -11,6 +11,8 @@
 #include <thread>
 #include <utility>
 
+#include "hv/qemu/qmp_message.h"
+
 namespace hearth::hv::qemu {
 
 namespace fs = std::filesystem;
@@ -42,7 +44,7 @@ void ForgetStateFile(QmpClient& qmp) {
 namespace {
 
 bool Ended(const nlohmann::json& data) {
-  std::string status = data.value("status", "");
+  std::string status = MigrationStatus(data);
   return status == "completed" || status == "failed" || status == "cancelled";
 }
 
@@ -51,7 +53,7 @@ bool Ended(const nlohmann::json& data) {
 Result<std::string> WaitMigration(QmpClient& qmp, std::chrono::milliseconds limit) {
   auto ended = qmp.WaitEvent("MIGRATION", Ended, limit);
   if (!ended) return Fail(ended.error());
-  return ended->value("status", "");
+  return MigrationStatus(*ended);
 }
 
 Status WaitMigrationFinalized(QmpClient& qmp, std::chrono::milliseconds limit) {
