@@ -22,7 +22,7 @@
 set -euo pipefail
 
 ALL_TARGETS=(request_fuzz config_fuzz vm_spec_yaml_fuzz qmp_fuzz firecracker_api_fuzz
-  firecracker_metrics_fuzz console_fuzz snapshot_manifest_fuzz image_manifest_fuzz)
+  firecracker_metrics_fuzz console_fuzz agent_fuzz snapshot_manifest_fuzz image_manifest_fuzz)
 
 usage() {
   echo "usage: scripts/fuzz.sh SECONDS [TARGET...]   (e.g. scripts/fuzz.sh 60);" \

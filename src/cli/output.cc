@@ -160,6 +160,12 @@ std::string ToYaml(const json& value) {
 }
 
 Result<json> YamlToJson(std::string_view text) {
+  // JSON is UTF-8: a file that is not would make the request body impossible to write.
+  if (auto at = FindInvalidUtf8(text)) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("not valid UTF-8 (byte 0x{:02x} at offset {}); save the file as UTF-8",
+                            static_cast<unsigned char>(text[*at]), *at));
+  }
   try {
     YAML::Node root = YAML::Load(std::string(text));
     return NodeToJson(root);

@@ -94,6 +94,17 @@ std::string EscapeText(std::string_view raw, const EscapeOptions& options) {
   return out;
 }
 
+std::optional<size_t> FindInvalidUtf8(std::string_view text) {
+  size_t at = 0;
+  while (at < text.size()) {
+    uint32_t cp = 0;
+    size_t len = DecodeUtf8(text.substr(at), cp);
+    if (len == 0) return at;
+    at += len;
+  }
+  return std::nullopt;
+}
+
 std::optional<size_t> FindControl(std::string_view text) {
   for (size_t i = 0; i < text.size(); ++i) {
     auto b = static_cast<unsigned char>(text[i]);

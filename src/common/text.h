@@ -34,6 +34,9 @@ std::string EscapeText(std::string_view raw, const EscapeOptions& options = {});
 // characters: a NUL cuts a C string (QEMU's `-drive file=<path>\0,format=raw` would lose its
 // options), and escape sequences rewrite a terminal.
 
+// The offset of the first byte that does not belong to valid UTF-8 (RFC 3629), if any.
+std::optional<size_t> FindInvalidUtf8(std::string_view text);
+
 // The offset of the first control character (bytes 0x00-0x1f and 0x7f) in `text`, if any.
 std::optional<size_t> FindControl(std::string_view text);
 

@@ -52,6 +52,13 @@ timers: {idle_timeout: 30s}
             std::string::npos)
       << dup.error().message;
   EXPECT_FALSE(YamlToJson("kernel: /a\nkernel: /b\n"));
+  // Found by fuzz/vm_spec_yaml_fuzz: a file that is not UTF-8 parsed, then json::dump threw.
+  auto latin1 = YamlToJson("name: caf\xe9\n");
+  ASSERT_FALSE(latin1);
+  EXPECT_NE(latin1.error().message.find("not valid UTF-8 (byte 0xe9 at offset 9)"),
+            std::string::npos)
+      << latin1.error().message;
+  EXPECT_TRUE(YamlToJson("name: caf\xc3\xa9\n"));
 }
 
 TEST(CliOutputTest, YamlOutputRoundTrips) {

@@ -21,6 +21,7 @@
 #include "common/files.h"
 #include "common/text.h"
 #include "hv/console_log.h"
+#include "hv/qemu/agent_reader.h"
 #include "hv/qemu/qmp_client.h"
 #include "hv/qemu/qmp_migration.h"
 #include "image/command.h"
@@ -44,10 +45,6 @@ Result<QmpClient> Qmp(const MachineSpec& spec, std::string_view what,
 fs::path AgentIn(const MachineSpec& spec) { return spec.agent_pipe.string() + ".in"; }
 fs::path AgentOut(const MachineSpec& spec) { return spec.agent_pipe.string() + ".out"; }
 
-// Bounds on what SetGuestClock reads from a guest: in all, and per line.
-constexpr size_t kAgentReadBudget = 64 << 10;
-constexpr size_t kAgentLineBytes = 64;
-
 // The FIFOs of the agent channel; QEMU opens both read-write, so neither side ever blocks on open.
 Status MakeAgentPipes(const MachineSpec& spec) {
   for (const auto& path : {AgentIn(spec), AgentOut(spec)}) {
@@ -61,61 +58,6 @@ Status MakeAgentPipes(const MachineSpec& spec) {
   }
   return Ok();
 }
-
-// The agent channel as the host reads it: lines, with a bound on everything. An agent answers a
-// request with one short line; a guest that floods the channel is read no further than
-// kAgentReadBudget bytes, and a line longer than kAgentLineBytes is skipped whole.
-class AgentReader {
- public:
-  explicit AgentReader(int fd) : fd_(fd) {}
-
-  // Reads what the channel holds now, without waiting, until it is empty or `budget` more bytes
-  // were read; lines so far are forgotten (stale answers of an earlier request). When the budget
-  // ends it, the line under way is a fragment and is skipped too.
-  void Discard(size_t budget) {
-    size_t spent = 0;
-    while (spent < budget && Read(nullptr) > 0) spent += last_read_;
-    line_.clear();
-    first_.clear();
-    overlong_ = false;
-    fragment_ = spent >= budget;
-  }
-  // One read of what is there; calls `on_line` for each complete line. 0: nothing to read (or
-  // no writer yet), -1: an error.
-  int Read(const std::function<void(std::string_view)>& on_line) {
-    char buf[4096];
-    size_t room = std::min(sizeof(buf), kAgentReadBudget - std::min(kAgentReadBudget, read_));
-    ssize_t n = room == 0 ? 0 : ::read(fd_, buf, room);
-    last_read_ = n > 0 ? static_cast<size_t>(n) : 0;
-    read_ += last_read_;
-    for (ssize_t i = 0; i < n; ++i) {
-      if (buf[i] == '\n') {
-        if (!overlong_ && !fragment_ && on_line) on_line(line_);
-        if (first_.empty() && !fragment_ && !line_.empty()) {
-          first_ = overlong_ ? line_ + "..." : line_;
-        }
-        line_.clear();
-        overlong_ = fragment_ = false;
-      } else if (line_.size() < kAgentLineBytes) {
-        line_ += buf[i];
-      } else {
-        overlong_ = true;
-      }
-    }
-    return n > 0 ? 1 : (n == 0 || errno == EAGAIN || errno == EINTR ? 0 : -1);
-  }
-  bool spent() const { return read_ >= kAgentReadBudget; }
-  size_t bytes_read() const { return read_; }
-  // The first line read after Discard (cut), for an error message; "" when none came.
-  const std::string& first_line() const { return first_; }
-
- private:
-  int fd_;
-  size_t read_ = 0, last_read_ = 0;
-  std::string line_, first_;
-  bool overlong_ = false;  // the line under way is longer than kAgentLineBytes
-  bool fragment_ = false;  // the line under way began before what was read
-};
 
 // Puts the guest's wall clock right through its agent ("settime SECONDS" on the virtio-serial
 // port org.hearth.agent, answered "ok SECONDS"). Gives up quietly once `superseded` says a later
