@@ -2,14 +2,15 @@
 // freely: ReadTail, LastLines (quoted in events and errors) and WaitForConsole's search for the
 // guest's ready line after the last launch marker. An input is the log's bytes. The watched
 // process is one that is not alive, so WaitForConsole looks once and returns.
-// Findings besides the sanitizers': an exception; LastLines longer than what it reads; a ready
-// line after the last launch marker that WaitForConsole does not see, or one it sees that is not
-// there.
+// Findings besides the sanitizers': an exception; LastLines longer than three cut lines, or with a
+// control character or bytes that are not UTF-8 in it; a ready line after the last launch marker
+// that WaitForConsole does not see, or one it sees that is not there.
 #include <atomic>
 #include <chrono>
 #include <exception>
 
 #include "fuzz_support.h"
+#include "common/text.h"
 #include "hv/console_log.h"
 #include "image/guest_init.h"
 
@@ -23,7 +24,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fuzz::Crash("ReadTail is not the file's tail", tail);
     }
     std::string lines = hv::LastLines(file.path(), 3);
-    if (lines.size() > tail.size() + 2 * 3) fuzz::Crash("LastLines longer than the tail", lines);
+    // Three lines, each escaped and cut to kMaxTailLineBytes, joined by " | ".
+    if (lines.size() > 3 * (hv::kMaxTailLineBytes + 3)) fuzz::Crash("LastLines too long", lines);
+    if (FindControl(lines)) fuzz::Crash("LastLines holds a control character", lines);
+    if (FindInvalidUtf8(lines)) fuzz::Crash("LastLines is not UTF-8", lines);
 
     std::atomic<bool> cancel{false};
     hv::ConsoleWatch watch{file.path(), image::kGuestReadyMarker, "fuzz",

@@ -39,8 +39,14 @@ void EmitYaml(YAML::Emitter& out, const json& v) {
   }
 }
 
+// A scalar whose text is not UTF-8 (YAML's "\xFF" escapes make such bytes in a UTF-8 file).
+struct NotUtf8Scalar {
+  int line = 0;
+};
+
 json ScalarToJson(const YAML::Node& node) {
   const std::string& s = node.Scalar();
+  if (FindInvalidUtf8(s)) throw NotUtf8Scalar{node.Mark().line + 1};
   if (node.Tag() == "!") return s;  // quoted
   if (s == "~" || s == "null" || s.empty()) return nullptr;
   if (s == "true") return true;
@@ -64,6 +70,7 @@ json NodeToJson(const YAML::Node& node) {
       json obj = json::object();
       for (const auto& kv : node) {
         std::string key = kv.first.as<std::string>();
+        if (FindInvalidUtf8(key)) throw NotUtf8Scalar{kv.first.Mark().line + 1};
         if (obj.contains(key)) throw DuplicateYamlKey{key, kv.first.Mark().line + 1};
         obj[key] = NodeToJson(kv.second);
       }
@@ -171,6 +178,11 @@ Result<json> YamlToJson(std::string_view text) {
     return NodeToJson(root);
   } catch (const YAML::Exception& e) {
     return Fail(Code::kInvalidArgument, fmt::format("not valid YAML: {}", e.what()));
+  } catch (const NotUtf8Scalar& e) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("line {}: a value that is not valid UTF-8 (from an escape such as "
+                            "\\xff); JSON carries only UTF-8 text",
+                            e.line));
   } catch (const DuplicateYamlKey& e) {
     return Fail(Code::kInvalidArgument,
                 fmt::format("key '{}' is given twice (again on line {}); give each key once",

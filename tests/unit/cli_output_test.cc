@@ -59,6 +59,15 @@ timers: {idle_timeout: 30s}
             std::string::npos)
       << latin1.error().message;
   EXPECT_TRUE(YamlToJson("name: caf\xc3\xa9\n"));
+  // The same bytes made by a YAML escape in a UTF-8 file.
+  auto escaped = YamlToJson("name: \"caf\\xe9\"\n");
+  if (escaped) {
+    EXPECT_NO_THROW((void)escaped->dump()) << "what parsed must be writable as JSON";
+  } else {
+    EXPECT_NE(escaped.error().message.find("line 1: a value that is not valid UTF-8"),
+              std::string::npos)
+        << escaped.error().message;
+  }
 }
 
 TEST(CliOutputTest, YamlOutputRoundTrips) {
