@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
+#include "common/disk_space.h"
 #include "model/vm_json.h"
 
 namespace hearth::api {
@@ -24,9 +25,7 @@ HttpResponse JsonResponse(int status, const json& body) {
   return r;
 }
 
-HttpResponse ErrorResponse(const Error& e) {
-  return JsonResponse(HttpStatus(e.code), ErrorToJson(e));
-}
+HttpResponse ErrorResponse(const Error& e) { return JsonResponse(HttpStatusOf(e), ErrorToJson(e)); }
 
 HttpResponse ErrorResponse(Code code, std::string message, std::string field = {}) {
   return ErrorResponse(Error{code, std::move(message), std::move(field)});
@@ -245,31 +244,47 @@ std::string ApiHandler::RouteOf(std::string_view method, std::string_view target
   return "other";
 }
 
-HttpResponse ApiHandler::Handle(const HttpRequest& request) {
-  auto start = std::chrono::steady_clock::now();
-  HttpResponse response;
+std::optional<HttpResponse> ApiHandler::Unauthenticated(const HttpRequest& request) const {
   std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
   bool is_health = request.method == "GET" && path == "/healthz";
-  if (!request.trusted && !is_health) {
-    auto it = request.headers.find("authorization");
-    if (it == request.headers.end() || !auth_.Check(it->second)) {
-      response = ErrorResponse(Code::kUnauthenticated,
-                               it == request.headers.end()
-                                   ? "missing bearer token; send Authorization: Bearer <token> "
-                                     "(the admin token is in <data-dir>/admin.token)"
-                                   : "invalid bearer token");
-      response.headers.emplace_back("WWW-Authenticate", "Bearer");
-    }
-  }
-  if (response.body.empty()) response = Dispatch(request);
+  if (request.trusted || is_health) return std::nullopt;
+  auto it = request.headers.find("authorization");
+  if (it != request.headers.end() && auth_.Check(it->second)) return std::nullopt;
+  HttpResponse response = ErrorResponse(Code::kUnauthenticated,
+                                        it == request.headers.end()
+                                            ? "missing bearer token; send Authorization: Bearer "
+                                              "<token> (the admin token is in "
+                                              "<data-dir>/admin.token)"
+                                            : "invalid bearer token");
+  response.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return response;
+}
+
+void ApiHandler::Observe(const HttpRequest& request, int status,
+                         std::chrono::steady_clock::time_point start) {
   auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
                     std::chrono::steady_clock::now() - start)
                     .count();
-  spdlog::debug("{} {} -> {} ({} us)", request.method, request.target, response.status, micros);
+  spdlog::debug("{:.16} {:.200} -> {} ({} us)", request.method, request.target, status, micros);
   if (metering_.metrics) {
     metering_.metrics->ObserveRequest(request.method, RouteOf(request.method, request.target),
-                                      response.status, static_cast<double>(micros) / 1e6);
+                                      status, static_cast<double>(micros) / 1e6);
   }
+}
+
+std::optional<HttpResponse> ApiHandler::Admit(const HttpRequest& request) {
+  auto start = std::chrono::steady_clock::now();
+  auto refusal = Unauthenticated(request);
+  if (refusal) Observe(request, refusal->status, start);
+  return refusal;
+}
+
+HttpResponse ApiHandler::Handle(const HttpRequest& request) {
+  auto start = std::chrono::steady_clock::now();
+  // Checked again: Handle is also called without Admit (tests, other transports).
+  auto refusal = Unauthenticated(request);
+  HttpResponse response = refusal ? std::move(*refusal) : Dispatch(request);
+  Observe(request, response.status, start);
   return response;
 }
 
@@ -286,7 +301,7 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   if (seg.size() == 1 && seg[0] == "healthz") {
     if (m != "GET") return MethodNotAllowed(req, "/healthz", "GET");
     if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
-    return JsonResponse(200, {{"status", "ok"}});
+    return JsonResponse(200, {{"status", "ok"}, {"read_only", ReadOnlyJson()}});
   }
   if (seg.size() == 1 && seg[0] == "metrics") {
     if (m != "GET") return MethodNotAllowed(req, "/metrics", "GET");
@@ -308,7 +323,9 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   if (seg.size() == 2 && seg[1] == "node") {
     if (m != "GET") return MethodNotAllowed(req, "/v1/node", "GET");
     if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
-    return JsonResponse(200, NodeInfoJson(node_.Info()));
+    json info = NodeInfoJson(node_.Info());
+    info["read_only"] = ReadOnlyJson();
+    return JsonResponse(200, info);
   }
   if (seg.size() < 2 || seg[1] != "vms") return no_route();
 
@@ -333,6 +350,9 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
       if (!body) return ErrorResponse(body.error());
       auto create = ParseCreateRequest(*body);
       if (!create) return ErrorResponse(create.error());
+      if (auto s = Writable(fmt::format("creating vm '{}'", create->name)); !s) {
+        return ErrorResponse(s.error());
+      }
       auto vm = node_.Create(*create);
       if (!vm) return ErrorResponse(vm.error());
       HttpResponse r = VmResponse(node_, 201, *vm);
@@ -363,6 +383,10 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
               "version");
         }
         edit->version = **if_match;
+      }
+      if (auto s = Writable(fmt::format("editing vm '{}'", name)); !s) {
+        if (auto vm = node_.Get(name); !vm) return ErrorResponse(vm.error());  // 404 first
+        return ErrorResponse(s.error());
       }
       return VmResult(node_, node_.Edit(name, *edit));
     }
@@ -408,6 +432,13 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   if (m != "POST") return MethodNotAllowed(req, "/v1/vms/{name}/" + verb, "POST");
   auto wait = QueryWait(*target);
   if (!wait) return ErrorResponse(wait.error());
+  // Stopping takes no space; starting, resuming and suspending (a snapshot) do.
+  if (verb != "stop") {
+    if (auto s = Writable(fmt::format("{} vm '{}'", verb, name)); !s) {
+      if (auto vm = node_.Get(name); !vm) return ErrorResponse(vm.error());  // 404 first
+      return ErrorResponse(s.error());
+    }
+  }
   if (verb == "start") {
     if (auto s = CheckQuery(*target, {"fresh", "wait"}); !s) return ErrorResponse(s.error());
     auto fresh = QueryFlag(*target, "fresh");
@@ -422,6 +453,16 @@ HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   }
   if (auto s = CheckQuery(*target, {"wait"}); !s) return ErrorResponse(s.error());
   return Settled(name, verb == "suspend" ? node_.Suspend(name) : node_.Resume(name), *wait);
+}
+
+Status ApiHandler::Writable(std::string_view action) {
+  return reserve_ ? reserve_->CheckWritable(action) : Ok();
+}
+
+json ApiHandler::ReadOnlyJson() {
+  if (!reserve_) return nullptr;
+  auto why = reserve_->ReadOnlyReason();
+  return why ? json(*why) : json(nullptr);
 }
 
 HttpResponse ApiHandler::Settled(const std::string& name, Result<VmRecord> r,

@@ -1,7 +1,9 @@
 // ApiHandler: the REST API of PRODUCT.md. It only parses: a request becomes a call on the Node,
 // whose result becomes a response. Authentication: requests over the unix socket are trusted;
 // every TCP request except GET /healthz needs a valid bearer token, and without one nothing
-// else happens (401). Thread-safe.
+// else happens (401): Admit refuses it on its headers, before its body is read. Request metrics
+// are labelled from fixed sets (the served routes' methods and OpenAPI paths, else "other"), so
+// what clients send cannot grow them. Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -15,6 +17,7 @@
 #include "metering/metrics.h"
 #include "metering/report.h"
 #include "node/node.h"
+#include "store/disk_reserve.h"
 
 namespace hearth::api {
 
@@ -41,7 +44,14 @@ class ApiHandler final : public HttpHandler {
              int max_waits = 1)
       : node_(node), auth_(auth), metering_(metering), max_waits_(max_waits) {}
 
+  std::optional<HttpResponse> Admit(const HttpRequest& request) override;
   HttpResponse Handle(const HttpRequest& request) override;
+
+  // The node's read-only mode (store/disk_reserve.h): while in it, GET /v1/node and /healthz say
+  // why in `read_only`, and creates, edits, starts, resumes and suspends are answered 507
+  // resource_exhausted; reads, stops and deletes go on. Without one the node is never read-only.
+  // Set before serving.
+  void SetDiskReserve(store::DiskReserve* reserve) { reserve_ = reserve; }
 
   // Every route served, for checking against api/openapi.yaml.
   static const std::vector<Route>& Routes();
@@ -50,8 +60,15 @@ class ApiHandler final : public HttpHandler {
   static std::string RouteOf(std::string_view method, std::string_view target);
 
  private:
+  // The 401 for a request without a valid token, or nullopt when it needs none or has one.
+  std::optional<HttpResponse> Unauthenticated(const HttpRequest& request) const;
+  void Observe(const HttpRequest& request, int status, std::chrono::steady_clock::time_point start);
   HttpResponse Dispatch(const HttpRequest& request);
   HttpResponse Usage(const std::map<std::string, std::string>& query);
+  // Ok unless the node is read-only (then 507 naming `action`).
+  Status Writable(std::string_view action);
+  // Why the node is read-only, or null.
+  nlohmann::json ReadOnlyJson();
   // The answer to a lifecycle request: `r`, or with `wait`, the VM once it settled.
   HttpResponse Settled(const std::string& name, Result<VmRecord> r,
                        std::optional<std::chrono::milliseconds> wait);
@@ -61,6 +78,7 @@ class ApiHandler final : public HttpHandler {
   MeteringApi metering_;
   const int max_waits_;
   std::atomic<int> waiting_{0};
+  store::DiskReserve* reserve_ = nullptr;
 };
 
 }  // namespace hearth::api

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,10 +27,15 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers, e.g. ETag
 };
 
-// The network layer calls Handle for every complete request. Implementations are thread-safe.
+// The network layer calls Admit for every request once its headers have arrived, and then Handle
+// once the whole request has. Implementations are thread-safe.
 class HttpHandler {
  public:
   virtual ~HttpHandler() = default;
+  // `request` has its method, target, headers and `trusted`, and no body yet. A response refuses
+  // the request: it is sent instead of reading the body and calling Handle, and the connection is
+  // then closed. nullopt admits it. The default admits every request.
+  virtual std::optional<HttpResponse> Admit(const HttpRequest& request) { return std::nullopt; }
   virtual HttpResponse Handle(const HttpRequest& request) = 0;
 };
 

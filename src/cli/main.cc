@@ -15,6 +15,7 @@
 
 #include "cli/image_commands.h"
 #include "cli/output.h"
+#include "common/text.h"
 #include "http/client.h"
 #include "model/vm.h"
 
@@ -136,7 +137,7 @@ class Cli {
     if (!client_) client_ = std::make_unique<http::Client>(Options());
     auto r = client_->Request(method, target, body, hdrs);
     if (!r) {
-      std::fprintf(stderr, "hearth: %s\n", r.error().message.c_str());
+      std::fprintf(stderr, "hearth: %s\n", EscapeText(r.error().message).c_str());
       return std::nullopt;
     }
     if (r->status >= 400) {
@@ -144,7 +145,7 @@ class Cli {
       std::string msg = err.is_object() && err.contains("error")
                             ? err["error"].value("message", r->body)
                             : fmt::format("HTTP {}: {}", r->status, r->body);
-      std::fprintf(stderr, "hearth: %s\n", msg.c_str());
+      std::fprintf(stderr, "hearth: %s\n", EscapeText(msg).c_str());
       return std::nullopt;
     }
     return std::move(*r);
@@ -262,9 +263,10 @@ int WaitSettled(Cli& cli, const std::string& name, api::HttpResponse r,
                 std::chrono::steady_clock::time_point until, std::chrono::seconds timeout,
                 const std::string& expected) {
   json vm = json::parse(r.body, nullptr, false);
-  auto text = [&](const char* key) {
-    return vm.is_object() && vm.contains(key) && vm[key].is_string() ? vm[key].get<std::string>()
-                                                                     : std::string();
+  auto text = [&](const char* key) {  // escaped: a reason can quote the guest's console
+    return vm.is_object() && vm.contains(key) && vm[key].is_string()
+               ? EscapeText(vm[key].get<std::string>())
+               : std::string();
   };
   auto state = [&] { return text("state"); };
   auto transitional = [&] {
@@ -301,6 +303,23 @@ int WaitSettled(Cli& cli, const std::string& name, api::HttpResponse r,
   return cli.Done(r, fmt::format("vm '{}' is {}{}", name, state(), detail));
 }
 
+// Prints console output. On a terminal its control characters are escaped (newlines and tabs
+// stay; "\r\n" is a newline), so a guest cannot drive the terminal; into a pipe or file the bytes
+// go as they are.
+void PrintLog(std::string_view log) {
+  if (!isatty(STDOUT_FILENO)) {
+    std::fwrite(log.data(), 1, log.size(), stdout);
+    return;
+  }
+  std::string lines;
+  lines.reserve(log.size());
+  for (size_t i = 0; i < log.size(); ++i) {
+    if (!(log[i] == '\r' && i + 1 < log.size() && log[i + 1] == '\n')) lines += log[i];
+  }
+  std::string safe = EscapeText(lines, {.keep_newlines = true});
+  std::fwrite(safe.data(), 1, safe.size(), stdout);
+}
+
 int FollowLogs(Cli& cli, const std::string& name) {
   std::string last;
   while (true) {
@@ -314,7 +333,7 @@ int FollowLogs(Cli& cli, const std::string& name) {
       start = at == std::string::npos ? 0 : at + std::min<size_t>(last.size(), 256);
     }
     if (start < log.size()) {
-      std::fwrite(log.data() + start, 1, log.size() - start, stdout);
+      PrintLog(std::string_view(log).substr(start));
       std::fflush(stdout);
     }
     last = log;
@@ -430,7 +449,7 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
     if (follow) return void(rc = FollowLogs(cli, name));
     auto r = cli.Call("GET", VmPath(name, "/logs"));
     if (!r) return void(rc = kFailed);
-    std::fwrite(r->body.data(), 1, r->body.size(), stdout);
+    PrintLog(r->body);
   });
   auto* events = vm->add_subcommand("events", "what happened to the VM, oldest first");
   events->add_option("NAME", name, "VM name")->required();

@@ -5,6 +5,8 @@
 
 #include <charconv>
 
+#include "common/text.h"
+
 namespace hearth::cli {
 namespace {
 
@@ -49,11 +51,22 @@ json ScalarToJson(const YAML::Node& node) {
   return s;
 }
 
+// yaml-cpp keeps every pair of a mapping, duplicates included: a key given twice is refused
+// rather than the last one silently taken.
+struct DuplicateYamlKey {
+  std::string key;
+  int line = 0;
+};
+
 json NodeToJson(const YAML::Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Map: {
       json obj = json::object();
-      for (const auto& kv : node) obj[kv.first.as<std::string>()] = NodeToJson(kv.second);
+      for (const auto& kv : node) {
+        std::string key = kv.first.as<std::string>();
+        if (obj.contains(key)) throw DuplicateYamlKey{key, kv.first.Mark().line + 1};
+        obj[key] = NodeToJson(kv.second);
+      }
       return obj;
     }
     case YAML::NodeType::Sequence: {
@@ -152,6 +165,11 @@ Result<json> YamlToJson(std::string_view text) {
     return NodeToJson(root);
   } catch (const YAML::Exception& e) {
     return Fail(Code::kInvalidArgument, fmt::format("not valid YAML: {}", e.what()));
+  } catch (const DuplicateYamlKey& e) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("key '{}' is given twice (again on line {}); give each key once",
+                            Printable(e.key), e.line),
+                e.key);
   }
 }
 
@@ -172,7 +190,15 @@ Result<int64_t> ParseMemoryMib(std::string_view text) {
   return bad();
 }
 
-std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
+std::string FormatTable(const std::vector<std::vector<std::string>>& cells) {
+  // Cells come from the server, and through it from guests (console lines in a reason): no
+  // control character in them reaches the terminal.
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(cells.size());
+  for (const auto& row : cells) {
+    rows.emplace_back();
+    for (const auto& cell : row) rows.back().push_back(EscapeText(cell));
+  }
   std::vector<size_t> widths;
   for (const auto& row : rows) {
     if (widths.size() < row.size()) widths.resize(row.size(), 0);

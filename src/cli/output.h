@@ -27,7 +27,8 @@ Result<nlohmann::json> YamlToJson(std::string_view text);
 // Parses a memory size into MiB: "512" (MiB), "256M", "256MiB", "2G", "2GiB".
 Result<int64_t> ParseMemoryMib(std::string_view text);
 
-// Column-aligned rows; the first row is the header.
+// Column-aligned rows; the first row is the header. Control characters in cells are escaped
+// (common/text.h), here and so in every table below.
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
 
 // Tables of VMs. The next timer is shown relative to `now` ("suspend in 4m12s").

@@ -3,13 +3,25 @@
 #include <fmt/format.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
+
+#include "common/text.h"
 
 namespace hearth {
 
 Timestamp SystemClock::Now() const {
   return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+}
+
+Timestamp AddClamped(Timestamp t, Duration d) {
+  int64_t base = t.time_since_epoch().count();
+  int64_t lo = kEarliestTime.time_since_epoch().count();
+  int64_t hi = kLatestTime.time_since_epoch().count();
+  int64_t sum = 0;
+  if (__builtin_add_overflow(base, d.count(), &sum)) sum = d.count() < 0 ? lo : hi;
+  return Timestamp{Duration{std::clamp(sum, lo, hi)}};
 }
 
 std::string FormatTime(Timestamp t) {
@@ -31,10 +43,8 @@ std::string FormatTime(Timestamp t) {
 
 namespace {
 
-constexpr Timestamp kMinTime{};
-constexpr Timestamp kMaxTime = std::chrono::time_point_cast<std::chrono::milliseconds>(
-    std::chrono::sys_days{std::chrono::year{9999} / 12 / 31} + std::chrono::hours{24} -
-    std::chrono::milliseconds{1});
+constexpr Timestamp kMinTime = kEarliestTime;
+constexpr Timestamp kMaxTime = kLatestTime;
 
 bool ReadInt(std::string_view text, size_t& pos, size_t digits, int& out) {
   if (pos + digits > text.size()) return false;
@@ -59,7 +69,8 @@ bool Expect(std::string_view text, size_t& pos, std::string_view chars) {
 Result<Timestamp> ParseTime(std::string_view text) {
   auto bad = [&] {
     return Fail(Code::kInvalidArgument,
-                fmt::format("'{}' is not an RFC 3339 time; use e.g. 2026-12-01T18:00:00Z", text));
+                fmt::format("'{}' is not an RFC 3339 time; use e.g. 2026-12-01T18:00:00Z",
+                            Printable(text)));
   };
   size_t pos = 0;
   int year, mon, day, hour, min, sec;
@@ -107,8 +118,9 @@ Result<Timestamp> ParseTime(std::string_view text) {
            std::chrono::milliseconds{millis} - std::chrono::minutes{offset_minutes};
   // Only times that format back to four-digit years: everything hearth writes must read back.
   if (t < kMinTime || t > kMaxTime) {
-    return Fail(Code::kInvalidArgument,
-                fmt::format("'{}' is outside 1970-01-01T00:00:00Z..9999-12-31T23:59:59Z", text));
+    return Fail(
+        Code::kInvalidArgument,
+        fmt::format("'{}' is outside 1970-01-01T00:00:00Z..9999-12-31T23:59:59Z", Printable(text)));
   }
   return Timestamp{t};
 }
@@ -136,8 +148,9 @@ std::string FormatDuration(Duration d) {
 
 Result<Duration> ParseDuration(std::string_view text) {
   auto bad = [&] {
-    return Fail(Code::kInvalidArgument,
-                fmt::format("'{}' is not a duration; use e.g. 30s, 5m, 1h30m, 500ms", text));
+    return Fail(
+        Code::kInvalidArgument,
+        fmt::format("'{}' is not a duration; use e.g. 30s, 5m, 1h30m, 500ms", Printable(text)));
   };
   if (text.empty()) return bad();
   long long total = 0;

@@ -34,6 +34,18 @@ inline double Millis(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
 
+// The times hearth accepts and writes: RFC 3339 with a four-digit year, from the Unix epoch.
+inline constexpr Timestamp kEarliestTime{};
+inline constexpr Timestamp kLatestTime = std::chrono::time_point_cast<std::chrono::milliseconds>(
+    std::chrono::sys_days{std::chrono::year{9999} / 12 / 31} + std::chrono::hours{24} -
+    std::chrono::milliseconds{1});
+// The longest duration a timer or range may span: 100 years (36500d).
+inline constexpr Duration kMaxDuration = std::chrono::hours{24 * 36500};
+
+// t + d, clamped to [kEarliestTime, kLatestTime] instead of overflowing or leaving the range that
+// formats as RFC 3339.
+Timestamp AddClamped(Timestamp t, Duration d);
+
 // Formats as RFC 3339 UTC, e.g. "2026-11-26T07:40:28Z"; milliseconds are shown when non-zero.
 std::string FormatTime(Timestamp t);
 // Parses RFC 3339 with a "Z" or "+hh:mm" offset and optional fractional seconds.

@@ -4,7 +4,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
+#include <set>
 
+#include "common/text.h"
 #include "hv/qemu/kvm_probe.h"
 #include "metering/clickhouse_transport.h"
 #include "net/address_pool.h"
@@ -47,9 +49,15 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
   if (root.IsNull()) return Ok();
   if (!root.IsMap())
     return Bad("config", fmt::format("{}: expected a mapping of keys", path.string()));
+  std::set<std::string> seen;  // yaml-cpp keeps duplicate keys; the last would silently win
   for (const auto& item : root) {
     std::string key = item.first.as<std::string>();
     const YAML::Node& v = item.second;
+    if (!seen.insert(key).second) {
+      return Bad("config", fmt::format("{}: key '{}' is given twice (again on line {}); give each "
+                                       "key once",
+                                       path.string(), Printable(key), item.first.Mark().line + 1));
+    }
     try {
       if (key == "data-dir") {
         config.data_dir = v.as<std::string>();
@@ -87,12 +95,23 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
         config.network_pool = v.as<std::string>();
       } else if (key == "nat") {
         config.nat = v.as<bool>() ? "on" : "off";
+      } else if (key == "max-connections") {
+        config.max_connections = v.as<int64_t>();
+      } else if (key == "max-connections-per-address") {
+        config.max_connections_per_address = v.as<int64_t>();
+      } else if (key == "first-byte-timeout") {
+        config.first_byte_timeout = v.as<std::string>();
+      } else if (key == "allowed-paths") {
+        config.allowed_paths = v.IsSequence() ? v.as<std::vector<std::string>>()
+                                              : std::vector<std::string>{v.as<std::string>()};
       } else {
         return Bad("config", fmt::format("{}: unknown key '{}'; known: data-dir, listen, store, "
                                          "clickhouse, metering-interval, metering-retention, "
                                          "hypervisor, firecracker, jailer, jailer-uid, "
-                                         "jailer-gid, jailer-chroot-base, vmm-id-base, memory-ratio, "
-                                         "log-level, accel, network-pool, nat",
+                                         "jailer-gid, jailer-chroot-base, vmm-id-base, "
+                                         "memory-ratio, log-level, accel, network-pool, nat, "
+                                         "max-connections, max-connections-per-address, "
+                                         "first-byte-timeout, allowed-paths",
                                          path.string(), key));
       }
     } catch (const YAML::Exception&) {
@@ -119,9 +138,43 @@ Duration MeteringRetention(const DaemonConfig& config) {
   return ParseDuration(config.metering_retention).value_or(std::chrono::hours(24 * 7));
 }
 
+std::chrono::milliseconds FirstByteTimeout(const DaemonConfig& config) {
+  auto d = ParseDuration(config.first_byte_timeout).value_or(std::chrono::seconds(5));
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+}
+
+std::vector<std::filesystem::path> AllowedPaths(const DaemonConfig& config) {
+  std::vector<std::filesystem::path> out;
+  for (const std::string& entry : config.allowed_paths) {
+    std::error_code ec;
+    std::filesystem::path resolved = std::filesystem::weakly_canonical(entry, ec);
+    out.push_back(ec ? std::filesystem::path(entry).lexically_normal() : resolved);
+  }
+  return out;
+}
+
 Status Validate(DaemonConfig& config) {
+  // Every string below may reach a path, an argv, a log line or a terminal.
+  for (auto [flag, value] :
+       {std::pair{"data-dir", config.data_dir.string()}, std::pair{"listen", config.listen},
+        std::pair{"store", config.store}, std::pair{"clickhouse", config.clickhouse},
+        std::pair{"firecracker", config.firecracker}, std::pair{"jailer", config.jailer},
+        std::pair{"jailer-chroot-base", config.jailer_chroot_base}}) {
+    if (FindControl(value)) return Bad(flag, DescribeControl(value));
+  }
   if (config.data_dir.empty() || !config.data_dir.is_absolute()) {
     return Bad("data-dir", fmt::format("'{}' is not an absolute path", config.data_dir.string()));
+  }
+  if (config.allowed_paths.empty()) {
+    config.allowed_paths = {(config.data_dir / "images").string(), std::string(kDefaultAllowedDir)};
+  }
+  for (const std::string& entry : config.allowed_paths) {
+    if (FindControl(entry)) return Bad("allowed-paths", DescribeControl(entry));
+    if (entry.empty() || entry[0] != '/') {
+      return Bad("allowed-paths",
+                 fmt::format("'{}' is not an absolute path; list directories such as {}", entry,
+                             kDefaultAllowedDir));
+    }
   }
   if (auto l = ParseListen(config.listen); !l) return Fail(l.error());
   if (config.store.empty()) config.store = "sqlite://" + (config.data_dir / "state.db").string();
@@ -180,6 +233,19 @@ Status Validate(DaemonConfig& config) {
   }
   if (config.nat != "on" && config.nat != "off") {
     return Bad("nat", fmt::format("'{}' is not on or off", config.nat));
+  }
+  for (auto [flag, n] :
+       {std::pair{"max-connections", config.max_connections},
+        std::pair{"max-connections-per-address", config.max_connections_per_address}}) {
+    if (n < 1 || n > 1000000) {
+      return Bad(flag, fmt::format("{} is not a number of connections from 1 to 1000000", n));
+    }
+  }
+  auto first_byte = ParseDuration(config.first_byte_timeout);
+  if (!first_byte || *first_byte < std::chrono::milliseconds(10) ||
+      *first_byte > std::chrono::minutes(10)) {
+    return Bad("first-byte-timeout", fmt::format("'{}' is not a duration from 10ms to 10m, e.g. 5s",
+                                                 config.first_byte_timeout));
   }
   if (!(config.memory_ratio > 0 && config.memory_ratio <= 100)) {
     return Bad("memory-ratio", fmt::format("{} is out of range; allowed (0, 100], e.g. 1.0 or 1.5",

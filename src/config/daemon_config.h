@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/result.h"
@@ -33,7 +35,17 @@ struct DaemonConfig {
   std::string accel = "auto";                  // QEMU: auto (probe KVM), kvm or tcg
   std::string network_pool = "172.30.0.0/16";  // one /30 per VM
   std::string nat = "on";                      // egress masquerade for the pool: on or off
+  // API connections (the HTTP server's caps; see http::ServerOptions).
+  int64_t max_connections = 1024;            // TCP, at most half the file limit
+  int64_t max_connections_per_address = 64;  // TCP, from one client IP address
+  std::string first_byte_timeout = "5s";     // a new connection that sends nothing is closed
+  // Where kernel, initrd and rootfs of VMs may be: directories (and block devices, which are
+  // allowed only when listed themselves). Empty: kDefaultAllowedPaths.
+  std::vector<std::string> allowed_paths;
 };
+
+// The default --allowed-paths: <data-dir>/images and this directory.
+inline constexpr std::string_view kDefaultAllowedDir = "/srv/hearth";
 
 struct ListenAddress {
   std::string host;  // empty: TCP disabled
@@ -49,9 +61,14 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config);
 // Checks every value; fills the default store URL. Errors name the flag and the value.
 Status Validate(DaemonConfig& config);
 
+// The allowed paths of a validated config, resolved (symlinks, "..") as far as they exist.
+std::vector<std::filesystem::path> AllowedPaths(const DaemonConfig& config);
+
 // The metering interval and retention of a validated config.
 Duration MeteringInterval(const DaemonConfig& config);
 Duration MeteringRetention(const DaemonConfig& config);
+// The first-byte timeout of a validated config.
+std::chrono::milliseconds FirstByteTimeout(const DaemonConfig& config);
 
 // The SQLite path of a "sqlite://PATH" store URL.
 Result<std::filesystem::path> SqlitePath(std::string_view store_url);

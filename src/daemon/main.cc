@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,9 +33,12 @@
 #include "metering/sqlite_usage_store.h"
 #include "metering/usage_reader.h"
 #include "model/host.h"
+#include "model/port_holders.h"
+#include "net/host_networks.h"
 #include "net/linux_network.h"
 #include "net/wake_listener.h"
 #include "node/node.h"
+#include "store/disk_reserve.h"
 #include "store/sqlite_state_store.h"
 
 namespace hearth {
@@ -67,6 +71,19 @@ Result<int> LockDataDir(const Paths& paths) {
     spdlog::warn("could not write the pid to {}", paths.lock_file().string());
   }
   return fd;
+}
+
+// Raises the soft file limit to the hard one: every API connection, VM tap, VMM socket and log
+// is a file descriptor, and the usual soft limit of 1024 runs out long before the hard one.
+void RaiseFileLimit() {
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur >= files.rlim_max) return;
+  rlim_t was = files.rlim_cur;
+  files.rlim_cur = files.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
+    spdlog::warn("could not raise the open file limit from {} to {}: {}", was, files.rlim_max,
+                 strerror(errno));
+  }
 }
 
 std::string HostName() {
@@ -131,7 +148,15 @@ int Run(config::DaemonConfig cfg) {
     Die(s.error());
     return 2;
   }
+  // The VMs' routes must not shadow a network this host is already on.
+  auto host_networks = net::HostIpv4Networks();
+  if (!host_networks) return Die(host_networks.error());
+  if (auto s = net::AddressPool::Parse(cfg.network_pool)->CheckHostNetworks(*host_networks); !s) {
+    Die(s.error().Wrap("--network-pool"));
+    return 2;
+  }
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  RaiseFileLimit();
   auto listen = config::ParseListen(cfg.listen);
   auto db_path = config::SqlitePath(cfg.store);
 
@@ -148,12 +173,26 @@ int Run(config::DaemonConfig cfg) {
 
   auto host = ReadLinuxHostInfo();
   if (!host) return Die(host.error());
+  // A full disk must not keep hearthd from starting: freeing the reserve gives the store room to
+  // open and to delete VMs, in read-only mode (store/disk_reserve.h).
+  store::DiskReserve reserve(store::DiskReserve::ReserveFileFor(*db_path));
   auto store = store::SqliteStateStore::Open(*db_path);
+  if (!store && IsDiskFull(store.error()) && reserve.EnterReadOnly(store.error().message)) {
+    store = store::SqliteStateStore::Open(*db_path);
+  }
+  if (!store && IsDiskFull(store.error())) {
+    return Die(store.error().Wrap(
+        fmt::format("cannot start: there is no disk reserve ({}) left to free; free some space",
+                    reserve.file().string())));
+  }
   if (!store) return Die(store.error());
+  if (auto s = reserve.Ensure(); !s) spdlog::warn("no disk reserve: {}", s.error().message);
+  (*store)->SetOnDiskFull([&reserve](const Error& e) { reserve.EnterReadOnly(e.message); });
   auto auth = api::TokenAuthenticator::Init(**store, paths);
   if (!auth) return Die(auth.error());
   auto usage = metering::SqliteUsageStore::Open(*db_path);
   if (!usage) return Die(usage.error());
+  (*usage)->SetWriteGate([&reserve] { return reserve.CheckWritable("metering"); });
 
   LinuxFileProbe files;
   SystemClock clock;
@@ -199,10 +238,13 @@ int Run(config::DaemonConfig cfg) {
   node::NodeOptions node_options;
   node_options.memory_ratio = cfg.memory_ratio;
   node_options.masquerade = cfg.nat == "on";
+  node_options.allowed_paths = config::AllowedPaths(cfg);
+  LinuxPortHolders port_holders;
   node::Machinery machinery;
   machinery.driver = driver;
   machinery.network = network.get();
   machinery.pool = *net::AddressPool::Parse(cfg.network_pool);
+  machinery.ports = &port_holders;
   auto waker = std::make_unique<net::WakeListener>();
   machinery.waker = waker.get();
   node::Node node(**store, *host, files, clock, paths, node_options, machinery);
@@ -246,13 +288,19 @@ int Run(config::DaemonConfig cfg) {
   options.tcp_host = listen->host;
   options.tcp_port = listen->port;
   options.unix_socket = paths.socket();
+  options.max_connections = static_cast<int>(cfg.max_connections);
+  options.max_connections_per_address = static_cast<int>(cfg.max_connections_per_address);
+  options.first_byte_timeout = config::FirstByteTimeout(cfg);
   // Handlers block on store commits; enough threads let concurrent writes share a commit while
   // reads go on. Half of them may wait for VMs to settle (`wait=`).
   options.threads = std::clamp(2 * host->cpus, 4, 16);
   api::ApiHandler handler(node, *auth, {&metrics, usage->get(), clickhouse_usage.get(), &clock},
                           options.threads / 2);
+  handler.SetDiskReserve(&reserve);
   http::Server server(handler, options);
   if (auto s = server.Start(); !s) return Die(s.error());
+  spdlog::info("API: at most {} TCP connections, {} per client address",
+               server.tcp_connection_cap(), cfg.max_connections_per_address);
 
   std::string tcp = listen->host.empty()
                         ? "no TCP"
@@ -263,6 +311,7 @@ int Run(config::DaemonConfig cfg) {
   std::fflush(stdout);
   spdlog::info("serving {} VMs from {}; {} CPUs, {} MiB RAM, memory ratio {}", node.List().size(),
                cfg.store, host->cpus, host->memory.value, cfg.memory_ratio);
+  if (auto why = reserve.ReadOnlyReason()) spdlog::warn("read-only: {}", *why);
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -354,6 +403,22 @@ int main(int argc, char** argv) {
                    ->default_str(cfg.network_pool);
   auto* nat = app.add_option("--nat", cfg.nat, "egress NAT (masquerade) for the VMs: on or off")
                   ->default_str("on");
+  auto* max_connections =
+      app.add_option("--max-connections", cfg.max_connections,
+                     "TCP API connections at once (at most half the open file limit)")
+          ->default_str("1024");
+  auto* max_per_address =
+      app.add_option("--max-connections-per-address", cfg.max_connections_per_address,
+                     "TCP API connections at once from one client address")
+          ->default_str("64");
+  auto* first_byte = app.add_option("--first-byte-timeout", cfg.first_byte_timeout,
+                                    "close a new API connection that sends nothing for this long")
+                         ->default_str(cfg.first_byte_timeout);
+  auto* allowed = app.add_option("--allowed-paths", cfg.allowed_paths,
+                                 "comma-separated directories that kernel, initrd and rootfs may "
+                                 "be in; a block device must be listed itself")
+                      ->delimiter(',')
+                      ->default_str("<data-dir>/images,/srv/hearth");
   app.set_version_flag("--version", HEARTH_VERSION);
   try {
     app.parse(argc, argv);
@@ -392,6 +457,12 @@ int main(int argc, char** argv) {
     if (accel->count() == 0) cfg.accel = from_file.accel;
     if (pool->count() == 0) cfg.network_pool = from_file.network_pool;
     if (nat->count() == 0) cfg.nat = from_file.nat;
+    if (max_connections->count() == 0) cfg.max_connections = from_file.max_connections;
+    if (max_per_address->count() == 0) {
+      cfg.max_connections_per_address = from_file.max_connections_per_address;
+    }
+    if (first_byte->count() == 0) cfg.first_byte_timeout = from_file.first_byte_timeout;
+    if (allowed->count() == 0) cfg.allowed_paths = from_file.allowed_paths;
   }
   if (!data_dir.empty()) cfg.data_dir = data_dir;
   return hearth::Run(cfg);

@@ -31,9 +31,9 @@ inline std::string ToLower(std::string_view text) {
   return out;
 }
 
-// Header names become lower case; a repeated header becomes one comma-separated list
-// (RFC 9110, section 5.3).
-inline api::HttpRequest ToApiRequest(BeastRequest&& request, bool trusted) {
+// Everything but the body. Header names become lower case; a repeated header becomes one
+// comma-separated list (RFC 9110, section 5.3).
+inline api::HttpRequest ToApiHeaders(const BeastRequest& request, bool trusted) {
   api::HttpRequest out;
   out.method = std::string(request.method_string());
   out.target = std::string(request.target());
@@ -42,8 +42,13 @@ inline api::HttpRequest ToApiRequest(BeastRequest&& request, bool trusted) {
         out.headers.try_emplace(ToLower(field.name_string()), std::string(field.value()));
     if (!inserted) it->second.append(", ").append(field.value());
   }
-  out.body = std::move(request.body());
   out.trusted = trusted;
+  return out;
+}
+
+inline api::HttpRequest ToApiRequest(BeastRequest&& request, bool trusted) {
+  api::HttpRequest out = ToApiHeaders(request, trusted);
+  out.body = std::move(request.body());
   return out;
 }
 

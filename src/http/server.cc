@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -21,9 +22,12 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/optional.hpp>
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
@@ -112,12 +116,93 @@ std::optional<api::HttpResponse> ReadErrorResponse(const ErrorCode& ec, size_t b
   return std::nullopt;
 }
 
+// Counts the open connections of one listener, in total and by client address. Thread-safe:
+// connections end on every io thread.
+class ConnectionLimits {
+ public:
+  explicit ConnectionLimits(int max_per_address) : max_per_address_(max_per_address) {}
+
+  // Takes a slot for a connection from `address`; false when `max_total` or the per-address cap
+  // is reached.
+  bool Acquire(const std::string& address, int max_total) {
+    std::lock_guard lock(mu_);
+    if (total_ >= max_total) return false;
+    int& n = per_address_[address];
+    if (n >= max_per_address_) return false;
+    ++n;
+    ++total_;
+    return true;
+  }
+
+  void Release(const std::string& address) {
+    std::lock_guard lock(mu_);
+    --total_;
+    auto it = per_address_.find(address);
+    if (it != per_address_.end() && --it->second <= 0) per_address_.erase(it);
+  }
+
+ private:
+  const int max_per_address_;
+  std::mutex mu_;
+  int total_ = 0;
+  std::map<std::string, int> per_address_;  // no entry for an address without connections
+};
+
+// A connection's slot, given back when the connection's coroutine ends (or is destroyed by Stop).
+class ConnectionSlot {
+ public:
+  ConnectionSlot(ConnectionLimits& limits, std::string address)
+      : limits_(&limits), address_(std::move(address)) {}
+  ConnectionSlot(ConnectionSlot&& other) noexcept
+      : limits_(std::exchange(other.limits_, nullptr)), address_(std::move(other.address_)) {}
+  ConnectionSlot& operator=(ConnectionSlot&&) = delete;
+  ~ConnectionSlot() {
+    if (limits_) limits_->Release(address_);
+  }
+
+ private:
+  ConnectionLimits* limits_;
+  std::string address_;
+};
+
+template <class Protocol>
+std::string ClientAddress(const typename Protocol::socket& socket) {
+  if constexpr (std::is_same_v<Protocol, tcp>) {
+    ErrorCode ec;
+    auto endpoint = socket.remote_endpoint(ec);
+    if (ec) return "";
+    auto address = endpoint.address();
+    // An IPv4 client of a dual-stack listener is the same client as over IPv4.
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+      return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+    }
+    return address.to_string();
+  } else {
+    return "";  // every unix socket client is root: one address
+  }
+}
+
+// The soft RLIMIT_NOFILE now (it may be changed while hearthd runs, e.g. with prlimit).
+uint64_t FileLimit() {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY) {
+    return uint64_t{1} << 20;
+  }
+  return files.rlim_cur;
+}
+
 bool ExpectsContinue(const BeastRequest& request) {
   auto it = request.find(bhttp::field::expect);
   return it != request.end() && beast::iequals(it->value(), "100-continue");
 }
 
 }  // namespace
+
+int TcpConnectionCap(int max_connections, uint64_t file_limit) {
+  uint64_t cap =
+      std::min<uint64_t>(static_cast<uint64_t>(std::max(1, max_connections)), file_limit / 2);
+  return static_cast<int>(std::max<uint64_t>(1, cap));
+}
 
 class Server::Impl {
  public:
@@ -128,6 +213,7 @@ class Server::Impl {
   Status Start();
   void Stop();
   uint16_t tcp_port() const { return tcp_port_; }
+  int tcp_connection_cap() const { return tcp_cap_; }
 
  private:
   Result<tcp::acceptor> ListenTcp();
@@ -136,7 +222,12 @@ class Server::Impl {
   template <class Protocol>
   asio::awaitable<void> Accept(typename Protocol::acceptor acceptor, bool trusted);
   template <class Protocol>
-  asio::awaitable<void> Serve(beast::basic_stream<Protocol> stream, bool trusted);
+  asio::awaitable<void> Serve(beast::basic_stream<Protocol> stream, ConnectionSlot slot,
+                              bool trusted);
+  // The answer that refuses a request whose headers were read, or nullopt to read its body.
+  std::optional<api::HttpResponse> Admit(const BeastRequest& request,
+                                         const boost::optional<uint64_t>& content_length,
+                                         bool trusted);
   template <class Protocol>
   asio::awaitable<void> AnswerAndClose(beast::basic_stream<Protocol>& stream,
                                        api::HttpResponse response);
@@ -148,6 +239,9 @@ class Server::Impl {
   std::unique_ptr<asio::io_context> io_;
   std::vector<std::thread> threads_;
   uint16_t tcp_port_ = 0;
+  int tcp_cap_ = 0;
+  std::unique_ptr<ConnectionLimits> tcp_limits_;
+  std::unique_ptr<ConnectionLimits> unix_limits_;
   bool started_ = false;
   bool stopped_ = false;
   // The unix socket file this server created, identified so that Stop removes only that one.
@@ -163,6 +257,10 @@ Status Server::Impl::Start() {
   }
   int threads = std::max(1, options_.threads);
   io_ = std::make_unique<asio::io_context>(threads);
+  tcp_cap_ = TcpConnectionCap(options_.max_connections, FileLimit());
+  tcp_limits_ =
+      std::make_unique<ConnectionLimits>(std::max(1, options_.max_connections_per_address));
+  unix_limits_ = std::make_unique<ConnectionLimits>(std::max(1, options_.max_unix_connections));
 
   std::optional<tcp::acceptor> tcp_acceptor;
   if (!options_.tcp_host.empty()) {
@@ -329,13 +427,26 @@ asio::awaitable<void> Server::Impl::Accept(typename Protocol::acceptor acceptor,
       co_await timer.async_wait(kAwait);
       continue;
     }
+    // Over a cap the connection is closed at once: its client learns, and no fd is held for it.
+    std::string address = ClientAddress<Protocol>(socket);
+    // The file limit is read at every accept: the cap follows a limit changed at run time.
+    ConnectionLimits& limits = trusted ? *unix_limits_ : *tcp_limits_;
+    const int cap = trusted ? std::max(1, options_.max_unix_connections)
+                            : TcpConnectionCap(options_.max_connections, FileLimit());
+    if (!limits.Acquire(address, cap)) {
+      spdlog::debug("http: closing a connection from '{}': over the connection cap", address);
+      ErrorCode ignored;
+      socket.close(ignored);
+      continue;
+    }
+    ConnectionSlot slot(limits, std::move(address));
     if constexpr (std::is_same_v<Protocol, tcp>) {
       ErrorCode ignored;
       socket.set_option(tcp::no_delay(true), ignored);  // answers go out in one write anyway
     }
     beast::basic_stream<Protocol> stream(std::move(socket));
     auto executor = stream.get_executor();
-    asio::co_spawn(executor, Serve<Protocol>(std::move(stream), trusted),
+    asio::co_spawn(executor, Serve<Protocol>(std::move(stream), std::move(slot), trusted),
                    [](std::exception_ptr error) {
                      if (!error) return;
                      try {
@@ -348,12 +459,16 @@ asio::awaitable<void> Server::Impl::Accept(typename Protocol::acceptor acceptor,
 }
 
 template <class Protocol>
-asio::awaitable<void> Server::Impl::Serve(beast::basic_stream<Protocol> stream, bool trusted) {
+asio::awaitable<void> Server::Impl::Serve(beast::basic_stream<Protocol> stream, ConnectionSlot slot,
+                                          bool trusted) {
   beast::flat_buffer buffer;
-  for (;;) {
-    // Between requests the idle timeout applies; the request timeout starts with the first byte.
+  for (bool first = true;; first = false) {
+    // Before the first request of an untrusted connection the short first-byte timeout applies,
+    // otherwise the idle timeout; the request timeout starts with the first byte.
     if (buffer.size() == 0) {
-      stream.expires_after(options_.idle_timeout);
+      stream.expires_after(first && !trusted
+                               ? std::min(options_.first_byte_timeout, options_.idle_timeout)
+                               : options_.idle_timeout);
       auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kReadChunk), kAwait);
       if (ec) co_return;
       buffer.commit(n);
@@ -361,10 +476,19 @@ asio::awaitable<void> Server::Impl::Serve(beast::basic_stream<Protocol> stream, 
     stream.expires_after(options_.request_timeout);
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(kHeaderLimit);
-    parser.body_limit(options_.body_limit);
+    // No body limit while reading the headers: Beast would answer a large Content-Length before
+    // the handler could check who is asking. Admit checks it instead.
+    parser.body_limit(boost::none);
     auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kAwait);
     // Beast bounds only the part of the header not yet buffered, so check the whole section.
     if (!ec && n > kHeaderLimit) ec = bhttp::error::header_limit;
+    if (!ec) {
+      if (auto refusal = Admit(parser.get(), parser.content_length(), trusted)) {
+        co_await AnswerAndClose(stream, std::move(*refusal));
+        co_return;
+      }
+      parser.body_limit(options_.body_limit);
+    }
     if (!ec && !parser.is_done()) {
       if (ExpectsContinue(parser.get())) {
         bhttp::response<bhttp::empty_body> go_on(bhttp::status::continue_, parser.get().version());
@@ -419,6 +543,23 @@ asio::awaitable<void> Server::Impl::AnswerAndClose(beast::basic_stream<Protocol>
   }
 }
 
+std::optional<api::HttpResponse> Server::Impl::Admit(
+    const BeastRequest& request, const boost::optional<uint64_t>& content_length, bool trusted) {
+  api::HttpRequest headers = ToApiHeaders(request, trusted);
+  try {
+    if (auto refusal = handler_.Admit(headers)) return refusal;
+  } catch (const std::exception& e) {
+    spdlog::error("http: admitting {} {}: {}", headers.method, headers.target, e.what());
+    return ErrorResponse(500, Code::kInternal,
+                         "internal error while reading the request; the hearthd log has the "
+                         "details");
+  }
+  if (content_length && *content_length > options_.body_limit) {
+    return ReadErrorResponse(bhttp::error::body_limit, options_.body_limit);
+  }
+  return std::nullopt;
+}
+
 api::HttpResponse Server::Impl::Call(const api::HttpRequest& request) {
   try {
     return handler_.Handle(request);
@@ -441,6 +582,8 @@ Server::~Server() = default;
 Status Server::Start() { return impl_->Start(); }
 
 uint16_t Server::tcp_port() const { return impl_->tcp_port(); }
+
+int Server::tcp_connection_cap() const { return impl_->tcp_connection_cap(); }
 
 void Server::Stop() { impl_->Stop(); }
 

@@ -4,6 +4,12 @@
 //
 // Connections are event-driven (one coroutine each, never a thread per connection) and served
 // with keep-alive. The protections every connection gets:
+//   - a TCP connection that sends nothing is closed `first_byte_timeout` after it was accepted;
+//   - connection caps (see ServerOptions): a connection over a cap is accepted and closed at once,
+//     so TCP clients can never take the file descriptors the unix socket needs;
+//   - the handler's Admit sees every request's headers before its body is read (authentication),
+//     and its refusal is sent without reading the body; a declared body over `body_limit` is
+//     answered 413, also before reading it;
 //   - the whole request (headers and body) must arrive within `request_timeout` of its first byte,
 //     so a client that trickles a request (slowloris) is disconnected without affecting others;
 //   - a keep-alive connection idle for `idle_timeout` between requests is closed;
@@ -36,9 +42,22 @@ struct ServerOptions {
   // must be taken by the client within this; otherwise the connection is closed.
   std::chrono::milliseconds request_timeout{10000};
   std::chrono::milliseconds idle_timeout{60000};  // keep-alive idle limit between requests
+  // From accepting a TCP connection to its first byte (or idle_timeout, if shorter). Short: a
+  // client that connects and waits holds a file descriptor for nothing. The unix socket's clients
+  // are root's and get idle_timeout.
+  std::chrono::milliseconds first_byte_timeout{5000};
+  // TCP connections at once, further capped by TcpConnectionCap to half the file limit.
+  int max_connections = 1024;
+  int max_connections_per_address = 64;  // TCP connections from one client IP address at once
+  int max_unix_connections = 64;         // unix socket connections at once
   // The io threads. The handler runs on them, so this also bounds concurrent handler calls.
   int threads = 2;
 };
+
+// The TCP connection cap for `max_connections` under a soft RLIMIT_NOFILE of `file_limit`: at
+// most half the file limit, so that the other half stays for the unix socket, the store, taps,
+// VMM sockets and logs however many TCP clients connect. At least 1.
+int TcpConnectionCap(int max_connections, uint64_t file_limit);
 
 // Thread-safety: Start, Stop and tcp_port may be called from any thread but not concurrently with
 // each other, and never from inside the handler (Stop joins the io threads).
@@ -59,6 +78,9 @@ class Server {
 
   // The bound TCP port once Start succeeded (useful with tcp_port 0); 0 without a TCP listener.
   uint16_t tcp_port() const;
+  // The TCP connection cap under the file limit at Start (see TcpConnectionCap; each accept
+  // applies the limit of its moment).
+  int tcp_connection_cap() const;
 
   // Stops accepting, closes every connection (a request being handled is not answered), joins the
   // io threads and removes the unix socket file. Idempotent; a stopped server cannot be restarted.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/text.h"
 
 namespace hearth::hv {
 
@@ -42,23 +43,33 @@ Status CapLog(const std::filesystem::path& path, int64_t cap) {
   return result;
 }
 
-std::string ReadTail(const std::filesystem::path& path, int64_t max_bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return "";
+namespace {
+
+// The last `max_bytes` of the open file (skipping holes), and in `end` the offset they end at.
+std::string TailOf(int fd, int64_t max_bytes, int64_t& end) {
   struct stat st {};
   fstat(fd, &st);
   int64_t size = st.st_size;
   int64_t from = std::max<int64_t>(0, size - max_bytes);
+  end = size;
   off_t data = lseek(fd, from, SEEK_DATA);
-  if (data < 0) {
-    ::close(fd);
-    return "";
-  }
+  if (data < 0) return "";
   from = std::max<int64_t>(from, data);
   std::string out(static_cast<size_t>(size - from), '\0');
   ssize_t n = pread(fd, out.data(), out.size(), from);
-  ::close(fd);
   out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  end = from + static_cast<int64_t>(out.size());
+  return out;
+}
+
+}  // namespace
+
+std::string ReadTail(const std::filesystem::path& path, int64_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  int64_t end = 0;
+  std::string out = TailOf(fd, max_bytes, end);
+  ::close(fd);
   return out;
 }
 
@@ -71,7 +82,7 @@ std::string LastLines(const std::filesystem::path& path, int lines) {
     size_t begin = start == std::string::npos ? 0 : start + 1;
     std::string line = tail.substr(begin, end - begin);
     while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
-    if (!line.empty()) found.push_back(line);
+    if (!line.empty()) found.push_back(EscapeText(line, {.max_bytes = kMaxTailLineBytes}));
     if (start == std::string::npos) break;
     end = start;
   }
@@ -106,19 +117,76 @@ Status AppendLine(const std::filesystem::path& path, std::string_view line) {
   return Ok();
 }
 
+namespace {
+
+// Where WaitForConsole has read the console log to, and what it still looks at.
+class ConsoleCursor {
+ public:
+  explicit ConsoleCursor(const ConsoleWatch& w) : w_(w) { Reposition(); }
+
+  bool Found() const { return window_.find(w_.marker) != std::string::npos; }
+
+  // Takes in what was appended since the last call, at most kMaxRead bytes of it. When the log
+  // was capped meanwhile (its head cut off, the rest moved up), starts again from its tail.
+  void Advance() {
+    int fd = ::open(w_.console_log.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    if (!StillInPlace(fd)) {
+      ::close(fd);
+      Reposition();
+      return;
+    }
+    char buf[8192];
+    std::string fresh;
+    for (ssize_t n; fresh.size() < kMaxRead && (n = pread(fd, buf, sizeof(buf), offset_)) > 0;
+         offset_ += n) {
+      fresh.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    if (fresh.empty()) return;
+    // Keep a marker's length of overlap for split writes.
+    if (window_.size() > w_.marker.size()) window_.erase(0, window_.size() - w_.marker.size());
+    window_ += fresh;
+  }
+
+ private:
+  static constexpr size_t kMaxRead = 1 << 20;
+
+  // The window after the last launch marker in the log's tail, and the offset its end is at.
+  void Reposition() {
+    offset_ = 0;
+    window_.clear();
+    int fd = ::open(w_.console_log.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    std::string text = TailOf(fd, kDefaultLogCap * 2, offset_);
+    ::close(fd);
+    size_t from = text.rfind(kLaunchMarker);
+    window_ = text.substr(from == std::string::npos ? 0 : from);
+  }
+
+  // Whether the bytes just before offset_ are still the last ones read (a cap moves them).
+  bool StillInPlace(int fd) const {
+    size_t n = std::min<size_t>(window_.size(), 64);
+    if (n == 0) return true;
+    std::string here(n, '\0');
+    if (offset_ < static_cast<int64_t>(n)) return false;
+    ssize_t got = pread(fd, here.data(), n, offset_ - static_cast<int64_t>(n));
+    return got == static_cast<ssize_t>(n) && here == window_.substr(window_.size() - n);
+  }
+
+  const ConsoleWatch& w_;
+  int64_t offset_ = 0;
+  std::string window_;
+};
+
+}  // namespace
+
 Status WaitForConsole(const ConsoleWatch& w, std::chrono::steady_clock::time_point deadline,
                       const std::atomic<bool>& cancel) {
-  std::string text = ReadTail(w.console_log, kDefaultLogCap * 2);
-  size_t from = text.rfind(kLaunchMarker);
-  if (from == std::string::npos) from = 0;
-  std::error_code ec;
-  int64_t offset = static_cast<int64_t>(std::filesystem::file_size(w.console_log, ec)) -
-                   static_cast<int64_t>(text.size() - from);
-  if (ec) offset = 0;
-  std::string window = text.substr(from);
+  ConsoleCursor cursor(w);
   auto diagnosis = [&] { return w.diagnose ? w.diagnose() : std::string(); };
   for (;;) {
-    if (window.find(w.marker) != std::string::npos) return Ok();
+    if (cursor.Found()) return Ok();
     if (cancel.load()) {
       return Fail(Code::kFailedPrecondition, fmt::format("vm '{}': start cancelled", w.vm_name));
     }
@@ -133,19 +201,7 @@ Status WaitForConsole(const ConsoleWatch& w, std::chrono::steady_clock::time_poi
                                                   w.vm_name, diagnosis()));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    // Read what was appended since; keep a marker's length of overlap for split writes.
-    int fd = ::open(w.console_log.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    char buf[8192];
-    std::string fresh;
-    for (ssize_t n; (n = pread(fd, buf, sizeof(buf), offset)) > 0; offset += n) {
-      fresh.append(buf, static_cast<size_t>(n));
-    }
-    ::close(fd);
-    if (!fresh.empty()) {
-      if (window.size() > w.marker.size()) window.erase(0, window.size() - w.marker.size());
-      window += fresh;
-    }
+    cursor.Advance();
   }
 }
 

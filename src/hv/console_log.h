@@ -25,7 +25,13 @@ Status CapLog(const std::filesystem::path& path, int64_t cap);
 // The last `max_bytes` of the file (skipping holes punched by CapLog); empty if it is missing.
 std::string ReadTail(const std::filesystem::path& path, int64_t max_bytes);
 
-// The last `lines` non-empty lines of the file, joined with " | " (for events and errors).
+// The longest a line of LastLines gets (escaped, with the cut marker).
+inline constexpr size_t kMaxTailLineBytes = 240;
+
+// The last `lines` non-empty lines of the file, joined with " | " (for events, state_reason,
+// errors and logs). The bytes are the guest's: each line is escaped (common/text.h: no control
+// characters, valid UTF-8) and cut to kMaxTailLineBytes, and only the last 4 KiB of the file are
+// read, however long its last line is.
 std::string LastLines(const std::filesystem::path& path, int lines);
 
 // Appends one line (with a newline) to the file, creating it.

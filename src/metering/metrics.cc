@@ -27,6 +27,14 @@ std::string Escape(std::string_view v) {
   return out;
 }
 
+// The label of an HTTP method: one of a fixed set.
+std::string_view MethodLabel(std::string_view method) {
+  for (std::string_view known : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
+    if (method == known) return known;
+  }
+  return "other";
+}
+
 std::string Number(double v) {
   if (v == static_cast<double>(static_cast<int64_t>(v)) && std::abs(v) < 1e15) {
     return fmt::format("{}", static_cast<int64_t>(v));
@@ -96,9 +104,10 @@ Metrics::Metrics() : wake_latency_(kLatencyBounds) {}
 
 void Metrics::ObserveRequest(std::string_view method, std::string_view route, int status,
                              double seconds) {
+  std::string label(MethodLabel(method));
   std::lock_guard lock(mu_);
-  ++requests_[{std::string(method), std::string(route), std::to_string(status)}];
-  request_seconds_.try_emplace({std::string(method), std::string(route)}, kLatencyBounds)
+  ++requests_[{label, std::string(route), std::to_string(status)}];
+  request_seconds_.try_emplace({label, std::string(route)}, kLatencyBounds)
       .first->second.Observe(seconds);
 }
 

@@ -50,7 +50,9 @@ class Metrics {
  public:
   Metrics();
 
-  // One API request, by its route's OpenAPI path ("/v1/vms/{name}"), status and duration.
+  // One API request, by its route's OpenAPI path ("/v1/vms/{name}", or "other" for what no route
+  // serves), status and duration. A method outside the standard HTTP ones is labelled "other",
+  // so that made-up methods cannot add series.
   void ObserveRequest(std::string_view method, std::string_view route, int status, double seconds);
   // A committed metering tick: its samples and events, every tracker after it and the readings.
   void ObserveTick(const TickResult& tick, const std::map<std::string, VmReading>& readings,

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <tuple>
 
+#include "common/text.h"
 #include "model/validator.h"
 
 namespace hearth::metering {
@@ -22,10 +23,17 @@ tl::unexpected<Error> Bad(std::string_view param, std::string message) {
 Result<Timestamp> ParseWhen(std::string_view param, std::string_view text, Timestamp now) {
   if (text == "now") return now;
   if (auto t = ParseTime(text); t) return *t;
-  if (auto d = ParseDuration(text); d) return now - *d;
+  if (auto d = ParseDuration(text); d) {
+    // Only times RFC 3339 can write (from 1970 on): `now - d` must neither wrap nor go before it.
+    if (*d > now - kEarliestTime) {
+      return Bad(param, fmt::format("'{}' before now ({}) is before {}; give a shorter duration",
+                                    Printable(text), FormatTime(now), FormatTime(kEarliestTime)));
+    }
+    return now - *d;
+  }
   return Bad(param, fmt::format("'{}' is neither an RFC 3339 time (2026-11-26T07:00:00Z), "
                                 "a duration before now (24h, 90m) nor now",
-                                text));
+                                Printable(text)));
 }
 
 json UsageJson(const ReportLine& line) {
@@ -83,7 +91,7 @@ Result<Bucket> ParseBucket(std::string_view text) {
   for (Bucket b : {Bucket::kMinute, Bucket::kHour, Bucket::kDay}) {
     if (text == ToString(b)) return b;
   }
-  return Bad("by", fmt::format("'{}' is not one of minute, hour, day", text));
+  return Bad("by", fmt::format("'{}' is not one of minute, hour, day", Printable(text)));
 }
 
 int64_t BucketMs(Bucket b) {
@@ -125,14 +133,15 @@ Result<ReportQuery> ParseReportQuery(const std::map<std::string, std::string>& p
       }
       q.vm = value;
     } else if (key != "source") {
-      return Bad(key, "is not a usage parameter; use vm, since, until, by or source");
+      return Bad(Printable(key), "is not a usage parameter; use vm, since, until, by or source");
     }
   }
   if (q.since >= q.until) {
     return Bad("since", fmt::format("{} is not before until ({})", FormatTime(q.since),
                                     FormatTime(q.until)));
   }
-  // Bound the work: at most 100,000 buckets.
+  // Bound the work: at most 100,000 buckets. since and until are both within 1970..9999 (ParseWhen
+  // and ParseTime), so their difference cannot overflow.
   if (q.by && (Ms(q.until) - Ms(q.since)) / BucketMs(*q.by) > 100'000) {
     return Bad("by", fmt::format("{} buckets of a {} are too many; pick a shorter range or a "
                                  "larger bucket",

@@ -6,6 +6,8 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "common/disk_space.h"
+#include "store/sqlite_error.h"
 #include "store/sqlite_schema.h"
 #include "store/sqlite_statement.h"
 
@@ -103,11 +105,10 @@ Result<std::unique_ptr<SqliteUsageStore>> SqliteUsageStore::Open(
 SqliteUsageStore::~SqliteUsageStore() { sqlite3_close(db_); }
 
 Error SqliteUsageStore::SqlError(std::string_view what) const {
-  int rc = sqlite3_errcode(db_);
-  Code code = (rc == SQLITE_FULL || rc == SQLITE_IOERR || rc == SQLITE_BUSY) ? Code::kUnavailable
-                                                                             : Code::kInternal;
-  return Error{code,
-               fmt::format("metering store {}: {}: {}", path_.string(), what, sqlite3_errmsg(db_))};
+  int rc = sqlite3_errcode(db_) & 0xff;
+  Code code = (rc == SQLITE_IOERR || rc == SQLITE_BUSY) ? Code::kUnavailable : Code::kInternal;
+  return store::SqliteError(db_, path_, fmt::format("metering store {}: {}", path_.string(), what),
+                            code);
 }
 
 Status SqliteUsageStore::Exec(const char* sql) {
@@ -115,6 +116,9 @@ Status SqliteUsageStore::Exec(const char* sql) {
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
+    if (store::IsSqliteDiskFull(db_)) {
+      return Fail(DiskFullError(fmt::format("metering store {}: {}", path_.string(), msg), path_));
+    }
     return Fail(Code::kUnavailable, fmt::format("metering store {}: {}", path_.string(), msg));
   }
   return Ok();
@@ -161,6 +165,9 @@ Result<MeteringState> SqliteUsageStore::LoadState() {
 }
 
 Result<std::vector<int64_t>> SqliteUsageStore::Commit(const TickWrite& write) {
+  if (gate_) {
+    if (auto s = gate_(); !s) return Fail(s.error());
+  }
   std::lock_guard lock(mu_);
   std::vector<int64_t> seqs;
   auto s = Transaction([&]() -> Status {
@@ -285,6 +292,9 @@ Result<int64_t> SqliteUsageStore::LastSampleSeq() {
 }
 
 Status SqliteUsageStore::Maintain(Timestamp now, Duration raw_keep, Duration retention) {
+  if (gate_) {
+    if (auto s = gate_(); !s) return s;
+  }
   std::lock_guard lock(mu_);
   int64_t raw_cut = Ms(now - raw_keep), cut = Ms(now - retention);
   return Transaction([&]() -> Status {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -19,6 +20,11 @@ class SqliteUsageStore final : public UsageStore {
   // failed_precondition when the database's schema has no metering tables yet.
   static Result<std::unique_ptr<SqliteUsageStore>> Open(const std::filesystem::path& path);
   ~SqliteUsageStore() override;
+
+  // Asked before each Commit and Maintain; when it fails they fail with its error and write
+  // nothing (e.g. the node is read-only: the space its full disk has left is for deletes, and
+  // the sampler samples the interval again later). Set before sharing the store.
+  void SetWriteGate(std::function<Status()> gate) { gate_ = std::move(gate); }
 
   Result<MeteringState> LoadState() override;
   Result<std::vector<int64_t>> Commit(const TickWrite& write) override;
@@ -39,6 +45,7 @@ class SqliteUsageStore final : public UsageStore {
   std::mutex mu_;
   sqlite3* db_;
   std::filesystem::path path_;
+  std::function<Status()> gate_;
 };
 
 }  // namespace hearth::metering

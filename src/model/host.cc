@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -59,6 +60,10 @@ FileFacts LinuxFileProbe::Probe(const std::string& path) const {
   }
   facts.device = st.st_dev;
   facts.inode = st.st_ino;
+  if (char* resolved = realpath(path.c_str(), nullptr)) {
+    facts.canonical = resolved;
+    free(resolved);
+  }
   if (S_ISREG(st.st_mode)) {
     facts.kind = FileKind::kRegular;
   } else if (S_ISBLK(st.st_mode)) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -42,6 +43,9 @@ struct FileFacts {
   uint64_t inode = 0;
   std::string head;   // the first bytes (up to 1 KiB), to recognise kernels
   std::string error;  // strerror of the failed stat/open, if any
+  // The absolute path with every symlink and "." / ".." resolved (realpath); empty if unknown
+  // (then callers use the lexically normal path).
+  std::string canonical;
 };
 
 class FileProbe {
@@ -53,6 +57,16 @@ class FileProbe {
 class LinuxFileProbe final : public FileProbe {
  public:
   FileFacts Probe(const std::string& path) const override;
+};
+
+// Host processes holding ports: listening TCP sockets and bound UDP sockets, on any address. A
+// published port is DNATed on every host address, so it would take such a port from its holder.
+class PortHolders {
+ public:
+  virtual ~PortHolders() = default;
+  // Who holds `port`/`protocol` on this host, e.g. "sshd (pid 412)" or "a socket of no visible
+  // process"; nullopt when nothing does.
+  virtual std::optional<std::string> Holder(int port, Protocol protocol) const = 0;
 };
 
 }  // namespace hearth

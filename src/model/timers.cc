@@ -28,10 +28,10 @@ std::optional<DueTimer> NextTimer(const VmRecord& vm, std::optional<Timestamp> l
     if (!next || at < next->at) next = DueTimer{kind, t.on_timer, at};
   };
   if (t.stop_at && since < *t.stop_at) consider(TimerKind::kStopAt, *t.stop_at);
-  if (t.stop_after) consider(TimerKind::kStopAfter, since + *t.stop_after);
+  if (t.stop_after) consider(TimerKind::kStopAfter, AddClamped(since, *t.stop_after));
   if (t.idle_timeout) {
     Timestamp quiet_since = last_activity ? std::max(*last_activity, since) : since;
-    consider(TimerKind::kIdleTimeout, quiet_since + *t.idle_timeout);
+    consider(TimerKind::kIdleTimeout, AddClamped(quiet_since, *t.idle_timeout));
   }
   return next;
 }

@@ -8,7 +8,8 @@
 // - stop-at T fires at T, for a run that began before T (a VM started after T is left alone);
 // - idle-timeout D fires D after the last packet either way on the tap (or after running_since
 //   if none was seen).
-// A timer already past is due at once: it fires late, never not at all.
+// A timer already past is due at once: it fires late, never not at all. Due times are clamped to
+// kLatestTime (year 9999), so a long duration never wraps around to a time in the past.
 #pragma once
 
 #include <optional>

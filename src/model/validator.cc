@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <set>
 
+#include "common/text.h"
+
 namespace hearth {
 namespace {
 
@@ -37,9 +39,71 @@ std::string_view KindName(FileKind k) {
   return "unknown";
 }
 
+std::string JoinPaths(const std::vector<std::filesystem::path>& paths) {
+  std::string out;
+  for (const auto& p : paths) out += (out.empty() ? "" : ", ") + p.string();
+  return out.empty() ? "none" : out;
+}
+
+// Refuses what a caller must not hand to the VMM even when it exists and is readable: kernel
+// interfaces (/proc, /sys), hearth's own files, and anything outside ctx.allowed_paths. Both the
+// path as given and the path it resolves to are checked, so neither a symlink nor ".." helps.
+Status CheckFilePolicy(std::string_view field_view, const std::string& path, const FileFacts& f,
+                       const ValidationContext& ctx) {
+  namespace fs = std::filesystem;
+  std::string field(field_view);
+  fs::path given = fs::path(path).lexically_normal();
+  fs::path real = f.canonical.empty() ? given : fs::path(f.canonical);
+  std::string shown = real == given ? fmt::format("'{}'", path)
+                                    : fmt::format("'{}' (resolves to '{}')", path, real.string());
+  for (const fs::path& p : {given, real}) {
+    for (const char* kernel_dir : {"/proc", "/sys"}) {
+      if (IsWithin(p, kernel_dir)) {
+        return Invalid(field, fmt::format("{} is under {}, a kernel interface, not a guest file",
+                                          shown, kernel_dir));
+      }
+    }
+  }
+  if (ctx.paths) {
+    fs::path data = ctx.paths->data_dir().lexically_normal();
+    std::vector<fs::path> data_dirs = {data};
+    if (FileFacts d = ctx.files->Probe(data.string()); !d.canonical.empty()) {
+      data_dirs.emplace_back(d.canonical);
+    }
+    for (const fs::path& p : {given, real}) {
+      for (const fs::path& dir : data_dirs) {
+        if (IsWithin(p, dir) && !IsWithin(p, dir / "images")) {
+          return Invalid(field, fmt::format("{} is one of hearth's own files (under {}); guest "
+                                            "files there may only be in {}",
+                                            shown, data.string(), (data / "images").string()));
+        }
+      }
+    }
+  }
+  if (!ctx.allowed_paths) return Ok();
+  const auto& allowed = *ctx.allowed_paths;
+  bool block = f.kind == FileKind::kBlockDevice;
+  for (const fs::path& entry : allowed) {
+    fs::path dir = entry.lexically_normal();
+    if (block ? real == dir : IsWithin(real, dir)) return Ok();
+  }
+  if (block) {
+    return Invalid(field, fmt::format("{} is a block device that hearthd's --allowed-paths ({}) "
+                                      "does not list; block devices are used only when listed "
+                                      "themselves",
+                                      shown, JoinPaths(allowed)));
+  }
+  return Invalid(field, fmt::format("{} is outside the paths hearthd allows for guest files ({}); "
+                                    "put the file there, or start hearthd with --allowed-paths "
+                                    "that include it",
+                                    shown, JoinPaths(allowed)));
+}
+
 // Checks that `path` is absolute, exists, is readable and of an allowed kind.
-Result<FileFacts> CheckFile(std::string_view field, const std::string& path, const FileProbe& files,
-                            bool allow_block) {
+Result<FileFacts> CheckFile(std::string_view field, const std::string& path,
+                            const ValidationContext& ctx, bool allow_block) {
+  const FileProbe& files = *ctx.files;
+  if (FindControl(path)) return Invalid(std::string(field), DescribeControl(path));
   if (path.empty() || path[0] != '/') {
     return Invalid(std::string(field), fmt::format("'{}' is not an absolute path", path));
   }
@@ -56,6 +120,7 @@ Result<FileFacts> CheckFile(std::string_view field, const std::string& path, con
   if (!f.readable) {
     return Invalid(std::string(field), fmt::format("'{}' is not readable ({})", path, f.error));
   }
+  if (auto s = CheckFilePolicy(field, path, f, ctx); !s) return Fail(s.error());
   return f;
 }
 
@@ -70,7 +135,7 @@ Status CheckFiles(const VmSpec& spec, const ValidationContext& ctx) {
   const FileProbe& files = *ctx.files;
   if (!spec.image.empty()) {
     if (auto s = ValidateName(spec.image); !s) {
-      return Invalid("image", fmt::format("'{}' is not a valid image name", spec.image));
+      return Invalid("image", fmt::format("'{}' is not a valid image name", Printable(spec.image)));
     }
     if (ctx.paths) {
       FileFacts f = files.Probe(ctx.paths->image_dir(spec.image).string());
@@ -84,7 +149,7 @@ Status CheckFiles(const VmSpec& spec, const ValidationContext& ctx) {
     return Invalid("kernel", "required: give a kernel path or an image");
   }
   if (!spec.kernel.empty()) {
-    auto f = CheckFile("kernel", spec.kernel, files, false);
+    auto f = CheckFile("kernel", spec.kernel, ctx, false);
     if (!f) return Fail(f.error());
     if (!IsElf(f->head) && !IsBzImage(f->head)) {
       return Invalid("kernel",
@@ -92,10 +157,10 @@ Status CheckFiles(const VmSpec& spec, const ValidationContext& ctx) {
     }
   }
   if (!spec.initrd.empty()) {
-    if (auto f = CheckFile("initrd", spec.initrd, files, false); !f) return Fail(f.error());
+    if (auto f = CheckFile("initrd", spec.initrd, ctx, false); !f) return Fail(f.error());
   }
   if (!spec.rootfs.empty()) {
-    auto f = CheckFile("rootfs", spec.rootfs, files, true);
+    auto f = CheckFile("rootfs", spec.rootfs, ctx, true);
     if (!f) return Fail(f.error());
     for (const VmRecord* other : ctx.others) {
       if (other->spec.rootfs.empty()) continue;
@@ -115,7 +180,16 @@ Status CheckFiles(const VmSpec& spec, const ValidationContext& ctx) {
   return Ok();
 }
 
-Status CheckNetwork(const VmSpec& spec, const ValidationContext& ctx) {
+// Whether `previous` already published `p` (its host socket was checked then, and hearth's own
+// DNAT of it is not a holder).
+bool WasPublished(const PortMapping& p, const VmSpec* previous) {
+  if (!previous) return false;
+  return std::any_of(previous->publish.begin(), previous->publish.end(), [&](const PortMapping& q) {
+    return q.host_port == p.host_port && q.protocol == p.protocol;
+  });
+}
+
+Status CheckNetwork(const VmSpec& spec, const ValidationContext& ctx, const VmSpec* previous) {
   std::set<std::pair<int, Protocol>> seen;
   for (size_t i = 0; i < spec.publish.size(); ++i) {
     const PortMapping& p = spec.publish[i];
@@ -134,6 +208,13 @@ Status CheckNetwork(const VmSpec& spec, const ValidationContext& ctx) {
                                      ToString(p.protocol), other->name));
         }
       }
+    }
+    if (!ctx.ports || WasPublished(p, previous)) continue;
+    if (auto holder = ctx.ports->Holder(p.host_port, p.protocol)) {
+      return Invalid(where + ".host_port",
+                     fmt::format("host port {}/{} is held on this host by {}; publishing it would "
+                                 "take it on every host address: pick another host port",
+                                 p.host_port, ToString(p.protocol), Printable(*holder)));
     }
   }
   std::set<std::pair<int, Protocol>> wake_seen;
@@ -156,6 +237,13 @@ Status CheckTimers(const VmSpec& spec, const ValidationContext& ctx, const VmSpe
                    fmt::format("{} is in the past (now is {}); give a future time",
                                FormatTime(*t.stop_at), FormatTime(ctx.now)));
   }
+  for (auto [field, d] : {std::pair{"timers.stop_after", t.stop_after},
+                          std::pair{"timers.idle_timeout", t.idle_timeout}}) {
+    if (d && *d > kMaxTimerDuration) {
+      return Invalid(field, fmt::format("{} is too long; the maximum is {} (100 years)",
+                                        FormatDuration(*d), FormatDuration(kMaxTimerDuration)));
+    }
+  }
   if (t.stop_after && *t.stop_after < std::chrono::seconds(1)) {
     return Invalid("timers.stop_after", fmt::format("{} is too short; the minimum is 1s",
                                                     FormatDuration(*t.stop_after)));
@@ -169,11 +257,21 @@ Status CheckTimers(const VmSpec& spec, const ValidationContext& ctx, const VmSpe
 
 }  // namespace
 
+bool IsWithin(const std::filesystem::path& path, const std::filesystem::path& dir) {
+  std::filesystem::path p = path.lexically_normal(), d = dir.lexically_normal();
+  auto pi = p.begin();
+  for (auto di = d.begin(); di != d.end(); ++di, ++pi) {
+    if (di->empty() && std::next(di) == d.end()) break;  // "dir/" ends in an empty component
+    if (pi == p.end() || *pi != *di) return false;
+  }
+  return true;
+}
+
 Status ValidateName(std::string_view name) {
   auto bad = [&](std::string_view why) {
     return Invalid("name", fmt::format("'{}' {}; a name is 1-63 characters of a-z, 0-9 and '-', "
                                        "starting with a letter",
-                                       name, why));
+                                       Printable(name), why));
   };
   if (name.empty()) return bad("is empty");
   if (name.size() > 63) return bad(fmt::format("is {} characters long", name.size()));
@@ -182,7 +280,7 @@ Status ValidateName(std::string_view name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
     if (ok) continue;
     if (static_cast<unsigned char>(c) >= 0x80) return bad("contains a non-ASCII character");
-    return bad(fmt::format("contains '{}'", c));
+    return bad(fmt::format("contains '{}'", Printable(std::string_view(&c, 1))));
   }
   if (name.back() == '-') return bad("ends with '-'");
   return Ok();
@@ -210,11 +308,9 @@ Status ValidateSpec(const VmSpec& spec, const ValidationContext& ctx, const VmSp
     return Invalid("cmdline", fmt::format("is {} bytes; the kernel accepts at most {}",
                                           spec.cmdline.size(), kMaxCmdline));
   }
-  if (spec.cmdline.find_first_of(std::string_view("\n\r\0", 3)) != std::string::npos) {
-    return Invalid("cmdline", "contains a newline or NUL byte");
-  }
+  if (FindControl(spec.cmdline)) return Invalid("cmdline", DescribeControl(spec.cmdline));
   if (auto s = CheckTimers(spec, ctx, previous); !s) return s;
-  if (auto s = CheckNetwork(spec, ctx); !s) return s;
+  if (auto s = CheckNetwork(spec, ctx, previous); !s) return s;
   return CheckFiles(spec, ctx);
 }
 

@@ -3,6 +3,8 @@
 // what is allowed.
 #pragma once
 
+#include <filesystem>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -25,7 +27,20 @@ struct ValidationContext {
   Timestamp now;
   // The node's other VMs, for conflicts (shared writable rootfs, published host ports).
   std::vector<const VmRecord*> others;
+  // Where kernel, initrd and rootfs may be (hearthd --allowed-paths, canonical): a file must
+  // resolve (symlinks, "..") to a path inside one of these; a block device must be listed itself.
+  // Unset: anywhere. Either way, nothing under /proc or /sys, and none of hearth's own files
+  // (everything under paths->data_dir() but its images/).
+  std::optional<std::vector<std::filesystem::path>> allowed_paths;
+  // Who holds host ports; null: published ports are not checked against host sockets.
+  const PortHolders* ports = nullptr;
 };
+
+// The longest stop_after / idle_timeout: kMaxDuration (100 years).
+inline constexpr Duration kMaxTimerDuration = kMaxDuration;
+
+// Whether `path` is `dir` or inside it, comparing whole components of normalised paths.
+bool IsWithin(const std::filesystem::path& path, const std::filesystem::path& dir);
 
 // A VM name is a DNS label: 1-63 of [a-z0-9-], starting with a letter, not ending with '-'.
 Status ValidateName(std::string_view name);

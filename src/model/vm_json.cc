@@ -4,7 +4,12 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
+
+#include "common/text.h"
 
 namespace hearth {
 namespace {
@@ -302,14 +307,75 @@ int JsonDepth(std::string_view text) {
   return max_depth;
 }
 
+// Watches a parse for keys given twice in one object. nlohmann keeps the last of them, so a
+// body could say one thing to a reader who sees the first and another to hearth.
+class DuplicateKeyFinder {
+ public:
+  bool operator()(int /*depth*/, json::parse_event_t event, json& parsed) {
+    using E = json::parse_event_t;
+    switch (event) {
+      case E::object_start:
+      case E::array_start:
+        CountElement();
+        stack_.push_back(Frame{event == E::object_start});
+        break;
+      case E::object_end:
+      case E::array_end:
+        if (!stack_.empty()) stack_.pop_back();
+        break;
+      case E::key:
+        if (!stack_.empty() && parsed.is_string()) {
+          Frame& f = stack_.back();
+          f.key = parsed.get<std::string>();
+          if (!f.keys.insert(f.key).second && !first_) first_ = Path();
+        }
+        break;
+      case E::value:
+        CountElement();
+        break;
+    }
+    return true;
+  }
+  // The first duplicate, as a field path ("timers.stop_after", "publish[0].host_port").
+  const std::optional<std::string>& first() const { return first_; }
+
+ private:
+  struct Frame {
+    bool object = false;
+    std::set<std::string> keys;
+    std::string key;
+    int index = -1;
+  };
+  void CountElement() {
+    if (!stack_.empty() && !stack_.back().object) ++stack_.back().index;
+  }
+  std::string Path() const {
+    std::string out;
+    for (const Frame& f : stack_) {
+      out += f.object ? (out.empty() ? "" : ".") + f.key : fmt::format("[{}]", f.index);
+    }
+    return out;
+  }
+  std::vector<Frame> stack_;
+  std::optional<std::string> first_;
+};
+
 Result<json> ParseJsonObject(std::string_view text) {
   if (JsonDepth(text) > kMaxJsonDepth) {
     return Fail(Code::kInvalidArgument,
                 fmt::format("body: JSON nested deeper than {} levels", kMaxJsonDepth), "body");
   }
-  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto duplicates = std::make_shared<DuplicateKeyFinder>();
+  json body = json::parse(
+      text, [duplicates](int d, json::parse_event_t e, json& j) { return (*duplicates)(d, e, j); },
+      /*allow_exceptions=*/false);
   if (body.is_discarded()) {
     return Fail(Code::kInvalidArgument, "body: not valid JSON", "body");
+  }
+  if (const auto& dup = duplicates->first()) {
+    std::string field = Printable(*dup);
+    return Fail(Code::kInvalidArgument,
+                fmt::format("{}: the key is given twice; give each key once", field), field);
   }
   if (!body.is_object()) return WrongType("body", "a JSON object", body);
   return body;

@@ -4,12 +4,28 @@
 
 #include <unordered_set>
 
+#include "net/tap.h"
+
 namespace hearth::net {
 namespace {
 
 constexpr std::string_view kField = "network_pool";
 constexpr int kMinPrefix = 8;   // 4M VMs is plenty; shorter prefixes are almost surely a typo
 constexpr int kMaxPrefix = 29;  // two /30s
+
+bool Overlaps(const Ipv4Network& a, const Ipv4Network& b) {
+  return a.Contains(b.base) || b.Contains(a.base);
+}
+
+struct SpecialRange {
+  const char* cidr;
+  const char* what;
+};
+constexpr SpecialRange kSpecialRanges[] = {
+    {"0.0.0.0/8", "\"this network\""},         {"127.0.0.0/8", "loopback"},
+    {"169.254.0.0/16", "link-local"},          {"224.0.0.0/4", "multicast"},
+    {"240.0.0.0/4", "reserved and broadcast"},
+};
 
 // The index of the /30 that holds `address` when it is that /30's guest (.2) address.
 std::optional<uint32_t> GuestIndex(const Ipv4Network& pool, uint32_t address) {
@@ -60,7 +76,31 @@ Result<AddressPool> AddressPool::Parse(std::string_view cidr) {
                             fixed.ToString()),
                 std::string(kField));
   }
+  for (const SpecialRange& r : kSpecialRanges) {
+    if (Overlaps(*network, *ParseIpv4Network(r.cidr))) {
+      return Fail(Code::kInvalidArgument,
+                  fmt::format("network_pool \"{}\" overlaps {} ({}), which cannot route to VMs; "
+                              "use a private range, {}",
+                              cidr, r.cidr, r.what, kExample),
+                  std::string(kField));
+    }
+  }
   return AddressPool(*network);
+}
+
+Status AddressPool::CheckHostNetworks(
+    const std::vector<std::pair<std::string, Ipv4Network>>& interfaces) const {
+  for (const auto& [name, net] : interfaces) {
+    if (name.rfind(kTapPrefix, 0) == 0) continue;
+    Ipv4Network base{net.base & net.mask(), net.prefix};
+    if (!Overlaps(network_, base)) continue;
+    return Fail(Code::kFailedPrecondition,
+                fmt::format("network_pool \"{}\" overlaps {} of host interface {} ({}/{}); pick a "
+                            "range this host does not use, e.g. 172.30.0.0/16 or 10.213.0.0/16",
+                            cidr_, base.ToString(), name, FormatIpv4(net.base), net.prefix),
+                std::string(kField));
+  }
+  return Ok();
 }
 
 VmAddress AddressPool::At(uint32_t index) const {

@@ -27,9 +27,16 @@ struct VmAddress {
 // base). Immutable, so thread-safe.
 class AddressPool {
  public:
-  // "172.30.0.0/16": IPv4, prefix 8..29, no host bits set. Errors are about field
-  // "network_pool".
+  // "172.30.0.0/16": IPv4, prefix 8..29, no host bits set, and clear of the special ranges
+  // 0.0.0.0/8, 127.0.0.0/8 (loopback), 169.254.0.0/16 (link-local), 224.0.0.0/4 (multicast)
+  // and 240.0.0.0/4 (reserved, broadcast). Errors are about field "network_pool".
   static Result<AddressPool> Parse(std::string_view cidr);
+
+  // failed_precondition when a host interface's network overlaps the pool, naming it (VM
+  // routes would shadow the host's own); hearth's taps (kTapPrefix), which hold the pool's /30s,
+  // are skipped.
+  Status CheckHostNetworks(
+      const std::vector<std::pair<std::string, Ipv4Network>>& interfaces) const;
 
   // The lowest /30 whose guest address is not in `used_guest_ips` (addresses outside the pool are
   // ignored). resource_exhausted when the pool is full.

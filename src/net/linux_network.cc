@@ -46,16 +46,6 @@ Result<json> IpJson(std::vector<std::string> args) {
   return parsed;
 }
 
-bool IsMac(std::string_view mac) {
-  if (mac.size() != 17) return false;
-  for (size_t i = 0; i < mac.size(); ++i) {
-    char c = mac[i];
-    bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-    if (i % 3 == 2 ? c != ':' : !hex) return false;
-  }
-  return true;
-}
-
 Status CheckHostLinkConfig(std::string_view name, const VmAddress& a, std::string_view mac) {
   if (auto s = ValidateInterfaceName(name); !s) return s;
   auto host = ParseIpv4(a.host);
@@ -68,7 +58,7 @@ Status CheckHostLinkConfig(std::string_view name, const VmAddress& a, std::strin
                             "addresses in one subnet; take them from AddressPool",
                             name, a.host, a.guest, a.prefix));
   }
-  if (!IsMac(mac)) {
+  if (!IsMacAddress(mac)) {
     return Fail(Code::kInvalidArgument,
                 fmt::format("tap {}: guest MAC \"{}\" is not of the form 52:54:ac:1e:00:02; use "
                             "GuestMac(address)",

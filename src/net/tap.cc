@@ -34,6 +34,16 @@ std::string GuestMac(const VmAddress& a) {
                      (ip >> 8) & 0xff, ip & 0xff);
 }
 
+bool IsMacAddress(std::string_view mac) {
+  if (mac.size() != 17) return false;
+  for (size_t i = 0; i < mac.size(); ++i) {
+    char c = mac[i];
+    bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    if (i % 3 == 2 ? c != ':' : !hex) return false;
+  }
+  return true;
+}
+
 Status ValidateInterfaceName(std::string_view name) {
   if (name.empty() || name.size() > kMaxInterfaceName) {
     return Fail(

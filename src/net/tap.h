@@ -28,6 +28,9 @@ std::string TapName(std::string_view vm_id);
 // gives 52:54:00:00:00:00.
 std::string GuestMac(const VmAddress& a);
 
+// True for "52:54:ac:1e:00:02": six pairs of hex digits separated by ':'.
+bool IsMacAddress(std::string_view mac);
+
 // OK when `name` can be a network interface name: 1 to 15 characters, none of them '/', ':',
 // whitespace or a control character, and not "." or "..".
 Status ValidateInterfaceName(std::string_view name);

@@ -111,6 +111,8 @@ ValidationContext Node::MakeContext(std::string_view exclude) const {
   ctx.files = &files_;
   ctx.paths = &paths_;
   ctx.now = clock_.Now();
+  ctx.allowed_paths = options_.allowed_paths;
+  ctx.ports = machinery_.ports;
   ctx.others.reserve(vms_.size() + writing_.size());
   for (const auto& [name, vm] : vms_) {
     if (name != exclude) ctx.others.push_back(&vm);

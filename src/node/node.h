@@ -55,6 +55,9 @@ struct NodeOptions {
   std::chrono::milliseconds crash_loop_window = std::chrono::minutes(10);
   // Egress NAT (masquerade) for the VM address pool.
   bool masquerade = true;
+  // Where kernel, initrd and rootfs may be (hearthd --allowed-paths, canonical); unset: anywhere
+  // but hearth's own files (ValidationContext::allowed_paths).
+  std::optional<std::vector<std::filesystem::path>> allowed_paths;
   // Console and VMM logs are capped at this many bytes per VM.
   int64_t log_cap = int64_t{1} << 20;
   // A snapshot's RAM is written to disk (and dropped from the page cache) this long after the
@@ -68,6 +71,7 @@ struct Machinery {
   net::Network* network = nullptr;       // null: VMs get no network
   std::optional<net::AddressPool> pool;  // required with a network
   net::Waker* waker = nullptr;           // null: no wake on packet
+  const PortHolders* ports = nullptr;    // null: published ports are not checked against host
 };
 
 struct NodeInfo {

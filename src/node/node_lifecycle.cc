@@ -128,6 +128,9 @@ Status Node::SyncRules() {
     if (vm.ip.empty() || vm.state == VmState::kDeleting || vm.state == VmState::kCreated) continue;
     any = true;
     for (const auto& p : vm.spec.publish) rules.publish.push_back({vm.ip, p});
+    if (auto address = machinery_.pool->FromGuest(vm.ip)) {
+      rules.guests.push_back({net::TapName(vm.id), vm.ip, net::GuestMac(*address)});
+    }
   }
   if (!any) rules = net::RuleSet{};                             // "no table"
   if (applied_rules_ && *applied_rules_ == rules) return Ok();  // nothing changed
@@ -268,6 +271,8 @@ void Node::RunStart(const std::string& name, Ms delay) {
   if (network) {
     lock.lock();
     HandTap(lock, vm, *machine, nullptr);
+    // Before the guest runs, so that it never sends without its anti-spoofing rules.
+    if (auto s = SyncRules(); !s) spdlog::error("vm '{}': {}", name, s.error().message);
     lock.unlock();
   }
   auto launched = std::chrono::steady_clock::now();

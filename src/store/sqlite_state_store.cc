@@ -6,7 +6,9 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "common/disk_space.h"
 #include "model/vm_json.h"
+#include "store/sqlite_error.h"
 #include "store/sqlite_schema.h"
 
 namespace hearth::store {
@@ -89,9 +91,10 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
   int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    Error e =
+        SqliteError(db, path, fmt::format("opening store {}", path.string()), Code::kUnavailable);
     sqlite3_close(db);
-    return Fail(Code::kUnavailable, fmt::format("opening store {}: {}", path.string(), msg));
+    return Fail(e);
   }
   std::unique_ptr<SqliteStateStore> store(new SqliteStateStore(db, path));
   for (const char* pragma : {"PRAGMA busy_timeout = 5000", "PRAGMA journal_mode = WAL",
@@ -110,20 +113,27 @@ SqliteStateStore::~SqliteStateStore() { sqlite3_close(db_); }
 int SqliteStateStore::SchemaVersion() { return static_cast<int>(SqliteMigrations().size()); }
 
 Error SqliteStateStore::SqlError(std::string_view what) const {
-  int rc = sqlite3_errcode(db_);
-  Code code = (rc == SQLITE_FULL || rc == SQLITE_IOERR || rc == SQLITE_BUSY) ? Code::kUnavailable
-                                                                             : Code::kInternal;
-  return Error{code, fmt::format("store {}: {}: {}", path_.string(), what, sqlite3_errmsg(db_))};
+  int rc = sqlite3_errcode(db_) & 0xff;
+  Code code = (rc == SQLITE_IOERR || rc == SQLITE_BUSY) ? Code::kUnavailable : Code::kInternal;
+  Error e = SqliteError(db_, path_, fmt::format("store {}: {}", path_.string(), what), code);
+  if (IsDiskFull(e) && on_disk_full_) on_disk_full_(e);
+  return e;
 }
 
 Status SqliteStateStore::Exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
-    sqlite3_free(err);
-    return Fail(Code::kInternal, fmt::format("store {}: {}", path_.string(), msg));
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    // The statement's start names it well enough (a migration is a page long).
+    std::string_view what(sql);
+    what.remove_prefix(std::min(what.find_first_not_of(" \n"), what.size()));
+    what = what.substr(0, std::min(what.find('\n'), size_t{40}));
+    return Fail(SqlError(what));
   }
   return Ok();
+}
+
+void SqliteStateStore::SetOnDiskFull(std::function<void(const Error&)> on_full) {
+  std::lock_guard lock(mu_);
+  on_disk_full_ = std::move(on_full);
 }
 
 Status SqliteStateStore::Commit(const std::function<Status()>& body) {

@@ -2,7 +2,8 @@
 // transaction is on disk before the call returns. Concurrent writes are group-committed: they
 // share one transaction and one fsync, and each still succeeds or fails on its own. The schema is
 // versioned (PRAGMA user_version) and migrated forward on open; a database from a newer hearth is
-// refused.
+// refused. A write or an open that finds the filesystem full fails with a disk-full
+// resource_exhausted (HTTP 507) naming the database's path and the free space.
 #pragma once
 
 #include <condition_variable>
@@ -23,6 +24,10 @@ class SqliteStateStore final : public StateStore {
   // Opens (creating if needed) the database at `path` and applies pending migrations.
   static Result<std::unique_ptr<SqliteStateStore>> Open(const std::filesystem::path& path);
   ~SqliteStateStore() override;
+
+  // Called (under the store's lock: it must not call the store) with every disk-full error,
+  // e.g. to enter read-only mode (store/disk_reserve.h). Set it before sharing the store.
+  void SetOnDiskFull(std::function<void(const Error&)> on_full);
 
   // The schema version this build writes.
   static int SchemaVersion();
@@ -66,6 +71,7 @@ class SqliteStateStore final : public StateStore {
   std::vector<PendingWrite*> queue_;
   bool committing_ = false;
   std::filesystem::path path_;
+  std::function<void(const Error&)> on_disk_full_;
 };
 
 }  // namespace hearth::store

@@ -70,7 +70,8 @@ TEST(QemuSnapshotTest, SavedGuestResumesInTheSameBoot) {
   auto memory = driver.SaveState(*machine, *process, snapshot);
   ASSERT_TRUE(memory) << memory.error().message;
   EXPECT_EQ(*memory, machine->memory_file) << "RAM stays in the shared memory file";
-  ASSERT_TRUE(driver.Continue(*machine, *process));
+  auto continued = driver.Continue(*machine, *process);
+  ASSERT_TRUE(continued) << continued.error().message;
   auto same = testing::HttpGetEventually(vm.ip, 80, "/bootid", 10s);
   ASSERT_TRUE(same && same->status == 200);
   EXPECT_EQ(same->body, boot_id->body);

@@ -16,6 +16,7 @@ namespace hearth::testing {
 using namespace std::chrono_literals;
 
 Result<hv::ProcessId> FakeDriver::Launch(const hv::MachineSpec& spec) {
+  if (on_launch) on_launch(spec);
   std::filesystem::create_directories(spec.vm_dir);
   {
     std::lock_guard lock(mu);

@@ -46,6 +46,8 @@ class FakeDriver final : public hv::HypervisorDriver {
   std::atomic<bool> opens_tap_by_name{false};
   std::atomic<bool> fail_load{false};
   std::function<void(const hv::MachineSpec&)> on_load;
+  // Called at the start of every Launch, before the "VMM" runs.
+  std::function<void(const hv::MachineSpec&)> on_launch;
   std::atomic<int> tap_releases{0};
   std::vector<int> restore_tap_fds;  // spec.tap_fd of each Restore (under mu)
 

@@ -59,6 +59,12 @@ void FakeFileProbe::AddLink(const std::string& alias, const std::string& target)
   files_[alias] = files_.at(target);
 }
 
+void FakeFileProbe::AddSymlink(const std::string& link, const std::string& target) {
+  FileFacts facts = files_.at(target);
+  facts.canonical = target;
+  files_[link] = facts;
+}
+
 Status FakeStateStore::CheckWrite() {
   if (fail_writes_) return Fail(*fail_writes_);
   ++writes_;

@@ -37,6 +37,8 @@ class FakeFileProbe final : public FileProbe {
   void AddDirectory(const std::string& path);
   // Makes `alias` the same file (device and inode) as `target`, like a hard link.
   void AddLink(const std::string& alias, const std::string& target);
+  // Makes `link` a symbolic link to `target`: the same file, whose canonical path is `target`.
+  void AddSymlink(const std::string& link, const std::string& target);
 
  private:
   void Add(const std::string& path, FileFacts facts);

@@ -14,6 +14,7 @@
 #include "metering/sqlite_usage_store.h"
 #include "store/sqlite_state_store.h"
 #include "support/clickhouse_server.h"
+#include "support/scope_guard.h"
 #include "support/temp_dir.h"
 
 namespace hearth::metering {
@@ -81,16 +82,23 @@ TEST_F(MeteringClickHouseTest, EveryRowArrivesExactlyOnceAcrossAnOutageUnderLoad
       e.vm_id = "vm-00";
       e.time = base + std::chrono::seconds(tick);
       e.type = "edited";
-      ASSERT_TRUE(sink_->Write(rows, {e}));
+      auto written = sink_->Write(rows, {e});
+      EXPECT_TRUE(written) << written.error().message;
       max_spool = std::max<int64_t>(max_spool, spool_->rows());
       std::this_thread::sleep_for(25ms);
     }
+  });
+  // However the test ends, the producer is stopped and joined (a joinable thread would abort).
+  testing::Guard join([&] {
+    stop = true;
+    if (producer.joinable()) producer.join();
   });
   std::this_thread::sleep_for(3s);
   server_->Stop(/*kill=*/true);
   std::this_thread::sleep_for(60s);
   int64_t piled = spool_->rows();
-  ASSERT_TRUE(server_->StartAgain());
+  auto started = server_->StartAgain();
+  ASSERT_TRUE(started) << started.error().message;
   std::this_thread::sleep_for(3s);
   stop = true;
   producer.join();

@@ -103,7 +103,8 @@ TEST_F(MeteringDaemonTest, EventsArriveOnceSamplesTileAndBothReportsAgree) {
   ASSERT_EQ(daemon_->Terminate(), 0);
   StartDaemon();
   Create("e");
-  ASSERT_TRUE(clickhouse_->StartAgain());
+  auto started = clickhouse_->StartAgain();
+  ASSERT_TRUE(started) << started.error().message;
   auto deadline = std::chrono::steady_clock::now() + 60s;
   while (Metric("hearth_clickhouse_spool_rows") != 0 || Metric("hearth_clickhouse_up") != 1) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the spool did not drain";

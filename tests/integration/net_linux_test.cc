@@ -289,7 +289,9 @@ TEST_F(NetLinuxTest, RenderedRulesPassNftCheck) {
               true,
               {Publish{"10.88.0.2", {8080, 80, Protocol::kTcp}},
                Publish{"10.88.0.2", {8080, 80, Protocol::kUdp}},
-               Publish{"10.88.15.254", {1, 65535, Protocol::kTcp}}}},
+               Publish{"10.88.15.254", {1, 65535, Protocol::kTcp}}},
+              {Guest{"hth0123456789ab", "10.88.0.2", "52:54:0a:58:00:02"},
+               Guest{"hthtest12345", "10.88.15.254", "52:54:0a:58:0f:fe"}}},
   };
   hearth::testing::TempDir dir;
   auto check = [&](const std::string& script) {

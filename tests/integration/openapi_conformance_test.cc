@@ -3,9 +3,12 @@
 // the unix socket and over TCP) has a status the operation declares, the declared content type and
 // a body that validates against the declared schema. The validator is checked to fail on bodies
 // that do not conform, so that a passing run means something.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -25,6 +28,7 @@
 #include "model/vm_json.h"
 #include "support/daemon.h"
 #include "support/openapi_validator.h"
+#include "support/scope_guard.h"
 #include "support/temp_dir.h"
 
 namespace hearth::testing {
@@ -312,7 +316,9 @@ class OpenApiConformanceTest : public ::testing::Test {
             << "the server accepted a body the spec refuses";
       }
     }
-    if (r.status >= 400) {
+    if (r.status == 507) {
+      EXPECT_EQ(ErrorCode(r), "resource_exhausted") << "507 is a full disk";
+    } else if (r.status >= 400) {
       EXPECT_EQ(StatusOfCode(ErrorCode(r)), r.status) << "error code and status disagree";
     }
     if (std::string etag = Header(r, "etag"); !etag.empty()) {
@@ -347,6 +353,7 @@ class OpenApiConformanceTest : public ::testing::Test {
   void DriveEventsAndLogs();
   void DriveAuth();
   void DriveMetering();
+  void DriveFullDisk();
   void DriveUndeclaredMethodsAndPaths();
 
   TempDir dir_;
@@ -600,6 +607,46 @@ void OpenApiConformanceTest::DriveAuth() {
   Expect(200, "GET", "/v1/node", "", {}, &admin);
 }
 
+// A second daemon on a small tmpfs, filled up: the node is read-only and what takes space is 507.
+void OpenApiConformanceTest::DriveFullDisk() {
+  std::filesystem::path small = dir_.path() / "small";
+  std::filesystem::create_directories(small);
+  ASSERT_EQ(mount("tmpfs", small.c_str(), "tmpfs", 0, "size=32m,mode=0700"), 0) << strerror(errno);
+  std::unique_ptr<DaemonProcess> full;
+  Guard unmount([&] {
+    full.reset();
+    umount2(small.c_str(), MNT_DETACH);
+  });
+  auto started = DaemonProcess::Start(small / "data");
+  ASSERT_TRUE(started) << started.error().message;
+  full = std::move(*started);
+  http::Client c(full->UnixClient());
+  Expect(201, "POST", "/v1/vms", R"({"name":"full","kernel":"/bin/true"})", {}, &c);
+  int fd = open((small / "fill").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  std::string chunk(4096, 'x');
+  while (write(fd, chunk.data(), chunk.size()) > 0) {
+  }
+  close(fd);
+  // The first write finds the disk full; from then on the node refuses at once.
+  api::HttpResponse first =
+      Raw("POST", "/v1/vms", R"({"name":"more","kernel":"/bin/true"})", {}, &c);
+  for (int i = 0; i < 50 && first.status == 201; ++i) {
+    first = Raw("POST", "/v1/vms", fmt::format(R"({{"name":"more{}","kernel":"/bin/true"}})", i),
+                {}, &c);
+  }
+  ASSERT_EQ(first.status, 507) << first.body;
+  json node = Body(Expect(200, "GET", "/v1/node", "", {}, &c));
+  EXPECT_TRUE(node["read_only"].is_string()) << node.dump();
+  EXPECT_TRUE(Body(Expect(200, "GET", "/healthz", "", {}, &c))["read_only"].is_string());
+  Expect(507, "POST", "/v1/vms", R"({"name":"other","kernel":"/bin/true"})", {}, &c);
+  Expect(507, "PATCH", "/v1/vms/full", R"({"vcpus":2})", {}, &c);
+  Expect(507, "POST", "/v1/vms/full/start", "", {}, &c);
+  Expect(507, "POST", "/v1/vms/full/suspend", "", {}, &c);
+  Expect(507, "POST", "/v1/vms/full/resume", "", {}, &c);
+  Expect(204, "DELETE", "/v1/vms/full", "", {}, &c);
+}
+
 void OpenApiConformanceTest::DriveMetering() {
   Create({{"name", "metered"}, {"kernel", kKernel}});
   json report = Body(Expect(200, "GET", "/v1/usage"));
@@ -660,6 +707,7 @@ TEST_F(OpenApiConformanceTest, LifecycleActionsConform) { DriveLifecycle(); }
 TEST_F(OpenApiConformanceTest, EventsAndLogsConform) { DriveEventsAndLogs(); }
 TEST_F(OpenApiConformanceTest, TcpNeedsABearerTokenExceptForHealth) { DriveAuth(); }
 TEST_F(OpenApiConformanceTest, UsageAndMetricsConform) { DriveMetering(); }
+TEST_F(OpenApiConformanceTest, AFullDiskIs507AndTheNodeSaysItIsReadOnly) { DriveFullDisk(); }
 TEST_F(OpenApiConformanceTest, UndeclaredMethodsAndPathsAreRefused) {
   DriveUndeclaredMethodsAndPaths();
 }
@@ -672,6 +720,7 @@ TEST_F(OpenApiConformanceTest, EveryDeclaredStatusIsExercised) {
   DriveEventsAndLogs();
   DriveAuth();
   DriveMetering();
+  DriveFullDisk();
   // Reached only with a guest that boots: tests/e2e/vm_lifecycle_test.cc checks stop 200,
   // suspend 200, resume 200 and delete 409 against the spec (resume 429 needs a host full of
   // running VMs while one is suspended).

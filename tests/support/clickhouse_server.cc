@@ -10,8 +10,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <algorithm>
 #include <fstream>
+#include <random>
 #include <thread>
+#include <vector>
 
 #include "http/clickhouse_http_transport.h"
 
@@ -21,20 +24,44 @@ namespace {
 // Where Debian's clickhouse-server package puts the server.
 constexpr const char* kBinary = "/usr/sbin/clickhouse-server";
 
-// A port nothing listens on now (the kernel's pick for an ephemeral bind).
+// The lowest port the kernel hands out for outgoing connections.
+int EphemeralLow() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 32768;
+  in >> low;
+  return low;
+}
+
+// A port nothing is bound to now, below the ephemeral range: the server is stopped and started
+// again on the same ports, and while it is down, an outgoing connection of another test must not
+// be given its port.
 uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  uint16_t port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
+  static std::mt19937 rng(std::random_device{}());
+  int low = std::max(EphemeralLow(), 20001);
+  std::uniform_int_distribution<int> pick(20000, low - 1);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(pick(rng)));
+    bool free = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+    close(fd);
+    if (free) return ntohs(a.sin_port);
   }
-  close(fd);
-  return port;
+  return 0;
+}
+
+// The last lines of a log, for an error message.
+std::string LogTail(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::string line, tail;
+  std::vector<std::string> lines;
+  while (std::getline(in, line)) lines.push_back(line);
+  for (size_t i = lines.size() > 5 ? lines.size() - 5 : 0; i < lines.size(); ++i) {
+    tail += lines[i] + "\n";
+  }
+  return tail.empty() ? fmt::format("{} is empty", path.string()) : tail;
 }
 
 }  // namespace
@@ -93,21 +120,22 @@ Status ClickHouseServer::Spawn() {
     _exit(127);
   }
   pid_ = pid;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  // Generous: under a loaded CI machine its start has taken tens of seconds.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
   while (std::chrono::steady_clock::now() < deadline) {
     if (Query("SELECT 1")) return Ok();
     int status;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return Fail(Code::kUnavailable,
-                  fmt::format("clickhouse-server exited at start; see {}", log));
+      return Fail(Code::kUnavailable, fmt::format("clickhouse-server exited at start: {}",
+                                                  LogTail(dir_.path() / "server.err.log")));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   Stop(true);
-  return Fail(Code::kUnavailable, fmt::format("clickhouse-server did not answer within 30 s; "
-                                              "see {}",
-                                              log));
+  return Fail(Code::kUnavailable,
+              fmt::format("clickhouse-server did not answer within 90 s: {}",
+                          LogTail(dir_.path() / "server.err.log")));
 }
 
 ClickHouseServer::~ClickHouseServer() { Stop(true); }

@@ -43,6 +43,11 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::filesyste
   if (std::find(extra_args.begin(), extra_args.end(), "--network-pool") == extra_args.end()) {
     args.insert(args.end(), {"--network-pool", TestNetworkPool()});
   }
+  // Tests boot /bin/true "kernels", files in their TempDirs and the build's images: allow
+  // exactly those places, unless the test sets its own.
+  if (std::find(extra_args.begin(), extra_args.end(), "--allowed-paths") == extra_args.end()) {
+    args.insert(args.end(), {"--allowed-paths", "/usr/bin,/tmp," + BuildDir().string()});
+  }
   for (auto& a : extra_args) args.push_back(std::move(a));
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) return Fail(Code::kInternal, "pipe failed");

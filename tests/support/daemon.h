@@ -24,7 +24,8 @@ std::filesystem::path BuildDir();
 class DaemonProcess {
  public:
   // Starts build/hearthd --data-dir DIR --listen 127.0.0.1:0 and waits (up to 20 s) for its
-  // "listening on" line. `extra_args` are appended.
+  // "listening on" line. `extra_args` are appended. Unless they set them, the VM network pool is
+  // TestNetworkPool() and --allowed-paths is /usr/bin, /tmp and the build directory.
   static Result<std::unique_ptr<DaemonProcess>> Start(const std::filesystem::path& data_dir,
                                                       std::vector<std::string> extra_args = {});
   ~DaemonProcess();

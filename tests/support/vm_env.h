@@ -40,6 +40,7 @@ class ClientNamespace {
   ~ClientNamespace();
   const std::string& name() const { return name_; }
   const std::string& host_ip() const { return host_ip_; }
+  const std::string& ns_ip() const { return ns_ip_; }
   // Runs argv inside the namespace.
   RunResult Run(std::vector<std::string> argv) const;
   // The namespace's own TCP counters: SYNs retransmitted (TcpExt TCPSynRetrans) and segments

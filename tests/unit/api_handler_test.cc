@@ -1,5 +1,6 @@
 #include "api/api_handler.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -227,6 +228,45 @@ TEST_F(ApiMeteringTest, MetricsCountRequestsByRoute) {
   EXPECT_EQ(ApiHandler::RouteOf("POST", "/v1/vms/web/start?fresh=true"), "/v1/vms/{name}/start");
   EXPECT_EQ(ApiHandler::RouteOf("PUT", "/v1/vms"), "other");
   EXPECT_EQ(ApiHandler::RouteOf("GET", "/metrics"), "/metrics");
+}
+
+TEST_F(ApiHandlerTest, AdmitRefusesAnUnauthenticatedRequestOnItsHeaders) {
+  HttpRequest headers{"POST", "/v1/vms", {{"content-length", "1000000"}}, "", false};
+  auto refusal = api_.Admit(headers);
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->status, 401);
+  EXPECT_EQ(ErrorCode(*refusal), "unauthenticated");
+  headers.headers["authorization"] = "Bearer nope";
+  EXPECT_TRUE(api_.Admit(headers));
+  headers.headers["authorization"] = std::string("Bearer ") + kToken;
+  EXPECT_FALSE(api_.Admit(headers));
+  EXPECT_FALSE(api_.Admit(HttpRequest{"POST", "/v1/vms", {}, "", /*trusted=*/true}));
+  EXPECT_FALSE(api_.Admit(HttpRequest{"GET", "/healthz", {}, "", false}));
+  EXPECT_EQ(store_.writes(), 0);
+}
+
+// The repro, at the handler: made-up methods and paths once added a series each.
+TEST_F(ApiMeteringTest, MadeUpMethodsAndPathsShareTheOtherSeries) {
+  const size_t before = metrics_.Render().size();
+  for (int i = 0; i < 2000; ++i) {
+    std::string method = fmt::format("M{:05}X", i);
+    std::string target = fmt::format("/v1/vms/x{}/y{}", i, i);
+    HttpRequest request{method, target, {}, "", /*trusted=*/false};
+    if (i % 2 == 0) {
+      EXPECT_TRUE(metered_.Admit(request));  // refused on its headers, counted there
+    } else {
+      EXPECT_EQ(metered_.Handle(request).status, 401);
+    }
+    metered_.Handle(HttpRequest{method, target, {}, "", /*trusted=*/true});  // 404
+  }
+  std::string text = metrics_.Render();
+  EXPECT_LT(text.size(), before + 10000) << "from " << before << " bytes";
+  EXPECT_NE(text.find("hearth_api_requests_total{method=\"other\",route=\"other\",code=\"401\"} "
+                      "2000"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("M00001X"), std::string::npos);
+  EXPECT_EQ(text.find("/y1"), std::string::npos);
 }
 
 }  // namespace

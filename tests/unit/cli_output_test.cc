@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "cli/output.h"
 
 namespace hearth::cli {
@@ -40,6 +42,16 @@ timers: {idle_timeout: 30s}
   EXPECT_EQ((*doc)["publish"][0], "8080:80");
   EXPECT_EQ((*doc)["timers"]["idle_timeout"], "30s");
   EXPECT_FALSE(YamlToJson("a: [1,"));
+  // A key given twice is refused, naming it, not the last one taken.
+  auto dup = YamlToJson(
+      "name: web\nkernel: /srv/hearth/k\ntimers:\n  stop_after: 1h\n"
+      "  stop_after: 2h\n");
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().field, "stop_after");
+  EXPECT_NE(dup.error().message.find("key 'stop_after' is given twice (again on line 5)"),
+            std::string::npos)
+      << dup.error().message;
+  EXPECT_FALSE(YamlToJson("kernel: /a\nkernel: /b\n"));
 }
 
 TEST(CliOutputTest, YamlOutputRoundTrips) {
@@ -159,6 +171,58 @@ TEST(CliOutputTest, UsageAsTableAndCsv) {
   EXPECT_EQ(body.substr(0, body.find('\n')),
             "2026-01-01T10:00:00Z,web,vm-1,12.5,,0.25,0,900,0,,,2048,10,,,0,0,,,2,180.5,");
   EXPECT_NE(csv.find("\n,TOTAL,,12.5"), std::string::npos) << csv;
+}
+
+// A VM whose reason quotes a guest's console (and a name from an older or foreign server) with
+// escape sequences: a retitle, clear screen, colours, a C1 CSI.
+json HostileVm() {
+  return {{"name", "web\x1b[2J"},
+          {"id", "vm-1"},
+          {"state", "failed"},
+          {"state_reason", "qemu exited; console: \x1b]0;owned\x07\x1b[31mpanic\xc2\x9b\r"},
+          {"vcpus", 1},
+          {"memory_mib", 256},
+          {"ip", nullptr},
+          {"publish", json::array()},
+          {"timers", json::object()},
+          {"version", 3}};
+}
+
+bool HasControlBytes(const std::string& s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    auto b = static_cast<unsigned char>(c);
+    return (b < 0x20 && b != '\n') || b == 0x7f;
+  });
+}
+
+TEST(CliOutputTest, TablesEscapeControlCharacters) {
+  std::string show = VmDetailTable(HostileVm());
+  EXPECT_FALSE(HasControlBytes(show)) << show;
+  EXPECT_NE(show.find("web\\x1b[2J"), std::string::npos) << show;
+  EXPECT_NE(show.find("console: \\x1b]0;owned\\x07\\x1b[31mpanic\\u009b\\r"), std::string::npos)
+      << show;
+  std::string list = VmListTable({{"vms", {HostileVm()}}});
+  EXPECT_FALSE(HasControlBytes(list)) << list;
+  EXPECT_NE(list.find("web\\x1b[2J"), std::string::npos) << list;
+  json events = {{"events",
+                  {{{"time", "2026-12-01T00:00:00Z"},
+                    {"type", "exited"},
+                    {"message", "console: \x1b[2J\x1b[H"}}}}};
+  std::string table = EventsTable(events);
+  EXPECT_FALSE(HasControlBytes(table)) << table;
+  EXPECT_NE(table.find("console: \\x1b[2J\\x1b[H"), std::string::npos) << table;
+  // The columns still line up: widths are those of the escaped text.
+  EXPECT_EQ(FormatTable({{"a\x1b", "b"}, {"ccccc", "d"}}), "a\\x1b  b\nccccc  d\n");
+}
+
+TEST(CliOutputTest, YamlAndJsonCarryControlCharactersOnlyEscaped) {
+  for (Format format : {Format::kYaml, Format::kJson}) {
+    std::string out = Render(HostileVm(), format, nullptr);
+    EXPECT_FALSE(HasControlBytes(out)) << out;
+    auto back = YamlToJson(out);  // JSON is YAML too
+    ASSERT_TRUE(back) << out;
+    EXPECT_EQ((*back)["state_reason"], HostileVm()["state_reason"]) << "scripts get the exact text";
+  }
 }
 
 }  // namespace

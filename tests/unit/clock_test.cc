@@ -52,5 +52,15 @@ TEST(DurationTest, FormatsCanonically) {
   }
 }
 
+TEST(ClockTest, AddClampedStaysWithinRfc3339) {
+  Timestamp t{std::chrono::hours(24 * 20000)};
+  EXPECT_EQ(AddClamped(t, std::chrono::hours(1)), t + std::chrono::hours(1));
+  EXPECT_EQ(AddClamped(t, Duration::max()), kLatestTime);
+  EXPECT_EQ(AddClamped(kLatestTime, Duration{1}), kLatestTime);
+  EXPECT_EQ(AddClamped(t, Duration::min()), kEarliestTime);
+  EXPECT_EQ(AddClamped(t, -std::chrono::hours(24 * 30000)), kEarliestTime);
+  EXPECT_EQ(FormatTime(kLatestTime), "9999-12-31T23:59:59.999Z");
+}
+
 }  // namespace
 }  // namespace hearth

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "config/daemon_config.h"
@@ -51,6 +52,18 @@ TEST(DaemonConfigTest, ValidateNamesTheFlagAndValue) {
       {[](DaemonConfig& c) { c.network_pool = "fd00::/64"; }, "--network-pool"},
       {[](DaemonConfig& c) { c.nat = "maybe"; }, "--nat: 'maybe'"},
       {[](DaemonConfig& c) { c.listen = "nowhere"; }, "--listen: 'nowhere'"},
+      // Loopback, multicast and link-local pools cannot route to VMs.
+      {[](DaemonConfig& c) { c.network_pool = "127.0.0.0/8"; }, "overlaps 127.0.0.0/8 (loopback)"},
+      {[](DaemonConfig& c) { c.network_pool = "224.0.0.0/8"; }, "224.0.0.0/4 (multicast)"},
+      {[](DaemonConfig& c) { c.network_pool = "169.254.0.0/16"; }, "169.254.0.0/16 (link-local)"},
+      // Strings that reach paths, argv and logs carry no control characters.
+      {[](DaemonConfig& c) { c.data_dir = std::string("/srv/h\0x", 8); },
+       "--data-dir: '/srv/h\\x00x' contains a NUL byte"},
+      {[](DaemonConfig& c) { c.jailer = "/usr/bin/jailer\n"; }, "--jailer: '/usr/bin/jailer\\n'"},
+      {[](DaemonConfig& c) { c.allowed_paths = {"images"}; },
+       "--allowed-paths: 'images' is not an absolute path"},
+      {[](DaemonConfig& c) { c.allowed_paths = {"/srv/a\x1b[0m"}; },
+       "--allowed-paths: '/srv/a\\x1b[0m' contains an escape"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.says);
@@ -65,6 +78,8 @@ TEST(DaemonConfigTest, ValidateNamesTheFlagAndValue) {
   EXPECT_EQ(good.store, "sqlite:///var/lib/hearth/state.db");
   EXPECT_EQ(MeteringInterval(good), std::chrono::seconds(10));
   EXPECT_EQ(MeteringRetention(good), std::chrono::hours(24 * 7));
+  EXPECT_EQ(good.allowed_paths,
+            (std::vector<std::string>{"/var/lib/hearth/images", "/srv/hearth"}));
   good.clickhouse = "http://u:p@ch.example:9123/usage";
   good.metering_interval = "1s";
   ASSERT_TRUE(Validate(good));
@@ -107,6 +122,62 @@ TEST(DaemonConfigTest, LoadsYamlAndRefusesUnknownKeys) {
   EXPECT_NE(type.error().message.find("'memory-ratio'"), std::string::npos);
   EXPECT_FALSE(LoadConfigFile(dir / "broken.yaml", cfg));
   EXPECT_FALSE(LoadConfigFile(dir / "missing.yaml", cfg));
+}
+
+TEST(DaemonConfigTest, ConnectionLimitsFromYamlAreChecked) {
+  testing::TempDir dir;
+  std::ofstream(dir / "limits.yaml") << "max-connections: 200\nmax-connections-per-address: 8\n"
+                                        "first-byte-timeout: 250ms\n";
+  DaemonConfig c;
+  ASSERT_TRUE(LoadConfigFile(dir / "limits.yaml", c));
+  EXPECT_EQ(c.max_connections, 200);
+  EXPECT_EQ(c.max_connections_per_address, 8);
+  ASSERT_TRUE(Validate(c));
+  EXPECT_EQ(FirstByteTimeout(c), std::chrono::milliseconds(250));
+  EXPECT_EQ(FirstByteTimeout(DaemonConfig{}), std::chrono::seconds(5));
+
+  for (auto [mutate, says] : std::initializer_list<std::pair<void (*)(DaemonConfig&), const char*>>{
+           {[](DaemonConfig& d) { d.max_connections = 0; }, "--max-connections: 0"},
+           {[](DaemonConfig& d) { d.max_connections_per_address = -1; },
+            "--max-connections-per-address: -1"},
+           {[](DaemonConfig& d) { d.first_byte_timeout = "1ms"; }, "--first-byte-timeout: '1ms'"},
+           {[](DaemonConfig& d) { d.first_byte_timeout = "soon"; },
+            "--first-byte-timeout: 'soon'"}}) {
+    DaemonConfig bad;
+    mutate(bad);
+    auto s = Validate(bad);
+    ASSERT_FALSE(s) << says;
+    EXPECT_NE(s.error().message.find(says), std::string::npos) << s.error().message;
+  }
+}
+
+TEST(DaemonConfigTest, RefusesDuplicateYamlKeys) {
+  testing::TempDir dir;
+  std::ofstream(dir / "dup.yaml") << "network-pool: 172.30.0.0/16\nlisten: none\n"
+                                  << "network-pool: 127.0.0.0/8\n";
+  DaemonConfig cfg;
+  auto s = LoadConfigFile(dir / "dup.yaml", cfg);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("key 'network-pool' is given twice (again on line 3)"),
+            std::string::npos)
+      << s.error().message;
+}
+
+TEST(DaemonConfigTest, AllowedPathsFromYamlAndResolved) {
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir / "real");
+  std::filesystem::create_symlink(dir / "real", dir / "link");
+  std::ofstream(dir / "list.yaml")
+      << "allowed-paths: [" << (dir / "link").string() << ", /srv/hearth/../guests]\n";
+  std::ofstream(dir / "one.yaml") << "allowed-paths: /srv/guests\n";
+  DaemonConfig cfg;
+  ASSERT_TRUE(LoadConfigFile(dir / "list.yaml", cfg));
+  ASSERT_TRUE(Validate(cfg));
+  EXPECT_EQ(AllowedPaths(cfg), (std::vector<std::filesystem::path>{
+                                   std::filesystem::canonical(dir / "real"), "/srv/guests"}));
+  DaemonConfig one;
+  ASSERT_TRUE(LoadConfigFile(dir / "one.yaml", one));
+  EXPECT_EQ(one.allowed_paths, (std::vector<std::string>{"/srv/guests"}));
 }
 
 }  // namespace

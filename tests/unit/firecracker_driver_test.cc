@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <thread>
 
@@ -155,6 +157,85 @@ TEST(FirecrackerMetricsTest, TheReaderKeepsTheFifoDrainedAndSumsPerVm) {
   reader.Detach("vm-1");
   EXPECT_FALSE(reader.Totals("vm-1"));
   close(writer);
+}
+
+// Writes `text` into the FIFO from another thread (blocking: as fast as the reader takes it).
+std::thread WriteInto(const fs::path& fifo, std::string text) {
+  return std::thread([fifo, text = std::move(text)] {
+    int fd = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);  // the reader holds it open: no wait
+    for (size_t at = 0; fd >= 0 && at < text.size();) {
+      ssize_t n = write(fd, text.data() + at, text.size() - at);
+      if (n <= 0) break;
+      at += static_cast<size_t>(n);
+    }
+    close(fd);
+  });
+}
+
+TEST(FirecrackerMetricsTest, ALineTooLongIsSkippedWholeAndNotHeldInMemory) {
+  testing::TempDir dir;
+  fs::path fifo = dir / "metrics.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  MetricsReader reader;
+  ASSERT_TRUE(reader.Attach("vm-1", fifo));
+  // An 8 MiB line whose end would pass for a metrics line, a real line, then a line that does not
+  // end (512 KiB so far).
+  std::string text = std::string(8 << 20, ' ') +
+                     R"({"block_rootfs":{"read_bytes":1000000,"read_count":1}})" + "\n" +
+                     R"({"block_rootfs":{"read_bytes":10,"read_count":1}})" + "\n" +
+                     std::string(512 << 10, 'z');
+  WriteInto(fifo, std::move(text)).join();
+  auto totals = reader.Totals("vm-1");
+  ASSERT_TRUE(totals);
+  EXPECT_EQ(totals->lines, 1);
+  EXPECT_EQ(totals->block_read_bytes, 10) << "nothing from the long line";
+  EXPECT_EQ(totals->bad_lines, 2) << "the long line and the one under way";
+  EXPECT_LE(reader.pending_bytes("vm-1"), kMaxMetricsLineBytes);
+  // The line under way ends: the next one counts again.
+  WriteInto(fifo, "zz\n" + std::string(R"({"block_rootfs":{"read_bytes":5}})") + "\n").join();
+  totals = reader.Totals("vm-1");
+  EXPECT_EQ(totals->lines, 2);
+  EXPECT_EQ(totals->block_read_bytes, 15);
+  EXPECT_EQ(totals->bad_lines, 2);
+}
+
+TEST(FirecrackerMetricsTest, AFifoThatNeverRunsDryDoesNotHoldTheReader) {
+  testing::TempDir dir;
+  fs::path fifo = dir / "metrics.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  MetricsReader reader;
+  ASSERT_TRUE(reader.Attach("vm-1", fifo));
+  // Junk without a newline, as fast as the FIFO takes it, until told to stop (or after 8 s).
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> written{0};
+  std::thread flood([&] {
+    int fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    std::string junk(65536, 'z');
+    auto until = std::chrono::steady_clock::now() + 8s;
+    while (fd >= 0 && !stop && std::chrono::steady_clock::now() < until) {
+      ssize_t n = write(fd, junk.data(), junk.size());
+      if (n > 0) written += n;
+    }
+    close(fd);
+  });
+  auto deadline = std::chrono::steady_clock::now() + 8s;
+  while (written < (4 << 20) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  size_t most_pending = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) {
+    auto totals = reader.Totals("vm-1");
+    EXPECT_TRUE(totals);
+    most_pending = std::max(most_pending, reader.pending_bytes("vm-1"));
+  }
+  auto took = std::chrono::steady_clock::now() - t0;
+  stop = true;
+  flood.join();
+  EXPECT_LT(took, 1s) << "20 reads of the totals while the FIFO floods";
+  EXPECT_LE(most_pending, kMaxMetricsLineBytes);
+  EXPECT_GE(written.load(), 4 << 20);
+  EXPECT_EQ(reader.Totals("vm-1")->bad_lines, 1) << "one endless line";
 }
 
 TEST(FirecrackerHostTest, FindsBinariesAndSaysWhereItLooked) {

@@ -40,6 +40,10 @@ TEST(ReportQueryTest, DefaultsRelativeTimesAndErrors) {
       {{{"vm", "Bad Name"}}, "vm"},
       {{{"limit", "3"}}, "limit"},
       {{{"since", "3650d"}, {"by", "minute"}}, "by"},  // too many buckets
+      // Before 1970: printed as year -2735881, and with by=minute the bucket count overflowed.
+      {{{"since", "1000000000d"}}, "since"},
+      {{{"since", "106751991167d"}, {"until", "9999-12-31T00:00:00Z"}, {"by", "minute"}}, "since"},
+      {{{"until", "19677d"}}, "until"},  // kNow is 19675 days after 1970
   };
   for (const auto& c : bad) {
     auto r = ParseReportQuery(c.params, kNow);

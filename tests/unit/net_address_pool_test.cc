@@ -1,6 +1,8 @@
 // VM address allocation from the network pool, and the IPv4 parsing under it.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "net/address_pool.h"
 #include "net/ipv4.h"
 
@@ -74,6 +76,14 @@ TEST(NetAddressPoolTest, RejectsBadPoolsNamingTheValueAndTheRule) {
            {"0.0.0.0/0", {"prefix /0"}},
            {"172.30.0.1/16", {"host bits", "did you mean 172.30.0.0/16?"}},
            {"172.30.5.0/20", {"did you mean 172.30.0.0/20?"}},
+           {"127.0.0.0/8", {"\"127.0.0.0/8\"", "overlaps 127.0.0.0/8 (loopback)"}},
+           {"127.42.0.0/16", {"overlaps 127.0.0.0/8 (loopback)"}},
+           {"224.0.0.0/8", {"overlaps 224.0.0.0/4 (multicast)"}},
+           {"239.1.0.0/16", {"224.0.0.0/4 (multicast)"}},
+           {"169.254.0.0/16", {"overlaps 169.254.0.0/16 (link-local)"}},
+           {"169.0.0.0/8", {"169.254.0.0/16 (link-local)"}},
+           {"0.0.0.0/8", {"overlaps 0.0.0.0/8"}},
+           {"250.0.0.0/8", {"240.0.0.0/4 (reserved and broadcast)"}},
        }) {
     auto pool = AddressPool::Parse(c.cidr);
     ASSERT_FALSE(pool) << c.cidr;
@@ -83,6 +93,24 @@ TEST(NetAddressPoolTest, RejectsBadPoolsNamingTheValueAndTheRule) {
       EXPECT_NE(pool.error().message.find(part), std::string::npos)
           << c.cidr << ": " << pool.error().message << " lacks " << part;
     }
+  }
+}
+
+TEST(NetAddressPoolTest, RefusesAPoolOverlappingTheHostsNetworks) {
+  AddressPool pool = Pool("10.20.0.0/16");
+  Ipv4Network eth0{*ParseIpv4("10.20.3.7"), 24}, wide{*ParseIpv4("10.0.0.9"), 8},
+      other{*ParseIpv4("192.168.1.5"), 24}, tap{*ParseIpv4("10.20.0.1"), 30};
+  EXPECT_TRUE(pool.CheckHostNetworks({{"lo", {*ParseIpv4("127.0.0.1"), 8}}, {"eth1", other}}));
+  EXPECT_TRUE(pool.CheckHostNetworks({{"hth0123456789ab", tap}}))
+      << "hearth's own taps hold the pool's /30s";
+  for (const auto& [name, net, says] :
+       {std::tuple{"eth0", eth0, "overlaps 10.20.3.0/24 of host interface eth0 (10.20.3.7/24)"},
+        std::tuple{"ens3", wide, "overlaps 10.0.0.0/8 of host interface ens3"},
+        std::tuple{"veth9", tap, "host interface veth9"}}) {
+    auto s = pool.CheckHostNetworks({{"eth1", other}, {name, net}});
+    ASSERT_FALSE(s) << name;
+    EXPECT_EQ(s.error().code, Code::kFailedPrecondition);
+    EXPECT_NE(s.error().message.find(says), std::string::npos) << s.error().message;
   }
 }
 

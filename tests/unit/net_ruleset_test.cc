@@ -18,10 +18,14 @@ bool Has(const std::string& text, std::string_view part) {
 TEST(NetRulesetTest, RendersTheWholeTable) {
   RuleSet rules{"172.30.0.0/16",
                 true,
-                {Pub("172.30.0.2", 8080, 80), Pub("172.30.0.6", 5353, 53, Protocol::kUdp)}};
+                {Pub("172.30.0.2", 8080, 80), Pub("172.30.0.6", 5353, 53, Protocol::kUdp)},
+                {Guest{"hth0123456789ab", "172.30.0.2", "52:54:ac:1e:00:02"},
+                 Guest{"hth0000000000ff", "172.30.0.6", "52:54:ac:1e:00:06"}}};
   EXPECT_EQ(RenderRuleset(rules),
             "table ip hearth\n"
             "delete table ip hearth\n"
+            "table arp hearth\n"
+            "delete table arp hearth\n"
             "table ip hearth {\n"
             "\tchain publish {\n"
             "\t\ttcp dport 8080 dnat to 172.30.0.2:80\n"
@@ -44,27 +48,143 @@ TEST(NetRulesetTest, RendersTheWholeTable) {
             "\t\tip saddr 172.30.0.0/16 ip daddr 172.30.0.0/16 ct status dnat masquerade\n"
             "\t\tip saddr 127.0.0.0/8 ip daddr 172.30.0.0/16 masquerade\n"
             "\t}\n"
+            "\n"
+            "\tset guests {\n"
+            "\t\ttype ifname . ipv4_addr . ether_addr\n"
+            "\t\telements = { \"hth0123456789ab\" . 172.30.0.2 . 52:54:ac:1e:00:02, "
+            "\"hth0000000000ff\" . 172.30.0.6 . 52:54:ac:1e:00:06 }\n"
+            "\t}\n"
+            "\n"
+            "\tset taps {\n"
+            "\t\ttype ifname\n"
+            "\t\telements = { \"hth0123456789ab\", \"hth0000000000ff\" }\n"
+            "\t}\n"
+            "\n"
+            "\tset vm_peers {\n"
+            "\t\ttype ipv4_addr . ipv4_addr\n"
+            "\t}\n"
+            "\n"
+            "\tchain guest_ingress {\n"
+            "\t\ttype filter hook prerouting priority raw; policy accept;\n"
+            "\t\tiifname @taps jump from_guest\n"
+            "\t}\n"
+            "\n"
+            "\tchain from_guest {\n"
+            "\t\tip daddr 127.0.0.0/8 drop\n"
+            "\t\tiifname . ip saddr . ether saddr != @guests drop\n"
+            "\t}\n"
+            "\n"
+            "\tchain input {\n"
+            "\t\ttype filter hook input priority filter; policy accept;\n"
+            "\t\tiifname @taps jump guest_to_host\n"
+            "\t}\n"
+            "\n"
+            "\tchain guest_to_host {\n"
+            "\t\tct state established,related accept\n"
+            "\t\ticmp type echo-request fib daddr . iif type local accept\n"
+            "\t\tdrop\n"
+            "\t}\n"
+            "\n"
+            "\tchain forward {\n"
+            "\t\ttype filter hook forward priority filter; policy accept;\n"
+            "\t\tiifname @taps oifname @taps jump vm_to_vm\n"
+            "\t}\n"
+            "\n"
+            "\tchain vm_to_vm {\n"
+            "\t\tct state established,related accept\n"
+            "\t\tct status dnat accept\n"
+            "\t\tip saddr . ip daddr @vm_peers accept\n"
+            "\t\tdrop\n"
+            "\t}\n"
+            "}\n"
+            "table arp hearth {\n"
+            "\tset guests {\n"
+            "\t\ttype ifname . ether_addr . ipv4_addr . ether_addr\n"
+            "\t\telements = { \"hth0123456789ab\" . 52:54:ac:1e:00:02 . 172.30.0.2 . "
+            "52:54:ac:1e:00:02, \"hth0000000000ff\" . 52:54:ac:1e:00:06 . 172.30.0.6 . "
+            "52:54:ac:1e:00:06 }\n"
+            "\t}\n"
+            "\n"
+            "\tset taps {\n"
+            "\t\ttype ifname\n"
+            "\t\telements = { \"hth0123456789ab\", \"hth0000000000ff\" }\n"
+            "\t}\n"
+            "\n"
+            "\tchain input {\n"
+            "\t\ttype filter hook input priority filter; policy accept;\n"
+            "\t\tiifname @taps jump from_guest\n"
+            "\t}\n"
+            "\n"
+            "\tchain from_guest {\n"
+            "\t\tiifname . ether saddr . arp saddr ip . arp saddr ether != @guests drop\n"
+            "\t}\n"
             "}\n");
+}
+
+TEST(NetRulesetTest, GuestsReachNoLoopbackNoHostAndNoOtherGuest) {
+  std::string script = RenderRuleset(RuleSet{"172.30.0.0/16"});
+  // The taps of the rule set's guests (set taps), before conntrack.
+  EXPECT_TRUE(Has(script,
+                  "type filter hook prerouting priority raw; policy accept;\n"
+                  "\t\tiifname @taps jump from_guest\n"))
+      << script;
+  // Before DNAT and routing, where route_localnet would let 127.0.0.0/8 in.
+  EXPECT_TRUE(Has(script, "\tchain from_guest {\n\t\tip daddr 127.0.0.0/8 drop\n")) << script;
+  // The host: only replies and pings to the gateway; then a final drop.
+  EXPECT_TRUE(Has(script, "iifname @taps jump guest_to_host")) << script;
+  EXPECT_TRUE(Has(script,
+                  "\tchain guest_to_host {\n"
+                  "\t\tct state established,related accept\n"
+                  "\t\ticmp type echo-request fib daddr . iif type local accept\n"
+                  "\t\tdrop\n\t}\n"))
+      << script;
+  // Other guests: only published ports and the (empty) shared-network seam.
+  EXPECT_TRUE(Has(script, "iifname @taps oifname @taps jump vm_to_vm")) << script;
+  EXPECT_TRUE(Has(script, "\tset vm_peers {\n\t\ttype ipv4_addr . ipv4_addr\n\t}\n")) << script;
+  EXPECT_TRUE(Has(script, "ip saddr . ip daddr @vm_peers accept\n\t\tdrop\n")) << script;
+  // Without guests the sets are empty, which nft takes only without an `elements` line.
+  EXPECT_FALSE(Has(script, "elements")) << script;
+  EXPECT_TRUE(Has(script, "table arp hearth {\n")) << script;
+}
+
+TEST(NetRulesetTest, EachGuestMaySendOnlyFromItsOwnAddressAndMac) {
+  RuleSet rules{"10.9.0.0/24", true, {}, {Guest{"hthab", "10.9.0.6", "52:54:0a:09:00:06"}}};
+  std::string script = RenderRuleset(rules);
+  EXPECT_TRUE(Has(script, "\"hthab\" . 10.9.0.6 . 52:54:0a:09:00:06")) << script;
+  EXPECT_TRUE(Has(script, "iifname . ip saddr . ether saddr != @guests drop")) << script;
+  EXPECT_TRUE(Has(script, "\"hthab\" . 52:54:0a:09:00:06 . 10.9.0.6 . 52:54:0a:09:00:06"))
+      << script;
+  EXPECT_TRUE(Has(script, "iifname . ether saddr . arp saddr ip . arp saddr ether != @guests drop"))
+      << script;
 }
 
 TEST(NetRulesetTest, StartsByReplacingTheTableWhetherOrNotItExists) {
   std::string script = RenderRuleset(RuleSet{"10.9.0.0/24"});
-  EXPECT_EQ(script.rfind("table ip hearth\ndelete table ip hearth\ntable ip hearth {\n", 0), 0u)
+  EXPECT_EQ(script.rfind("table ip hearth\ndelete table ip hearth\ntable arp hearth\n"
+                         "delete table arp hearth\ntable ip hearth {\n",
+                         0),
+            0u)
       << script;
-  EXPECT_EQ(RenderRemoval(), "table ip hearth\ndelete table ip hearth\n");
+  EXPECT_EQ(RenderRemoval(),
+            "table ip hearth\ndelete table ip hearth\ntable arp hearth\ndelete table arp hearth\n");
 }
 
 TEST(NetRulesetTest, RendersIntoAnotherTable) {
   std::string script = RenderRuleset(RuleSet{"10.9.0.0/24"}, "hearth_0123abcd");
   EXPECT_EQ(script.rfind("table ip hearth_0123abcd\ndelete table ip hearth_0123abcd\n"
+                         "table arp hearth_0123abcd\ndelete table arp hearth_0123abcd\n"
                          "table ip hearth_0123abcd {\n",
                          0),
             0u)
       << script;
   EXPECT_FALSE(Has(script, "ip hearth\n")) << script;
   EXPECT_FALSE(Has(script, "ip hearth {")) << script;
+  EXPECT_FALSE(Has(script, "arp hearth\n")) << script;
+  EXPECT_TRUE(Has(script, "table arp hearth_0123abcd {\n")) << script;
   EXPECT_EQ(RenderRuleset(RuleSet{"10.9.0.0/24"}, "hearth"), RenderRuleset(RuleSet{"10.9.0.0/24"}));
-  EXPECT_EQ(RenderRemoval("hearth_x"), "table ip hearth_x\ndelete table ip hearth_x\n");
+  EXPECT_EQ(RenderRemoval("hearth_x"),
+            "table ip hearth_x\ndelete table ip hearth_x\ntable arp hearth_x\n"
+            "delete table arp hearth_x\n");
 }
 
 TEST(NetRulesetTest, WithoutMasqueradeOnlyPublishedPortsAreNatted) {
@@ -110,6 +230,12 @@ TEST(NetRulesetTest, ValidRuleSetsPass) {
               {Pub("172.30.0.2", 80, 80), Pub("172.30.0.6", 443, 443),
                Pub("172.30.0.6", 80, 80, Protocol::kUdp), Pub("172.30.0.2", 65535, 1)}});
   EXPECT_TRUE(s) << s.error().message;
+  s = ValidateRuleSet(RuleSet{"172.30.0.0/16",
+                              true,
+                              {},
+                              {Guest{"hth0123456789ab", "172.30.0.2", "52:54:ac:1e:00:02"},
+                               Guest{"hthtest12345", "172.30.0.6", "52:54:AC:1E:00:06"}}});
+  EXPECT_TRUE(s) << s.error().message;
 }
 
 TEST(NetRulesetTest, ValidationNamesTheBadValue) {
@@ -130,6 +256,23 @@ TEST(NetRulesetTest, ValidationNamesTheBadValue) {
            {RuleSet{
                 "172.30.0.0/16", true, {Pub("172.30.0.2", 8080, 80), Pub("172.30.0.6", 8080, 81)}},
             {"host port 8080/tcp is published twice", "172.30.0.2:80", "172.30.0.6:81"}},
+           {RuleSet{"172.30.0.0/16", true, {}, {Guest{"eth0", "172.30.0.2", "52:54:ac:1e:00:02"}}},
+            {"tap name \"eth0\"", "TapName"}},
+           {RuleSet{"172.30.0.0/16",
+                    true,
+                    {},
+                    {Guest{"hth\" accept", "172.30.0.2", "52:54:ac:1e:00:02"}}},
+            {"\"hth\" accept\""}},
+           {RuleSet{"172.30.0.0/16", true, {}, {Guest{"hth1", "172.31.0.2", "52:54:ac:1e:00:02"}}},
+            {"tap hth1", "\"172.31.0.2\"", "not an address in the pool 172.30.0.0/16"}},
+           {RuleSet{"172.30.0.0/16", true, {}, {Guest{"hth1", "172.30.0.2", "52:54:ac:1e:00"}}},
+            {"tap hth1", "\"52:54:ac:1e:00\"", "GuestMac"}},
+           {RuleSet{"172.30.0.0/16",
+                    true,
+                    {},
+                    {Guest{"hth1", "172.30.0.2", "52:54:ac:1e:00:02"},
+                     Guest{"hth1", "172.30.0.6", "52:54:ac:1e:00:06"}}},
+            {"tap hth1", "listed twice"}},
        }) {
     auto s = ValidateRuleSet(c.rules);
     ASSERT_FALSE(s) << RenderRuleset(c.rules);

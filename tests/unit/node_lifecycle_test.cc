@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -79,6 +80,18 @@ class NodeLifecycleTest : public testing::NodeFixture {
   }
 };
 
+TEST_F(NodeLifecycleTest, TheGuestsAntiSpoofingRulesAreInPlaceBeforeItsVmmRuns) {
+  std::vector<net::Guest> at_launch;
+  driver_.on_launch = [&](const hv::MachineSpec&) { at_launch = network_.rules().guests; };
+  VmRecord vm = Create("web");
+  ASSERT_TRUE(node_->Start("web", false));
+  WaitFor("web", VmState::kRunning);
+  std::vector<net::Guest> expected = {
+      net::Guest{net::TapName(vm.id), "172.30.0.2", net::GuestMac({"172.30.0.2", "172.30.0.1"})}};
+  EXPECT_EQ(at_launch, expected);
+  EXPECT_EQ(network_.rules().guests, expected);
+}
+
 TEST_F(NodeLifecycleTest, StartRunsTheVmAndStopEndsIt) {
   VmRecord vm = Create("web", RestartPolicy::kOnFailure, 18080);
   EXPECT_EQ(vm.ip, "") << "an address is taken at the first start";
@@ -148,6 +161,35 @@ TEST_F(NodeLifecycleTest, RestartNeverLeavesTheVmFailedWithTheReason) {
       << failed.state_reason;
   EXPECT_FALSE(failed.pid.has_value());
   EXPECT_EQ(driver_.launches.load(), 1);
+}
+
+TEST_F(NodeLifecycleTest, TheConsoleQuotedInAnExitIsEscapedAndBounded) {
+  Create("web", RestartPolicy::kNever);
+  ASSERT_TRUE(node_->Start("web", false));
+  VmRecord vm = WaitFor("web", VmState::kRunning);
+  {
+    // What a guest can print: a 10 MB line, then a retitle, a clear screen, colours, a C1 CSI and
+    // a byte that is not UTF-8.
+    std::ofstream console(paths_.console_log(vm.id), std::ios::app | std::ios::binary);
+    console << std::string(10 << 20, 'A') << "\r\n";
+    console << "\x1b]0;owned\x07\x1b[2J\x1b[31mKernel panic\xc2\x9b\xff\x1b[0m\r\n";
+  }
+  hv::SignalProcess({*vm.pid, vm.pid_start}, SIGKILL);
+  VmRecord failed = WaitFor("web", VmState::kFailed);
+  auto events = *node_->Events("web", 100);
+  auto exited =
+      std::find_if(events.begin(), events.end(), [](const Event& e) { return e.type == "exited"; });
+  ASSERT_NE(exited, events.end());
+  for (const std::string& text : {failed.state_reason, exited->message}) {
+    EXPECT_LE(text.size(), 1024u);
+    EXPECT_TRUE(std::none_of(text.begin(), text.end(), [](char c) {
+      return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+    })) << text;
+    EXPECT_NE(text.find("\\x1b]0;owned\\x07\\x1b[2J\\x1b[31mKernel panic\\u009b\\xff"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("AAAA...["), std::string::npos) << "the long line, cut: " << text;
+  }
 }
 
 TEST_F(NodeLifecycleTest, ACrashLoopEndsFailed) {

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -92,6 +94,61 @@ TEST_F(QemuClockTest, ALaterSyncTakesOverFromOneStillWaiting) {
   EXPECT_TRUE(first) << first.error().message;
   EXPECT_TRUE(second) << second.error().message;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms) << "nobody waited for the timeout";
+}
+
+TEST_F(QemuClockTest, AnAgentThatFloodsAndNeverAnswersIsReadBoundedAndTimesOut) {
+  // The guest sends junk as fast as the channel takes it (long lines with escape codes) and never
+  // the answer. The flood ends by itself after 8 s.
+  ASSERT_EQ(fcntl(answers_, F_SETFL, fcntl(answers_, F_GETFL) | O_NONBLOCK), 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> written{0};
+  std::thread flood([&] {
+    std::string junk = "\x1b[2J\x1b]0;owned\x07" + std::string(4000, 'x') + "\n";
+    auto until = std::chrono::steady_clock::now() + 8s;
+    while (!stop && std::chrono::steady_clock::now() < until) {
+      pollfd p{answers_, POLLOUT, 0};
+      if (poll(&p, 1, 10) <= 0) continue;
+      ssize_t n = write(answers_, junk.data(), junk.size());
+      if (n > 0) written += n;
+    }
+  });
+  // Let the junk pile up before the sync: part of it is "stale" when the sync starts.
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (written < 32 << 10 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  Status synced = driver_.SyncClock(spec_, {});
+  auto took = std::chrono::steady_clock::now() - t0;
+  stop = true;
+  flood.join();
+  int64_t left = 0;  // what the host did not read
+  char buf[65536];
+  for (ssize_t n; (n = read(answers_, buf, sizeof(buf))) > 0;) left += n;
+  int64_t consumed = written - left;
+
+  ASSERT_FALSE(synced);
+  EXPECT_LT(took, 2500ms) << "the sync's own timeout is 2 s";
+  EXPECT_LE(consumed, 64 << 10) << "bytes the host read from the guest";
+  const std::string& message = synced.error().message;
+  EXPECT_LE(message.size(), 512u) << message;
+  EXPECT_NE(message.find("\\x1b[2J\\x1b]0;owned\\x07xxx"), std::string::npos) << message;
+  EXPECT_TRUE(std::none_of(message.begin(), message.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20;
+  })) << message;
+}
+
+TEST_F(QemuClockTest, AnAnswerAfterLongJunkLinesStillCounts) {
+  Status synced = Fail(Code::kInternal, "not run");
+  std::thread sync([&] { synced = driver_.SyncClock(spec_, {}); });
+  std::string request = NextRequest();
+  ASSERT_EQ(request.rfind("settime ", 0), 0u) << request;
+  std::string second = request.substr(8, request.size() - 9);
+  // A long line that ends in the answer is not the answer; the whole line after it is.
+  Answer(std::string(5000, 'x') + "ok " + second + "\n");
+  Answer("ok " + second + "\r\n");
+  sync.join();
+  EXPECT_TRUE(synced) << synced.error().message;
 }
 
 }  // namespace

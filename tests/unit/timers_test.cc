@@ -83,6 +83,22 @@ TEST(TimersTest, APastTimerIsStillReturned) {
   EXPECT_EQ(NextTimer(vm, std::nullopt)->at, kT0 + 1s);  // due long ago: fires late, not never
 }
 
+TEST(TimersTest, AHugeDurationIsDueAtTheLatestTimeNotAtOnce) {
+  VmRecord vm = Running(kT0);
+  // 106751991167d in milliseconds is just below INT64_MAX: since + d used to wrap negative.
+  vm.spec.timers.stop_after = std::chrono::hours(24) * 106751991167LL;
+  auto next = NextTimer(vm, std::nullopt);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->at, kLatestTime);
+  EXPECT_GT(next->at, kT0);
+  EXPECT_EQ(FormatTime(next->at), "9999-12-31T23:59:59.999Z");
+  vm.spec.timers.stop_after.reset();
+  vm.spec.timers.idle_timeout = std::chrono::hours(24) * 3'000'000;  // past year 9999
+  next = NextTimer(vm, kT0 + 1h);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->at, kLatestTime);
+}
+
 TEST(TimersTest, DescribesFirings) {
   Timers t;
   t.stop_after = 30s;

@@ -3,9 +3,12 @@
 #include "model/validator.h"
 
 #include <fmt/format.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
+#include <optional>
 
 #include "fakes/fakes.h"
 
@@ -29,6 +32,17 @@ class ValidatorTest : public ::testing::Test {
     files_.AddBlockDevice("/dev/vdb");
     files_.AddDirectory("/d");
     files_.AddDirectory("/var/lib/hearth/images/default");
+    files_.AddFile("/var/lib/hearth/state.db");
+    files_.AddFile("/var/lib/hearth/admin.token");
+    files_.AddFile("/var/lib/hearth/images/../admin.token");
+    files_.AddSymlink("/d/token-link", "/var/lib/hearth/admin.token");
+    files_.AddFile("/var/lib/hearth/vms/vm-1/memory");
+    files_.AddKernel("/var/lib/hearth/images/i/vmlinux");
+    files_.AddKernel("/proc/self/exe");
+    files_.AddKernel("/sys/firmware/k");
+    files_.AddSymlink("/k/sys-link", "/sys/firmware/k");
+    files_.AddFile("/etc/shadow");
+    files_.AddSymlink("/k/shadow-link", "/etc/shadow");
     other_.name = "other";
     other_.spec.kernel = "/k/vmlinux";
     other_.spec.rootfs = "/d/root.img";
@@ -179,6 +193,46 @@ const Case kCases[] = {
      "timers.idle_timeout", "999ms is too short"},
     {"idle_timeout 1s", [](VmSpec& s, Timestamp) { s.timers.idle_timeout = Duration{1000}; },
      nullptr, ""},
+    // Input that is cut or overflows.
+    {"NUL in a kernel path cuts QEMU's argv",
+     [](VmSpec& s, Timestamp) { s.kernel = std::string("/k/vmlinux\0,format=qcow2", 25); },
+     "kernel", "NUL byte (byte 0x00 at offset 10)"},
+    {"escape in an initrd path", [](VmSpec& s, Timestamp) { s.initrd = "/k/initrd.img\x1b[2J"; },
+     "initrd", "\\x1b[2J"},
+    {"newline in a rootfs path", [](VmSpec& s, Timestamp) { s.rootfs = "/d/other.img\n"; },
+     "rootfs", "newline"},
+    {"tab in the cmdline", [](VmSpec& s, Timestamp) { s.cmdline = "a\tb"; }, "cmdline", "tab"},
+    {"DEL in the cmdline", [](VmSpec& s, Timestamp) { s.cmdline = "a\x7f"; }, "cmdline", "0x7f"},
+    {"stop_after past 64-bit milliseconds' reach",
+     [](VmSpec& s, Timestamp) { s.timers.stop_after = std::chrono::hours(24) * 106751991167LL; },
+     "timers.stop_after", "the maximum is 36500d"},
+    {"idle_timeout one day over 100 years",
+     [](VmSpec& s, Timestamp) { s.timers.idle_timeout = std::chrono::hours(24 * 36501); },
+     "timers.idle_timeout", "36501d is too long"},
+    {"stop_after 100 years", [](VmSpec& s, Timestamp) { s.timers.stop_after = kMaxTimerDuration; },
+     nullptr, ""},
+    // Paths an API caller may name: never hearth's own files or kernel interfaces.
+    {"rootfs is hearth's store",
+     [](VmSpec& s, Timestamp) { s.rootfs = "/var/lib/hearth/state.db"; }, "rootfs",
+     "one of hearth's own files"},
+    {"initrd is the admin token",
+     [](VmSpec& s, Timestamp) { s.initrd = "/var/lib/hearth/admin.token"; }, "initrd",
+     "one of hearth's own files"},
+    {"initrd is the admin token by way of images/..",
+     [](VmSpec& s, Timestamp) { s.initrd = "/var/lib/hearth/images/../admin.token"; }, "initrd",
+     "one of hearth's own files"},
+    {"initrd is a symlink to the admin token",
+     [](VmSpec& s, Timestamp) { s.initrd = "/d/token-link"; }, "initrd",
+     "resolves to '/var/lib/hearth/admin.token'"},
+    {"rootfs is another VM's memory",
+     [](VmSpec& s, Timestamp) { s.rootfs = "/var/lib/hearth/vms/vm-1/memory"; }, "rootfs",
+     "one of hearth's own files"},
+    {"kernel in an image",
+     [](VmSpec& s, Timestamp) { s.kernel = "/var/lib/hearth/images/i/vmlinux"; }, nullptr, ""},
+    {"kernel is /proc/self/exe", [](VmSpec& s, Timestamp) { s.kernel = "/proc/self/exe"; },
+     "kernel", "under /proc"},
+    {"kernel through a symlink into /sys", [](VmSpec& s, Timestamp) { s.kernel = "/k/sys-link"; },
+     "kernel", "under /sys"},
 };
 
 TEST_F(ValidatorTest, EveryRule) {
@@ -215,6 +269,94 @@ TEST_F(ValidatorTest, UnchangedPastStopAtDoesNotBlockAnEdit) {
   after.vcpus = 2;
   EXPECT_TRUE(ValidateSpec(after, Context(), &before));
   EXPECT_FALSE(ValidateSpec(after, Context(), nullptr));
+}
+
+class FakePortHolders final : public PortHolders {
+ public:
+  std::map<std::pair<int, Protocol>, std::string> held;
+  std::optional<std::string> Holder(int port, Protocol protocol) const override {
+    auto it = held.find({port, protocol});
+    if (it == held.end()) return std::nullopt;
+    return it->second;
+  }
+};
+
+TEST_F(ValidatorTest, AllowedPathsBoundWhereGuestFilesMayBe) {
+  ValidationContext ctx = Context();
+  ctx.allowed_paths = std::vector<std::filesystem::path>{"/k", "/d/", "/var/lib/hearth/images"};
+  auto refused = [&](const VmSpec& spec, std::string_view field, std::string_view says) {
+    Status s = ValidateSpec(spec, ctx);
+    ASSERT_FALSE(s) << field;
+    EXPECT_EQ(s.error().field, field);
+    EXPECT_THAT(s.error().message, ::testing::HasSubstr(says));
+  };
+  VmSpec spec = Good();
+  spec.initrd = "/k/initrd.img";
+  spec.rootfs = "/d/other.img";
+  EXPECT_TRUE(ValidateSpec(spec, ctx));
+  spec.kernel = "/var/lib/hearth/images/i/vmlinux";
+  EXPECT_TRUE(ValidateSpec(spec, ctx)) << "the data dir's images are guest files";
+
+  VmSpec shadow = Good();
+  shadow.initrd = "/etc/shadow";
+  refused(shadow, "initrd",
+          "'/etc/shadow' is outside the paths hearthd allows for guest files "
+          "(/k, /d/, /var/lib/hearth/images)");
+  shadow.initrd = "/k/shadow-link";
+  refused(shadow, "initrd", "resolves to '/etc/shadow'");
+  shadow.initrd = "/k/../etc/shadow";
+  files_.AddLink("/k/../etc/shadow", "/etc/shadow");
+  refused(shadow, "initrd", "outside");
+
+  VmSpec block = Good();
+  block.rootfs = "/dev/vdb";
+  refused(block, "rootfs", "a block device that hearthd's --allowed-paths");
+  ctx.allowed_paths->push_back("/dev");
+  refused(block, "rootfs", "block devices are used only when listed themselves");
+  ctx.allowed_paths->push_back("/dev/vdb");
+  EXPECT_TRUE(ValidateSpec(block, ctx));
+
+  // An allowed directory that holds the data dir does not open hearth's own files.
+  ctx.allowed_paths->push_back("/var/lib");
+  VmSpec own = Good();
+  own.rootfs = "/var/lib/hearth/state.db";
+  refused(own, "rootfs", "one of hearth's own files");
+}
+
+TEST_F(ValidatorTest, APublishedPortMustNotBeHeldOnTheHost) {
+  FakePortHolders ports;
+  ports.held[{22, Protocol::kTcp}] = "sshd (pid 412)";
+  ports.held[{53, Protocol::kUdp}] = "dnsmasq (pid 77)";
+  ValidationContext ctx = Context();
+  ctx.ports = &ports;
+  VmSpec spec = Good();
+  spec.publish = {{2222, 22, Protocol::kTcp}, {22, 22, Protocol::kTcp}};
+  Status s = ValidateSpec(spec, ctx);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "publish[1].host_port");
+  EXPECT_THAT(s.error().message, ::testing::HasSubstr("host port 22/tcp is held on this host by "
+                                                      "sshd (pid 412)"));
+  spec.publish = {{53, 53, Protocol::kUdp}};
+  EXPECT_FALSE(ValidateSpec(spec, ctx));
+  spec.publish = {{53, 53, Protocol::kTcp}, {22, 22, Protocol::kUdp}};
+  EXPECT_TRUE(ValidateSpec(spec, ctx)) << "the same port of the other protocol is free";
+  // A port the VM already published is its own (DNAT holds no socket; a holder came later).
+  VmSpec before = Good();
+  before.publish = {{22, 22, Protocol::kTcp}};
+  VmSpec after = before;
+  after.vcpus = 2;
+  EXPECT_TRUE(ValidateSpec(after, ctx, &before));
+  EXPECT_FALSE(ValidateSpec(after, ctx, nullptr));
+}
+
+TEST(IsWithinTest, ComparesWholeComponents) {
+  EXPECT_TRUE(IsWithin("/srv/hearth/k", "/srv/hearth"));
+  EXPECT_TRUE(IsWithin("/srv/hearth", "/srv/hearth/"));
+  EXPECT_TRUE(IsWithin("/srv/hearth/a/../k", "/srv/hearth"));
+  EXPECT_FALSE(IsWithin("/srv/hearth-evil/k", "/srv/hearth"));
+  EXPECT_FALSE(IsWithin("/srv/hearth/../etc/shadow", "/srv/hearth"));
+  EXPECT_FALSE(IsWithin("/srv", "/srv/hearth"));
+  EXPECT_TRUE(IsWithin("/etc/shadow", "/"));
 }
 
 struct NameCase {

@@ -103,6 +103,34 @@ TEST(VmJsonTest, RefusesDeepNestingBeforeParsing) {
       << "brackets inside strings do not count";
 }
 
+TEST(VmJsonTest, RefusesDuplicateKeysNamingThem) {
+  struct Case {
+    const char* text;
+    const char* field;
+  } cases[] = {
+      {R"({"name":"a","kernel":"/k/vmlinux","kernel":"/etc/shadow"})", "kernel"},
+      {R"({"name":"a","timers":{"stop_after":"1h","stop_after":"2h"}})", "timers.stop_after"},
+      {R"({"name":"a","publish":[{"host_port":1,"guest_port":2},)"
+       R"({"host_port":3,"guest_port":4,"host_port":5}]})",
+       "publish[1].host_port"},
+      {R"({"name":"a","name":"b"})", "name"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    auto body = ParseJsonObject(c.text);
+    ASSERT_FALSE(body);
+    EXPECT_EQ(body.error().code, Code::kInvalidArgument);
+    EXPECT_EQ(body.error().field, c.field);
+    EXPECT_EQ(body.error().message, std::string(c.field) +
+                                        ": the key is given twice; give each "
+                                        "key once");
+  }
+  // The same key in different objects is no duplicate.
+  EXPECT_TRUE(ParseJsonObject(
+      R"({"name":"a","publish":[{"host_port":1,"guest_port":2},{"host_port":3,"guest_port":4}],)"
+      R"("timers":{"name":"x"}})"));
+}
+
 TEST(VmJsonTest, StopAtMustReadBack) {
   EXPECT_EQ(CreateError(R"({"name":"a","timers":{"stop_at":"9999-12-31T23:59:59-01:00"}})").field,
             "timers.stop_at");

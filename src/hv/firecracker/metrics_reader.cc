@@ -141,19 +141,39 @@ Result<MetricsTotals> MetricsReader::Totals(const std::string& vm_id) {
   return it->second.totals;
 }
 
+size_t MetricsReader::pending_bytes(const std::string& vm_id) const {
+  std::lock_guard lock(mu_);
+  auto it = sources_.find(vm_id);
+  return it == sources_.end() ? 0 : it->second.partial.size();
+}
+
 void MetricsReader::Drain(Source& s) {
   char buf[16384];
-  for (;;) {
+  for (size_t total = 0; total < kMaxDrainBytes;) {
     ssize_t n = ::read(s.fd, buf, sizeof(buf));
     if (n <= 0) break;
-    s.partial.append(buf, static_cast<size_t>(n));
+    total += static_cast<size_t>(n);
+    Split(s, std::string_view(buf, static_cast<size_t>(n)));
   }
-  size_t start = 0;
-  for (size_t nl; (nl = s.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
-    if (nl > start) s.totals.Add(std::string_view(s.partial).substr(start, nl - start));
+}
+
+void MetricsReader::Split(Source& s, std::string_view chunk) {
+  while (!chunk.empty()) {
+    size_t nl = chunk.find('\n');
+    std::string_view piece = chunk.substr(0, nl);
+    if (!s.skipping && s.partial.size() + piece.size() > kMaxMetricsLineBytes) {
+      s.skipping = true;  // never a line of Firecracker's: skip it, whatever follows in it
+      s.partial.clear();
+      s.partial.shrink_to_fit();
+      ++s.totals.bad_lines;
+    }
+    if (!s.skipping) s.partial.append(piece);
+    if (nl == std::string_view::npos) return;
+    if (!s.skipping && !s.partial.empty()) s.totals.Add(s.partial);
+    s.partial.clear();
+    s.skipping = false;
+    chunk.remove_prefix(nl + 1);
   }
-  s.partial.erase(0, start);
-  if (s.partial.size() > (1 << 20)) s.partial.clear();  // never a line: not Firecracker's output
 }
 
 void MetricsReader::Run() {

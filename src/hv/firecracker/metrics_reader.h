@@ -18,6 +18,13 @@
 
 namespace hearth::hv::firecracker {
 
+// Firecracker's metrics lines are a few KiB. A longer line is not its output: it is skipped whole
+// (up to its newline, however long) and counted as bad, and no more of it is held in memory.
+inline constexpr size_t kMaxMetricsLineBytes = 64 << 10;
+// The most one read of a FIFO takes in before the reader turns to other work: a FIFO that never
+// runs dry cannot hold the reader's thread or its lock.
+inline constexpr size_t kMaxDrainBytes = 1 << 20;
+
 // What one Firecracker process has reported since it started.
 struct MetricsTotals {
   int64_t net_rx_bytes = 0, net_tx_bytes = 0, net_rx_packets = 0, net_tx_packets = 0;  // eth0
@@ -25,7 +32,7 @@ struct MetricsTotals {
   int64_t full_create_snapshot_us = 0;  // the last snapshot's creation, as Firecracker timed it
   int64_t load_snapshot_us = 0;         // the load of the snapshot this process was restored from
   int64_t lines = 0;                    // metrics lines read
-  int64_t bad_lines = 0;                // lines that were not a JSON object
+  int64_t bad_lines = 0;  // lines that were not a JSON object, or longer than kMaxMetricsLineBytes
   bool operator==(const MetricsTotals&) const = default;
 
   // Adds one metrics line.
@@ -46,18 +53,23 @@ class MetricsReader {
   // Stops reading the VM's FIFO and forgets its totals.
   void Detach(const std::string& vm_id);
   bool attached(const std::string& vm_id) const;
-  // Reads what is in the VM's FIFO now, then returns its totals; not_found when not attached.
+  // Reads what is in the VM's FIFO now (up to kMaxDrainBytes), then returns its totals;
+  // not_found when not attached.
   Result<MetricsTotals> Totals(const std::string& vm_id);
+  // The bytes held for the VM's line not yet complete: at most kMaxMetricsLineBytes.
+  size_t pending_bytes(const std::string& vm_id) const;
 
  private:
   struct Source {
     int fd = -1;
     std::filesystem::path path;
-    std::string partial;  // a line not yet complete
+    std::string partial;    // a line not yet complete
+    bool skipping = false;  // the line under way is too long: ignored up to its newline
     MetricsTotals totals;
   };
   void Run();
   static void Drain(Source& source);
+  static void Split(Source& source, std::string_view chunk);
 
   mutable std::mutex mu_;
   std::map<std::string, Source> sources_;

@@ -19,6 +19,7 @@
 
 #include "common/clock.h"
 #include "common/files.h"
+#include "common/text.h"
 #include "hv/console_log.h"
 #include "hv/qemu/qmp_client.h"
 #include "hv/qemu/qmp_migration.h"
@@ -43,6 +44,10 @@ Result<QmpClient> Qmp(const MachineSpec& spec, std::string_view what,
 fs::path AgentIn(const MachineSpec& spec) { return spec.agent_pipe.string() + ".in"; }
 fs::path AgentOut(const MachineSpec& spec) { return spec.agent_pipe.string() + ".out"; }
 
+// Bounds on what SetGuestClock reads from a guest: in all, and per line.
+constexpr size_t kAgentReadBudget = 64 << 10;
+constexpr size_t kAgentLineBytes = 64;
+
 // The FIFOs of the agent channel; QEMU opens both read-write, so neither side ever blocks on open.
 Status MakeAgentPipes(const MachineSpec& spec) {
   for (const auto& path : {AgentIn(spec), AgentOut(spec)}) {
@@ -57,10 +62,66 @@ Status MakeAgentPipes(const MachineSpec& spec) {
   return Ok();
 }
 
+// The agent channel as the host reads it: lines, with a bound on everything. An agent answers a
+// request with one short line; a guest that floods the channel is read no further than
+// kAgentReadBudget bytes, and a line longer than kAgentLineBytes is skipped whole.
+class AgentReader {
+ public:
+  explicit AgentReader(int fd) : fd_(fd) {}
+
+  // Reads what the channel holds now, without waiting, until it is empty or `budget` more bytes
+  // were read; lines so far are forgotten (stale answers of an earlier request). When the budget
+  // ends it, the line under way is a fragment and is skipped too.
+  void Discard(size_t budget) {
+    size_t spent = 0;
+    while (spent < budget && Read(nullptr) > 0) spent += last_read_;
+    line_.clear();
+    first_.clear();
+    overlong_ = false;
+    fragment_ = spent >= budget;
+  }
+  // One read of what is there; calls `on_line` for each complete line. 0: nothing to read (or
+  // no writer yet), -1: an error.
+  int Read(const std::function<void(std::string_view)>& on_line) {
+    char buf[4096];
+    size_t room = std::min(sizeof(buf), kAgentReadBudget - std::min(kAgentReadBudget, read_));
+    ssize_t n = room == 0 ? 0 : ::read(fd_, buf, room);
+    last_read_ = n > 0 ? static_cast<size_t>(n) : 0;
+    read_ += last_read_;
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] == '\n') {
+        if (!overlong_ && !fragment_ && on_line) on_line(line_);
+        if (first_.empty() && !fragment_ && !line_.empty()) {
+          first_ = overlong_ ? line_ + "..." : line_;
+        }
+        line_.clear();
+        overlong_ = fragment_ = false;
+      } else if (line_.size() < kAgentLineBytes) {
+        line_ += buf[i];
+      } else {
+        overlong_ = true;
+      }
+    }
+    return n > 0 ? 1 : (n == 0 || errno == EAGAIN || errno == EINTR ? 0 : -1);
+  }
+  bool spent() const { return read_ >= kAgentReadBudget; }
+  size_t bytes_read() const { return read_; }
+  // The first line read after Discard (cut), for an error message; "" when none came.
+  const std::string& first_line() const { return first_; }
+
+ private:
+  int fd_;
+  size_t read_ = 0, last_read_ = 0;
+  std::string line_, first_;
+  bool overlong_ = false;  // the line under way is longer than kAgentLineBytes
+  bool fragment_ = false;  // the line under way began before what was read
+};
+
 // Puts the guest's wall clock right through its agent ("settime SECONDS" on the virtio-serial
 // port org.hearth.agent, answered "ok SECONDS"). Gives up quietly once `superseded` says a later
 // request on the same channel took over (the VM was suspended and resumed again meanwhile): two
-// readers of one FIFO would take each other's answers.
+// readers of one FIFO would take each other's answers. Returns within `timeout` (plus one poll
+// interval) and reads at most kAgentReadBudget bytes, whatever the guest sends.
 Status SetGuestClock(const MachineSpec& spec, std::chrono::milliseconds timeout,
                      const std::function<bool()>& superseded) {
   int out = ::open(AgentOut(spec).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -74,18 +135,21 @@ Status SetGuestClock(const MachineSpec& spec, std::chrono::milliseconds timeout,
     return Fail(Code::kUnavailable, fmt::format("opening the agent channel {}: {}",
                                                 spec.agent_pipe.string(), strerror(errno)));
   }
-  char buf[256];
-  while (read(out, buf, sizeof(buf)) > 0) {
-  }  // stale answers of an earlier request that timed out
+  AgentReader reader(out);
+  reader.Discard(kAgentReadBudget / 2);  // stale answers of an earlier request that timed out
   // The agent sets whole seconds: the nearest one is at most half a second off, and costs no wait
   // on the resume path.
   auto now = std::chrono::round<std::chrono::seconds>(std::chrono::system_clock::now());
-  std::string expect = fmt::format("ok {}\n", now.time_since_epoch().count());
+  std::string expect = fmt::format("ok {}", now.time_since_epoch().count());
   std::string request = fmt::format("settime {}\n", now.time_since_epoch().count());
-  std::string reply;
+  bool confirmed = false;
+  auto on_line = [&](std::string_view line) {
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    confirmed = confirmed || line == expect;
+  };
   if (write(in, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
     auto until = std::chrono::steady_clock::now() + timeout;
-    while (reply.find(expect) == std::string::npos) {
+    while (!confirmed && !reader.spent()) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           until - std::chrono::steady_clock::now());
       if (left.count() <= 0) break;
@@ -97,19 +161,24 @@ Status SetGuestClock(const MachineSpec& spec, std::chrono::milliseconds timeout,
       }
       if (ready < 0 && errno != EINTR) break;
       if (ready <= 0) continue;
-      ssize_t n = read(out, buf, sizeof(buf));
-      if (n > 0) reply.append(buf, static_cast<size_t>(n));
+      int n = reader.Read(on_line);
+      if (n < 0) break;
       if (n == 0) std::this_thread::sleep_for(5ms);  // no writer yet (POLLHUP)
     }
   }
   close_both();
-  if (reply.find(expect) == std::string::npos) {
-    return Fail(Code::kUnavailable,
-                fmt::format("the guest agent did not confirm the clock (answer: '{}'); guests "
-                            "without hearth's agent keep the time they had when suspended",
-                            reply.empty() ? "none" : reply.substr(0, reply.find('\n'))));
-  }
-  return Ok();
+  if (confirmed) return Ok();
+  std::string answer = reader.first_line().empty()
+                           ? "none"
+                           : EscapeText(reader.first_line(), {.max_bytes = 2 * kAgentLineBytes});
+  std::string flood =
+      reader.spent() ? fmt::format("; it sent {} bytes, more than an answer takes: stopped reading",
+                                   reader.bytes_read())
+                     : "";
+  return Fail(Code::kUnavailable,
+              fmt::format("the guest agent did not confirm the clock (answer: '{}'{}); guests "
+                          "without hearth's agent keep the time they had when suspended",
+                          answer, flood));
 }
 
 // A new guest RAM file with every block allocated now, so that a full disk fails the launch with
@@ -377,6 +446,11 @@ Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId&
 Status QemuDriver::Continue(const MachineSpec& spec, const ProcessId& process) {
   auto qmp = Qmp(spec, fmt::format("continuing pid {}", process.pid));
   if (!qmp) return Fail(qmp.error());
+  // QEMU's migration thread reports `completed` before the main loop leaves `finish-migrate`, and
+  // `cont` is refused until it has ("Migration is not finalized yet").
+  if (auto s = WaitMigrationFinalized(*qmp, 5s); !s) {
+    return Fail(s.error().Wrap(fmt::format("vm '{}': cont", spec.name)));
+  }
   if (auto r = qmp->Execute("cont"); !r) {
     return Fail(r.error().Wrap(fmt::format("vm '{}': cont", spec.name)));
   }

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 namespace hearth::hv::qemu {
@@ -51,6 +52,21 @@ Result<std::string> WaitMigration(QmpClient& qmp, std::chrono::milliseconds limi
   auto ended = qmp.WaitEvent("MIGRATION", Ended, limit);
   if (!ended) return Fail(ended.error());
   return ended->value("status", "");
+}
+
+Status WaitMigrationFinalized(QmpClient& qmp, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  std::string state;
+  do {
+    auto r = qmp.Execute("query-status");
+    if (!r) return Fail(r.error().Wrap("query-status"));
+    state = r->value("status", "");
+    if (state != "finish-migrate") return Ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  } while (std::chrono::steady_clock::now() < deadline);
+  return Fail(Code::kUnavailable,
+              fmt::format("qemu stayed in run state '{}' for {} ms after the migration", state,
+                          limit.count()));
 }
 
 Status CancelMigration(QmpClient& qmp, std::chrono::milliseconds limit) {

@@ -32,6 +32,11 @@ void ForgetStateFile(QmpClient& qmp);
 // Waits for the migration to end and returns how: "completed", "failed" or "cancelled".
 Result<std::string> WaitMigration(QmpClient& qmp, std::chrono::milliseconds limit);
 
+// Waits up to `limit` for QEMU's run state to leave `finish-migrate`, which it does on its main
+// loop shortly after the migration thread reported `completed`. Polls `query-status`; only the
+// rare path that lets a saved guest run on needs it.
+Status WaitMigrationFinalized(QmpClient& qmp, std::chrono::milliseconds limit);
+
 // Cancels an outgoing migration under way and waits up to `limit` for QEMU to say it ended, so
 // that a guest continued afterwards is not stopped again by a migration finishing late.
 Status CancelMigration(QmpClient& qmp, std::chrono::milliseconds limit);
