@@ -72,10 +72,13 @@ std::vector<Grant> PlanGrants(const MachineSpec& spec, const fs::path& data_dir)
 Status ApplyGrants(const std::vector<Grant>& grants, const VmmUser& user) {
   for (const auto& g : grants) {
     struct stat st {};
-    if (::stat(g.path.c_str(), &st) != 0) {
+    if (::lstat(g.path.c_str(), &st) != 0) {
       if (g.kind == Grant::Kind::kOwn && errno == ENOENT) continue;  // QEMU creates it
       return Fail(Code::kInternal, fmt::format("stat {}: {}", g.path.string(), strerror(errno)));
     }
+    // A symlink's target may be anywhere (a kernel under /boot): it is not hearth's to re-own or
+    // re-mode. QEMU's access to it is checked as its user before exec (QemuOpens).
+    if (S_ISLNK(st.st_mode)) continue;
     int rc = 0;
     switch (g.kind) {
       case Grant::Kind::kTraverse:
