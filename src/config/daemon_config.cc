@@ -89,6 +89,8 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
         config.jailer_gid = v.as<int64_t>();
       } else if (key == "jailer-chroot-base") {
         config.jailer_chroot_base = v.as<std::string>();
+      } else if (key == "vmm-id-base") {
+        config.vmm_id_base = v.as<int64_t>();
       } else if (key == "memory-ratio") {
         config.memory_ratio = v.as<double>();
       } else if (key == "log-level") {
@@ -112,8 +114,8 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
         return Bad("config", fmt::format("{}: unknown key '{}'; known: data-dir, listen, store, "
                                          "clickhouse, metering-interval, metering-retention, "
                                          "hypervisor, firecracker, jailer, jailer-uid, "
-                                         "jailer-gid, jailer-chroot-base, memory-ratio, "
-                                         "log-level, accel, network-pool, nat, "
+                                         "jailer-gid, jailer-chroot-base, vmm-id-base, "
+                                         "memory-ratio, log-level, accel, network-pool, nat, "
                                          "max-connections, max-connections-per-address, "
                                          "first-byte-timeout, allowed-paths",
                                          path.string(), Printable(key)));
@@ -221,6 +223,13 @@ Status Validate(DaemonConfig& config) {
   if (config.jailer_chroot_base.empty() || config.jailer_chroot_base[0] != '/') {
     return Bad("jailer-chroot-base",
                fmt::format("'{}' is not an absolute path", config.jailer_chroot_base));
+  }
+  if (config.vmm_id_base != 0 &&
+      (config.vmm_id_base < 1000 || config.vmm_id_base > 4'294'967'294LL - 65'535)) {
+    return Bad("vmm-id-base",
+               fmt::format("{} is not 0 (QEMU runs as root) or a uid from 1000 to {} (QEMU runs "
+                           "as this + 1..65535)",
+                           config.vmm_id_base, 4'294'967'294LL - 65'535));
   }
   if (auto a = hv::qemu::ParseAccelMode(config.accel); !a) {
     return Bad("accel", fmt::format("'{}' is not one of auto, kvm, tcg", config.accel));

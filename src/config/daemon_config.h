@@ -27,6 +27,9 @@ struct DaemonConfig {
   int64_t jailer_uid = -1;  // required with a jailer
   int64_t jailer_gid = -1;  // required with a jailer
   std::string jailer_chroot_base = "/srv/jailer";
+  // QEMU runs as uid = gid = vmm_id_base + a slot per VM, with the shared group vmm_id_base;
+  // 0: as root (README, "Confinement").
+  int64_t vmm_id_base = 1'900'000'000;
   double memory_ratio = 1.0;
   std::string log_level = "info";
   std::string accel = "auto";                  // QEMU: auto (probe KVM), kvm or tcg

@@ -128,6 +128,21 @@ Result<hv::firecracker::FirecrackerDriverOptions> FirecrackerOptions(
   return o;
 }
 
+// Who QEMU runs as and in which cgroups (README, "Confinement"); what is missing is logged.
+hv::qemu::QemuConfinement QemuConfinementFor(const config::DaemonConfig& cfg, const Paths& paths) {
+  hv::qemu::QemuConfinement c;
+  c.users.base = static_cast<uint32_t>(cfg.vmm_id_base);
+  c.data_dir = paths.data_dir();
+  c.cgroups = hv::FindOwnCgroupHierarchy();
+  struct stat kvm {};
+  if (stat("/dev/kvm", &kvm) == 0) c.kvm_gid = kvm.st_gid;
+  if (!c.users.enabled()) spdlog::warn("--vmm-id-base 0: QEMU runs as root");
+  if (c.cgroups.kind == hv::CgroupHierarchy::Kind::kNone) {
+    spdlog::warn("QEMU runs without a memory limit or CPU weight: {}", c.cgroups.why_none);
+  }
+  return c;
+}
+
 int Run(config::DaemonConfig cfg) {
   if (auto s = config::Validate(cfg); !s) {
     Die(s.error());
@@ -191,6 +206,7 @@ int Run(config::DaemonConfig cfg) {
   hv::qemu::QemuDriverOptions qemu_options;
   qemu_options.accel = [&probe] { return probe.Get(); };
   qemu_options.peek_accel = [&probe] { return probe.Peek(); };
+  qemu_options.confinement = QemuConfinementFor(cfg, paths);
   hv::qemu::QemuDriver qemu(qemu_options);
   // The hypervisor: QEMU, or Firecracker when asked for (and able to run), or with `auto` when
   // its binary is here and a probe guest really booted under KVM.
@@ -369,6 +385,10 @@ int main(int argc, char** argv) {
   auto* jailer_base = app.add_option("--jailer-chroot-base", cfg.jailer_chroot_base,
                                      "where the jailer builds each VM's chroot")
                           ->default_str(cfg.jailer_chroot_base);
+  auto* vmm_ids = app.add_option("--vmm-id-base", cfg.vmm_id_base,
+                                 "QEMU of each VM runs as its own uid/gid, this + 1..65535, with "
+                                 "this as shared group; 0: as root")
+                      ->default_str(std::to_string(cfg.vmm_id_base));
   auto* ratio = app.add_option("--memory-ratio", cfg.memory_ratio,
                                "running VMs may hold at most this x host RAM")
                     ->default_str("1.0");
@@ -431,6 +451,7 @@ int main(int argc, char** argv) {
     if (jailer_uid->count() == 0) cfg.jailer_uid = from_file.jailer_uid;
     if (jailer_gid->count() == 0) cfg.jailer_gid = from_file.jailer_gid;
     if (jailer_base->count() == 0) cfg.jailer_chroot_base = from_file.jailer_chroot_base;
+    if (vmm_ids->count() == 0) cfg.vmm_id_base = from_file.vmm_id_base;
     if (ratio->count() == 0) cfg.memory_ratio = from_file.memory_ratio;
     if (level->count() == 0) cfg.log_level = from_file.log_level;
     if (accel->count() == 0) cfg.accel = from_file.accel;

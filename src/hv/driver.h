@@ -100,6 +100,9 @@ class HypervisorDriver {
   // The VM was deleted: drops what the driver keeps for it outside the VM's directory (e.g.
   // Firecracker's jail). Its VMM has ended.
   virtual void Forget(const MachineSpec& spec) {}
+  // A VMM this driver started or adopted has exited (called from the supervisor's thread, must
+  // not block): drops what the driver set up for that process alone (e.g. its cgroup).
+  virtual void Exited(const ProcessId& process) {}
 
   // Starts the VMM. Returns once the process runs (not when the guest is up).
   virtual Result<ProcessId> Launch(const MachineSpec& spec) = 0;

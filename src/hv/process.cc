@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -39,6 +40,40 @@ void CloexecAllBut(const std::vector<int>& keep) {
     first = static_cast<unsigned>(fd) + 1;
   }
   syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC);
+}
+
+// What the child reports through its pipe when a step before exec fails.
+enum class Stage : int { kExec, kCgroup, kGroups, kGid, kUid, kAccess };
+struct ChildFailure {
+  Stage stage = Stage::kExec;
+  int index = 0;  // which cgroup or path
+  int err = 0;
+};
+
+Error Describe(const ChildFailure& f, const std::string& binary, const SpawnOptions& o) {
+  std::string who = o.run_as ? fmt::format("uid {} gid {}", o.run_as->uid, o.run_as->gid) : "";
+  switch (f.stage) {
+    case Stage::kExec:
+      return {Code::kUnavailable, fmt::format("cannot run {}: {}", binary, Errno(f.err))};
+    case Stage::kCgroup:
+      return {Code::kFailedPrecondition,
+              fmt::format("{}: joining its cgroup (cgroup.procs #{}): {}", binary, f.index,
+                          Errno(f.err))};
+    case Stage::kGroups:
+    case Stage::kGid:
+    case Stage::kUid:
+      return {Code::kFailedPrecondition,
+              fmt::format("{}: switching to {}: {}", binary, who, Errno(f.err))};
+    case Stage::kAccess: {
+      const auto& [path, mode] = o.must_access.at(static_cast<size_t>(f.index));
+      return {Code::kFailedPrecondition,
+              fmt::format("{} runs as {} and cannot {} {}: {}; make the file (and every "
+                          "directory above it) {} by that user or group",
+                          binary, who, mode & W_OK ? "read and write" : "read", path, Errno(f.err),
+                          mode & W_OK ? "readable and writable" : "readable")};
+    }
+  }
+  return {Code::kInternal, "spawn: unknown failure"};
 }
 
 }  // namespace
@@ -165,6 +200,8 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
     return Fail(Code::kInternal, fmt::format("spawn {}: {}", argv[0], Errno(err)));
   }
 
+  // Copied before the fork: the child may not allocate.
+  const SpawnOptions::Credentials* creds = options.run_as ? &*options.run_as : nullptr;
   pid_t pid = fork();
   if (pid == 0) {
     // Child: only async-signal-safe calls from here to exec.
@@ -177,11 +214,26 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
     dup2(out, 1);
     dup2(err_out, 2);
     if (options.umask >= 0) ::umask(static_cast<mode_t>(options.umask));
+    auto fail = [&](Stage stage, int index) {
+      ChildFailure f{stage, index, errno};
+      (void)!write(report[1], &f, sizeof(f));
+      _exit(127);
+    };
+    for (size_t i = 0; i < options.cgroup_procs.size(); ++i) {
+      if (write(options.cgroup_procs[i], "0", 1) != 1) fail(Stage::kCgroup, static_cast<int>(i));
+    }
+    if (creds) {
+      if (setgroups(creds->groups.size(), creds->groups.data()) != 0) fail(Stage::kGroups, 0);
+      if (setresgid(creds->gid, creds->gid, creds->gid) != 0) fail(Stage::kGid, 0);
+      if (setresuid(creds->uid, creds->uid, creds->uid) != 0) fail(Stage::kUid, 0);
+    }
+    for (size_t i = 0; i < options.must_access.size(); ++i) {
+      const auto& [path, mode] = options.must_access[i];
+      if (access(path.c_str(), mode) != 0) fail(Stage::kAccess, static_cast<int>(i));
+    }
     CloexecAllBut(keep);
     execvp(args[0], args.data());
-    int err = errno;
-    (void)!write(report[1], &err, sizeof(err));
-    _exit(127);
+    fail(Stage::kExec, 0);
   }
   int fork_errno = errno;
   ::close(out);
@@ -192,15 +244,15 @@ Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions
     ::close(report[0]);
     return Fail(Code::kInternal, fmt::format("fork for {}: {}", argv[0], Errno(fork_errno)));
   }
-  int exec_errno = 0;
+  ChildFailure failure{};
   ssize_t n;
   do {
-    n = read(report[0], &exec_errno, sizeof(exec_errno));
+    n = read(report[0], &failure, sizeof(failure));
   } while (n < 0 && errno == EINTR);
   ::close(report[0]);
   if (n > 0) {
     waitpid(pid, nullptr, 0);
-    return Fail(Code::kUnavailable, fmt::format("cannot run {}: {}", argv[0], Errno(exec_errno)));
+    return Fail(Describe(failure, argv[0], options));
   }
   // Our child cannot vanish before we reap it: a quick exit leaves a zombie with its start time.
   auto start = ReadStartTime(pid, /*zombie_ok=*/true);

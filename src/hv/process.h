@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -28,10 +29,24 @@ struct SpawnOptions {
   std::vector<int> keep_fds;           // descriptors the child inherits at the same number
   std::filesystem::path error_output;  // if set, stderr is appended here instead of `output`
   int umask = -1;                      // the child's umask, e.g. 022; -1: hearthd's own (077)
+  // Confinement, applied in the child between fork and exec, in this order:
+  // cgroup.procs files (open for writing, see cgroup.h) the child moves itself into;
+  std::vector<int> cgroup_procs;
+  // the user it then runs as: setgroups, setgid, setuid, so no capability survives the exec;
+  struct Credentials {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;  // supplementary groups
+  };
+  std::optional<Credentials> run_as;
+  // and paths it must be able to open as that user (access(2) with R_OK or R_OK|W_OK), so that a
+  // missing permission fails the spawn with the path named rather than somewhere inside the VMM.
+  std::vector<std::pair<std::string, int>> must_access;
 };
 
 // fork + setsid + exec of argv (argv[0] searched in PATH). Every other descriptor is closed in the
-// child. Returns once exec succeeded (an exec failure is reported as unavailable, with errno).
+// child. Returns once exec succeeded (an exec failure is reported as unavailable, with errno; a
+// confinement step that fails as failed_precondition, naming the step, the path and the fix).
 Result<ProcessId> Spawn(const std::vector<std::string>& argv, const SpawnOptions& options);
 
 // The start time of `pid`, or not_found when there is no such process.

@@ -69,7 +69,10 @@ Node::Node(store::StateStore& store, HostInfo host, const FileProbe& files, cons
       machinery_(std::move(machinery)) {
   if (machinery_.driver) {
     supervisor_ = std::make_unique<hv::Supervisor>(
-        [this](const hv::ProcessId& p, const hv::ExitStatus& s) { OnVmmExit(p, s); },
+        [this](const hv::ProcessId& p, const hv::ExitStatus& s) {
+          machinery_.driver->Exited(p);
+          OnVmmExit(p, s);
+        },
         [this] { CapLogs(); });
   }
 }

@@ -47,6 +47,22 @@ TEST(QemuCommandTest, MicrovmWithSharedMemoryFileConsoleAndQmp) {
   EXPECT_NE(std::find(argv->begin(), argv->end(), "-no-reboot"), argv->end());
 }
 
+TEST(QemuCommandTest, SandboxedWithABoundedTranslationCache) {
+  QemuConfig c = Minimal();
+  c.tcg_cache_mib = 64;
+  auto argv = BuildQemuArgv(c);
+  ASSERT_TRUE(argv) << argv.error().message;
+  EXPECT_EQ(After(*argv, "-sandbox"),
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+  EXPECT_EQ(After(*argv, "-accel"), "tcg,tb-size=64");
+  c.sandbox = false;
+  c.accel = Accel::kKvm;
+  argv = BuildQemuArgv(c);
+  ASSERT_TRUE(argv) << argv.error().message;
+  EXPECT_EQ(After(*argv, "-sandbox"), "");
+  EXPECT_EQ(After(*argv, "-accel"), "kvm") << "no translation cache under KVM";
+}
+
 TEST(QemuCommandTest, AQmpSocketHandedOverIsTakenByDescriptor) {
   QemuConfig c = Minimal();
   c.qmp_fd = 7;

@@ -44,7 +44,9 @@ Result<std::vector<std::string>> BuildQemuArgv(const QemuConfig& c) {
       // hearthd supervises the process: QEMU must not reboot a guest that asked to power off.
       "-no-reboot",
       "-accel",
-      c.accel == Accel::kKvm ? "kvm" : "tcg",
+      c.accel == Accel::kKvm || c.tcg_cache_mib <= 0
+          ? std::string(c.accel == Accel::kKvm ? "kvm" : "tcg")
+          : fmt::format("tcg,tb-size={}", c.tcg_cache_mib),
       "-cpu",
       c.accel == Accel::kKvm ? "host" : "max",
       "-smp",
@@ -96,6 +98,7 @@ Result<std::vector<std::string>> BuildQemuArgv(const QemuConfig& c) {
                 {"-device", fmt::format("virtio-net-device,netdev=net0,mac={}", c.mac)});
   }
   if (c.incoming) argv.insert(argv.end(), {"-incoming", "defer"});
+  if (c.sandbox) argv.insert(argv.end(), {"-sandbox", std::string(kSandbox)});
   return argv;
 }
 

@@ -48,7 +48,18 @@ struct QemuConfig {
   // Start paused, waiting for `migrate-incoming` over QMP (restoring a snapshot). The rest of the
   // command line must be identical to the one the snapshot was taken with.
   bool incoming = false;
+  // QEMU's seccomp filter: no obsolete system calls, no set*uid/gid, no fork or exec (every
+  // migration goes to a descriptor hearthd hands over, never to `exec:`), no scheduler or
+  // resource changes.
+  bool sandbox = true;
+  // Under TCG, the translation cache in MiB (fixed so that the cgroup memory limit can count it);
+  // 0: QEMU's default.
+  int64_t tcg_cache_mib = 0;
 };
+
+// The -sandbox argument of a sandboxed QEMU.
+inline constexpr std::string_view kSandbox =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 // QEMU's option syntax separates key=value pairs with commas; a comma inside a value is doubled.
 std::string EscapeOptionValue(std::string_view value);

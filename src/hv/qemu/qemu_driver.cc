@@ -171,7 +171,76 @@ bool RunsVm(int64_t pid, const MachineSpec& spec) {
 
 }  // namespace
 
-QemuDriver::QemuDriver(QemuDriverOptions options) : options_(std::move(options)) {}
+QemuDriver::QemuDriver(QemuDriverOptions options) : options_(std::move(options)) {
+  // Cgroups of VMMs that exited while no hearthd was running; running ones are kept.
+  if (int n = SweepCgroups(options_.confinement.cgroups); n > 0) {
+    spdlog::info("removed {} cgroups of VMMs that have exited", n);
+  }
+}
+
+CgroupPlan QemuDriver::CgroupsOf(std::string_view vm_id, MiB memory, int vcpus, Accel accel) const {
+  return PlanVmCgroup(options_.confinement.cgroups, vm_id, QemuMemoryLimitBytes(memory, accel),
+                      vcpus);
+}
+
+Result<SpawnOptions> QemuDriver::Confine(const MachineSpec& spec, Accel accel,
+                                         const QmpListener& qmp) {
+  SpawnOptions o{spec.vmm_log, KeptFds(spec, qmp)};
+  const QemuConfinement& c = options_.confinement;
+  if (c.users.enabled()) {
+    Result<VmmUser> user;
+    {
+      std::lock_guard lock(users_mu_);
+      user = AssignVmmUser(c.users, spec.vm_dir.parent_path(), spec.vm_dir);
+    }
+    if (!user) return Fail(user.error());
+    if (auto s = ApplyGrants(PlanGrants(spec, c.data_dir), *user); !s) return Fail(s.error());
+    o.run_as = SpawnOptions::Credentials{user->uid, user->gid, {user->shared_gid}};
+    if (accel == Accel::kKvm && c.kvm_gid != static_cast<gid_t>(-1)) {
+      o.run_as->groups.push_back(c.kvm_gid);
+    }
+    o.must_access = QemuOpens(spec);
+  }
+  CgroupPlan cgroups = CgroupsOf(spec.vm_id, spec.memory, spec.vcpus, accel);
+  if (!cgroups.empty()) {
+    if (auto s = CreateCgroups(cgroups); !s) return Fail(s.error());
+    auto fds = OpenCgroupProcs(cgroups);
+    if (!fds) {
+      RemoveCgroups(cgroups);
+      return Fail(fds.error());
+    }
+    o.cgroup_procs = *fds;
+  }
+  return o;
+}
+
+Result<ProcessId> QemuDriver::SpawnConfined(const MachineSpec& spec, Accel accel,
+                                            const std::vector<std::string>& argv,
+                                            const QmpListener& qmp) {
+  auto options = Confine(spec, accel, qmp);
+  if (!options) return Fail(options.error());
+  auto process = Spawn(argv, *options);
+  for (int fd : options->cgroup_procs) ::close(fd);
+  if (!process) {
+    RemoveCgroups(CgroupsOf(spec.vm_id, spec.memory, spec.vcpus, accel));
+    return process;
+  }
+  std::lock_guard lock(vmm_mu_);
+  vmm_vm_[process->pid] = spec.vm_id;
+  return process;
+}
+
+void QemuDriver::Exited(const ProcessId& process) {
+  std::string vm_id;
+  {
+    std::lock_guard lock(vmm_mu_);
+    auto it = vmm_vm_.find(process.pid);
+    if (it == vmm_vm_.end()) return;
+    vm_id = it->second;
+    vmm_vm_.erase(it);
+  }
+  RemoveCgroups(CgroupsOf(vm_id, MiB{0}, 1, Accel::kTcg));
+}
 
 std::string QemuDriver::Backend() {
   return options_.accel().accel == Accel::kKvm ? "qemu-kvm" : "qemu-tcg";
@@ -204,6 +273,7 @@ QemuConfig QemuDriver::ConfigFor(const MachineSpec& spec, Accel accel) const {
     c.tap_name = spec.tap;
   }
   c.mac = spec.mac;
+  c.tcg_cache_mib = kTcgCacheMiB;
   return c;
 }
 
@@ -216,7 +286,8 @@ Result<ProcessId> QemuDriver::Launch(const MachineSpec& spec) {
   }
   auto qmp = QmpListener::Open(spec.qmp_socket);
   if (!qmp) return Fail(qmp.error().Wrap(fmt::format("starting vm '{}'", spec.name)));
-  QemuConfig config = ConfigFor(spec, options_.accel().accel);
+  Accel accel = options_.accel().accel;
+  QemuConfig config = ConfigFor(spec, accel);
   config.qmp_fd = qmp->fd();
   auto argv = BuildQemuArgv(config);
   if (!argv) return Fail(argv.error());
@@ -224,7 +295,7 @@ Result<ProcessId> QemuDriver::Launch(const MachineSpec& spec) {
   if (auto s = AllocateMemoryFile(spec); !s) return Fail(s.error());
   if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
   if (auto s = StampLaunch(spec.console_log, spec.vmm_log, spec.name); !s) return Fail(s.error());
-  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, KeptFds(spec, *qmp)});
+  auto process = SpawnConfined(spec, accel, *argv, *qmp);
   qmp->Close();
   if (!process)
     return Fail(process.error().Wrap(fmt::format("starting qemu for vm '{}'", spec.name)));
@@ -253,6 +324,8 @@ Status QemuDriver::Adopt(const MachineSpec& spec, const ProcessId& process) {
   if (!qmp) return Fail(qmp.error());
   auto status = qmp->Execute("query-status", nlohmann::json::object(), 2s);
   if (!status) return Fail(status.error().Wrap(fmt::format("vm '{}': query-status", spec.name)));
+  std::lock_guard lock(vmm_mu_);
+  vmm_vm_[process.pid] = spec.vm_id;  // its cgroups go when it exits
   return Ok();
 }
 
@@ -331,18 +404,20 @@ Result<ProcessId> QemuDriver::Restore(
     const std::function<Status(const ProcessId&)>& before_running) {
   auto listener = QmpListener::Open(spec.qmp_socket);
   if (!listener) return Fail(listener.error().Wrap(fmt::format("vm '{}': restoring", spec.name)));
-  QemuConfig config = ConfigFor(spec, options_.accel().accel);
+  Accel accel = options_.accel().accel;
+  QemuConfig config = ConfigFor(spec, accel);
   config.incoming = true;
   config.qmp_fd = listener->fd();
   auto argv = BuildQemuArgv(config);
   if (!argv) return Fail(argv.error());
   if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
-  auto process = Spawn(*argv, SpawnOptions{spec.vmm_log, KeptFds(spec, *listener)});
+  auto process = SpawnConfined(spec, accel, *argv, *listener);
   listener->Close();
   if (!process) return Fail(process.error().Wrap(fmt::format("vm '{}': restoring", spec.name)));
   auto fail = [&](const Error& e) {
     Kill(*process);
     WaitForExit(*process, 5s);
+    Exited(*process);
     return Fail(e.Wrap(fmt::format("vm '{}': restoring", spec.name)));
   };
   auto qmp = QmpClient::Connect(spec.qmp_socket.string(), 10s, /*bound_before=*/true);
@@ -382,8 +457,11 @@ Status QemuDriver::SyncClock(const MachineSpec& spec, const ProcessId&) {
 }
 
 void QemuDriver::Forget(const MachineSpec& spec) {
-  std::lock_guard lock(clock_mu_);
-  clock_requests_.erase(spec.vm_id);
+  {
+    std::lock_guard lock(clock_mu_);
+    clock_requests_.erase(spec.vm_id);
+  }
+  RemoveCgroups(CgroupsOf(spec.vm_id, MiB{0}, 1, Accel::kTcg));
 }
 
 Result<std::string> QemuDriver::Version() { return version_.Get(options_.binary); }

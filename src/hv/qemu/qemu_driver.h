@@ -11,9 +11,12 @@
 
 #include "hv/driver.h"
 #include "hv/qemu/qemu_command.h"
+#include "hv/qemu/qemu_confinement.h"
 #include "hv/version_cache.h"
 
 namespace hearth::hv::qemu {
+
+class QmpListener;
 
 // Which accelerator to use and why (KVM only after a real boot under it succeeded).
 struct AccelChoice {
@@ -27,6 +30,9 @@ struct QemuDriverOptions {
   std::function<AccelChoice()> accel;
   // The same without blocking: nullopt while undecided.
   std::function<std::optional<AccelChoice>()> peek_accel;
+  // Who QEMU runs as and in which cgroup (qemu_confinement.h); the default confines nothing
+  // beyond QEMU's seccomp filter. hearthd confines (README, "Confinement").
+  QemuConfinement confinement;
 };
 
 class QemuDriver final : public HypervisorDriver {
@@ -43,6 +49,8 @@ class QemuDriver final : public HypervisorDriver {
   Status RequestShutdown(const MachineSpec& spec, const ProcessId& process) override;
   Status Kill(const ProcessId& process) override;
   Result<std::string> Describe(const MachineSpec& spec, const ProcessId& process) override;
+  // Removes the cgroups of the VMM that exited.
+  void Exited(const ProcessId& process) override;
 
   // The configuration Launch runs (for tests and the benchmark's hand-run comparison).
   QemuConfig ConfigFor(const MachineSpec& spec, Accel accel) const;
@@ -62,7 +70,7 @@ class QemuDriver final : public HypervisorDriver {
   // Through the guest agent in the default image ("settime"). A later SyncClock of the same VM
   // (suspended and resumed again meanwhile) takes over from an earlier one still waiting.
   Status SyncClock(const MachineSpec& spec, const ProcessId& process) override;
-  // The VM is deleted: its clock bookkeeping goes.
+  // The VM is deleted: its clock bookkeeping and its cgroups go.
   void Forget(const MachineSpec& spec) override;
   // The first line of `qemu-system-x86_64 --version`.
   Result<std::string> Version() override;
@@ -72,7 +80,18 @@ class QemuDriver final : public HypervisorDriver {
   Result<DiskCounters> Disks(const MachineSpec& spec, const ProcessId& process) override;
 
  private:
+  // Makes `spec`'s files QEMU's (its VM's user) and its cgroups, and fills in how the spawn
+  // confines the process. `cgroup_fds` are to be closed after the spawn.
+  Result<SpawnOptions> Confine(const MachineSpec& spec, Accel accel, const QmpListener& qmp);
+  // Spawns `argv` confined; on success remembers the process's VM for Exited.
+  Result<ProcessId> SpawnConfined(const MachineSpec& spec, Accel accel,
+                                  const std::vector<std::string>& argv, const QmpListener& qmp);
+  CgroupPlan CgroupsOf(std::string_view vm_id, MiB memory, int vcpus, Accel accel) const;
+
   QemuDriverOptions options_;
+  std::mutex users_mu_;  // one VM directory at a time picks its user
+  std::mutex vmm_mu_;
+  std::map<int64_t, std::string> vmm_vm_;  // VM id by the pid of its running QEMU
   std::mutex clock_mu_;
   std::map<std::string, uint64_t> clock_requests_;  // per VM id: the latest SyncClock
   VersionCache version_;
