@@ -6,7 +6,10 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -43,6 +46,7 @@ std::map<std::string, std::string> Status(int64_t pid) {
     if (colon == std::string::npos) continue;
     auto value = line.substr(colon + 1);
     value.erase(0, value.find_first_not_of(" \t"));
+    value.erase(value.find_last_not_of(" \t") + 1);  // "Groups:\t1900000000 "
     out[line.substr(0, colon)] = value;
   }
   return out;
@@ -112,6 +116,38 @@ class QemuConfinementTest : public testing::VmFixture {
     }
     return uid;
   }
+  // Which of `paths` a process with VM user `uid`'s credentials (as its QEMU has them) can open
+  // for reading: what an escaped QEMU could read.
+  std::vector<std::string> OpenableAs(uint32_t uid, const std::vector<fs::path>& paths) {
+    int pipefd[2];
+    EXPECT_EQ(pipe(pipefd), 0);
+    pid_t child = fork();
+    if (child == 0) {
+      gid_t shared = hv::kDefaultVmmIdBase;
+      if (setgroups(1, &shared) != 0 || setresgid(uid, uid, uid) != 0 ||
+          setresuid(uid, uid, uid) != 0) {
+        _exit(2);
+      }
+      for (size_t i = 0; i < paths.size(); ++i) {
+        int fd = open(paths[i].c_str(), O_RDONLY | O_CLOEXEC);
+        char opened = fd >= 0 ? 1 : 0;
+        if (fd >= 0) close(fd);
+        if (write(pipefd[1], &opened, 1) != 1) _exit(3);
+      }
+      _exit(0);
+    }
+    close(pipefd[1]);
+    std::vector<std::string> openable;
+    for (const auto& p : paths) {
+      char opened = 0;
+      if (read(pipefd[0], &opened, 1) == 1 && opened) openable.push_back(p.string());
+    }
+    close(pipefd[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    return openable;
+  }
   bool CgroupsGone(const std::string& id) {
     for (const auto& dir : Cgroups(id).dirs) {
       if (fs::exists(dir)) return false;
@@ -127,6 +163,19 @@ TEST_F(QemuConfinementTest, EachVmsQemuRunsAsItsOwnUserInItsOwnCgroup) {
   uint32_t uid_a = ExpectConfined(a["pid"], a["id"]);
   uint32_t uid_b = ExpectConfined(b["pid"], b["id"]);
   EXPECT_NE(uid_a, uid_b) << "one VM's QEMU cannot ptrace or open the other's";
+  // What an escaped QEMU of VM a could open: its own files, not b's nor hearthd's.
+  fs::path vms = dir_.path() / "vms";
+  std::string id_a = a["id"], id_b = b["id"];
+  for (const fs::path& p : {vms / id_b / "memory", dir_.path() / "state.db",
+                            dir_.path() / "admin.token"}) {
+    ASSERT_TRUE(fs::exists(p)) << p << ": the check below would prove nothing";
+  }
+  EXPECT_EQ(OpenableAs(uid_a, {vms / id_a / "memory", vms / id_a / "console.log",
+                               vms / id_b / "memory", vms / id_b / "console.log",
+                               dir_.path() / "state.db", dir_.path() / "admin.token",
+                               "/etc/shadow"}),
+            (std::vector<std::string>{(vms / id_a / "memory").string(),
+                                      (vms / id_a / "console.log").string()}));
   auto hello = testing::HttpGetEventually(a["ip"], 80, "/", 10s);
   ASSERT_TRUE(hello && hello->status == 200);
 
