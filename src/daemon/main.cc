@@ -207,6 +207,10 @@ int Run(config::DaemonConfig cfg) {
   qemu_options.accel = [&probe] { return probe.Get(); };
   qemu_options.peek_accel = [&probe] { return probe.Peek(); };
   qemu_options.confinement = QemuConfinementFor(cfg, paths);
+  if (auto s = hv::qemu::CheckDataDirReachable(paths.data_dir(), qemu_options.confinement.users);
+      !s) {
+    return Die(s.error());
+  }
   hv::qemu::QemuDriver qemu(qemu_options);
   // The hypervisor: QEMU, or Firecracker when asked for (and able to run), or with `auto` when
   // its binary is here and a probe guest really booted under KVM.

@@ -9,6 +9,7 @@
 #include "hv/qemu/qemu_command.h"
 #include "hv/qemu/qemu_confinement.h"
 #include "hv/vmm_user.h"
+#include "support/temp_dir.h"
 
 namespace hearth::hv {
 namespace {
@@ -105,6 +106,24 @@ TEST(QemuConfinementTest, GrantsStayInsideTheDataDirAndOwnOnlyTheVmsFiles) {
                                       {"/d/vms/vm-1/agent.in", K::kOwn},
                                       {"/d/vms/vm-1/agent.out", K::kOwn}}));
   EXPECT_TRUE(qemu::PlanGrants(spec, "").empty());
+}
+
+TEST(QemuConfinementTest, ADataDirBehindAClosedDirectoryIsRefusedAtStart) {
+  testing::TempDir dir;
+  fs::create_directories(dir / "closed" / "data");
+  fs::permissions(dir / "closed", fs::perms::owner_all);
+  VmmUserRange users{.base = kDefaultVmmIdBase};
+  auto s = qemu::CheckDataDirReachable(dir / "closed" / "data", users);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, Code::kFailedPrecondition);
+  EXPECT_NE(s.error().message.find("cannot pass through " + (dir / "closed").string() +
+                                   " (mode 0700); `chmod o+x"),
+            std::string::npos)
+      << s.error().message;
+  EXPECT_TRUE(qemu::CheckDataDirReachable(dir / "closed" / "data", VmmUserRange{.base = 0}))
+      << "QEMU as root passes anywhere";
+  fs::permissions(dir / "closed", fs::perms::others_exec, fs::perm_options::add);
+  EXPECT_TRUE(qemu::CheckDataDirReachable(dir / "closed" / "data" / "not-yet", users));
 }
 
 TEST(QemuConfinementTest, TheMemoryLimitCountsGuestRamQemuAndTheTranslationCache) {

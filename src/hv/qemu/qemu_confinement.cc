@@ -102,6 +102,26 @@ Status ApplyGrants(const std::vector<Grant>& grants, const VmmUser& user) {
   return Ok();
 }
 
+Status CheckDataDirReachable(const fs::path& data_dir, const VmmUserRange& users) {
+  if (!users.enabled()) return Ok();
+  fs::path dir = data_dir.lexically_normal();
+  while (dir.has_relative_path() && dir != dir.parent_path()) {
+    dir = dir.parent_path();
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) continue;  // not there yet: created with the data dir
+    bool passable = (st.st_mode & S_IXOTH) || (st.st_gid == users.base && (st.st_mode & S_IXGRP));
+    if (!passable) {
+      return Fail(Code::kFailedPrecondition,
+                  fmt::format("--data-dir {}: QEMU runs as unprivileged users (--vmm-id-base {}) "
+                              "and cannot pass through {} (mode {:04o}); `chmod o+x {}`, or put "
+                              "the data dir elsewhere, or run QEMU as root with --vmm-id-base 0",
+                              data_dir.string(), users.base, dir.string(), st.st_mode & 07777,
+                              dir.string()));
+    }
+  }
+  return Ok();
+}
+
 std::vector<std::pair<std::string, int>> QemuOpens(const MachineSpec& spec) {
   std::vector<std::pair<std::string, int>> out;
   auto add = [&](const std::string& path, int mode) {

@@ -56,6 +56,11 @@ struct Grant {
 std::vector<Grant> PlanGrants(const MachineSpec& spec, const std::filesystem::path& data_dir);
 Status ApplyGrants(const std::vector<Grant>& grants, const VmmUser& user);
 
+// OK when VMM users may pass through every directory above `data_dir` (world-executable, or
+// group-executable for `users.base`), so that QEMU reaches what is granted inside. Otherwise
+// failed_precondition naming the directory, its mode and the fixes. Always OK when users are off.
+Status CheckDataDirReachable(const std::filesystem::path& data_dir, const VmmUserRange& users);
+
 // The paths QEMU opens itself, with the access it needs (R_OK or R_OK|W_OK): the spawn checks
 // them as QEMU's user so that a missing permission is reported with the path.
 std::vector<std::pair<std::string, int>> QemuOpens(const MachineSpec& spec);
