@@ -42,6 +42,15 @@ class RawQemu {
   // `argv` as hearth ran it (see ByName); the VM must be suspended by hearth when Restore runs.
   RawQemu(Paths paths, std::string vm_id, std::vector<std::string> argv)
       : paths_(std::move(paths)), id_(std::move(vm_id)), argv_(std::move(argv)) {
+    // By hand QEMU runs as root without hearth's seccomp filter, whose spawn=deny would kill the
+    // exec:cat transport.
+    for (size_t i = 0; i + 1 < argv_.size(); ++i) {
+      if (argv_[i] == "-sandbox") {
+        argv_.erase(argv_.begin() + static_cast<std::ptrdiff_t>(i),
+                    argv_.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+        break;
+      }
+    }
     for (size_t i = 0; i + 1 < argv_.size(); ++i) {
       if (argv_[i] == "-qmp") {
         std::string v = argv_[i + 1].substr(5);  // after "unix:"

@@ -223,6 +223,19 @@ Result<std::vector<int>> OpenCgroupProcs(const CgroupPlan& plan) {
   return fds;
 }
 
+Status JoinCgroups(const std::vector<int>& procs, pid_t pid) {
+  std::string text = std::to_string(pid);
+  Status result = Ok();
+  for (int fd : procs) {
+    if (result && ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+      result = Fail(Code::kFailedPrecondition,
+                    fmt::format("moving pid {} into its cgroup: {}", pid, strerror(errno)));
+    }
+    ::close(fd);
+  }
+  return result;
+}
+
 bool RemoveCgroups(const CgroupPlan& plan) {
   bool all = true;
   for (const auto& dir : plan.dirs) {

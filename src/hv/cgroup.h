@@ -15,6 +15,8 @@
 // few functions at the end do the I/O.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -75,6 +77,10 @@ Status CreateCgroups(const CgroupPlan& plan);
 // Opens the plan's cgroup.procs files for writing, for SpawnOptions::cgroup_procs; the caller
 // closes them.
 Result<std::vector<int>> OpenCgroupProcs(const CgroupPlan& plan);
+// Moves process `pid` into the cgroups whose cgroup.procs files `procs` are open (OpenCgroupProcs)
+// and closes them. For a process joined after it started (QemuDriver::Restore): a join costs a
+// cgroup v1 host several milliseconds, which then overlap QEMU's own start.
+Status JoinCgroups(const std::vector<int>& procs, pid_t pid);
 // Removes the VM's cgroups; true when none is left (a cgroup that still has processes stays).
 bool RemoveCgroups(const CgroupPlan& plan);
 // Removes every empty VM cgroup under the hierarchy's parents (those whose VMM exited while no

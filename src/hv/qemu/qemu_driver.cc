@@ -14,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <thread>
 #include <utility>
 
@@ -216,14 +217,22 @@ Result<SpawnOptions> QemuDriver::Confine(const MachineSpec& spec, Accel accel,
 
 Result<ProcessId> QemuDriver::SpawnConfined(const MachineSpec& spec, Accel accel,
                                             const std::vector<std::string>& argv,
-                                            const QmpListener& qmp) {
+                                            const QmpListener& qmp,
+                                            std::future<Status>* join_later) {
   auto options = Confine(spec, accel, qmp);
   if (!options) return Fail(options.error());
+  std::vector<int> late;
+  if (join_later) std::swap(late, options->cgroup_procs);
   auto process = Spawn(argv, *options);
   for (int fd : options->cgroup_procs) ::close(fd);
   if (!process) {
+    for (int fd : late) ::close(fd);
     RemoveCgroups(CgroupsOf(spec.vm_id, spec.memory, spec.vcpus, accel));
     return process;
+  }
+  if (join_later) {
+    pid_t pid = static_cast<pid_t>(process->pid);
+    *join_later = std::async(std::launch::async, [late, pid] { return JoinCgroups(late, pid); });
   }
   std::lock_guard lock(vmm_mu_);
   vmm_vm_[process->pid] = spec.vm_id;
@@ -411,10 +420,13 @@ Result<ProcessId> QemuDriver::Restore(
   auto argv = BuildQemuArgv(config);
   if (!argv) return Fail(argv.error());
   if (auto s = MakeAgentPipes(spec); !s) return Fail(s.error());
-  auto process = SpawnConfined(spec, accel, *argv, *listener);
+  // Joining cgroups overlaps QEMU's start: the guest runs only after `cont`, once it has joined.
+  std::future<Status> joined;
+  auto process = SpawnConfined(spec, accel, *argv, *listener, &joined);
   listener->Close();
   if (!process) return Fail(process.error().Wrap(fmt::format("vm '{}': restoring", spec.name)));
   auto fail = [&](const Error& e) {
+    if (joined.valid()) joined.wait();
     Kill(*process);
     WaitForExit(*process, 5s);
     Exited(*process);
@@ -438,6 +450,9 @@ Result<ProcessId> QemuDriver::Restore(
   if (std::string run = status->value("status", ""); run != "paused") {
     return fail(Error{Code::kInternal,
                       fmt::format("the loaded VM is '{}', not paused{}", run, Diagnose(spec))});
+  }
+  if (joined.valid()) {
+    if (auto s = joined.get(); !s) return fail(s.error());
   }
   if (auto s = before_running(*process); !s) return fail(s.error());
   if (auto r = qmp->Execute("cont"); !r) return fail(r.error().Wrap("cont"));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -83,9 +84,12 @@ class QemuDriver final : public HypervisorDriver {
   // Makes `spec`'s files QEMU's (its VM's user) and its cgroups, and fills in how the spawn
   // confines the process. `cgroup_fds` are to be closed after the spawn.
   Result<SpawnOptions> Confine(const MachineSpec& spec, Accel accel, const QmpListener& qmp);
-  // Spawns `argv` confined; on success remembers the process's VM for Exited.
+  // Spawns `argv` confined; on success remembers the process's VM for Exited. The process joins
+  // its cgroups before exec, or, given `join_later`, from a thread started here whose result
+  // that future gives (the caller waits for it before the guest runs).
   Result<ProcessId> SpawnConfined(const MachineSpec& spec, Accel accel,
-                                  const std::vector<std::string>& argv, const QmpListener& qmp);
+                                  const std::vector<std::string>& argv, const QmpListener& qmp,
+                                  std::future<Status>* join_later = nullptr);
   CgroupPlan CgroupsOf(std::string_view vm_id, MiB memory, int vcpus, Accel accel) const;
 
   QemuDriverOptions options_;
