@@ -27,7 +27,7 @@ using nlohmann::json;
 class SmallDisk {
  public:
   explicit SmallDisk(int mib) {
-    std::string options = fmt::format("size={}m,mode=0700", mib);
+    std::string options = fmt::format("size={}m,mode=0711", mib);
     mounted_ = mount("tmpfs", dir_.path().c_str(), "tmpfs", 0, options.c_str()) == 0;
     error_ = mounted_ ? "" : strerror(errno);
   }

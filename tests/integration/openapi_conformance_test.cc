@@ -611,7 +611,7 @@ void OpenApiConformanceTest::DriveAuth() {
 void OpenApiConformanceTest::DriveFullDisk() {
   std::filesystem::path small = dir_.path() / "small";
   std::filesystem::create_directories(small);
-  ASSERT_EQ(mount("tmpfs", small.c_str(), "tmpfs", 0, "size=32m,mode=0700"), 0) << strerror(errno);
+  ASSERT_EQ(mount("tmpfs", small.c_str(), "tmpfs", 0, "size=32m,mode=0711"), 0) << strerror(errno);
   std::unique_ptr<DaemonProcess> full;
   Guard unmount([&] {
     full.reset();
