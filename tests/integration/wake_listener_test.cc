@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <thread>
 
 #include "net/tun_device.h"
@@ -45,6 +46,20 @@ class WakeListenerTest : public ::testing::Test {
     auto filter = MakeWakeFilter(mac_, guest_, std::move(ports));
     ASSERT_TRUE(filter);
     ASSERT_TRUE(w.Watch("vm", *fd, *filter));
+    // The fd brings the tap's carrier up, but the kernel activates its queue only when its link
+    // watch runs, which it batches (up to a second later while other links change, as when
+    // hearthds of other tests make taps). Until then whatever is sent to the tap is dropped.
+    auto until = std::chrono::steady_clock::now() + 5s;
+    while (OperState() != "up") {
+      ASSERT_LT(std::chrono::steady_clock::now(), until) << tap_ << " never came up";
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  std::string OperState() {
+    std::ifstream in("/sys/class/net/" + tap_ + "/operstate");
+    std::string state;
+    in >> state;
+    return state;
   }
   // A UDP datagram from the host to the guest's port.
   void SendUdp(int port) {
