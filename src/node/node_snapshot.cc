@@ -186,13 +186,15 @@ void Node::RunSuspend(const std::string& name) {
   m["complete_ms"] = Millis(t_committed - t_saved);
   m["end_ms"] = Millis(t_ended - t_committed);
   m["bytes"] = static_cast<double>(bytes);
+  // Formatted before the call that takes `m`: its arguments may be evaluated in any order, and
+  // reading a moved-from map printed zeros.
+  std::string message = fmt::format(
+      "snapshot taken in {:.3f} s (state saved {:.1f} ms, snapshot complete {:.1f} ms, VMM ended "
+      "{:.1f} ms); {} bytes on disk",
+      m["latency_ms"] / 1e3, m["save_ms"], m["complete_ms"], m["end_ms"], bytes);
   lock.lock();
   Settle(
-      lock, name, VmState::kSuspended, "suspended",
-      fmt::format("snapshot taken in {:.3f} s (state saved {:.1f} ms, snapshot complete {:.1f} ms, "
-                  "VMM ended {:.1f} ms); {} bytes on disk",
-                  m["latency_ms"] / 1e3, m["save_ms"], m["complete_ms"], m["end_ms"], bytes),
-      "",
+      lock, name, VmState::kSuspended, "suspended", message, "",
       [&](VmRecord& next) {
         next.snapshot = SnapshotInfo{committed->taken_at, bytes};
       },
