@@ -244,19 +244,4 @@ bool RemoveCgroups(const CgroupPlan& plan) {
   return all;
 }
 
-int SweepCgroups(const CgroupHierarchy& h) {
-  int removed = 0;
-  for (const fs::path& parent : {h.parent, h.memory_parent, h.cpu_parent}) {
-    if (parent.empty()) continue;
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(parent, ec)) {
-      if (!entry.is_directory() || entry.path().filename().string().rfind("vm-", 0) != 0) {
-        continue;
-      }
-      if (::rmdir(entry.path().c_str()) == 0) ++removed;
-    }
-  }
-  return removed;
-}
-
 }  // namespace hearth::hv

@@ -83,8 +83,5 @@ Result<std::vector<int>> OpenCgroupProcs(const CgroupPlan& plan);
 Status JoinCgroups(const std::vector<int>& procs, pid_t pid);
 // Removes the VM's cgroups; true when none is left (a cgroup that still has processes stays).
 bool RemoveCgroups(const CgroupPlan& plan);
-// Removes every empty VM cgroup under the hierarchy's parents (those whose VMM exited while no
-// hearthd was there to remove them). Returns how many it removed.
-int SweepCgroups(const CgroupHierarchy& hierarchy);
 
 }  // namespace hearth::hv

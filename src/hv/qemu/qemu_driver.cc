@@ -172,12 +172,10 @@ bool RunsVm(int64_t pid, const MachineSpec& spec) {
 
 }  // namespace
 
-QemuDriver::QemuDriver(QemuDriverOptions options) : options_(std::move(options)) {
-  // Cgroups of VMMs that exited while no hearthd was running; running ones are kept.
-  if (int n = SweepCgroups(options_.confinement.cgroups); n > 0) {
-    spdlog::info("removed {} cgroups of VMMs that have exited", n);
-  }
-}
+// No sweep of empty VM cgroups at start: the parent (hearth.slice) is shared by every hearthd on
+// the host, and a sweep removed another hearthd's cgroup between its creation and its QEMU's join
+// (ENODEV). A VM's own left-over cgroup is replaced at its next start (CreateCgroups).
+QemuDriver::QemuDriver(QemuDriverOptions options) : options_(std::move(options)) {}
 
 CgroupPlan QemuDriver::CgroupsOf(std::string_view vm_id, MiB memory, int vcpus, Accel accel) const {
   return PlanVmCgroup(options_.confinement.cgroups, vm_id, QemuMemoryLimitBytes(memory, accel),
