@@ -95,8 +95,10 @@ TEST_F(MeteringClickHouseTest, EveryRowArrivesExactlyOnceAcrossAnOutageUnderLoad
   });
   std::this_thread::sleep_for(3s);
   server_->Stop(/*kill=*/true);
+  int64_t before_outage = samples;
   std::this_thread::sleep_for(60s);
   int64_t piled = spool_->rows();
+  int64_t during_outage = samples - before_outage;  // however fast a loaded machine produced
   auto started = server_->StartAgain();
   ASSERT_TRUE(started) << started.error().message;
   std::this_thread::sleep_for(3s);
@@ -104,7 +106,8 @@ TEST_F(MeteringClickHouseTest, EveryRowArrivesExactlyOnceAcrossAnOutageUnderLoad
   producer.join();
   ASSERT_TRUE(sink_->Drain(120s)) << spool_->rows() << " rows left; " << sink_->stats().last_error;
 
-  EXPECT_GT(piled, 40'000) << "the outage did hold rows back";
+  EXPECT_GT(during_outage, 0);
+  EXPECT_GE(piled, during_outage * 9 / 10) << "the outage held back what was written meanwhile";
   EXPECT_GT(sink_->stats().errors, 0);
   int64_t n = samples;
   // Physically once (no retried insert duplicated a batch), and once by key.
