@@ -64,7 +64,15 @@ struct DuplicateYamlKey {
   int line = 0;
 };
 
-json NodeToJson(const YAML::Node& node) {
+// Deeper than this is refused: a spec is a few levels deep, and an anchor that holds an alias of
+// itself (`a: &x {b: *x}`) would recurse without end.
+constexpr int kMaxYamlDepth = 64;
+struct TooDeepYaml {
+  int line = 0;
+};
+
+json NodeToJson(const YAML::Node& node, int depth = 0) {
+  if (depth > kMaxYamlDepth) throw TooDeepYaml{node.Mark().line + 1};
   switch (node.Type()) {
     case YAML::NodeType::Map: {
       json obj = json::object();
@@ -72,13 +80,13 @@ json NodeToJson(const YAML::Node& node) {
         std::string key = kv.first.as<std::string>();
         if (FindInvalidUtf8(key)) throw NotUtf8Scalar{kv.first.Mark().line + 1};
         if (obj.contains(key)) throw DuplicateYamlKey{key, kv.first.Mark().line + 1};
-        obj[key] = NodeToJson(kv.second);
+        obj[key] = NodeToJson(kv.second, depth + 1);
       }
       return obj;
     }
     case YAML::NodeType::Sequence: {
       json arr = json::array();
-      for (const auto& item : node) arr.push_back(NodeToJson(item));
+      for (const auto& item : node) arr.push_back(NodeToJson(item, depth + 1));
       return arr;
     }
     case YAML::NodeType::Scalar:
@@ -178,6 +186,11 @@ Result<json> YamlToJson(std::string_view text) {
     return NodeToJson(root);
   } catch (const YAML::Exception& e) {
     return Fail(Code::kInvalidArgument, fmt::format("not valid YAML: {}", e.what()));
+  } catch (const TooDeepYaml& e) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("line {}: nested deeper than {} levels (or an alias inside its own "
+                            "anchor); a VM spec is a few levels deep",
+                            e.line, kMaxYamlDepth));
   } catch (const NotUtf8Scalar& e) {
     return Fail(Code::kInvalidArgument,
                 fmt::format("line {}: a value that is not valid UTF-8 (from an escape such as "

@@ -59,6 +59,12 @@ timers: {idle_timeout: 30s}
             std::string::npos)
       << latin1.error().message;
   EXPECT_TRUE(YamlToJson("name: caf\xc3\xa9\n"));
+  // Found by fuzz/vm_spec_yaml_fuzz: an anchor holding an alias of itself recursed until the
+  // stack ran out.
+  auto cycle = YamlToJson("a: &x\n  b: *x\n");
+  ASSERT_FALSE(cycle);
+  EXPECT_NE(cycle.error().message.find("nested deeper than 64 levels"), std::string::npos)
+      << cycle.error().message;
   // The same bytes made by a YAML escape in a UTF-8 file.
   auto escaped = YamlToJson("name: \"caf\\xe9\"\n");
   if (escaped) {
