@@ -9,8 +9,8 @@
 #include <chrono>
 #include <exception>
 
-#include "fuzz_support.h"
 #include "common/text.h"
+#include "fuzz_support.h"
 #include "hv/console_log.h"
 #include "image/guest_init.h"
 

@@ -4,10 +4,10 @@
 // suspend, resume and wake keep working.
 #include "hv/qemu/qemu_confinement.h"
 
-#include <fmt/format.h>
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -166,16 +166,16 @@ TEST_F(QemuConfinementTest, EachVmsQemuRunsAsItsOwnUserInItsOwnCgroup) {
   // What an escaped QEMU of VM a could open: its own files, not b's nor hearthd's.
   fs::path vms = dir_.path() / "vms";
   std::string id_a = a["id"], id_b = b["id"];
-  for (const fs::path& p : {vms / id_b / "memory", dir_.path() / "state.db",
-                            dir_.path() / "admin.token"}) {
+  for (const fs::path& p :
+       {vms / id_b / "memory", dir_.path() / "state.db", dir_.path() / "admin.token"}) {
     ASSERT_TRUE(fs::exists(p)) << p << ": the check below would prove nothing";
   }
-  EXPECT_EQ(OpenableAs(uid_a, {vms / id_a / "memory", vms / id_a / "console.log",
-                               vms / id_b / "memory", vms / id_b / "console.log",
-                               dir_.path() / "state.db", dir_.path() / "admin.token",
-                               "/etc/shadow"}),
-            (std::vector<std::string>{(vms / id_a / "memory").string(),
-                                      (vms / id_a / "console.log").string()}));
+  EXPECT_EQ(
+      OpenableAs(uid_a, {vms / id_a / "memory", vms / id_a / "console.log", vms / id_b / "memory",
+                         vms / id_b / "console.log", dir_.path() / "state.db",
+                         dir_.path() / "admin.token", "/etc/shadow"}),
+      (std::vector<std::string>{(vms / id_a / "memory").string(),
+                                (vms / id_a / "console.log").string()}));
   auto hello = testing::HttpGetEventually(a["ip"], 80, "/", 10s);
   ASSERT_TRUE(hello && hello->status == 200);
 

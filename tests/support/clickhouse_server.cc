@@ -9,8 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -133,9 +133,8 @@ Status ClickHouseServer::Spawn() {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   Stop(true);
-  return Fail(Code::kUnavailable,
-              fmt::format("clickhouse-server did not answer within 90 s: {}",
-                          LogTail(dir_.path() / "server.err.log")));
+  return Fail(Code::kUnavailable, fmt::format("clickhouse-server did not answer within 90 s: {}",
+                                              LogTail(dir_.path() / "server.err.log")));
 }
 
 ClickHouseServer::~ClickHouseServer() { Stop(true); }

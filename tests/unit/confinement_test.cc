@@ -23,8 +23,7 @@ constexpr std::string_view kHybrid =
     "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
     "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
     "36 23 0:5 / /proc rw - proc proc rw\n";
-constexpr std::string_view kHybridSelf =
-    "4:memory:/process_api/abc\n1:cpu:/\n0::/\n";
+constexpr std::string_view kHybridSelf = "4:memory:/process_api/abc\n1:cpu:/\n0::/\n";
 
 CgroupHierarchy Find(std::string_view mountinfo, std::string_view self,
                      std::map<fs::path, std::string> files) {
