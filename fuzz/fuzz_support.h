@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -55,6 +56,23 @@ void ForEachLine(std::string_view text, F&& f) {
     if (nl == std::string_view::npos) break;
     text.remove_prefix(nl + 1);
   }
+}
+
+// A JSON document read with `from` (a Result-returning parser), written back with `to` and read
+// again: crashes when the second read fails or `same` says the two differ. Returns what the first
+// read gave (empty when the input is not JSON or `from` refused it), for further checks.
+template <class From, class To, class Same>
+auto CheckJsonRoundTrip(std::string_view text, From from, To to, Same same)
+    -> decltype(from(nlohmann::json())) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return from(nlohmann::json());
+  auto first = from(j);
+  if (!first) return first;
+  nlohmann::json stored = to(*first);
+  auto again = from(nlohmann::json::parse(stored.dump()));
+  if (!again) Crash("a manifest written back does not load", again.error().message);
+  if (!same(*first, *again)) Crash("a manifest changes when written back", stored.dump());
+  return first;
 }
 
 }  // namespace hearth::fuzz

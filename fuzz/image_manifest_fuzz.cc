@@ -28,14 +28,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace hearth;
   using nlohmann::json;
   try {
-    json j = json::parse(fuzz::AsText(data, size), nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) return 0;
-    auto m = image::ManifestFromJson(j);
-    if (!m) return 0;
-    json stored = image::ToJson(*m);
-    auto again = image::ManifestFromJson(json::parse(stored.dump()));
-    if (!again) fuzz::Crash("a manifest written back does not load", again.error().message);
-    if (!Same(*m, *again)) fuzz::Crash("a manifest changes when written back", stored.dump());
+    (void)fuzz::CheckJsonRoundTrip(
+        fuzz::AsText(data, size), [](const json& j) { return image::ManifestFromJson(j); },
+        [](const image::ImageManifest& m) { return image::ToJson(m); }, Same);
   } catch (const std::exception& e) {
     fuzz::Crash("reading an image manifest threw", e.what());
   }

@@ -12,15 +12,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace hearth;
   using nlohmann::json;
   try {
-    json j = json::parse(fuzz::AsText(data, size), nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) return 0;
-    auto m = snapshot::ManifestFromJson(j);
-    if (!m) return 0;
-    json stored = snapshot::ToJson(*m);
-    auto again = snapshot::ManifestFromJson(json::parse(stored.dump()));
-    if (!again) fuzz::Crash("a manifest written back does not load", again.error().message);
-    if (!(*again == *m)) fuzz::Crash("a manifest changes when written back", stored.dump());
-    if (!snapshot::CheckOrigin(m->origin, m->origin)) fuzz::Crash("origin differs", stored.dump());
+    auto m = fuzz::CheckJsonRoundTrip(
+        fuzz::AsText(data, size), [](const json& j) { return snapshot::ManifestFromJson(j); },
+        [](const snapshot::Manifest& m) { return snapshot::ToJson(m); },
+        [](const auto& a, const auto& b) { return a == b; });
+    if (m && !snapshot::CheckOrigin(m->origin, m->origin)) {
+      fuzz::Crash("origin differs", snapshot::ToJson(*m).dump());
+    }
   } catch (const std::exception& e) {
     fuzz::Crash("reading a snapshot manifest threw", e.what());
   }
