@@ -133,21 +133,6 @@ UsageEvent MakeUsageEvent(const store::RecordedEvent& e, const Tracker* before) 
 
 }  // namespace
 
-StateClass Classify(VmState state) {
-  switch (state) {
-    case VmState::kRunning:
-      return StateClass::kRunning;
-    case VmState::kSuspended:
-      return StateClass::kSuspended;
-    case VmState::kCreated:
-    case VmState::kStopped:
-    case VmState::kFailed:
-      return StateClass::kStopped;
-    default:
-      return StateClass::kTransition;
-  }
-}
-
 std::string_view ToString(StateClass c) {
   switch (c) {
     case StateClass::kRunning:

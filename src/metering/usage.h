@@ -13,19 +13,16 @@
 #include <string_view>
 
 #include "common/clock.h"
+#include "model/lifecycle.h"
 #include "model/vm.h"
 
 namespace hearth::metering {
 
-// The four classes of time a VM's life is split into; every ms of a sample is in exactly one.
-enum class StateClass {
-  kRunning,     // running: the guest runs and holds its RAM
-  kSuspended,   // suspended: no process; the saved state is on disk
-  kStopped,     // created, stopped, failed: nothing held
-  kTransition,  // starting, stopping, suspending, resuming, deleting
-};
-inline constexpr int kStateClasses = 4;
-StateClass Classify(VmState state);
+// The four classes of time a VM's life is split into (model/lifecycle.h decides which state
+// counts as which); every ms of a sample is in exactly one.
+using ::hearth::Classify;
+using ::hearth::kStateClasses;
+using ::hearth::StateClass;
 std::string_view ToString(StateClass c);
 
 // Additive resource use: what a sample, an hourly roll-up and a report row sum up.

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/text.h"
+#include "model/lifecycle.h"
 
 namespace hearth {
 namespace {
@@ -339,7 +340,7 @@ Status CheckEditAllowed(const VmRecord& current, const VmSpec& next, bool discar
   std::vector<std::string> changed = ChangedFields(current.spec, next);
   if (changed.empty()) return Ok();
   std::string_view state = ToString(current.state);
-  if (IsTransitional(current.state)) {
+  if (!Allows(current.state, VmEvent::kEdit)) {
     return Fail(Code::kFailedPrecondition,
                 fmt::format("{}: vm '{}' is {}; retry when the transition is over", changed[0],
                             current.name, state),
@@ -349,21 +350,20 @@ Status CheckEditAllowed(const VmRecord& current, const VmSpec& next, bool discar
                                                   "initrd", "rootfs",     "rootfs_readonly",
                                                   "image",  "cmdline",    "publish"};
   for (const std::string& field : changed) {
-    if (!kHardware.count(field)) continue;
-    if (current.state == VmState::kRunning) {
+    if (!kHardware.count(field) || Allows(current.state, VmEvent::kEditHardware)) continue;
+    if (discard_state && Allows(current.state, VmEvent::kDiscardState)) continue;
+    if (!Allows(current.state, VmEvent::kDiscardState)) {
       return Fail(Code::kFailedPrecondition,
-                  fmt::format("{}: cannot change while vm '{}' is running; stop it first", field,
-                              current.name),
+                  fmt::format("{}: cannot change while vm '{}' is {}; stop it first", field,
+                              current.name, state),
                   field);
     }
-    if (current.state == VmState::kSuspended && !discard_state) {
-      return Fail(Code::kFailedPrecondition,
-                  fmt::format("{}: vm '{}' is suspended and its saved state needs the current "
-                              "value; edit with --discard-state to drop the saved state (the "
-                              "next start cold-boots), or resume and stop it first",
-                              field, current.name),
-                  field);
-    }
+    return Fail(Code::kFailedPrecondition,
+                fmt::format("{}: vm '{}' is suspended and its saved state needs the current "
+                            "value; edit with --discard-state to drop the saved state (the "
+                            "next start cold-boots), or resume and stop it first",
+                            field, current.name),
+                field);
   }
   return Ok();
 }

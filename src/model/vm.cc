@@ -119,30 +119,4 @@ std::string FormatWakePort(const WakePort& p) {
   return fmt::format("{}:{}", ToString(p.protocol), p.port);
 }
 
-bool HoldsMemory(VmState s) {
-  switch (s) {
-    case VmState::kStarting:
-    case VmState::kRunning:
-    case VmState::kSuspending:
-    case VmState::kResuming:
-    case VmState::kStopping:
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool IsTransitional(VmState s) {
-  switch (s) {
-    case VmState::kStarting:
-    case VmState::kSuspending:
-    case VmState::kResuming:
-    case VmState::kStopping:
-    case VmState::kDeleting:
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace hearth

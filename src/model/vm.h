@@ -128,9 +128,10 @@ struct VmRecord {
   bool operator==(const VmRecord&) const = default;
 };
 
-// True while the VM holds host memory for its guest RAM (counts against admission).
+// What a state means outside the lifecycle table (both defined in model/lifecycle.cc):
+// true while the VM holds host memory for its guest RAM (counts against admission);
 bool HoldsMemory(VmState s);
-// True for states that are on the way from one settled state to another.
+// true for states on the way from one settled state to another (a job of the node owns the VM).
 bool IsTransitional(VmState s);
 
 // Something that happened to a VM, kept for `hearth vm events`.

@@ -8,6 +8,12 @@
 
 namespace hearth::node {
 
+std::string_view VmmProgram(std::string_view backend) {
+  if (backend.starts_with("qemu")) return "qemu";
+  if (backend.empty()) return "VMM";
+  return backend;
+}
+
 Result<hv::MachineSpec> MachineFor(const VmRecord& vm, const MachineContext& ctx) {
   hv::MachineSpec m;
   m.vm_id = vm.id;

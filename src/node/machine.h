@@ -15,6 +15,10 @@ namespace hearth::node {
 // and a panic ends the VM (the VMM then exits and the restart policy applies).
 inline constexpr std::string_view kDefaultCmdline = "console=ttyS0 panic=1";
 
+// The VMM program a backend runs, for messages: "qemu" (qemu-tcg, qemu-kvm), "firecracker", or
+// "VMM" when the backend is not known.
+std::string_view VmmProgram(std::string_view backend);
+
 struct MachineContext {
   const Paths* paths = nullptr;
   const net::AddressPool* pool = nullptr;  // null: VMs get no network

@@ -19,13 +19,6 @@ std::string NewVmId() {
   return fmt::format("vm-{:016x}", rng());
 }
 
-tl::unexpected<Error> WrongState(const VmRecord& vm, std::string_view action,
-                                 std::string_view hint) {
-  return Fail(Code::kFailedPrecondition,
-              fmt::format("cannot {} vm '{}': it is {}{}{}", action, vm.name, ToString(vm.state),
-                          hint.empty() ? "" : "; ", hint));
-}
-
 std::string DescribeChange(const VmSpec& before, const VmSpec& after,
                            const std::vector<std::string>& fields) {
   nlohmann::json a = SpecToJson(before), b = SpecToJson(after);
@@ -154,8 +147,35 @@ Status Node::Write(std::unique_lock<std::mutex>& lock, const VmRecord& next,
 void Node::EndWrite(const std::string& name) {
   writing_.erase(writing_.find(name));
   idle_.notify_all();
+  Touch();
   timers_dirty_ = true;  // the timers may have changed with the record
   timers_wake_.notify_all();
+}
+
+void Node::Touch() {
+  ++changes_;
+  watchers_.notify_all();
+}
+
+uint64_t Node::Changes() const {
+  std::lock_guard lock(mu_);
+  return changes_;
+}
+
+bool Node::WaitForChange(uint64_t seen, std::chrono::steady_clock::time_point deadline) const {
+  std::unique_lock lock(mu_);
+  return watchers_.wait_until(lock, deadline, [&] { return changes_ != seen; });
+}
+
+bool Node::Busy(std::string_view name) const {
+  std::lock_guard lock(mu_);
+  auto it = live_.find(name);
+  return it != live_.end() && it->second.job;
+}
+
+bool Node::TimersRunning() const {
+  std::lock_guard lock(timer_thread_mu_);
+  return timer_thread_.joinable();
 }
 
 void Node::WaitForWrites(std::unique_lock<std::mutex>& lock, std::string_view name) {
@@ -245,8 +265,13 @@ Result<VmRecord> Node::Edit(std::string_view name, const EditRequest& request) {
   updated.version = current.version + 1;
   updated.updated_at = clock_.Now();
   std::string message = DescribeChange(current.spec, next, changed);
-  if (current.state == VmState::kSuspended && request.discard_state) {
-    updated.state = VmState::kStopped;
+  VmEvent event_kind = request.discard_state && Allows(current.state, VmEvent::kDiscardState)
+                           ? VmEvent::kDiscardState
+                           : VmEvent::kEdit;
+  auto step = Next(current, event_kind);
+  if (!step) return Fail(step.error());
+  updated.state = step->state;
+  if (event_kind == VmEvent::kDiscardState) {
     updated.snapshot.reset();
     message += "; saved state discarded";
   }
@@ -278,23 +303,16 @@ Status Node::Delete(std::string_view name, bool force) {
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   VmRecord vm = **found;  // a copy: the map may change while the lock is released
-  if (IsTransitional(vm.state)) {
-    return WrongState(vm, "delete", "retry when the transition is over");
-  }
-  if (!force && (HoldsMemory(vm.state) || vm.state == VmState::kSuspended)) {
-    return WrongState(vm, "delete",
-                      "stop it first, or delete with --force (a suspended VM's saved state is "
-                      "discarded)");
-  }
-  if (vm.pid) {
+  VmEvent event = force ? VmEvent::kForceDelete : VmEvent::kDelete;
+  auto step = Next(vm, event);
+  if (!step) return Fail(step.error());
+  if (!step->removes) {  // its VMM runs
     if (!machinery_.driver) return NeedDriver(vm, "delete");
     // Mark it first, so that a crash of hearthd from here on finishes the delete on restart.
-    VmRecord next = vm;
-    next.state = VmState::kDeleting;
-    auto marked = Commit(lock, next, "deleting", "stopping the VMM (delete --force)");
+    auto marked = Commit(lock, vm, event, "deleting", "stopping the VMM (delete --force)");
     if (!marked) return Fail(marked.error().Wrap(fmt::format("deleting vm '{}'", vm.name)));
     vm = *marked;
-    live_[vm.name].job = true;
+    ClaimJob(vm.name);
     EndProcess(lock, vm, /*graceful=*/false);
   }
   return Remove(lock, vm);
@@ -305,7 +323,7 @@ Status Node::Remove(std::unique_lock<std::mutex>& lock, const VmRecord& vm) {
   if (machinery_.driver) CleanUp(vm);
   Event event = MakeEvent(vm, "deleted", "");
   if (auto s = Write(lock, vm, [&] { return store_.DeleteVm(vm.name, vm.version, event); }); !s) {
-    if (auto it = live_.find(vm_name); it != live_.end()) it->second.job = false;
+    EndJob(vm_name);
     return Fail(s.error().Wrap(fmt::format("deleting vm '{}'", vm_name)));
   }
   spdlog::info("vm '{}' deleted", vm_name);
@@ -324,25 +342,19 @@ Result<VmRecord> Node::Start(std::string_view name, bool fresh) {
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
-  switch (vm.state) {
-    case VmState::kCreated:
-    case VmState::kStopped:
-    case VmState::kFailed:
-      break;
-    case VmState::kSuspended:
-      if (!machinery_.driver) return Fail(NeedDriver(vm, "resume").error());
-      if (!fresh) {
-        if (auto s = Admit(vm); !s) return Fail(s.error());
-        return ResumeRecorded(lock, vm);
-      }
-      break;
-    default:
-      return WrongState(vm, "start", vm.state == VmState::kRunning ? "it is already up" : "");
+  VmEvent event = fresh ? VmEvent::kStartFresh : VmEvent::kStart;
+  auto step = Next(vm, event);
+  if (!step) return Fail(step.error());
+  if (vm.state == VmState::kSuspended && !machinery_.driver) {
+    return Fail(NeedDriver(vm, "resume").error());
+  }
+  if (step->state == VmState::kResuming) {
+    if (auto s = Admit(vm); !s) return Fail(s.error());
+    return ResumeRecorded(lock, vm, event);
   }
   if (auto s = Admit(vm); !s) return Fail(s.error());
   if (!machinery_.driver) return Fail(NeedDriver(vm, "start").error());
   VmRecord next = vm;
-  next.state = VmState::kStarting;
   next.state_reason.clear();
   // A fresh start of a suspended VM discards its saved state and cold-boots.
   bool discard = vm.state == VmState::kSuspended;
@@ -352,12 +364,13 @@ Result<VmRecord> Node::Start(std::string_view name, bool fresh) {
     if (!ip) return Fail(ip.error());
     next.ip = *ip;
   }
-  auto started = Commit(lock, next, "starting", discard ? "saved state discarded (--fresh)" : "");
+  auto started =
+      Commit(lock, next, event, "starting", discard ? "saved state discarded (--fresh)" : "");
   if (!started) return Fail(started.error().Wrap(fmt::format("starting vm '{}'", vm.name)));
   if (discard) DiscardSavedState(*started);
   Live& live = live_[started->name];
   live.cancel = std::make_shared<hv::CancelFlag>(false);
-  live.job = true;
+  ClaimJob(started->name);
   live.restarts.clear();
   std::string vm_name = started->name;
   Spawn([this, vm_name] { RunStart(vm_name, std::chrono::milliseconds(0)); });
@@ -370,32 +383,29 @@ Result<VmRecord> Node::Stop(std::string_view name, bool kill) {
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
-  if (vm.state == VmState::kStarting && machinery_.driver) {
+  VmEvent event = kill ? VmEvent::kKill : VmEvent::kStop;
+  auto step = Next(vm, event);
+  if (!step) return Fail(step.error());
+  if (!machinery_.driver) return Fail(NeedDriver(vm, "stop").error());
+  if (step->state == VmState::kStarting) {
     // Cancels the start (or a pending automatic restart); the start job settles it as stopped.
     if (auto it = live_.find(vm.name); it != live_.end()) it->second.cancel->store(true);
     changed_.notify_all();
     return vm;
   }
-  if (vm.state != VmState::kRunning && vm.state != VmState::kSuspended) {
-    return WrongState(vm, "stop", "only a running, starting or suspended VM can be stopped");
-  }
-  if (!machinery_.driver) return Fail(NeedDriver(vm, "stop").error());
-  if (vm.state == VmState::kSuspended) {
+  if (step->state == VmState::kStopped) {
     // No process to end: the saved state is all there is, and stop keeps none.
     VmRecord next = vm;
-    next.state = VmState::kStopped;
     next.snapshot.reset();
-    auto stopped = Commit(lock, next, "stopped", "saved state discarded");
+    auto stopped = Commit(lock, next, event, "stopped", "saved state discarded");
     if (!stopped) return Fail(stopped.error().Wrap(fmt::format("stopping vm '{}'", vm.name)));
     DiscardSavedState(*stopped);
     ReleaseTap(stopped->name);
     return stopped;
   }
-  VmRecord next = vm;
-  next.state = VmState::kStopping;
-  auto stopping = Commit(lock, next, "stopping", kill ? "kill" : "guest shutdown");
+  auto stopping = Commit(lock, vm, event, "stopping", kill ? "kill" : "guest shutdown");
   if (!stopping) return Fail(stopping.error().Wrap(fmt::format("stopping vm '{}'", vm.name)));
-  live_[stopping->name].job = true;
+  ClaimJob(stopping->name);
   std::string vm_name = stopping->name;
   Spawn([this, vm_name, kill] { RunStop(vm_name, kill); });
   return stopping;
@@ -407,17 +417,13 @@ Result<VmRecord> Node::Suspend(std::string_view name) {
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
-  if (vm.state != VmState::kRunning) {
-    return WrongState(vm, "suspend", "only a running VM can be suspended");
-  }
+  if (auto step = Next(vm, VmEvent::kSuspend); !step) return Fail(step.error());
   if (!machinery_.driver) return Fail(NeedDriver(vm, "suspend").error());
-  VmRecord next = vm;
-  next.state = VmState::kSuspending;
-  auto suspending = Commit(lock, next, "suspending", "");
+  auto suspending = Commit(lock, vm, VmEvent::kSuspend, "suspending", "");
   if (!suspending) {
     return Fail(suspending.error().Wrap(fmt::format("suspending vm '{}'", vm.name)));
   }
-  live_[suspending->name].job = true;
+  ClaimJob(suspending->name);
   std::string vm_name = suspending->name;
   Spawn([this, vm_name] { RunSuspend(vm_name); });
   return suspending;
@@ -429,17 +435,16 @@ Result<VmRecord> Node::Resume(std::string_view name) {
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
-  if (vm.state != VmState::kSuspended) {
-    return WrongState(vm, "resume", "only a suspended VM can be resumed; use start");
-  }
+  if (auto step = Next(vm, VmEvent::kResume); !step) return Fail(step.error());
   if (auto s = Admit(vm); !s) return Fail(s.error());
   if (!machinery_.driver) return Fail(NeedDriver(vm, "resume").error());
-  return ResumeRecorded(lock, vm);
+  return ResumeRecorded(lock, vm, VmEvent::kResume);
 }
 
-Result<VmRecord> Node::ResumeRecorded(std::unique_lock<std::mutex>& lock, const VmRecord& vm) {
+Result<VmRecord> Node::ResumeRecorded(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
+                                      VmEvent event) {
   std::string name = vm.name;
-  auto pending = BeginResume(lock, vm, /*check_now=*/true, "");
+  auto pending = BeginResume(lock, vm, event, /*check_now=*/true, "");
   if (!pending) return Fail(pending.error());
   // The restore is under way already; the answer waits for the record of it.
   idle_.wait(lock, [&] { return (*pending)->done; });
@@ -449,7 +454,8 @@ Result<VmRecord> Node::ResumeRecorded(std::unique_lock<std::mutex>& lock, const 
 }
 
 Result<std::shared_ptr<Node::PendingCommit>> Node::BeginResume(std::unique_lock<std::mutex>& lock,
-                                                               const VmRecord& vm, bool check_now,
+                                                               const VmRecord& vm, VmEvent event,
+                                                               bool check_now,
                                                                std::string message) {
   // Refuse a snapshot that cannot be restored before anything changes. The job checks it (again,
   // for another backend) once the backend is decided.
@@ -463,11 +469,11 @@ Result<std::shared_ptr<Node::PendingCommit>> Node::BeginResume(std::unique_lock<
   // The job restores at once and writes `resuming` (and checks the snapshot) while the VMM loads.
   // Until that write ends, other requests on the VM wait for it.
   VmRecord next = vm;
-  next.state = VmState::kResuming;
   next.state_reason.clear();
-  auto pending = std::make_shared<PendingCommit>(
-      BeginCommit(lock, std::move(next), "resuming", std::move(message)));
-  live_[vm.name].job = true;
+  auto begun = BeginCommit(lock, std::move(next), event, "resuming", std::move(message));
+  if (!begun) return Fail(begun.error());
+  auto pending = std::make_shared<PendingCommit>(std::move(*begun));
+  ClaimJob(vm.name);
   std::string vm_name = vm.name;
   Spawn([this, vm_name, pending, checked] { RunResume(vm_name, pending, checked); },
         &wake_threads_);

@@ -24,6 +24,7 @@
 #include "hv/driver.h"
 #include "hv/supervisor.h"
 #include "model/host.h"
+#include "model/lifecycle.h"
 #include "model/timers.h"
 #include "model/validator.h"
 #include "model/vm.h"
@@ -31,6 +32,7 @@
 #include "net/address_pool.h"
 #include "net/tap.h"
 #include "net/wake.h"
+#include "node/tap_keeper.h"
 #include "snapshot/manifest.h"
 #include "store/state_store.h"
 
@@ -117,6 +119,16 @@ class Node {
   // The VM once it is in a stable state (not starting, stopping, suspending, resuming or
   // deleting), or as it is after `limit`, or when the node shuts down. not_found once deleted.
   Result<VmRecord> WaitSettled(std::string_view name, std::chrono::milliseconds limit);
+  // A count that grows whenever a write to a record ends or a job of the node ends. WaitForChange
+  // blocks until it is past `seen` (true) or `deadline` passed (false): for watchers, such as
+  // tests, that wait for a condition on the records without polling.
+  uint64_t Changes() const;
+  bool WaitForChange(uint64_t seen, std::chrono::steady_clock::time_point deadline) const;
+  // Whether a lifecycle job of the node owns VM `name` (it is in a transition, or settling one).
+  bool Busy(std::string_view name) const;
+  // Whether the timer thread runs (from Recover until Shutdown).
+  bool TimersRunning() const;
+
   // Every WaitSettled, now and later, answers at once (before the HTTP server stops: it waits
   // for the requests it serves).
   void ReleaseWaiters();
@@ -169,15 +181,14 @@ class Node {
     std::shared_ptr<hv::CancelFlag> cancel = std::make_shared<hv::CancelFlag>(false);
     bool job = false;                                            // a lifecycle job owns the VM
     std::deque<std::chrono::steady_clock::time_point> restarts;  // automatic ones, recent
-    // The VM's tap, held open across its VMM processes (handed to each), or -1. While the VM
-    // sleeps with wake on packet, the waker holds it instead.
-    int tap_fd = -1;
   };
   using Measures = std::map<std::string, double>;
   // Writes `next` (version + 1, with an event carrying `measures`); lock held, no write under way
   // for the VM.
-  Result<VmRecord> Commit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
-                          std::string message, Measures measures = {});
+  // The state is the one `event` leads to from the committed record (model/lifecycle.h); an
+  // illegal event is failed_precondition and nothing is written.
+  Result<VmRecord> Commit(std::unique_lock<std::mutex>& lock, VmRecord next, VmEvent event,
+                          std::string type, std::string message, Measures measures = {});
   // Commit in two halves, so that the store write can overlap other work of a job: Begin (lock
   // held, no write under way) makes everyone else wait for the VM's record (WaitForWrites);
   // Finish (lock held; released during the write) writes it and ends the wait.
@@ -188,8 +199,9 @@ class Node {
     bool done = false;           // written or failed (mu_; idle_ is signalled)
     std::optional<Error> error;  // why the write failed
   };
-  PendingCommit BeginCommit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
-                            std::string message, Measures measures = {});
+  Result<PendingCommit> BeginCommit(std::unique_lock<std::mutex>& lock, VmRecord next,
+                                    VmEvent event, std::string type, std::string message,
+                                    Measures measures = {});
   Result<VmRecord> FinishCommit(std::unique_lock<std::mutex>& lock, PendingCommit& pending);
   // Runs `job` on its own thread, or on one of `ready` (which starts at once); the node waits for
   // jobs on shutdown.
@@ -210,12 +222,17 @@ class Node {
   // restart policy; a restart continues in this job.
   void HandleExit(std::unique_lock<std::mutex>& lock, const std::string& name,
                   const std::string& why, bool clean);
+  // A lifecycle job owns VM `name` from ClaimJob until EndJob (lock held for both; EndJob wakes who
+  // waits for jobs). Requests, timers and the waker leave an owned VM alone.
+  void ClaimJob(const std::string& name);
+  void EndJob(const std::string& name);
   // The VM a job works on if it is still in `expected` (waiting for writes); else ends the job
   // and returns null.
   const VmRecord* OwnedVm(std::unique_lock<std::mutex>& lock, const std::string& name,
                           VmState expected);
-  // Settles a job's VM in `state` (pid cleared unless running) and ends the job.
-  void Settle(std::unique_lock<std::mutex>& lock, const std::string& name, VmState state,
+  // Settles a job's VM in the state `event` leads to (pid cleared unless running) and ends the
+  // job. An event the lifecycle does not allow in the VM's state is logged and not written.
+  void Settle(std::unique_lock<std::mutex>& lock, const std::string& name, VmEvent event,
               std::string type, std::string message, std::string reason = {},
               const std::function<void(VmRecord&)>& change = nullptr, Measures measures = {});
   // Saves a running VM's state and ends its VMM (job); resumes a suspended one (job).
@@ -225,15 +242,20 @@ class Node {
   // snapshot was already checked for (BeginResume), so the job need not check it again.
   void RunResume(const std::string& name, std::shared_ptr<PendingCommit> pending,
                  std::string checked_backend);
+  // Settles VM `vm` after a resume that failed with `why`: suspended, its snapshot kept, if the
+  // guest never ran (not `consumed`); else failed, the snapshot discarded.
+  void SettleFailedResume(std::unique_lock<std::mutex>& lock, const VmRecord& vm, std::string why,
+                          bool consumed);
   // Resume and start of a suspended VM (lock held, VM admitted): BeginResume, and the record of
   // the move to `resuming` once written.
-  Result<VmRecord> ResumeRecorded(std::unique_lock<std::mutex>& lock, const VmRecord& vm);
+  Result<VmRecord> ResumeRecorded(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
+                                  VmEvent event);
   // Starts resuming a suspended VM (lock held, VM admitted): begins the move to `resuming` and
   // starts the job, which restores at once and writes the move meanwhile (see RunResume). With
   // `check_now`, the snapshot is checked here first, so that a bad one changes nothing.
   Result<std::shared_ptr<PendingCommit>> BeginResume(std::unique_lock<std::mutex>& lock,
-                                                     const VmRecord& vm, bool check_now,
-                                                     std::string message);
+                                                     const VmRecord& vm, VmEvent event,
+                                                     bool check_now, std::string message);
   // Deletes a VM's saved state (files only).
   void DiscardSavedState(const VmRecord& vm);
   // The VM's snapshot if it is whole and was taken from the machine it would be restored into
@@ -242,6 +264,19 @@ class Node {
                                            const std::string& backend);
   // Makes a suspended VM's snapshot durable and drops its RAM from the page cache (a job).
   void SyncSnapshotLater(const std::string& vm_id, Timestamp taken_at);
+  // Recover() for a VM with a recorded VMM: adopts it if it still runs, else settles the VM as
+  // its VMM vanished (RecoverVanished). Jobs to start once recovery is done go to `jobs`.
+  void RecoverProcess(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
+                      std::set<int64_t>& adopted, std::vector<std::function<void()>>& jobs);
+  void RecoverVanished(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
+                       const std::string& error, std::vector<std::function<void()>>& jobs);
+  // Recover() for a VM without a recorded VMM: finishes a start, stop or delete cut short.
+  void RecoverWithoutProcess(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
+                             std::vector<std::function<void()>>& jobs);
+  // Ends VMMs (`running`, not `adopted`), removes VM directories and taps that no VM owns, and
+  // rewrites the firewall rules (lock held).
+  Status RemoveLeftovers(const std::vector<hv::ProcessId>& running,
+                         const std::set<int64_t>& adopted);
   // Recover() for a VM caught in suspending or resuming: settles it running (adopting its VMM
   // into `adopted`), suspended or failed, whichever its snapshot and VMM allow.
   void RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
@@ -306,7 +341,7 @@ class Node {
   bool timers_dirty_ = false;
   bool timers_stop_ = false;
   std::mutex timer_pass_mu_;  // one RunTimers at a time
-  std::mutex timer_thread_mu_;
+  mutable std::mutex timer_thread_mu_;
   std::thread timer_thread_;
 
   mutable std::mutex mu_;
@@ -320,10 +355,15 @@ class Node {
   // The next version of each VM whose write is under way (at most one per VM).
   std::map<std::string, VmRecord, std::less<>> writing_;
   std::condition_variable idle_;  // signalled when a write ends
+  // Changes(): counted and signalled (mu_ held) when a write or a job ends.
+  void Touch();
+  uint64_t changes_ = 0;
+  mutable std::condition_variable watchers_;
 
   Machinery machinery_;
-  std::map<std::string, Live, std::less<>> live_;  // by VM name
-  std::condition_variable changed_;                // a cancel flag was set, or a job ended
+  TapKeeper tap_keeper_{machinery_.network, machinery_.waker};  // mu_
+  std::map<std::string, Live, std::less<>> live_;               // by VM name
+  std::condition_variable changed_;  // a cancel flag was set, or a job ended
   int jobs_ = 0;
   std::once_flag network_prepared_;  // host set-up (ip_forward) before the first tap
   // What this hearthd has put on the host, so that an unchanged rule set or a tap it set up

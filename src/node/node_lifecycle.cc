@@ -19,15 +19,26 @@ using Ms = std::chrono::milliseconds;
 
 }  // namespace
 
-Result<VmRecord> Node::Commit(std::unique_lock<std::mutex>& lock, VmRecord next, std::string type,
-                              std::string message, Measures measures) {
-  PendingCommit pending =
-      BeginCommit(lock, std::move(next), std::move(type), std::move(message), std::move(measures));
-  return FinishCommit(lock, pending);
+Result<VmRecord> Node::Commit(std::unique_lock<std::mutex>& lock, VmRecord next, VmEvent event,
+                              std::string type, std::string message, Measures measures) {
+  auto pending = BeginCommit(lock, std::move(next), event, std::move(type), std::move(message),
+                             std::move(measures));
+  if (!pending) return Fail(pending.error());
+  return FinishCommit(lock, *pending);
 }
 
-Node::PendingCommit Node::BeginCommit(std::unique_lock<std::mutex>&, VmRecord next,
-                                      std::string type, std::string message, Measures measures) {
+Result<Node::PendingCommit> Node::BeginCommit(std::unique_lock<std::mutex>&, VmRecord next,
+                                              VmEvent event, std::string type, std::string message,
+                                              Measures measures) {
+  // The state comes from the lifecycle table, never from the caller.
+  auto step = Next(vms_.find(next.name)->second, event);
+  if (!step) return Fail(step.error());
+  if (step->removes) {
+    return Fail(Code::kInternal, fmt::format("vm '{}': '{}' removes the record; it is not an "
+                                             "update",
+                                             next.name, ToString(event)));
+  }
+  next.state = step->state;
   PendingCommit pending;
   pending.base = next.version;
   next.version = pending.base + 1;
@@ -58,6 +69,7 @@ void Node::Spawn(std::function<void()> job, ReadyThreads* ready) {
     job();
     std::lock_guard lock(mu_);
     --jobs_;
+    Touch();
     changed_.notify_all();
   };
   if (ready) {
@@ -178,40 +190,54 @@ void Node::CapLogs() {
   }
 }
 
+void Node::ClaimJob(const std::string& name) { live_[name].job = true; }
+
+void Node::EndJob(const std::string& name) {
+  if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
+  changed_.notify_all();
+}
+
 const VmRecord* Node::OwnedVm(std::unique_lock<std::mutex>& lock, const std::string& name,
                               VmState expected) {
   WaitForWrites(lock, name);
   const VmRecord* vm = Find(name);
   if (vm && vm->state == expected) return vm;
   // Deleted or moved on meanwhile: the job has nothing left to do.
-  if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
-  changed_.notify_all();
+  EndJob(name);
   return nullptr;
 }
 
-void Node::Settle(std::unique_lock<std::mutex>& lock, const std::string& name, VmState state,
+void Node::Settle(std::unique_lock<std::mutex>& lock, const std::string& name, VmEvent event,
                   std::string type, std::string message, std::string reason,
                   const std::function<void(VmRecord&)>& change, Measures measures) {
   WaitForWrites(lock, name);
+  std::optional<VmState> settled;
   if (const VmRecord* vm = Find(name)) {
-    VmRecord next = *vm;
-    next.state = state;
-    next.state_reason = std::move(reason);
-    if (state != VmState::kRunning) {
-      next.pid.reset();
-      next.pid_start = 0;
-    }
-    if (change) change(next);
-    std::string log = message;
-    if (auto c = Commit(lock, next, std::move(type), std::move(message), std::move(measures)); !c) {
-      spdlog::error("vm '{}': recording state {}: {}", name, ToString(state), c.error().message);
+    auto step = Next(*vm, event);
+    if (!step) {
+      // A job reporting an outcome the table does not allow: a bug, logged, and nothing written.
+      spdlog::error("vm '{}': not recorded ({}): {}", name, step.error().message, message);
     } else {
-      spdlog::info("vm '{}' is {}{}{}", name, ToString(state), log.empty() ? "" : ": ", log);
+      VmRecord next = *vm;
+      next.state_reason = std::move(reason);
+      if (step->state != VmState::kRunning) {
+        next.pid.reset();
+        next.pid_start = 0;
+      }
+      if (change) change(next);
+      std::string log = message;
+      auto c = Commit(lock, next, event, std::move(type), std::move(message), std::move(measures));
+      if (!c) {
+        spdlog::error("vm '{}': recording state {}: {}", name, ToString(step->state),
+                      c.error().message);
+      } else {
+        spdlog::info("vm '{}' is {}{}{}", name, ToString(c->state), log.empty() ? "" : ": ", log);
+      }
+      settled = step->state;
     }
   }
-  if (state == VmState::kStopped || state == VmState::kFailed) ReleaseTap(name);
-  if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
-  changed_.notify_all();
+  if (settled == VmState::kStopped || settled == VmState::kFailed) ReleaseTap(name);
+  EndJob(name);
 }
 
 std::string Node::EndProcess(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
@@ -254,7 +280,7 @@ void Node::RunStart(const std::string& name, Ms delay) {
   }
   if (shutting_down_) return;  // the VM stays `starting`; the next hearthd picks it up
   if (cancel->load()) {
-    Settle(lock, name, VmState::kStopped, "stopped", "start cancelled by a stop request");
+    Settle(lock, name, VmEvent::kCancelled, "stopped", "start cancelled by a stop request");
     return;
   }
   const VmRecord* found = OwnedVm(lock, name, VmState::kStarting);
@@ -262,7 +288,7 @@ void Node::RunStart(const std::string& name, Ms delay) {
   VmRecord vm = *found;
   auto machine = Machine(vm);
   if (!machine) {
-    Settle(lock, name, VmState::kFailed, "failed", machine.error().message,
+    Settle(lock, name, VmEvent::kFailed, "failed", machine.error().message,
            machine.error().message);
     return;
   }
@@ -284,7 +310,7 @@ void Node::RunStart(const std::string& name, Ms delay) {
     if (auto s = SyncRules(); !s) spdlog::error("vm '{}': {}", name, s.error().message);
   }
   if (!process) {
-    Settle(lock, name, VmState::kFailed, "failed", process.error().message,
+    Settle(lock, name, VmEvent::kFailed, "failed", process.error().message,
            process.error().message);
     return;
   }
@@ -294,9 +320,11 @@ void Node::RunStart(const std::string& name, Ms delay) {
   vm.pid_start = process->start_time;
   vm.backend = backend;
   // Recorded before waiting for the guest, so that a new hearthd finds the process.
-  if (auto c = Commit(lock, vm, "launched", fmt::format("{}, pid {}", backend, process->pid)); !c) {
+  if (auto c = Commit(lock, vm, VmEvent::kLaunched, "launched",
+                      fmt::format("{}, pid {}", backend, process->pid));
+      !c) {
     machinery_.driver->Kill(*process);
-    Settle(lock, name, VmState::kFailed, "failed", c.error().message, c.error().message);
+    Settle(lock, name, VmEvent::kFailed, "failed", c.error().message, c.error().message);
     return;
   }
   if (auto s = supervisor_->Watch(*process); !s) spdlog::error("{}", s.error().message);
@@ -321,7 +349,7 @@ void Node::AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
   VmRecord vm = *found;
   // A stop that came while the guest was coming up wins, even if the guest made it.
   if (ready && !cancel->load()) {
-    Settle(lock, name, VmState::kRunning, "started",
+    Settle(lock, name, VmEvent::kBooted, "started",
            fmt::format("the guest is up {:.2f} s after launch on {}",
                        Seconds(std::chrono::steady_clock::now() - launched), vm.backend));
     return;
@@ -329,13 +357,13 @@ void Node::AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
   bool exited = !hv::IsAlive(process);
   std::string how = EndProcess(lock, vm, /*graceful=*/false);
   if (cancel->load()) {
-    Settle(lock, name, VmState::kStopped, "stopped",
+    Settle(lock, name, VmEvent::kCancelled, "stopped",
            "start cancelled by a stop request (" + how + ")");
   } else if (exited) {
     // A guest that dies while booting is a failure like any other exit: the policy applies.
     HandleExit(lock, name, ready.error().message, false);
   } else {
-    Settle(lock, name, VmState::kFailed, "failed", ready.error().message, ready.error().message);
+    Settle(lock, name, VmEvent::kFailed, "failed", ready.error().message, ready.error().message);
   }
 }
 
@@ -345,7 +373,7 @@ void Node::RunStop(const std::string& name, bool kill) {
   if (!found) return;
   VmRecord vm = *found;
   std::string how = EndProcess(lock, vm, !kill);
-  Settle(lock, name, VmState::kStopped, "stopped", how);
+  Settle(lock, name, VmEvent::kEnded, "stopped", how);
 }
 
 void Node::OnVmmExit(const hv::ProcessId& process, const hv::ExitStatus& status) {
@@ -360,11 +388,15 @@ void Node::OnVmmExit(const hv::ProcessId& process, const hv::ExitStatus& status)
   }
   if (!vm) return;  // a stop or delete already settled it
   Live& live = live_[vm->name];
-  spdlog::info("vm '{}': qemu pid {} {}", vm->name, process.pid, status.Describe());
-  if (live.job || vm->state != VmState::kRunning || shutting_down_) return;
-  live.job = true;
+  std::string_view vmm = VmmProgram(vm->backend);
+  // A VMM a job ends (a suspend, a stop) is expected to go; only an unrequested exit is news.
+  bool expected = live.job || vm->state != VmState::kRunning || shutting_down_;
+  spdlog::log(expected ? spdlog::level::debug : spdlog::level::info, "vm '{}': {} pid {} {}",
+              vm->name, vmm, process.pid, status.Describe());
+  if (expected) return;
+  ClaimJob(vm->name);
   std::string name = vm->name;
-  std::string why = fmt::format("qemu (pid {}) {}", process.pid, status.Describe());
+  std::string why = fmt::format("{} (pid {}) {}", vmm, process.pid, status.Describe());
   bool clean = status.clean();
   Spawn([this, name, why, clean] {
     std::unique_lock lock(mu_);
@@ -384,8 +416,8 @@ void Node::HandleExit(std::unique_lock<std::mutex>& lock, const std::string& nam
   bool restart =
       policy == RestartPolicy::kAlways || (policy == RestartPolicy::kOnFailure && !clean);
   if (!restart || shutting_down_) {
-    VmState state = clean ? VmState::kStopped : VmState::kFailed;
-    Settle(lock, name, state, "exited", message, clean ? "" : message);
+    Settle(lock, name, clean ? VmEvent::kExited : VmEvent::kCrashed, "exited", message,
+           clean ? "" : message);
     return;
   }
   Live& live = live_[name];
@@ -398,23 +430,22 @@ void Node::HandleExit(std::unique_lock<std::mutex>& lock, const std::string& nam
   if (recent >= options_.crash_loop_limit) {
     std::string reason =
         fmt::format("crash loop: restarted {} times within {}; last: {}", recent, window, message);
-    Settle(lock, name, VmState::kFailed, "failed", reason, reason);
+    Settle(lock, name, VmEvent::kFailed, "failed", reason, reason);
     return;
   }
   Ms delay = std::min<Ms>(options_.restart_backoff * (int64_t{1} << std::min(recent, 20)),
                           options_.restart_backoff_max);
   live.restarts.push_back(now);
   live.cancel = std::make_shared<hv::CancelFlag>(false);
-  vm.state = VmState::kStarting;
   vm.state_reason = message;
   vm.pid.reset();
   vm.pid_start = 0;
   std::string event = fmt::format("{}; restarting in {} (restart {} of {} allowed within {})",
                                   message, FormatDuration(Duration(delay.count())), recent + 1,
                                   options_.crash_loop_limit, window);
-  if (auto c = Commit(lock, vm, "exited", event); !c) {
+  if (auto c = Commit(lock, vm, VmEvent::kRestart, "exited", event); !c) {
     spdlog::error("vm '{}': {}", name, c.error().message);
-    live.job = false;
+    EndJob(name);
     return;
   }
   spdlog::warn("vm '{}': {}", name, event);

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "model/host.h"
+#include "node/machine.h"
 #include "node/node.h"
 
 namespace hearth::node {
@@ -31,99 +32,124 @@ Status Node::Recover() {
   std::vector<std::function<void()>> jobs;
   std::vector<std::string> names;
   for (const auto& [name, _] : vms_) names.push_back(name);
-
   for (const std::string& name : names) {
     auto it = vms_.find(name);
     if (it == vms_.end()) continue;
     VmRecord vm = it->second;
-    Live& live = live_[name];
     if (vm.state == VmState::kSuspending || vm.state == VmState::kResuming) {
       RecoverSnapshotTransition(lock, vm, adopted);
-      continue;
-    }
-    if (vm.pid) {
-      hv::ProcessId process = {*vm.pid, vm.pid_start};
-      auto machine = Machine(vm);
-      Status alive = machine ? machinery_.driver->Adopt(*machine, process) : Fail(machine.error());
-      if (alive) {
-        adopted.insert(process.pid);
-        if (auto s = supervisor_->Watch(process); !s) spdlog::error("{}", s.error().message);
-        switch (vm.state) {
-          case VmState::kRunning:
-            if (auto c = Commit(
-                    lock, vm, "adopted",
-                    fmt::format("hearthd restarted; took over {} pid {}", vm.backend, process.pid));
-                !c) {
-              spdlog::error("vm '{}': {}", name, c.error().message);
-            }
-            spdlog::info("vm '{}': re-adopted pid {}", name, process.pid);
-            break;
-          case VmState::kStarting:
-            live.job = true;
-            jobs.push_back([this, name, m = *machine, process] {
-              AwaitGuest(name, m, process, std::chrono::steady_clock::now());
-            });
-            break;
-          case VmState::kStopping:
-            live.job = true;
-            jobs.push_back([this, name] { RunStop(name, /*kill=*/true); });
-            break;
-          case VmState::kDeleting:
-            live.job = true;
-            EndProcess(lock, vm, /*graceful=*/false);
-            if (auto s = Remove(lock, vm); !s) spdlog::error("{}", s.error().message);
-            break;
-          default:
-            spdlog::warn("vm '{}' is {} but its qemu pid {} runs; ending it", name,
-                         ToString(vm.state), process.pid);
-            live.job = true;
-            EndProcess(lock, vm, /*graceful=*/false);
-            Settle(lock, name, vm.state, "stopped", "an unexpected VMM process was ended");
-            break;
-        }
-        continue;
-      }
-      std::string why = fmt::format("qemu (pid {}) vanished while hearthd was down ({})",
-                                    process.pid, alive.error().message);
-      switch (vm.state) {
-        case VmState::kRunning:
-        case VmState::kStarting:
-          live.job = true;
-          jobs.push_back([this, name, why] {
-            std::unique_lock lock(mu_);
-            HandleExit(lock, name, why, /*clean=*/false);
-          });
-          break;
-        case VmState::kDeleting:
-          if (auto s = Remove(lock, vm); !s) spdlog::error("{}", s.error().message);
-          break;
-        default:
-          live.job = true;
-          Settle(lock, name, vm.state == VmState::kStopping ? VmState::kStopped : vm.state,
-                 "exited", why);
-          break;
-      }
-      continue;
-    }
-    switch (vm.state) {
-      case VmState::kStarting:  // cut short before the launch was recorded: launch again
-        live.job = true;
-        jobs.push_back([this, name] { RunStart(name, std::chrono::milliseconds(0)); });
-        break;
-      case VmState::kStopping:
-        live.job = true;
-        Settle(lock, name, VmState::kStopped, "stopped", "hearthd restarted during the stop");
-        break;
-      case VmState::kDeleting:
-        if (auto s = Remove(lock, vm); !s) spdlog::error("{}", s.error().message);
-        break;
-      default:
-        break;
+    } else if (vm.pid) {
+      RecoverProcess(lock, vm, adopted, jobs);
+    } else {
+      RecoverWithoutProcess(lock, vm, jobs);
     }
   }
+  if (auto s = RemoveLeftovers(running, adopted); !s) return Fail(s.error());
+  // Suspended VMs that wake on a packet: their taps are watched again.
+  for (const auto& [name, vm] : vms_) {
+    if (vm.state == VmState::kSuspended) WatchIfAsleep(lock, name);
+  }
+  for (auto& job : jobs) Spawn(std::move(job));
+  StartTimers();  // timers that fell due while no hearthd ran fire now
+  return Ok();
+}
 
-  // Leftovers: VMM processes nobody recorded (a launch cut short), VM directories and taps that
-  // belong to no VM.
+void Node::RecoverProcess(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
+                          std::set<int64_t>& adopted, std::vector<std::function<void()>>& jobs) {
+  const std::string& name = vm.name;
+  hv::ProcessId process = {*vm.pid, vm.pid_start};
+  auto machine = Machine(vm);
+  Status alive = machine ? machinery_.driver->Adopt(*machine, process) : Fail(machine.error());
+  if (!alive) {
+    RecoverVanished(lock, vm, alive.error().message, jobs);
+    return;
+  }
+  adopted.insert(process.pid);
+  if (auto s = supervisor_->Watch(process); !s) spdlog::error("{}", s.error().message);
+  switch (vm.state) {
+    case VmState::kRunning:
+      if (auto c = Commit(
+              lock, vm, VmEvent::kAdopted, "adopted",
+              fmt::format("hearthd restarted; took over {} pid {}", vm.backend, process.pid));
+          !c) {
+        spdlog::error("vm '{}': {}", name, c.error().message);
+      }
+      spdlog::info("vm '{}': re-adopted pid {}", name, process.pid);
+      break;
+    case VmState::kStarting:
+      ClaimJob(name);
+      jobs.push_back([this, name, m = *machine, process] {
+        AwaitGuest(name, m, process, std::chrono::steady_clock::now());
+      });
+      break;
+    case VmState::kStopping:
+      ClaimJob(name);
+      jobs.push_back([this, name] { RunStop(name, /*kill=*/true); });
+      break;
+    case VmState::kDeleting:
+      ClaimJob(name);
+      EndProcess(lock, vm, /*graceful=*/false);
+      if (auto s = Remove(lock, vm); !s) spdlog::error("{}", s.error().message);
+      break;
+    default:
+      spdlog::warn("vm '{}' is {} but its {} pid {} runs; ending it", name, ToString(vm.state),
+                   VmmProgram(vm.backend), process.pid);
+      ClaimJob(name);
+      EndProcess(lock, vm, /*graceful=*/false);
+      Settle(lock, name, VmEvent::kRecovered, "stopped", "an unexpected VMM process was ended");
+      break;
+  }
+}
+
+void Node::RecoverVanished(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
+                           const std::string& error, std::vector<std::function<void()>>& jobs) {
+  const std::string& name = vm.name;
+  std::string why = fmt::format("{} (pid {}) vanished while hearthd was down ({})",
+                                VmmProgram(vm.backend), *vm.pid, error);
+  switch (vm.state) {
+    case VmState::kRunning:
+    case VmState::kStarting:
+      ClaimJob(name);
+      jobs.push_back([this, name, why] {
+        std::unique_lock job_lock(mu_);
+        HandleExit(job_lock, name, why, /*clean=*/false);
+      });
+      break;
+    case VmState::kDeleting:
+      if (auto s = Remove(lock, vm); !s) spdlog::error("{}", s.error().message);
+      break;
+    default:
+      ClaimJob(name);
+      Settle(lock, name, vm.state == VmState::kStopping ? VmEvent::kEnded : VmEvent::kRecovered,
+             "exited", why);
+      break;
+  }
+}
+
+void Node::RecoverWithoutProcess(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
+                                 std::vector<std::function<void()>>& jobs) {
+  const std::string& name = vm.name;
+  switch (vm.state) {
+    case VmState::kStarting:  // cut short before the launch was recorded: launch again
+      ClaimJob(name);
+      jobs.push_back([this, name] { RunStart(name, std::chrono::milliseconds(0)); });
+      break;
+    case VmState::kStopping:
+      ClaimJob(name);
+      Settle(lock, name, VmEvent::kEnded, "stopped", "hearthd restarted during the stop");
+      break;
+    case VmState::kDeleting:
+      if (auto s = Remove(lock, vm); !s) spdlog::error("{}", s.error().message);
+      break;
+    default:
+      break;
+  }
+}
+
+Status Node::RemoveLeftovers(const std::vector<hv::ProcessId>& running,
+                             const std::set<int64_t>& adopted) {
+  // VMM processes nobody recorded (a launch cut short), VM directories and taps that belong to no
+  // VM.
   for (const auto& process : running) {
     if (adopted.count(process.pid)) continue;
     spdlog::warn("ending pid {}: a VMM from {} that no VM owns", process.pid,
@@ -141,23 +167,15 @@ Status Node::Recover() {
     spdlog::warn("removing {}: no VM owns it", entry.path().string());
     std::filesystem::remove_all(entry.path(), ec);
   }
-  if (machinery_.network) {
-    auto existing = machinery_.network->ListTaps();
-    if (!existing) return Fail(existing.error().Wrap("listing taps"));
-    for (const auto& tap : *existing) {
-      if (taps.count(tap)) continue;
-      spdlog::warn("removing tap {}: no VM owns it", tap);
-      if (auto s = machinery_.network->RemoveTap(tap); !s) spdlog::error("{}", s.error().message);
-    }
-    if (auto s = SyncRules(); !s) return Fail(s.error());
+  if (!machinery_.network) return Ok();
+  auto existing = machinery_.network->ListTaps();
+  if (!existing) return Fail(existing.error().Wrap("listing taps"));
+  for (const auto& tap : *existing) {
+    if (taps.count(tap)) continue;
+    spdlog::warn("removing tap {}: no VM owns it", tap);
+    if (auto s = machinery_.network->RemoveTap(tap); !s) spdlog::error("{}", s.error().message);
   }
-  // Suspended VMs that wake on a packet: their taps are watched again.
-  for (const auto& [name, vm] : vms_) {
-    if (vm.state == VmState::kSuspended) WatchIfAsleep(lock, name);
-  }
-  for (auto& job : jobs) Spawn(std::move(job));
-  StartTimers();  // timers that fell due while no hearthd ran fire now
-  return Ok();
+  return SyncRules();
 }
 
 }  // namespace hearth::node

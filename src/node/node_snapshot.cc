@@ -130,7 +130,7 @@ void Node::RunSuspend(const std::string& name) {
     std::string why =
         "suspend failed: " + (machine ? "no process recorded" : machine.error().message);
     EndProcess(lock, vm, /*graceful=*/false);
-    Settle(lock, name, VmState::kFailed, "failed", why, why);
+    Settle(lock, name, VmEvent::kFailed, "failed", why, why);
     return;
   }
   hv::ProcessId process{*vm.pid, vm.pid_start};
@@ -165,12 +165,12 @@ void Node::RunSuspend(const std::string& name) {
     lock.lock();
     std::string why = "suspend failed: " + committed.error().message;
     if (cont) {
-      Settle(lock, name, VmState::kRunning, "suspend_failed", why + "; the VM runs on", why);
+      Settle(lock, name, VmEvent::kSaveFailed, "suspend_failed", why + "; the VM runs on", why);
       return;
     }
     EndProcess(lock, vm, /*graceful=*/false);
     why += "; resuming the paused guest failed too: " + cont.error().message;
-    Settle(lock, name, VmState::kFailed, "failed", why, why);
+    Settle(lock, name, VmEvent::kFailed, "failed", why, why);
     return;
   }
   // The snapshot is complete: the VMM has nothing more to keep.
@@ -194,7 +194,7 @@ void Node::RunSuspend(const std::string& name) {
       m["latency_ms"] / 1e3, m["save_ms"], m["complete_ms"], m["end_ms"], bytes);
   lock.lock();
   Settle(
-      lock, name, VmState::kSuspended, "suspended", message, "",
+      lock, name, VmEvent::kSaved, "suspended", message, "",
       [&](VmRecord& next) {
         next.snapshot = SnapshotInfo{committed->taken_at, bytes};
       },
@@ -206,7 +206,7 @@ void Node::RunSuspend(const std::string& name) {
 void Node::RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const VmRecord& vm,
                                      std::set<int64_t>& adopted) {
   const std::string& name = vm.name;
-  live_[name].job = true;
+  ClaimJob(name);
   snapshot::SnapshotDir dir(paths_, vm.id);
   dir.RemoveStaging();
   auto machine = Machine(vm);
@@ -228,7 +228,7 @@ void Node::RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const V
     if (!cont) return false;
     adopted.insert(vmm->pid);
     if (auto s = supervisor_->Watch(*vmm); !s) spdlog::error("{}", s.error().message);
-    Settle(lock, name, VmState::kRunning, "adopted", std::move(message), "", [&](VmRecord& next) {
+    Settle(lock, name, VmEvent::kAdopted, "adopted", std::move(message), "", [&](VmRecord& next) {
       next.pid = vmm->pid;
       next.pid_start = vmm->start_time;
       next.snapshot.reset();
@@ -238,7 +238,7 @@ void Node::RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const V
   auto fail = [&](std::string why) {
     end_vmm();
     DiscardSavedState(vm);
-    Settle(lock, name, VmState::kFailed, "failed", why, why,
+    Settle(lock, name, VmEvent::kFailed, "failed", why, why,
            [](VmRecord& next) { next.snapshot.reset(); });
   };
 
@@ -247,7 +247,7 @@ void Node::RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const V
     if (m && m->vm_version == vm.version) {
       end_vmm();
       int64_t bytes = dir.DiskBytes(*m);
-      Settle(lock, name, VmState::kSuspended, "suspended",
+      Settle(lock, name, VmEvent::kSaved, "suspended",
              "hearthd restarted during the suspend; the snapshot was complete", "",
              [&](VmRecord& next) {
                next.snapshot = SnapshotInfo{m->taken_at, bytes};
@@ -270,7 +270,7 @@ void Node::RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const V
   // as used.
   if (!host_rebooted_ && !dir.Consumed() && dir.Load()) {
     end_vmm();
-    Settle(lock, name, VmState::kSuspended, "suspended",
+    Settle(lock, name, VmEvent::kRestoreFailed, "suspended",
            "hearthd restarted during the resume, before the guest ran; the snapshot is kept");
     return;
   }

@@ -34,7 +34,7 @@ Timestamp Node::IdleBaseline(const VmRecord& vm) const {
 }
 
 std::optional<DueTimer> Node::NextTimer(const VmRecord& vm) const {
-  if (vm.state != VmState::kRunning || !vm.running_since) return std::nullopt;
+  if (!Allows(vm.state, VmEvent::kTimerFired) || !vm.running_since) return std::nullopt;
   std::lock_guard lock(mu_);
   Timestamp last_activity = IdleBaseline(vm);
   std::optional<Timestamp> retry;
@@ -58,8 +58,8 @@ Node::TimerPass Node::RunTimers() {
   {
     std::lock_guard lock(mu_);
     for (const auto& [name, vm] : vms_) {
-      if (machinery_.network && vm.state == VmState::kRunning && vm.spec.timers.idle_timeout &&
-          !vm.ip.empty()) {
+      if (machinery_.network && Allows(vm.state, VmEvent::kTimerFired) &&
+          vm.spec.timers.idle_timeout && !vm.ip.empty()) {
         taps.emplace_back(name, net::TapName(vm.id));
       }
     }
@@ -81,7 +81,7 @@ Node::TimerPass Node::RunTimers() {
     });
     auto later = [&](Timestamp at) { pass.next = pass.next ? std::min(*pass.next, at) : at; };
     for (const auto& [name, vm] : vms_) {
-      if (vm.state != VmState::kRunning || !vm.running_since) continue;
+      if (!Allows(vm.state, VmEvent::kTimerFired) || !vm.running_since) continue;
       const Timers& t = vm.spec.timers;
       auto found = watches_.find(name);
       bool fresh = found == watches_.end() || found->second.run != vm.running_since;

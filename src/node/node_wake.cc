@@ -11,26 +11,8 @@
 namespace hearth::node {
 
 int Node::HoldTap(std::unique_lock<std::mutex>&, const VmRecord& vm, net::Handoff* handoff) {
-  if (!machinery_.waker || !machinery_.network || vm.ip.empty()) return -1;
-  Live& live = live_[vm.name];
-  if (live.tap_fd >= 0) return live.tap_fd;
-  net::Handoff taken = machinery_.waker->TakeOver(vm.name);
-  if (taken.fd >= 0) {
-    live.tap_fd = taken.fd;
-    if (handoff) {
-      taken.fd = -1;
-      *handoff = std::move(taken);
-    }
-    return live.tap_fd;
-  }
-  auto fd = machinery_.network->OpenTap(net::TapName(vm.id));
-  if (!fd) {
-    // The VMM then opens the tap by name; only frames during a later suspend may be lost.
-    spdlog::warn("vm '{}': {}", vm.name, fd.error().message);
-    return -1;
-  }
-  live.tap_fd = *fd;
-  return live.tap_fd;
+  if (vm.ip.empty()) return -1;
+  return tap_keeper_.Hold(vm.name, net::TapName(vm.id), handoff);
 }
 
 void Node::HandTap(std::unique_lock<std::mutex>& lock, const VmRecord& vm, hv::MachineSpec& machine,
@@ -48,21 +30,12 @@ void Node::HandTap(std::unique_lock<std::mutex>& lock, const VmRecord& vm, hv::M
   };
 }
 
-void Node::ReleaseTap(const std::string& name) {
-  if (machinery_.waker) {
-    net::Handoff h = machinery_.waker->TakeOver(name);
-    if (h.fd >= 0) ::close(h.fd);
-  }
-  if (auto it = live_.find(name); it != live_.end() && it->second.tap_fd >= 0) {
-    ::close(it->second.tap_fd);
-    it->second.tap_fd = -1;
-  }
-}
+void Node::ReleaseTap(const std::string& name) { tap_keeper_.Release(name); }
 
 void Node::WatchIfAsleep(std::unique_lock<std::mutex>& lock, const std::string& name) {
   const VmRecord* vm = Find(name);
-  if (!vm || vm->state != VmState::kSuspended || vm->spec.effective_wake() != WakeMode::kOnPacket ||
-      !machinery_.waker) {
+  if (!vm || !Allows(vm->state, VmEvent::kWake) ||
+      vm->spec.effective_wake() != WakeMode::kOnPacket || !machinery_.waker) {
     ReleaseTap(name);
     return;
   }
@@ -70,16 +43,9 @@ void Node::WatchIfAsleep(std::unique_lock<std::mutex>& lock, const std::string& 
   auto address = pool ? pool->FromGuest(vm->ip) : Fail(Code::kNotFound, "no pool");
   auto filter = address ? net::MakeWakeFilter(net::GuestMac(*address), vm->ip, vm->spec.wake_ports)
                         : Result<net::WakeFilter>(Fail(address.error()));
-  int fd = filter ? HoldTap(lock, *vm, nullptr) : -1;
-  if (fd < 0) {
-    spdlog::warn("vm '{}' will not wake on a packet: {}", name,
-                 filter ? "its tap cannot be held" : filter.error().message);
-    return;
-  }
-  live_[name].tap_fd = -1;  // the waker's now
-  if (auto s = machinery_.waker->Watch(name, fd, *filter); !s) {
-    spdlog::error("vm '{}': {}", name, s.error().message);
-  }
+  Status lent = filter ? tap_keeper_.LendToWaker(name, net::TapName(vm->id), *filter)
+                       : Status(Fail(filter.error()));
+  if (!lent) spdlog::warn("vm '{}' will not wake on a packet: {}", name, lent.error().message);
 }
 
 // `seen` is also in the frames the job takes over (net::Handoff::woken_at), which it measures from.
@@ -88,7 +54,7 @@ void Node::OnWake(const std::string& name, std::chrono::steady_clock::time_point
   if (shutting_down_) return;
   WaitForWrites(lock, name);
   const VmRecord* vm = Find(name);
-  if (!vm || vm->state != VmState::kSuspended || live_[name].job ||
+  if (!vm || !Allows(vm->state, VmEvent::kWake) || live_[name].job ||
       vm->spec.effective_wake() != WakeMode::kOnPacket || !machinery_.driver) {
     return;
   }
@@ -99,7 +65,9 @@ void Node::OnWake(const std::string& name, std::chrono::steady_clock::time_point
     return;
   }
   // The snapshot is checked beside the restore, not before it: the packet waits.
-  if (auto pending = BeginResume(lock, *vm, /*check_now=*/false, "woken by a packet"); !pending) {
+  if (auto pending =
+          BeginResume(lock, *vm, VmEvent::kWake, /*check_now=*/false, "woken by a packet");
+      !pending) {
     spdlog::warn("vm '{}': a packet arrived but it cannot wake: {}", name, pending.error().message);
     WatchIfAsleep(lock, name);
   }

@@ -23,6 +23,7 @@ Result<hv::ProcessId> FakeDriver::Launch(const hv::MachineSpec& spec) {
     launched[spec.vm_id] = spec;
   }
   ++launches;
+  Changed();
   // exec -a puts the VM's socket path into the sleep's argv, where FindProcesses looks.
   std::string name = "fake-vmm " + spec.qmp_socket.string();
   int exit_ms = boot.load() == Boot::kExit ? 5 : 3600 * 1000;
@@ -130,7 +131,29 @@ Result<hv::ProcessId> FakeDriver::Restore(
 
 Status FakeDriver::SyncClock(const hv::MachineSpec&, const hv::ProcessId&) {
   ++clock_syncs;
+  Changed();
   return Ok();
+}
+
+void FakeDriver::Changed() {
+  std::lock_guard lock(signal_mu_);
+  ++changes_;
+  signal_.notify_all();
+}
+
+bool FakeDriver::WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  std::unique_lock lock(signal_mu_);
+  while (true) {
+    uint64_t seen = changes_;
+    lock.unlock();
+    if (pred()) return true;
+    lock.lock();
+    if (!signal_.wait_until(lock, deadline, [&] { return changes_ != seen; })) {
+      lock.unlock();
+      return pred();
+    }
+  }
 }
 
 Result<std::string> FakeDriver::Version() {

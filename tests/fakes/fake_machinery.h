@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -62,10 +63,19 @@ class FakeDriver final : public hv::HypervisorDriver {
   std::atomic<bool> fail_suspend{false};
   std::atomic<bool> fail_resume{false};
   std::atomic<int> clock_syncs{0};
+  // Waits until `pred` holds, checked again after every Launch, Restore and SyncClock; false if
+  // it still fails after `limit`.
+  bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds limit);
   std::mutex mu;
   std::map<std::string, hv::MachineSpec> launched;  // by VM id, the last spec
   std::set<int64_t> paused;                         // pids of "VMMs" with a paused guest
   std::string version = "fake 1.0";
+
+ private:
+  void Changed();
+  std::mutex signal_mu_;
+  std::condition_variable signal_;
+  uint64_t changes_ = 0;
 };
 
 // A waker whose wakes the test triggers (through the node's OnWake) and whose watches it reads.

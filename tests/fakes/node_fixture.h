@@ -40,6 +40,18 @@ class NodeFixture : public ::testing::Test {
     ASSERT_TRUE(node_->Recover());
   }
 
+  // Waits, without polling, until `pred` (which may read the node) holds: it is checked again
+  // each time a record write or a job of the node ends. False if it still fails after `limit`.
+  template <class Pred>
+  bool Eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (true) {
+      uint64_t seen = node_->Changes();
+      if (pred()) return true;
+      if (!node_->WaitForChange(seen, deadline)) return pred();
+    }
+  }
+
   TempDir dir_;
   Paths paths_;
   FakeStateStore store_;

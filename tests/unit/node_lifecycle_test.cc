@@ -41,28 +41,27 @@ class NodeLifecycleTest : public testing::NodeFixture {
 
   // Waits until the VM is in `state` (and no longer changing), or fails the test.
   VmRecord WaitFor(const std::string& name, VmState state, std::chrono::milliseconds limit = 5s) {
-    auto until = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-      auto vm = node_->Get(name);
-      if (vm && vm->state == state) return *vm;
-      if (std::chrono::steady_clock::now() > until) {
-        ADD_FAILURE() << name << " is " << (vm ? ToString(vm->state) : "gone") << ", expected "
-                      << ToString(state) << (vm ? " (" + vm->state_reason + ")" : "");
-        return vm ? *vm : VmRecord{};
-      }
-      std::this_thread::sleep_for(2ms);
+    Eventually(
+        [&] {
+          auto vm = node_->Get(name);
+          return vm && vm->state == state;
+        },
+        limit);
+    auto vm = node_->Get(name);
+    if (!vm || vm->state != state) {
+      ADD_FAILURE() << name << " is " << (vm ? ToString(vm->state) : "gone") << ", expected "
+                    << ToString(state) << (vm ? " (" + vm->state_reason + ")" : "");
     }
+    return vm ? *vm : VmRecord{};
   }
 
   // Waits until the VM runs on a process other than `old_pid` (a restart), or fails the test.
   VmRecord WaitForRestart(const std::string& name, std::optional<int64_t> old_pid) {
-    auto until = std::chrono::steady_clock::now() + 5s;
+    Eventually([&] {
+      VmRecord now = *node_->Get(name);
+      return now.state == VmState::kRunning && now.pid != old_pid;
+    });
     VmRecord vm = *node_->Get(name);
-    while ((vm.state != VmState::kRunning || vm.pid == old_pid) &&
-           std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(5ms);
-      vm = *node_->Get(name);
-    }
     EXPECT_EQ(vm.state, VmState::kRunning);
     EXPECT_NE(vm.pid, old_pid);
     return vm;
@@ -208,10 +207,7 @@ TEST_F(NodeLifecycleTest, StopCancelsAStartThatHangs) {
   VmRecord vm = Create("web");
   driver_.boot = FakeDriver::Boot::kHang;
   ASSERT_TRUE(node_->Start("web", false));
-  auto until = std::chrono::steady_clock::now() + 2s;
-  while (driver_.launches.load() == 0 && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(1ms);
-  }
+  driver_.WaitFor([&] { return driver_.launches.load() > 0; }, 2s);
   auto r = node_->Stop("web", true);
   ASSERT_TRUE(r) << r.error().message;
   VmRecord stopped = WaitFor("web", VmState::kStopped);
@@ -246,11 +242,8 @@ TEST_F(NodeLifecycleTest, WaitSettledAnswersWithTheVmOnceItLeavesItsTransition) 
   ASSERT_TRUE(starting);
   EXPECT_EQ(starting->state, VmState::kStarting);
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 200ms);
-  // A hearthd shutting down releases every waiter at once.
-  std::thread release([&] {
-    std::this_thread::sleep_for(100ms);
-    node_->ReleaseWaiters();
-  });
+  // A hearthd shutting down releases every waiter at once, whether it waits already or not.
+  std::thread release([&] { node_->ReleaseWaiters(); });
   t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(node_->WaitSettled("web", 10s)->state, VmState::kStarting);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
@@ -337,12 +330,8 @@ TEST_F(NodeLifecycleTest, AFailedResumeKeepsTheSavedStateForARetry) {
   WaitFor("web", VmState::kSuspended);
   driver_.fail_resume = true;
   ASSERT_TRUE(node_->Resume("web"));
-  auto until = std::chrono::steady_clock::now() + 5s;
+  Eventually([&] { return !node_->Get("web")->state_reason.empty(); });
   VmRecord vm2 = *node_->Get("web");
-  while (vm2.state_reason.empty() && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(2ms);
-    vm2 = *node_->Get("web");
-  }
   EXPECT_EQ(vm2.state, VmState::kSuspended);
   EXPECT_NE(vm2.state_reason.find("resume failed"), std::string::npos);
   EXPECT_TRUE(vm2.snapshot.has_value());
@@ -357,12 +346,8 @@ TEST_F(NodeLifecycleTest, AFailedSuspendLetsTheGuestRunOn) {
   VmRecord running = WaitFor("web", VmState::kRunning);
   driver_.fail_suspend = true;
   ASSERT_TRUE(node_->Suspend("web"));
-  auto until = std::chrono::steady_clock::now() + 5s;
+  Eventually([&] { return node_->Get("web")->state == VmState::kRunning; });
   VmRecord after = *node_->Get("web");
-  while (after.state != VmState::kRunning && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(2ms);
-    after = *node_->Get("web");
-  }
   EXPECT_EQ(after.state, VmState::kRunning);
   EXPECT_EQ(after.pid, running.pid) << "the same VMM runs on";
   EXPECT_NE(after.state_reason.find("suspend failed"), std::string::npos) << after.state_reason;
@@ -416,10 +401,7 @@ TEST_F(NodeLifecycleTest, ResumeSetsTheGuestClockAfterTheVmRuns) {
   WaitFor("web", VmState::kSuspended);
   ASSERT_TRUE(node_->Resume("web"));
   WaitFor("web", VmState::kRunning);
-  auto until = std::chrono::steady_clock::now() + 5s;
-  while (driver_.clock_syncs.load() == 0 && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(2ms);
-  }
+  driver_.WaitFor([&] { return driver_.clock_syncs.load() > 0; }, 5s);
   EXPECT_EQ(driver_.clock_syncs.load(), 1);
   std::lock_guard lock(driver_.mu);
   EXPECT_TRUE(driver_.paused.empty()) << "the restored guest was continued";
@@ -491,21 +473,23 @@ TEST_F(NodeLifecycleTest, ConcurrentRequestsOnOneVmLeaveItConsistent) {
               node_->Resume("busy");
               break;
           }
-          std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
+          // Jitter, so that the clients' requests interleave differently on every round.
+          for (int spin = static_cast<int>(rng() % 64); spin > 0; --spin) std::this_thread::yield();
         }
       });
     }
     go = true;
     for (auto& c : clients) c.join();
     // Let the last transition settle.
-    auto until = std::chrono::steady_clock::now() + 10s;
+    // Let the last transition settle, and what it ended exit.
+    auto consistent = [&] {
+      Result<VmRecord> vm_now = node_->Get("busy");
+      if (!vm_now) return ProcessesOf(vm) == 0;
+      size_t want = vm_now->state == VmState::kRunning ? 1 : 0;
+      return !IsTransitional(vm_now->state) && ProcessesOf(vm) == want;
+    };
+    Eventually(consistent, 10s);
     Result<VmRecord> now = node_->Get("busy");
-    while (now && IsTransitional(now->state) && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(5ms);
-      now = node_->Get("busy");
-    }
-    std::this_thread::sleep_for(50ms);
-    now = node_->Get("busy");
     if (!now) {
       EXPECT_EQ(ProcessesOf(vm), 0u);
       EXPECT_FALSE(*store_.GetVm("busy"));

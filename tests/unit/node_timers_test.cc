@@ -35,17 +35,16 @@ class NodeTimersTest : public testing::NodeFixture {
   }
 
   VmRecord WaitFor(const std::string& name, VmState state) {
-    auto until = std::chrono::steady_clock::now() + 5s;
-    for (;;) {
+    Eventually([&] {
       auto vm = node_->Get(name);
-      if (vm && vm->state == state) return *vm;
-      if (std::chrono::steady_clock::now() > until) {
-        ADD_FAILURE() << name << " is " << (vm ? ToString(vm->state) : "gone") << ", expected "
-                      << ToString(state);
-        return vm ? *vm : VmRecord{};
-      }
-      std::this_thread::sleep_for(2ms);
+      return vm && vm->state == state;
+    });
+    auto vm = node_->Get(name);
+    if (!vm || vm->state != state) {
+      ADD_FAILURE() << name << " is " << (vm ? ToString(vm->state) : "gone") << ", expected "
+                    << ToString(state);
     }
+    return vm ? *vm : VmRecord{};
   }
 
   std::vector<Event> TimerEvents(const std::string& name) {
@@ -243,10 +242,12 @@ TEST_F(NodeTimersTest, ARefusedActionIsRetriedLaterNotAtOnce) {
 
 TEST_F(NodeTimersTest, ShutdownStopsTheTimerThread) {
   Run("web", {{"idle_timeout", "1s"}});
+  EXPECT_TRUE(node_->TimersRunning());
   node_->Shutdown();
   node_->Shutdown();
+  // The thread is joined: nothing is left to fire, however late it gets.
+  EXPECT_FALSE(node_->TimersRunning());
   clock_.Advance(1h);
-  std::this_thread::sleep_for(300ms);  // longer than an idle poll: the thread would have fired
   EXPECT_EQ(node_->Get("web")->state, VmState::kRunning);
   EXPECT_TRUE(TimerEvents("web").empty());
 }

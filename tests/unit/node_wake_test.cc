@@ -29,12 +29,11 @@ class NodeWakeTest : public testing::NodeFixture {
     return WaitFor(name, VmState::kSuspended);
   }
   VmRecord WaitFor(const std::string& name, VmState state) {
-    auto until = std::chrono::steady_clock::now() + 5s;
+    Eventually([&] {
+      auto now = node_->Get(name);
+      return !now || now->state == state;
+    });
     auto vm = node_->Get(name);
-    while (vm && vm->state != state && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(2ms);
-      vm = node_->Get(name);
-    }
     EXPECT_TRUE(vm && vm->state == state) << ToString(state);
     return vm ? *vm : VmRecord{};
   }
@@ -69,9 +68,12 @@ TEST_F(NodeWakeTest, AWakeResumesTheVmWithTheFramesThatWokeIt) {
 TEST_F(NodeWakeTest, OnlyVmsThatWakeOnPacketAreWatchedAndAWakeOfAnotherStateIsIgnored) {
   Suspended("never", WakeMode::kNever);
   EXPECT_FALSE(waker_.watching("never"));
+  int launches = driver_.launches.load();
   node_->OnWake("never", std::chrono::steady_clock::now());
-  std::this_thread::sleep_for(50ms);
-  EXPECT_EQ(node_->Get("never")->state, VmState::kSuspended) << "a stray wake changes nothing";
+  EXPECT_FALSE(node_->Busy("never")) << "a stray wake starts nothing";
+  EXPECT_FALSE(Eventually([&] { return node_->Get("never")->state != VmState::kSuspended; }, 100ms))
+      << "a stray wake changes nothing";
+  EXPECT_EQ(driver_.launches.load(), launches);
   // Edited to wake on packet while asleep: watched from then on.
   EditRequest edit;
   edit.fields = nlohmann::json{{"wake", "on-packet"}};
@@ -118,10 +120,7 @@ TEST_F(NodeWakeTest, AFailedLoadAfterTheReleaseLeavesTheVmSuspendedWatchedAndIts
   driver_.fail_load = true;
   node_->OnWake("web", std::chrono::steady_clock::now());
   // The VM may read `suspended` before the resume job has run: wait for its outcome.
-  for (auto until = std::chrono::steady_clock::now() + 5s;
-       LastEventType("web") != "failed" && std::chrono::steady_clock::now() < until;) {
-    std::this_thread::sleep_for(2ms);
-  }
+  Eventually([&] { return LastEventType("web") == "failed"; });
   VmRecord vm = WaitFor("web", VmState::kSuspended);
   EXPECT_EQ(driver_.tap_releases.load(), 1);
   EXPECT_TRUE(vm.snapshot.has_value());
@@ -172,11 +171,9 @@ TEST_F(NodeWakeTest, AWakeWhoseRecordCannotBeWrittenNeverRunsTheGuest) {
   store_.FailWrites(Error{Code::kUnavailable, "disk full"});
   node_->OnWake("web", std::chrono::steady_clock::now());
   // The restore began beside the write; the write failed, so the loaded VMM was ended unrun.
-  auto until = std::chrono::steady_clock::now() + 5s;
-  while (driver_.launches.load() == launches && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(2ms);
-  }
-  std::this_thread::sleep_for(200ms);
+  // The job ends with writes still failing; only then does the store work again.
+  EXPECT_TRUE(
+      Eventually([&] { return driver_.launches.load() > launches && !node_->Busy("web"); }));
   store_.FailWrites(std::nullopt);
   auto vm = WaitFor("web", VmState::kSuspended);
   EXPECT_FALSE(vm.pid.has_value());
