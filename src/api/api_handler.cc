@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <charconv>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -125,7 +124,8 @@ std::span<const ApiHandler::RouteEntry> ApiHandler::RouteTable() {
 const std::vector<Route>& ApiHandler::Routes() {
   static const std::vector<Route> routes = [] {
     std::vector<Route> out;
-    for (const RouteEntry& r : RouteTable()) out.push_back({std::string(r.method), std::string(r.path)});
+    for (const RouteEntry& r : RouteTable())
+      out.push_back({std::string(r.method), std::string(r.path)});
     return out;
   }();
   return routes;
