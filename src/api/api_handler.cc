@@ -3,11 +3,11 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <charconv>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "api/request_target.h"
 #include "common/clock.h"
 #include "common/disk_space.h"
 #include "model/vm_json.h"
@@ -43,132 +43,6 @@ HttpResponse VmResult(const node::Node& node, const Result<T>& r, int status = 2
   return VmResponse(node, status, *r);
 }
 
-struct Target {
-  std::vector<std::string> segments;
-  std::map<std::string, std::string> query;
-};
-
-int FromHex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// `plus_is_space`: form encoding, which applies to the query only.
-Result<std::string> PercentDecode(std::string_view s, bool plus_is_space) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%') {
-      if (i + 2 >= s.size()) return Fail(Code::kInvalidArgument, "bad percent-encoding in URL");
-      int hi = FromHex(s[i + 1]), lo = FromHex(s[i + 2]);
-      if (hi < 0 || lo < 0) return Fail(Code::kInvalidArgument, "bad percent-encoding in URL");
-      out += static_cast<char>(hi * 16 + lo);
-      i += 2;
-    } else {
-      out += plus_is_space && s[i] == '+' ? ' ' : s[i];
-    }
-  }
-  return out;
-}
-
-Result<Target> ParseTarget(std::string_view target) {
-  Target t;
-  std::string_view path = target, query;
-  if (auto q = target.find('?'); q != std::string_view::npos) {
-    path = target.substr(0, q);
-    query = target.substr(q + 1);
-  }
-  size_t pos = 0;
-  while (pos < path.size()) {
-    if (path[pos] == '/') {
-      ++pos;
-      continue;
-    }
-    size_t end = path.find('/', pos);
-    if (end == std::string_view::npos) end = path.size();
-    auto seg = PercentDecode(path.substr(pos, end - pos), false);
-    if (!seg) return Fail(seg.error());
-    t.segments.push_back(*seg);
-    pos = end;
-  }
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (pair.empty()) continue;
-    size_t eq = pair.find('=');
-    auto key = PercentDecode(pair.substr(0, eq), true);
-    auto value = PercentDecode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
-    if (!key || !value) return Fail(Code::kInvalidArgument, "bad percent-encoding in URL query");
-    t.query[*key] = *value;
-  }
-  return t;
-}
-
-// Checks that only `allowed` query parameters are present.
-Status CheckQuery(const Target& t, std::initializer_list<std::string_view> allowed) {
-  for (const auto& [key, _] : t.query) {
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      return Fail(Code::kInvalidArgument,
-                  fmt::format("query parameter '{}' is not known here", key), key);
-    }
-  }
-  return Ok();
-}
-
-Result<bool> QueryFlag(const Target& t, const std::string& key) {
-  auto it = t.query.find(key);
-  if (it == t.query.end()) return false;
-  if (it->second.empty() || it->second == "true" || it->second == "1") return true;
-  if (it->second == "false" || it->second == "0") return false;
-  return Fail(Code::kInvalidArgument,
-              fmt::format("{}: '{}' is not a boolean; use true or false", key, it->second), key);
-}
-
-// `wait=DURATION` of a lifecycle request ("30s", "500ms"; at most 10m); none without it.
-Result<std::optional<std::chrono::milliseconds>> QueryWait(const Target& t) {
-  auto it = t.query.find("wait");
-  if (it == t.query.end()) return std::optional<std::chrono::milliseconds>();
-  auto d = ParseDuration(it->second);
-  if (!d || *d <= Duration::zero() || *d > std::chrono::minutes(10)) {
-    return Fail(
-        Code::kInvalidArgument,
-        fmt::format("wait: '{}' is not a duration from 1ms to 10m, like 30s or 500ms", it->second),
-        "wait");
-  }
-  return std::optional(std::chrono::duration_cast<std::chrono::milliseconds>(*d));
-}
-
-Result<int> QueryInt(const Target& t, const std::string& key, int def, int lo, int hi) {
-  auto it = t.query.find(key);
-  if (it == t.query.end()) return def;
-  int v = 0;
-  const std::string& s = it->second;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc{} || end != s.data() + s.size() || v < lo || v > hi) {
-    return Fail(Code::kInvalidArgument,
-                fmt::format("{}: '{}' is not a whole number from {} to {}", key, s, lo, hi), key);
-  }
-  return v;
-}
-
-// Reads the version an edit is based on from If-Match ("5" or "\"5\"").
-Result<std::optional<int64_t>> IfMatchVersion(const HttpRequest& req) {
-  auto it = req.headers.find("if-match");
-  if (it == req.headers.end()) return std::optional<int64_t>();
-  std::string_view v = it->second;
-  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
-  int64_t n = 0;
-  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc{} || end != v.data() + v.size()) {
-    return Fail(Code::kInvalidArgument,
-                fmt::format("If-Match: '{}' is not a VM version such as \"3\"", it->second),
-                "If-Match");
-  }
-  return std::optional<int64_t>(n);
-}
-
 json NodeInfoJson(const node::NodeInfo& info) {
   return {
       {"hostname", info.hostname},
@@ -194,52 +68,73 @@ HttpResponse MethodNotAllowed(const HttpRequest& req, std::string_view path,
   return r;
 }
 
+// The {name} of a /v1/vms/{name}... route.
+const std::string& VmName(const RequestTarget& t) { return t.segments[2]; }
+
+// The non-empty segments of a path, as they are (not decoded).
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t pos = 0;
+  while (pos < path.size()) {
+    size_t end = path.find('/', pos);
+    if (end == std::string_view::npos) end = path.size();
+    if (end > pos) out.push_back(path.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
+// Whether `path` (segments, empty ones skipped) is the OpenAPI path `pattern`, in which "{name}"
+// stands for any one segment.
+template <class Segment>
+bool PathMatches(std::string_view pattern, const std::vector<Segment>& path) {
+  std::vector<std::string_view> want = SplitPath(pattern);
+  if (want.size() != path.size()) return false;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (want[i] != "{name}" && want[i] != path[i]) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
-const std::vector<Route>& ApiHandler::Routes() {
-  static const std::vector<Route> routes = {
-      {"GET", "/healthz"},
-      {"GET", "/v1/node"},
-      {"GET", "/v1/vms"},
-      {"POST", "/v1/vms"},
-      {"GET", "/v1/vms/{name}"},
-      {"PATCH", "/v1/vms/{name}"},
-      {"DELETE", "/v1/vms/{name}"},
-      {"POST", "/v1/vms/{name}/start"},
-      {"POST", "/v1/vms/{name}/stop"},
-      {"POST", "/v1/vms/{name}/suspend"},
-      {"POST", "/v1/vms/{name}/resume"},
-      {"GET", "/v1/vms/{name}/events"},
-      {"GET", "/v1/vms/{name}/logs"},
-      {"GET", "/v1/usage"},
-      {"GET", "/metrics"},
+// The API: each route and the member that answers it. A path with no route for the request's
+// method is answered 405 naming the methods it has, in this order.
+std::span<const ApiHandler::RouteEntry> ApiHandler::RouteTable() {
+  static const RouteEntry kTable[] = {
+      {"GET", "/healthz", &ApiHandler::GetHealth},
+      {"GET", "/v1/node", &ApiHandler::GetNode},
+      {"GET", "/v1/vms", &ApiHandler::ListVms},
+      {"POST", "/v1/vms", &ApiHandler::CreateVm},
+      {"GET", "/v1/vms/{name}", &ApiHandler::GetVm},
+      {"PATCH", "/v1/vms/{name}", &ApiHandler::EditVm},
+      {"DELETE", "/v1/vms/{name}", &ApiHandler::DeleteVm},
+      {"POST", "/v1/vms/{name}/start", &ApiHandler::StartVm},
+      {"POST", "/v1/vms/{name}/stop", &ApiHandler::StopVm},
+      {"POST", "/v1/vms/{name}/suspend", &ApiHandler::SuspendVm},
+      {"POST", "/v1/vms/{name}/resume", &ApiHandler::ResumeVm},
+      {"GET", "/v1/vms/{name}/events", &ApiHandler::GetEvents},
+      {"GET", "/v1/vms/{name}/logs", &ApiHandler::GetLogs},
+      {"GET", "/v1/usage", &ApiHandler::GetUsage},
+      {"GET", "/metrics", &ApiHandler::GetMetrics},
   };
+  return kTable;
+}
+
+const std::vector<Route>& ApiHandler::Routes() {
+  static const std::vector<Route> routes = [] {
+    std::vector<Route> out;
+    for (const RouteEntry& r : RouteTable())
+      out.push_back({std::string(r.method), std::string(r.path)});
+    return out;
+  }();
   return routes;
 }
 
 std::string ApiHandler::RouteOf(std::string_view method, std::string_view target) {
-  std::string_view path = target.substr(0, target.find('?'));
-  auto split = [](std::string_view p) {
-    std::vector<std::string_view> out;
-    size_t pos = 0;
-    while (pos < p.size()) {
-      size_t end = p.find('/', pos);
-      if (end == std::string_view::npos) end = p.size();
-      if (end > pos) out.push_back(p.substr(pos, end - pos));
-      pos = end + 1;
-    }
-    return out;
-  };
-  std::vector<std::string_view> segs = split(path);
-  for (const Route& r : Routes()) {
-    if (r.method != method) continue;
-    std::vector<std::string_view> want = split(r.path);
-    if (want.size() != segs.size()) continue;
-    bool match = true;
-    for (size_t i = 0; i < want.size() && match; ++i) {
-      match = want[i] == "{name}" || want[i] == segs[i];
-    }
-    if (match) return r.path;
+  std::vector<std::string_view> segs = SplitPath(target.substr(0, target.find('?')));
+  for (const RouteEntry& r : RouteTable()) {
+    if (r.method == method && PathMatches(r.path, segs)) return std::string(r.path);
   }
   return "other";
 }
@@ -291,168 +186,185 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
 HttpResponse ApiHandler::Dispatch(const HttpRequest& req) {
   auto target = ParseTarget(req.target);
   if (!target) return ErrorResponse(target.error());
-  const auto& seg = target->segments;
-  const std::string& m = req.method;
-  auto no_route = [&] {
-    return ErrorResponse(Code::kNotFound, fmt::format("no route {} {}; see api/openapi.yaml", m,
-                                                      req.target.substr(0, 200)));
-  };
+  std::string_view path;
+  std::string allowed;  // the methods `path` has
+  for (const RouteEntry& r : RouteTable()) {
+    if (!PathMatches(r.path, target->segments)) continue;
+    if (r.method == req.method) return (this->*r.handler)(req, *target);
+    path = r.path;
+    allowed += (allowed.empty() ? "" : ", ") + std::string(r.method);
+  }
+  if (!allowed.empty()) return MethodNotAllowed(req, path, allowed);
+  return ErrorResponse(Code::kNotFound, fmt::format("no route {} {}; see api/openapi.yaml",
+                                                    req.method, req.target.substr(0, 200)));
+}
 
-  if (seg.size() == 1 && seg[0] == "healthz") {
-    if (m != "GET") return MethodNotAllowed(req, "/healthz", "GET");
-    if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
-    return JsonResponse(200, {{"status", "ok"}, {"read_only", ReadOnlyJson()}});
-  }
-  if (seg.size() == 1 && seg[0] == "metrics") {
-    if (m != "GET") return MethodNotAllowed(req, "/metrics", "GET");
-    if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
-    if (!metering_.metrics) {
-      return ErrorResponse(Code::kUnavailable, "metering is not running on this node");
-    }
-    HttpResponse r;
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = metering_.metrics->Render();
-    return r;
-  }
-  if (seg.empty() || seg[0] != "v1") return no_route();
-  if (seg.size() == 2 && seg[1] == "usage") {
-    if (m != "GET") return MethodNotAllowed(req, "/v1/usage", "GET");
-    return Usage(target->query);
-  }
+HttpResponse ApiHandler::GetHealth(const HttpRequest&, const RequestTarget& t) {
+  if (auto s = CheckQuery(t, {}); !s) return ErrorResponse(s.error());
+  return JsonResponse(200, {{"status", "ok"}, {"read_only", ReadOnlyJson()}});
+}
 
-  if (seg.size() == 2 && seg[1] == "node") {
-    if (m != "GET") return MethodNotAllowed(req, "/v1/node", "GET");
-    if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
-    json info = NodeInfoJson(node_.Info());
-    info["read_only"] = ReadOnlyJson();
-    return JsonResponse(200, info);
+HttpResponse ApiHandler::GetMetrics(const HttpRequest&, const RequestTarget& t) {
+  if (auto s = CheckQuery(t, {}); !s) return ErrorResponse(s.error());
+  if (!metering_.metrics) {
+    return ErrorResponse(Code::kUnavailable, "metering is not running on this node");
   }
-  if (seg.size() < 2 || seg[1] != "vms") return no_route();
+  HttpResponse r;
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  r.body = metering_.metrics->Render();
+  return r;
+}
 
-  if (seg.size() == 2) {
-    if (m == "GET") {
-      if (auto s = CheckQuery(*target, {}); !s) return ErrorResponse(s.error());
-      // Encoded one VM at a time: a DOM of every VM would cost several times the answer's size.
-      HttpResponse r;
-      r.body = "{\"vms\":[";
-      bool first = true;
-      for (const auto& vm : node_.List()) {
-        if (!first) r.body += ',';
-        first = false;
-        r.body +=
-            VmToJson(vm, node_.NextTimer(vm)).dump(-1, ' ', false, json::error_handler_t::replace);
-      }
-      r.body += "]}";
-      return r;
-    }
-    if (m == "POST") {
-      auto body = ParseJsonObject(req.body);
-      if (!body) return ErrorResponse(body.error());
-      auto create = ParseCreateRequest(*body);
-      if (!create) return ErrorResponse(create.error());
-      if (auto s = Writable(fmt::format("creating vm '{}'", create->name)); !s) {
-        return ErrorResponse(s.error());
-      }
-      auto vm = node_.Create(*create);
-      if (!vm) return ErrorResponse(vm.error());
-      HttpResponse r = VmResponse(node_, 201, *vm);
-      r.headers.emplace_back("Location", "/v1/vms/" + vm->name);
-      return r;
-    }
-    return MethodNotAllowed(req, "/v1/vms", "GET, POST");
+HttpResponse ApiHandler::GetUsage(const HttpRequest&, const RequestTarget& t) {
+  return Usage(t.query);
+}
+
+HttpResponse ApiHandler::GetNode(const HttpRequest&, const RequestTarget& t) {
+  if (auto s = CheckQuery(t, {}); !s) return ErrorResponse(s.error());
+  json info = NodeInfoJson(node_.Info());
+  info["read_only"] = ReadOnlyJson();
+  return JsonResponse(200, info);
+}
+
+HttpResponse ApiHandler::ListVms(const HttpRequest&, const RequestTarget& t) {
+  if (auto s = CheckQuery(t, {}); !s) return ErrorResponse(s.error());
+  // Encoded one VM at a time: a DOM of every VM would cost several times the answer's size.
+  HttpResponse r;
+  r.body = "{\"vms\":[";
+  bool first = true;
+  for (const auto& vm : node_.List()) {
+    if (!first) r.body += ',';
+    first = false;
+    r.body +=
+        VmToJson(vm, node_.NextTimer(vm)).dump(-1, ' ', false, json::error_handler_t::replace);
   }
+  r.body += "]}";
+  return r;
+}
 
-  const std::string& name = seg[2];
-  if (seg.size() == 3) {
-    if ((m == "GET" || m == "PATCH") && !target->query.empty()) {
-      return ErrorResponse(CheckQuery(*target, {}).error());
-    }
-    if (m == "GET") return VmResult(node_, node_.Get(name));
-    if (m == "PATCH") {
-      auto if_match = IfMatchVersion(req);
-      if (!if_match) return ErrorResponse(if_match.error());
-      auto body = ParseJsonObject(req.body);
-      if (!body) return ErrorResponse(body.error());
-      auto edit = ParseEditRequest(*body);
-      if (!edit) return ErrorResponse(edit.error());
-      if (*if_match) {
-        if (edit->version && *edit->version != **if_match) {
-          return ErrorResponse(
-              Code::kInvalidArgument,
-              fmt::format("version: body says {} but If-Match says {}", *edit->version, **if_match),
-              "version");
-        }
-        edit->version = **if_match;
-      }
-      if (auto s = Writable(fmt::format("editing vm '{}'", name)); !s) {
-        if (auto vm = node_.Get(name); !vm) return ErrorResponse(vm.error());  // 404 first
-        return ErrorResponse(s.error());
-      }
-      return VmResult(node_, node_.Edit(name, *edit));
-    }
-    if (m == "DELETE") {
-      if (auto s = CheckQuery(*target, {"force"}); !s) return ErrorResponse(s.error());
-      auto force = QueryFlag(*target, "force");
-      if (!force) return ErrorResponse(force.error());
-      if (auto s = node_.Delete(name, *force); !s) return ErrorResponse(s.error());
-      HttpResponse r;
-      r.status = 204;
-      r.content_type.clear();
-      return r;
-    }
-    return MethodNotAllowed(req, "/v1/vms/{name}", "GET, PATCH, DELETE");
+HttpResponse ApiHandler::CreateVm(const HttpRequest& req, const RequestTarget&) {
+  auto body = ParseJsonObject(req.body);
+  if (!body) return ErrorResponse(body.error());
+  auto create = ParseCreateRequest(*body);
+  if (!create) return ErrorResponse(create.error());
+  if (auto s = Writable(fmt::format("creating vm '{}'", create->name)); !s) {
+    return ErrorResponse(s.error());
   }
-  if (seg.size() != 4) return no_route();
-  const std::string& verb = seg[3];
+  auto vm = node_.Create(*create);
+  if (!vm) return ErrorResponse(vm.error());
+  HttpResponse r = VmResponse(node_, 201, *vm);
+  r.headers.emplace_back("Location", "/v1/vms/" + vm->name);
+  return r;
+}
 
-  if (verb == "events" || verb == "logs") {
-    if (m != "GET") return MethodNotAllowed(req, "/v1/vms/{name}/" + verb, "GET");
-    if (verb == "events") {
-      if (auto s = CheckQuery(*target, {"limit"}); !s) return ErrorResponse(s.error());
-      auto limit = QueryInt(*target, "limit", 100, 1, 10000);
-      if (!limit) return ErrorResponse(limit.error());
-      auto events = node_.Events(name, *limit);
-      if (!events) return ErrorResponse(events.error());
-      json out = json::array();
-      for (const auto& e : *events) out.push_back(EventToJson(e));
-      return JsonResponse(200, {{"events", std::move(out)}});
+HttpResponse ApiHandler::GetVm(const HttpRequest&, const RequestTarget& t) {
+  if (auto s = CheckQuery(t, {}); !s) return ErrorResponse(s.error());
+  return VmResult(node_, node_.Get(VmName(t)));
+}
+
+HttpResponse ApiHandler::EditVm(const HttpRequest& req, const RequestTarget& t) {
+  if (auto s = CheckQuery(t, {}); !s) return ErrorResponse(s.error());
+  const std::string& name = VmName(t);
+  auto if_match = IfMatchVersion(req);
+  if (!if_match) return ErrorResponse(if_match.error());
+  auto body = ParseJsonObject(req.body);
+  if (!body) return ErrorResponse(body.error());
+  auto edit = ParseEditRequest(*body);
+  if (!edit) return ErrorResponse(edit.error());
+  if (*if_match) {
+    if (edit->version && *edit->version != **if_match) {
+      return ErrorResponse(
+          Code::kInvalidArgument,
+          fmt::format("version: body says {} but If-Match says {}", *edit->version, **if_match),
+          "version");
     }
-    if (auto s = CheckQuery(*target, {"tail_bytes"}); !s) return ErrorResponse(s.error());
-    auto tail = QueryInt(*target, "tail_bytes", 64 * 1024, 1, 1 << 20);
-    if (!tail) return ErrorResponse(tail.error());
-    auto logs = node_.Logs(name, *tail);
-    if (!logs) return ErrorResponse(logs.error());
-    HttpResponse r;
-    r.content_type = "text/plain; charset=utf-8";
-    r.body = std::move(*logs);
-    return r;
+    edit->version = **if_match;
   }
+  if (auto s = Writable(fmt::format("editing vm '{}'", name)); !s) {
+    if (auto vm = node_.Get(name); !vm) return ErrorResponse(vm.error());  // 404 first
+    return ErrorResponse(s.error());
+  }
+  return VmResult(node_, node_.Edit(name, *edit));
+}
 
-  if (verb != "start" && verb != "stop" && verb != "suspend" && verb != "resume") return no_route();
-  if (m != "POST") return MethodNotAllowed(req, "/v1/vms/{name}/" + verb, "POST");
-  auto wait = QueryWait(*target);
-  if (!wait) return ErrorResponse(wait.error());
+HttpResponse ApiHandler::DeleteVm(const HttpRequest&, const RequestTarget& t) {
+  if (auto s = CheckQuery(t, {"force"}); !s) return ErrorResponse(s.error());
+  auto force = QueryFlag(t, "force");
+  if (!force) return ErrorResponse(force.error());
+  if (auto s = node_.Delete(VmName(t), *force); !s) return ErrorResponse(s.error());
+  HttpResponse r;
+  r.status = 204;
+  r.content_type.clear();
+  return r;
+}
+
+HttpResponse ApiHandler::GetEvents(const HttpRequest&, const RequestTarget& t) {
+  if (auto s = CheckQuery(t, {"limit"}); !s) return ErrorResponse(s.error());
+  auto limit = QueryInt(t, "limit", 100, 1, 10000);
+  if (!limit) return ErrorResponse(limit.error());
+  auto events = node_.Events(VmName(t), *limit);
+  if (!events) return ErrorResponse(events.error());
+  json out = json::array();
+  for (const auto& e : *events) out.push_back(EventToJson(e));
+  return JsonResponse(200, {{"events", std::move(out)}});
+}
+
+HttpResponse ApiHandler::GetLogs(const HttpRequest&, const RequestTarget& t) {
+  if (auto s = CheckQuery(t, {"tail_bytes"}); !s) return ErrorResponse(s.error());
+  auto tail = QueryInt(t, "tail_bytes", 64 * 1024, 1, 1 << 20);
+  if (!tail) return ErrorResponse(tail.error());
+  auto logs = node_.Logs(VmName(t), *tail);
+  if (!logs) return ErrorResponse(logs.error());
+  HttpResponse r;
+  r.content_type = "text/plain; charset=utf-8";
+  r.body = std::move(*logs);
+  return r;
+}
+
+Result<std::optional<std::chrono::milliseconds>> ApiHandler::LifecycleWait(const RequestTarget& t,
+                                                                           std::string_view verb) {
+  auto wait = QueryWait(t);
+  if (!wait) return Fail(wait.error());
   // Stopping takes no space; starting, resuming and suspending (a snapshot) do.
   if (verb != "stop") {
-    if (auto s = Writable(fmt::format("{} vm '{}'", verb, name)); !s) {
-      if (auto vm = node_.Get(name); !vm) return ErrorResponse(vm.error());  // 404 first
-      return ErrorResponse(s.error());
+    if (auto s = Writable(fmt::format("{} vm '{}'", verb, VmName(t))); !s) {
+      if (auto vm = node_.Get(VmName(t)); !vm) return Fail(vm.error());  // 404 first
+      return Fail(s.error());
     }
   }
-  if (verb == "start") {
-    if (auto s = CheckQuery(*target, {"fresh", "wait"}); !s) return ErrorResponse(s.error());
-    auto fresh = QueryFlag(*target, "fresh");
-    if (!fresh) return ErrorResponse(fresh.error());
-    return Settled(name, node_.Start(name, *fresh), *wait);
-  }
-  if (verb == "stop") {
-    if (auto s = CheckQuery(*target, {"kill", "wait"}); !s) return ErrorResponse(s.error());
-    auto kill = QueryFlag(*target, "kill");
-    if (!kill) return ErrorResponse(kill.error());
-    return Settled(name, node_.Stop(name, *kill), *wait);
-  }
-  if (auto s = CheckQuery(*target, {"wait"}); !s) return ErrorResponse(s.error());
-  return Settled(name, verb == "suspend" ? node_.Suspend(name) : node_.Resume(name), *wait);
+  return wait;
+}
+
+HttpResponse ApiHandler::StartVm(const HttpRequest&, const RequestTarget& t) {
+  auto wait = LifecycleWait(t, "start");
+  if (!wait) return ErrorResponse(wait.error());
+  if (auto s = CheckQuery(t, {"fresh", "wait"}); !s) return ErrorResponse(s.error());
+  auto fresh = QueryFlag(t, "fresh");
+  if (!fresh) return ErrorResponse(fresh.error());
+  return Settled(VmName(t), node_.Start(VmName(t), *fresh), *wait);
+}
+
+HttpResponse ApiHandler::StopVm(const HttpRequest&, const RequestTarget& t) {
+  auto wait = LifecycleWait(t, "stop");
+  if (!wait) return ErrorResponse(wait.error());
+  if (auto s = CheckQuery(t, {"kill", "wait"}); !s) return ErrorResponse(s.error());
+  auto kill = QueryFlag(t, "kill");
+  if (!kill) return ErrorResponse(kill.error());
+  return Settled(VmName(t), node_.Stop(VmName(t), *kill), *wait);
+}
+
+HttpResponse ApiHandler::SuspendVm(const HttpRequest&, const RequestTarget& t) {
+  auto wait = LifecycleWait(t, "suspend");
+  if (!wait) return ErrorResponse(wait.error());
+  if (auto s = CheckQuery(t, {"wait"}); !s) return ErrorResponse(s.error());
+  return Settled(VmName(t), node_.Suspend(VmName(t)), *wait);
+}
+
+HttpResponse ApiHandler::ResumeVm(const HttpRequest&, const RequestTarget& t) {
+  auto wait = LifecycleWait(t, "resume");
+  if (!wait) return ErrorResponse(wait.error());
+  if (auto s = CheckQuery(t, {"wait"}); !s) return ErrorResponse(s.error());
+  return Settled(VmName(t), node_.Resume(VmName(t)), *wait);
 }
 
 Status ApiHandler::Writable(std::string_view action) {

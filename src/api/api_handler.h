@@ -9,11 +9,14 @@
 #include <atomic>
 #include <chrono>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "api/auth.h"
 #include "api/http_types.h"
+#include "api/request_target.h"
 #include "metering/metrics.h"
 #include "metering/report.h"
 #include "node/node.h"
@@ -63,7 +66,37 @@ class ApiHandler final : public HttpHandler {
   // The 401 for a request without a valid token, or nullopt when it needs none or has one.
   std::optional<HttpResponse> Unauthenticated(const HttpRequest& request) const;
   void Observe(const HttpRequest& request, int status, std::chrono::steady_clock::time_point start);
+  // Answers `request` by the route table (RouteTable), or 404/405.
   HttpResponse Dispatch(const HttpRequest& request);
+
+  // A route's answer to a request whose target matched its path.
+  using Handler = HttpResponse (ApiHandler::*)(const HttpRequest&, const RequestTarget&);
+  struct RouteEntry {
+    std::string_view method;
+    std::string_view path;  // OpenAPI form
+    Handler handler;
+  };
+  static std::span<const RouteEntry> RouteTable();
+
+  HttpResponse GetHealth(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse GetMetrics(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse GetUsage(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse GetNode(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse ListVms(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse CreateVm(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse GetVm(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse EditVm(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse DeleteVm(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse GetEvents(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse GetLogs(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse StartVm(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse StopVm(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse SuspendVm(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse ResumeVm(const HttpRequest& request, const RequestTarget& target);
+  // The wait= of a lifecycle request after the checks every one of them makes first: a valid
+  // wait=, and unless `verb` is stop, a writable node (else 404 for a VM that does not exist).
+  Result<std::optional<std::chrono::milliseconds>> LifecycleWait(const RequestTarget& target,
+                                                                 std::string_view verb);
   HttpResponse Usage(const std::map<std::string, std::string>& query);
   // Ok unless the node is read-only (then 507 naming `action`).
   Status Writable(std::string_view action);

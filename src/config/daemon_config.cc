@@ -5,8 +5,11 @@
 
 #include <charconv>
 #include <set>
+#include <type_traits>
+#include <variant>
 
 #include "common/text.h"
+#include "config/daemon_options.h"
 #include "hv/qemu/kvm_probe.h"
 #include "metering/clickhouse_transport.h"
 #include "net/address_pool.h"
@@ -16,6 +19,37 @@ namespace {
 
 tl::unexpected<Error> Bad(std::string_view flag, std::string message) {
   return Fail(Code::kInvalidArgument, fmt::format("--{}: {}", flag, message), std::string(flag));
+}
+
+// "data-dir, listen, ...": every key a config file may have.
+std::string KnownKeys() {
+  std::string out;
+  for (const DaemonOption& o : DaemonOptions()) {
+    out += fmt::format("{}{}", out.empty() ? "" : ", ", o.name);
+  }
+  return out;
+}
+
+// Sets `option` in `config` from its value in a config file; throws YAML::Exception when the
+// value is not of the option's type.
+void SetFromYaml(const DaemonOption& option, const YAML::Node& v, DaemonConfig& config) {
+  if (option.yaml_on_off) {
+    config.*std::get<std::string DaemonConfig::*>(option.field) = v.as<bool>() ? "on" : "off";
+    return;
+  }
+  std::visit(
+      [&](auto field) {
+        using T = std::remove_reference_t<decltype(config.*field)>;
+        if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          config.*field = v.IsSequence() ? v.as<std::vector<std::string>>()
+                                         : std::vector<std::string>{v.as<std::string>()};
+        } else if constexpr (std::is_same_v<T, std::filesystem::path>) {
+          config.*field = v.as<std::string>();
+        } else {
+          config.*field = v.as<T>();
+        }
+      },
+      option.field);
 }
 
 }  // namespace
@@ -58,68 +92,18 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
                                        path.string(), item.first.Mark().line + 1));
     }
     std::string key = item.first.Scalar();
-    const YAML::Node& v = item.second;
     if (!seen.insert(key).second) {
       return Bad("config", fmt::format("{}: key '{}' is given twice (again on line {}); give each "
                                        "key once",
                                        path.string(), Printable(key), item.first.Mark().line + 1));
     }
+    const DaemonOption* option = FindDaemonOption(key);
+    if (!option) {
+      return Bad("config", fmt::format("{}: unknown key '{}'; known: {}", path.string(),
+                                       Printable(key), KnownKeys()));
+    }
     try {
-      if (key == "data-dir") {
-        config.data_dir = v.as<std::string>();
-      } else if (key == "listen") {
-        config.listen = v.as<std::string>();
-      } else if (key == "store") {
-        config.store = v.as<std::string>();
-      } else if (key == "clickhouse") {
-        config.clickhouse = v.as<std::string>();
-      } else if (key == "metering-interval") {
-        config.metering_interval = v.as<std::string>();
-      } else if (key == "metering-retention") {
-        config.metering_retention = v.as<std::string>();
-      } else if (key == "hypervisor") {
-        config.hypervisor = v.as<std::string>();
-      } else if (key == "firecracker") {
-        config.firecracker = v.as<std::string>();
-      } else if (key == "jailer") {
-        config.jailer = v.as<std::string>();
-      } else if (key == "jailer-uid") {
-        config.jailer_uid = v.as<int64_t>();
-      } else if (key == "jailer-gid") {
-        config.jailer_gid = v.as<int64_t>();
-      } else if (key == "jailer-chroot-base") {
-        config.jailer_chroot_base = v.as<std::string>();
-      } else if (key == "vmm-id-base") {
-        config.vmm_id_base = v.as<int64_t>();
-      } else if (key == "memory-ratio") {
-        config.memory_ratio = v.as<double>();
-      } else if (key == "log-level") {
-        config.log_level = v.as<std::string>();
-      } else if (key == "accel") {
-        config.accel = v.as<std::string>();
-      } else if (key == "network-pool") {
-        config.network_pool = v.as<std::string>();
-      } else if (key == "nat") {
-        config.nat = v.as<bool>() ? "on" : "off";
-      } else if (key == "max-connections") {
-        config.max_connections = v.as<int64_t>();
-      } else if (key == "max-connections-per-address") {
-        config.max_connections_per_address = v.as<int64_t>();
-      } else if (key == "first-byte-timeout") {
-        config.first_byte_timeout = v.as<std::string>();
-      } else if (key == "allowed-paths") {
-        config.allowed_paths = v.IsSequence() ? v.as<std::vector<std::string>>()
-                                              : std::vector<std::string>{v.as<std::string>()};
-      } else {
-        return Bad("config", fmt::format("{}: unknown key '{}'; known: data-dir, listen, store, "
-                                         "clickhouse, metering-interval, metering-retention, "
-                                         "hypervisor, firecracker, jailer, jailer-uid, "
-                                         "jailer-gid, jailer-chroot-base, vmm-id-base, "
-                                         "memory-ratio, log-level, accel, network-pool, nat, "
-                                         "max-connections, max-connections-per-address, "
-                                         "first-byte-timeout, allowed-paths",
-                                         path.string(), Printable(key)));
-      }
+      SetFromYaml(*option, item.second, config);
     } catch (const YAML::Exception&) {
       return Bad("config",
                  fmt::format("{}: key '{}' has a value of the wrong type", path.string(), key));
@@ -159,7 +143,10 @@ std::vector<std::filesystem::path> AllowedPaths(const DaemonConfig& config) {
   return out;
 }
 
-Status Validate(DaemonConfig& config) {
+namespace {
+
+// The text of every option, the data dir and the allowed paths (filled in when not given).
+Status CheckPaths(DaemonConfig& config) {
   // Every string below may reach a path, an argv, a log line or a terminal.
   for (auto [flag, value] :
        {std::pair{"data-dir", config.data_dir.string()}, std::pair{"listen", config.listen},
@@ -182,6 +169,11 @@ Status Validate(DaemonConfig& config) {
                              kDefaultAllowedDir));
     }
   }
+  return Ok();
+}
+
+// Where hearthd listens, stores and sends metering, and how often it samples.
+Status CheckEndpoints(DaemonConfig& config) {
   if (auto l = ParseListen(config.listen); !l) return Fail(l.error());
   if (config.store.empty()) config.store = "sqlite://" + (config.data_dir / "state.db").string();
   if (config.store.rfind("postgresql://", 0) == 0) {
@@ -203,6 +195,11 @@ Status Validate(DaemonConfig& config) {
     return Bad("metering-retention", fmt::format("'{}' is not a duration of at least 1d, e.g. 7d",
                                                  config.metering_retention));
   }
+  return Ok();
+}
+
+// The hypervisor and what confines it.
+Status CheckHypervisor(DaemonConfig& config) {
   if (config.hypervisor != "auto" && config.hypervisor != "qemu" &&
       config.hypervisor != "firecracker") {
     return Bad("hypervisor",
@@ -234,6 +231,11 @@ Status Validate(DaemonConfig& config) {
   if (auto a = hv::qemu::ParseAccelMode(config.accel); !a) {
     return Bad("accel", fmt::format("'{}' is not one of auto, kvm, tcg", config.accel));
   }
+  return Ok();
+}
+
+// The network, the API's connection limits, admission and logging.
+Status CheckLimits(DaemonConfig& config) {
   if (auto p = net::AddressPool::Parse(config.network_pool); !p) {
     return Bad("network-pool", p.error().message);
   }
@@ -261,6 +263,16 @@ Status Validate(DaemonConfig& config) {
   if (std::find(std::begin(kLevels), std::end(kLevels), config.log_level) == std::end(kLevels)) {
     return Bad("log-level",
                fmt::format("'{}' is not one of trace, debug, info, warn, error", config.log_level));
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Status Validate(DaemonConfig& config) {
+  for (Status (*check)(DaemonConfig&) :
+       {CheckPaths, CheckEndpoints, CheckHypervisor, CheckLimits}) {
+    if (auto s = check(config); !s) return s;
   }
   return Ok();
 }

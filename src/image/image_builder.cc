@@ -153,20 +153,133 @@ Result<std::vector<std::string>> LoadOrder(const std::map<std::string, std::stri
   return order;
 }
 
-}  // namespace
+// The packages of an image, downloaded into a build directory.
+struct Downloaded {
+  std::string kernel_package;
+  fs::path kernel_deb, busybox_deb;
+};
 
-ImageBuilder::ImageBuilder(Progress progress) : progress_(std::move(progress)) {}
-
-void ImageBuilder::Say(std::string_view line) const {
-  if (progress_) {
-    progress_(line);
-  } else {
-    std::cerr << "hearth: image: " << line << std::endl;
+// Downloads the kernel and busybox packages into `debs`; refreshes the package lists once if
+// they look missing or stale.
+Result<Downloaded> DownloadPackages(const BuildOptions& options, const fs::path& debs,
+                                    const ImageBuilder::Progress& say) {
+  bool updated = false;
+  auto update = [&]() -> Status {
+    say("package lists look missing or stale: running apt-get update");
+    updated = true;
+    auto r = RunCommand({"apt-get", "update", "-q"});
+    if (!r) return Fail(r.error().Wrap("updating package lists"));
+    return Ok();
+  };
+  auto kernel_package = ResolveKernelPackage(options.kernel_metapackage);
+  if (!kernel_package) {
+    if (auto s = update(); !s) return Fail(s.error());
+    kernel_package = ResolveKernelPackage(options.kernel_metapackage);
+    if (!kernel_package) return Fail(kernel_package.error().Wrap("resolving the kernel package"));
   }
+  std::vector<std::string> download = {"apt-get",
+                                       "download",
+                                       "-q",
+                                       "-o",
+                                       "APT::Sandbox::User=root",
+                                       *kernel_package,
+                                       options.busybox_package};
+  say(fmt::format("downloading {} and {}", *kernel_package, options.busybox_package));
+  auto got = RunCommand(download, InDirectory(debs));
+  if (!got && !updated && LooksLikeMissingLists(got.error())) {
+    if (auto s = update(); !s) return Fail(s.error());
+    got = RunCommand(download, InDirectory(debs));
+  }
+  if (!got) return Fail(got.error().Wrap("downloading packages"));
+  auto kernel_deb = FindDeb(debs, *kernel_package);
+  auto busybox_deb = FindDeb(debs, options.busybox_package);
+  if (!kernel_deb) return Fail(kernel_deb.error());
+  if (!busybox_deb) return Fail(busybox_deb.error());
+  return Downloaded{*kernel_package, *kernel_deb, *busybox_deb};
 }
 
-Result<ImageManifest> ImageBuilder::Build(std::string_view name, const fs::path& target,
-                                          const BuildOptions& options) {
+// Unpacks both packages into `root`; fills the manifest's package fields. Returns the kernel's
+// bzImage.
+Result<fs::path> UnpackPackages(const Downloaded& debs, const fs::path& root, ImageManifest& m,
+                                const ImageBuilder::Progress& say) {
+  m.kernel_package = debs.kernel_package;
+  auto kver = DebField(debs.kernel_deb, "Version");
+  auto bver = DebField(debs.busybox_deb, "Version");
+  if (!kver) return Fail(kver.error());
+  if (!bver) return Fail(bver.error());
+  m.kernel_version = *kver;
+  m.busybox_version = *bver;
+
+  say(fmt::format("unpacking {} {}", m.kernel_package, m.kernel_version));
+  for (const auto& deb : {debs.kernel_deb, debs.busybox_deb}) {
+    auto x = RunCommand({"dpkg-deb", "-x", deb.string(), root.string()});
+    if (!x) return Fail(x.error().Wrap("unpacking packages"));
+  }
+  m.kernel_release = m.kernel_package.substr(std::strlen("linux-image-"));
+  fs::path vmlinuz = root / "boot" / ("vmlinuz-" + m.kernel_release);
+  if (!fs::exists(vmlinuz)) {
+    return Fail(Code::kInternal,
+                fmt::format("{} has no /boot/vmlinuz-{}", m.kernel_package, m.kernel_release));
+  }
+  return vmlinuz;
+}
+
+// Packs the guest's kernel modules (from the unpacked `root`) and the list of the order to load
+// them in.
+Status AddModules(CpioArchive& cpio, const fs::path& root, const fs::path& build,
+                  const ImageManifest& m) {
+  fs::path modules = root / "lib" / "modules" / m.kernel_release / "kernel";
+  std::map<std::string, std::string> packed;  // name -> .ko bytes
+  for (const GuestModule& mod : GuestModules()) {
+    auto ko = ReadModule(modules / mod.path, build);
+    // virtio_pci_legacy_dev and friends do not exist in every kernel; the network ones must.
+    if (!ko && (mod.name == "virtio_net" || mod.name == "virtio_mmio" || mod.name == "virtio")) {
+      return Fail(ko.error().Wrap(m.kernel_package));
+    }
+    if (!ko) continue;
+    cpio.AddFile(fmt::format("lib/modules/{}.ko", mod.name), *ko);
+    packed[std::string(mod.name)] = std::move(*ko);
+  }
+  auto order = LoadOrder(packed);
+  if (!order) return Fail(order.error().Wrap(m.kernel_package));
+  std::string module_list;
+  for (const auto& name : *order) module_list += name + "\n";
+  cpio.AddFile("etc/hearth/modules", module_list);
+  return Ok();
+}
+
+// Writes <out>/initrd.img: busybox and its applets, the modules, the init and helper scripts.
+Status BuildInitrd(const fs::path& root, const fs::path& build, const fs::path& out,
+                   const ImageManifest& m, const BuildOptions& options) {
+  CpioArchive cpio;
+  for (const char* d : {"bin", "dev", "etc", "etc/acpi", "etc/hearth", "lib", "lib/modules", "proc",
+                        "run", "sys", "tmp"}) {
+    cpio.AddDirectory(d, std::string_view(d) == "tmp" ? 01777 : 0755);
+  }
+  cpio.AddCharDevice("dev/console", 5, 1, 0600);
+  cpio.AddCharDevice("dev/null", 1, 3, 0666);
+  auto busybox = ReadFile(root / "bin" / "busybox");
+  if (!busybox) return Fail(busybox.error().Wrap(options.busybox_package));
+  cpio.AddFile("bin/busybox", *busybox, 0755);
+  for (std::string_view applet : BusyboxApplets()) {
+    cpio.AddSymlink(fmt::format("bin/{}", applet), "busybox");
+  }
+  if (auto s = AddModules(cpio, root, build, m); !s) return s;
+  cpio.AddFile("init", InitScript(), 0755);
+  cpio.AddFile("bin/hearth-http", HttpHandlerScript(), 0755);
+  cpio.AddFile("bin/hearth-agent", GuestAgentBinary(), 0755);
+  cpio.AddFile("etc/acpid.conf", kAcpidConf);
+  cpio.AddFile("etc/acpi/power-off", PowerOffScript(), 0755);
+  fs::path cpio_path = build / "initrd.cpio";
+  if (auto s = WriteFile(cpio_path, cpio.Finish()); !s) return Fail(s.error());
+  auto gz = RunCommand({"gzip", "-9", "-n", "-c"}, FileToFile(cpio_path, out / "initrd.img"));
+  if (!gz) return Fail(gz.error().Wrap("compressing the initramfs"));
+  return Ok();
+}
+
+// Checks that image `name` may be built into `target`, and makes its build directory next to it.
+Result<fs::path> MakeBuildDir(std::string_view name, const fs::path& target,
+                              const BuildOptions& options) {
   if (name != "default") {
     return Fail(Code::kInvalidArgument,
                 fmt::format("unknown image '{}': only 'default' can be built", name));
@@ -186,114 +299,48 @@ Result<ImageManifest> ImageBuilder::Build(std::string_view name, const fs::path&
   if (mkdtemp(tmpl.data()) == nullptr) {
     return Fail(Code::kInternal, fmt::format("mkdtemp {}: {}", tmpl, std::strerror(errno)));
   }
-  fs::path build = tmpl;
-  ScopedRemove cleanup(build);
-  fs::path debs = build / "debs", root = build / "root", out = build / "image";
+  return fs::path(tmpl);
+}
+
+}  // namespace
+
+ImageBuilder::ImageBuilder(Progress progress) : progress_(std::move(progress)) {}
+
+void ImageBuilder::Say(std::string_view line) const {
+  if (progress_) {
+    progress_(line);
+  } else {
+    std::cerr << "hearth: image: " << line << std::endl;
+  }
+}
+
+Result<ImageManifest> ImageBuilder::Build(std::string_view name, const fs::path& target,
+                                          const BuildOptions& options) {
+  auto build = MakeBuildDir(name, target, options);
+  if (!build) return Fail(build.error());
+  ScopedRemove cleanup(*build);
+  fs::path debs = *build / "debs", root = *build / "root", out = *build / "image";
   for (const auto& d : {debs, root, out}) fs::create_directories(d);
+  Progress say = [this](std::string_view line) { Say(line); };
 
-  // 1. Download the packages; refresh the package lists once if they look missing or stale.
-  bool updated = false;
-  auto update = [&]() -> Status {
-    Say("package lists look missing or stale: running apt-get update");
-    updated = true;
-    auto r = RunCommand({"apt-get", "update", "-q"});
-    if (!r) return Fail(r.error().Wrap("updating package lists"));
-    return Ok();
-  };
-  auto kernel_package = ResolveKernelPackage(options.kernel_metapackage);
-  if (!kernel_package) {
-    if (auto s = update(); !s) return Fail(s.error());
-    kernel_package = ResolveKernelPackage(options.kernel_metapackage);
-    if (!kernel_package) return Fail(kernel_package.error().Wrap("resolving the kernel package"));
-  }
-  std::vector<std::string> download = {"apt-get",
-                                       "download",
-                                       "-q",
-                                       "-o",
-                                       "APT::Sandbox::User=root",
-                                       *kernel_package,
-                                       options.busybox_package};
-  Say(fmt::format("downloading {} and {}", *kernel_package, options.busybox_package));
-  auto got = RunCommand(download, InDirectory(debs));
-  if (!got && !updated && LooksLikeMissingLists(got.error())) {
-    if (auto s = update(); !s) return Fail(s.error());
-    got = RunCommand(download, InDirectory(debs));
-  }
-  if (!got) return Fail(got.error().Wrap("downloading packages"));
-  auto kernel_deb = FindDeb(debs, *kernel_package);
-  auto busybox_deb = FindDeb(debs, options.busybox_package);
-  if (!kernel_deb) return Fail(kernel_deb.error());
-  if (!busybox_deb) return Fail(busybox_deb.error());
-
+  // 1. Download the packages.
+  auto downloaded = DownloadPackages(options, debs, say);
+  if (!downloaded) return Fail(downloaded.error());
   ImageManifest m;
   m.name = std::string(name);
-  m.kernel_package = *kernel_package;
   m.cmdline = std::string(kDefaultCmdline);
-  auto kver = DebField(*kernel_deb, "Version");
-  auto bver = DebField(*busybox_deb, "Version");
-  if (!kver) return Fail(kver.error());
-  if (!bver) return Fail(bver.error());
-  m.kernel_version = *kver;
-  m.busybox_version = *bver;
 
   // 2. Unpack them.
-  Say(fmt::format("unpacking {} {}", m.kernel_package, m.kernel_version));
-  for (const auto& deb : {*kernel_deb, *busybox_deb}) {
-    auto x = RunCommand({"dpkg-deb", "-x", deb.string(), root.string()});
-    if (!x) return Fail(x.error().Wrap("unpacking packages"));
-  }
-  m.kernel_release = m.kernel_package.substr(std::strlen("linux-image-"));
-  fs::path vmlinuz = root / "boot" / ("vmlinuz-" + m.kernel_release);
-  if (!fs::exists(vmlinuz)) {
-    return Fail(Code::kInternal,
-                fmt::format("{} has no /boot/vmlinuz-{}", m.kernel_package, m.kernel_release));
-  }
+  auto vmlinuz = UnpackPackages(*downloaded, root, m, say);
+  if (!vmlinuz) return Fail(vmlinuz.error());
 
   // 3. The kernel.
   Say("extracting the ELF vmlinux from the bzImage");
-  if (auto s = ExtractVmlinux(vmlinuz, out / "vmlinux", build); !s) return Fail(s.error());
+  if (auto s = ExtractVmlinux(*vmlinuz, out / "vmlinux", *build); !s) return Fail(s.error());
 
   // 4. The initramfs.
   Say("building initrd.img");
-  CpioArchive cpio;
-  for (const char* d : {"bin", "dev", "etc", "etc/acpi", "etc/hearth", "lib", "lib/modules", "proc",
-                        "run", "sys", "tmp"}) {
-    cpio.AddDirectory(d, std::string_view(d) == "tmp" ? 01777 : 0755);
-  }
-  cpio.AddCharDevice("dev/console", 5, 1, 0600);
-  cpio.AddCharDevice("dev/null", 1, 3, 0666);
-  auto busybox = ReadFile(root / "bin" / "busybox");
-  if (!busybox) return Fail(busybox.error().Wrap(options.busybox_package));
-  cpio.AddFile("bin/busybox", *busybox, 0755);
-  for (std::string_view applet : BusyboxApplets()) {
-    cpio.AddSymlink(fmt::format("bin/{}", applet), "busybox");
-  }
-  fs::path modules = root / "lib" / "modules" / m.kernel_release / "kernel";
-  std::map<std::string, std::string> packed;  // name -> .ko bytes
-  for (const GuestModule& mod : GuestModules()) {
-    auto ko = ReadModule(modules / mod.path, build);
-    // virtio_pci_legacy_dev and friends do not exist in every kernel; the network ones must.
-    if (!ko && (mod.name == "virtio_net" || mod.name == "virtio_mmio" || mod.name == "virtio")) {
-      return Fail(ko.error().Wrap(m.kernel_package));
-    }
-    if (!ko) continue;
-    cpio.AddFile(fmt::format("lib/modules/{}.ko", mod.name), *ko);
-    packed[std::string(mod.name)] = std::move(*ko);
-  }
-  auto order = LoadOrder(packed);
-  if (!order) return Fail(order.error().Wrap(m.kernel_package));
-  std::string module_list;
-  for (const auto& name : *order) module_list += name + "\n";
-  cpio.AddFile("etc/hearth/modules", module_list);
-  cpio.AddFile("init", InitScript(), 0755);
-  cpio.AddFile("bin/hearth-http", HttpHandlerScript(), 0755);
-  cpio.AddFile("bin/hearth-agent", GuestAgentBinary(), 0755);
-  cpio.AddFile("etc/acpid.conf", kAcpidConf);
-  cpio.AddFile("etc/acpi/power-off", PowerOffScript(), 0755);
-  fs::path cpio_path = build / "initrd.cpio";
-  if (auto s = WriteFile(cpio_path, cpio.Finish()); !s) return Fail(s.error());
-  auto gz = RunCommand({"gzip", "-9", "-n", "-c"}, FileToFile(cpio_path, out / "initrd.img"));
-  if (!gz) return Fail(gz.error().Wrap("compressing the initramfs"));
+  if (auto s = BuildInitrd(root, *build, out, m, options); !s) return Fail(s.error());
 
   // 5. The manifest, last: an image directory with a manifest is complete.
   for (const char* f : {"vmlinux", "initrd.img"}) {

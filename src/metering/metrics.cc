@@ -165,6 +165,16 @@ void Metrics::SetSinkStats(std::function<SinkStats()> stats) {
 std::string Metrics::Render() const {
   std::lock_guard lock(mu_);
   std::string out;
+  RenderVms(out);
+  RenderNode(out);
+  RenderLifecycle(out);
+  RenderApi(out);
+  RenderMetering(out);
+  if (sink_stats_) RenderSink(out, sink_stats_());
+  return out;
+}
+
+void Metrics::RenderVms(std::string& out) const {
   auto vm_label = [](const Vm& vm) { return fmt::format("vm=\"{}\"", Escape(vm.name)); };
 
   Head(out, "hearth_vm_state", "gauge", "1 for the state each VM is in");
@@ -211,8 +221,9 @@ std::string Metrics::Render() const {
   Head(out, "hearth_vm_wakes_total", "counter", "wakes on packet");
   for (const auto& [_, vm] : vms_)
     Line(out, "hearth_vm_wakes_total", vm_label(vm), double(vm.wakes));
+}
 
-  // Node totals.
+void Metrics::RenderNode(std::string& out) const {
   std::map<std::string, int> by_state;
   int64_t memory = 0, rss = 0, snapshots = 0;
   for (const auto& [_, vm] : vms_) {
@@ -238,7 +249,9 @@ std::string Metrics::Render() const {
   }
   Head(out, "hearth_node_wakes_total", "counter", "wakes on packet, every VM");
   Line(out, "hearth_node_wakes_total", "", double(node_wakes_));
+}
 
+void Metrics::RenderLifecycle(std::string& out) const {
   Head(out, "hearth_wake_latency_seconds", "histogram", "packet seen to guest running again");
   wake_latency_.Render(out, "hearth_wake_latency_seconds", "");
   Head(out, "hearth_wake_stage_seconds", "histogram", "the measured stages of wakes");
@@ -250,7 +263,9 @@ std::string Metrics::Render() const {
   for (const auto& [event, h] : transitions_) {
     h.Render(out, "hearth_transition_seconds", fmt::format("event=\"{}\"", Escape(event)));
   }
+}
 
+void Metrics::RenderApi(std::string& out) const {
   Head(out, "hearth_api_requests_total", "counter", "API requests by route and status");
   for (const auto& [k, n] : requests_) {
     Line(out, "hearth_api_requests_total",
@@ -262,7 +277,9 @@ std::string Metrics::Render() const {
     h.Render(out, "hearth_api_request_duration_seconds",
              fmt::format("method=\"{}\",route=\"{}\"", Escape(k[0]), Escape(k[1])));
   }
+}
 
+void Metrics::RenderMetering(std::string& out) const {
   Head(out, "hearth_metering_ticks_total", "counter", "metering intervals sampled");
   Line(out, "hearth_metering_ticks_total", "", double(ticks_));
   Head(out, "hearth_metering_errors_total", "counter", "metering intervals that failed to store");
@@ -273,26 +290,25 @@ std::string Metrics::Render() const {
   Line(out, "hearth_metering_events_total", "", double(events_));
   Head(out, "hearth_metering_tick_seconds", "gauge", "how long the last interval's work took");
   Line(out, "hearth_metering_tick_seconds", "", last_tick_seconds_);
-  if (sink_stats_) {
-    SinkStats s = sink_stats_();
-    for (auto [name, type, help, value] :
-         {std::tuple{"rows_sent_total", "counter", "rows ClickHouse accepted", s.rows_sent},
-          std::tuple{"inserts_total", "counter", "INSERT statements that succeeded", s.inserts},
-          std::tuple{"errors_total", "counter", "failed requests to ClickHouse", s.errors},
-          std::tuple{"rejected_rows_total", "counter", "rows ClickHouse refused for good",
-                     s.rejected_rows},
-          std::tuple{"dropped_rows_total", "counter", "rows dropped from a full spool",
-                     s.dropped_rows},
-          std::tuple{"spool_rows", "gauge", "rows waiting in the spool", s.spool_rows},
-          std::tuple{"spool_bytes", "gauge", "bytes waiting in the spool", s.spool_bytes}}) {
-      std::string metric = fmt::format("hearth_clickhouse_{}", name);
-      Head(out, metric, type, help);
-      Line(out, metric, "", double(value));
-    }
-    Head(out, "hearth_clickhouse_up", "gauge", "1 when the last request to ClickHouse succeeded");
-    Line(out, "hearth_clickhouse_up", "", s.last_error.empty() && s.schema_ready ? 1 : 0);
+}
+
+void Metrics::RenderSink(std::string& out, const SinkStats& s) {
+  for (auto [name, type, help, value] :
+       {std::tuple{"rows_sent_total", "counter", "rows ClickHouse accepted", s.rows_sent},
+        std::tuple{"inserts_total", "counter", "INSERT statements that succeeded", s.inserts},
+        std::tuple{"errors_total", "counter", "failed requests to ClickHouse", s.errors},
+        std::tuple{"rejected_rows_total", "counter", "rows ClickHouse refused for good",
+                   s.rejected_rows},
+        std::tuple{"dropped_rows_total", "counter", "rows dropped from a full spool",
+                   s.dropped_rows},
+        std::tuple{"spool_rows", "gauge", "rows waiting in the spool", s.spool_rows},
+        std::tuple{"spool_bytes", "gauge", "bytes waiting in the spool", s.spool_bytes}}) {
+    std::string metric = fmt::format("hearth_clickhouse_{}", name);
+    Head(out, metric, type, help);
+    Line(out, metric, "", double(value));
   }
-  return out;
+  Head(out, "hearth_clickhouse_up", "gauge", "1 when the last request to ClickHouse succeeded");
+  Line(out, "hearth_clickhouse_up", "", s.last_error.empty() && s.schema_ready ? 1 : 0);
 }
 
 }  // namespace hearth::metering

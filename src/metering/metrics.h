@@ -76,6 +76,14 @@ class Metrics {
     int64_t count = 0;
   };
 
+  // The sections of Render, in the order they appear; mu_ is held.
+  void RenderVms(std::string& out) const;                        // hearth_vm_*
+  void RenderNode(std::string& out) const;                       // hearth_node_*
+  void RenderLifecycle(std::string& out) const;                  // wakes and transitions
+  void RenderApi(std::string& out) const;                        // hearth_api_*
+  void RenderMetering(std::string& out) const;                   // hearth_metering_*
+  static void RenderSink(std::string& out, const SinkStats& s);  // hearth_clickhouse_*
+
   mutable std::mutex mu_;
   std::map<std::string, Vm> vms_;  // by VM id
   Usage node_usage_;

@@ -1,0 +1,390 @@
+#include "cli/vm_commands.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/output.h"
+#include "common/text.h"
+#include "model/vm.h"
+
+namespace hearth::cli {
+namespace {
+
+using nlohmann::json;
+
+// Flags that set VM spec fields, shared by create and edit.
+struct SpecFlags {
+  int vcpus = 0;
+  std::string memory, kernel, initrd, rootfs, image, cmdline, idle_timeout, stop_after, stop_at,
+      on_timer, wake, wake_ports, restart;
+  bool rootfs_readonly = false;
+  std::vector<std::string> publish;
+  std::vector<CLI::Option*> options;
+
+  void Register(CLI::App* cmd) {
+    auto add = [&](const char* flag, std::string& into, const char* help) {
+      options.push_back(cmd->add_option(flag, into, help));
+    };
+    options.push_back(cmd->add_option("--vcpus", vcpus, "virtual CPUs, 1-32"));
+    add("--memory", memory, "guest RAM: 512, 256M, 2G (MiB unless a unit is given)");
+    add("--kernel", kernel, "path of an ELF vmlinux or bzImage on the host");
+    add("--initrd", initrd, "path of an initramfs (\"\" to remove)");
+    add("--rootfs", rootfs, "root disk: an image file or block device (\"\" to remove)");
+    options.push_back(cmd->add_flag("--rootfs-readonly{true},--rootfs-readwrite{false}",
+                                    rootfs_readonly, "attach the root disk read-only"));
+    add("--image", image, "image name from `hearth image ls` (kernel + rootfs)");
+    add("--cmdline", cmdline, "extra kernel command line");
+    options.push_back(cmd->add_option("--publish", publish,
+                                      "HOSTPORT:GUESTPORT[/tcp|udp], repeatable; \"\" clears")
+                          ->take_all()
+                          ->allow_extra_args(false));
+    add("--idle-timeout", idle_timeout,
+        "act after this long (e.g. 30s) without a packet either way on the VM's tap, or none");
+    add("--stop-after", stop_after,
+        "act after this much running time since the last start or resume (e.g. 2h), or none");
+    add("--stop-at", stop_at, "act at this RFC 3339 time if the VM was started before it, or none");
+    add("--on-timer", on_timer,
+        "what timers do: suspend (default; state kept) or stop (guest shutdown, no state)");
+    add("--wake", wake, "on-packet or never");
+    add("--wake-ports", wake_ports, "e.g. tcp:80,tcp:443 (default: any packet); \"\" for any");
+    add("--restart", restart, "never, on-failure (default) or always");
+  }
+
+  bool Given(const char* name) const {
+    for (auto* o : options) {
+      if (o->check_lname(std::string(name).substr(2)) && o->count() > 0) return true;
+    }
+    return false;
+  }
+
+  // The spec fields given on the command line, in API form.
+  json ToJson() const {
+    json out = json::object();
+    auto text_or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
+    if (Given("--vcpus")) out["vcpus"] = vcpus;
+    if (Given("--memory")) {
+      auto mib = ParseMemoryMib(memory);
+      if (!mib) throw UsageError{mib.error().message};
+      out["memory_mib"] = *mib;
+    }
+    if (Given("--kernel")) out["kernel"] = text_or_null(kernel);
+    if (Given("--initrd")) out["initrd"] = text_or_null(initrd);
+    if (Given("--rootfs")) out["rootfs"] = text_or_null(rootfs);
+    if (Given("--rootfs-readonly")) out["rootfs_readonly"] = rootfs_readonly;
+    if (Given("--image")) out["image"] = text_or_null(image);
+    if (Given("--cmdline")) out["cmdline"] = cmdline;
+    if (Given("--publish")) {
+      json list = json::array();
+      for (const auto& p : publish) {
+        if (!p.empty()) list.push_back(p);
+      }
+      out["publish"] = list;
+    }
+    json timers = json::object();
+    auto timer = [&](const char* flag, const char* key, const std::string& v) {
+      if (Given(flag)) timers[key] = (v == "none" || v.empty()) ? json(nullptr) : json(v);
+    };
+    timer("--idle-timeout", "idle_timeout", idle_timeout);
+    timer("--stop-after", "stop_after", stop_after);
+    timer("--stop-at", "stop_at", stop_at);
+    if (Given("--on-timer")) timers["on_timer"] = on_timer;
+    if (!timers.empty()) out["timers"] = timers;
+    if (Given("--wake")) out["wake"] = wake;
+    if (Given("--wake-ports")) {
+      json list = json::array();
+      std::stringstream ss(wake_ports);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        if (!item.empty()) list.push_back(item);
+      }
+      out["wake_ports"] = list;
+    }
+    if (Given("--restart")) out["restart"] = restart;
+    return out;
+  }
+};
+
+json ReadSpecFile(const std::string& path) {
+  std::string text;
+  if (path == "-") {
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    text = ss.str();
+  } else {
+    std::ifstream in(path);
+    if (!in) throw UsageError{fmt::format("-f: cannot read '{}'", path)};
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  auto doc = YamlToJson(text);
+  if (!doc) throw UsageError{fmt::format("-f {}: {}", path, doc.error().message)};
+  if (!doc->is_object())
+    throw UsageError{fmt::format("-f {}: expected a mapping of spec fields", path)};
+  return *doc;
+}
+
+// After a lifecycle request: polls the VM until it leaves its transitional state (at most until
+// `until`, `timeout` after the request was sent), then reports where it settled. Exit 1 when it
+// ended failed, elsewhere than `expected` (a suspend that failed leaves the VM running), or did
+// not settle in time.
+int WaitSettled(Cli& cli, const std::string& name, api::HttpResponse r,
+                std::chrono::steady_clock::time_point until, std::chrono::seconds timeout,
+                const std::string& expected) {
+  json vm = json::parse(r.body, nullptr, false);
+  auto text = [&](const char* key) {  // escaped: a reason can quote the guest's console
+    return vm.is_object() && vm.contains(key) && vm[key].is_string()
+               ? EscapeText(vm[key].get<std::string>())
+               : std::string();
+  };
+  auto state = [&] { return text("state"); };
+  auto transitional = [&] {
+    auto s = ParseVmState(state());
+    return s && IsTransitional(*s);
+  };
+  while (transitional()) {
+    if (std::chrono::steady_clock::now() >= until) {
+      std::fprintf(stderr, "hearth: vm '%s' is still %s after %llds; see `hearth vm events %s`\n",
+                   name.c_str(), state().c_str(), static_cast<long long>(timeout.count()),
+                   name.c_str());
+      return kFailed;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto next = cli.Call("GET", VmPath(name));
+    if (!next) return kFailed;
+    r = std::move(*next);
+    vm = json::parse(r.body, nullptr, false);
+  }
+  if (state() == "failed") {
+    std::fprintf(stderr, "hearth: vm '%s' failed: %s\n", name.c_str(),
+                 text("state_reason").c_str());
+    return kFailed;
+  }
+  if (state() != expected && !text("state_reason").empty()) {
+    std::fprintf(stderr, "hearth: vm '%s' is %s, not %s: %s\n", name.c_str(), state().c_str(),
+                 expected.c_str(), text("state_reason").c_str());
+    return kFailed;
+  }
+  std::string detail;
+  if (state() == "running") {
+    detail = fmt::format(" ({}{}{})", text("ip"), text("ip").empty() ? "" : ", ", text("backend"));
+  }
+  return cli.Done(r, fmt::format("vm '{}' is {}{}", name, state(), detail));
+}
+
+// Prints console output. On a terminal its control characters are escaped (newlines and tabs
+// stay; "\r\n" is a newline), so a guest cannot drive the terminal; into a pipe or file the bytes
+// go as they are.
+void PrintLog(std::string_view log) {
+  if (!isatty(STDOUT_FILENO)) {
+    std::fwrite(log.data(), 1, log.size(), stdout);
+    return;
+  }
+  std::string lines;
+  lines.reserve(log.size());
+  for (size_t i = 0; i < log.size(); ++i) {
+    if (!(log[i] == '\r' && i + 1 < log.size() && log[i + 1] == '\n')) lines += log[i];
+  }
+  std::string safe = EscapeText(lines, {.keep_newlines = true});
+  std::fwrite(safe.data(), 1, safe.size(), stdout);
+}
+
+int FollowLogs(Cli& cli, const std::string& name) {
+  std::string last;
+  while (true) {
+    auto r = cli.Call("GET", VmPath(name, "/logs?tail_bytes=1048576"));
+    if (!r) return kFailed;
+    const std::string& log = r->body;
+    // The log is a tail: print what follows the part already shown.
+    size_t start = 0;
+    if (!last.empty()) {
+      size_t at = log.rfind(last.substr(last.size() > 256 ? last.size() - 256 : 0));
+      start = at == std::string::npos ? 0 : at + std::min<size_t>(last.size(), 256);
+    }
+    if (start < log.size()) {
+      PrintLog(std::string_view(log).substr(start));
+      std::fflush(stdout);
+    }
+    last = log;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+// The lifecycle commands: each sends POST /v1/vms/NAME/VERB and, unless --no-wait, waits for
+// the VM to settle.
+struct LifecycleCommand {
+  const char* verb;
+  const char* help;
+  const char* done;  // "vm 'NAME' DONE" with --no-wait
+  // The command's own flag, if any, and the query parameter it sets.
+  const char* flag;
+  const char* flag_help;
+  const char* flag_query;
+  const char* expected;  // the state the VM settles in when the command worked
+};
+
+constexpr LifecycleCommand kLifecycleCommands[] = {
+    {"start", "boot a VM, or resume a suspended one", "started", "--fresh",
+     "discard a suspended VM's saved state and cold-boot", "fresh=true", "running"},
+    {"stop", "shut a VM down (no state kept)", "stopped", "--kill",
+     "kill the VMM at once instead of a guest shutdown", "kill=true", "stopped"},
+    {"suspend", "save the VM's state to disk and free its RAM", "suspended", nullptr, nullptr,
+     nullptr, "suspended"},
+    {"resume", "restore a suspended VM", "resumed", nullptr, nullptr, nullptr, "running"},
+};
+
+// What a command's flags parse into; owned by its callback, which outlives the parse.
+struct VmArgs {
+  std::string name, file, if_version;
+  bool force = false, flag = false, follow = false, discard_state = false, no_wait = false;
+  int limit = 100;
+  int wait_seconds = 300;
+  SpecFlags spec;
+};
+
+void AddCreate(CLI::App* vm, Cli& cli, int& rc) {
+  auto a = std::make_shared<VmArgs>();
+  auto* create = vm->add_subcommand("create", "define a VM (it starts with `hearth vm start`)");
+  create->add_option("NAME", a->name, "VM name: a-z, 0-9, '-', starting with a letter")->required();
+  create->add_option("-f,--file", a->file, "YAML/JSON spec file (- for stdin); flags override it");
+  a->spec.Register(create);
+  create->callback([a, &cli, &rc] {
+    const std::string& name = a->name;
+    json body = a->file.empty() ? json::object() : ReadSpecFile(a->file);
+    if (body.contains("name") && body["name"] != name) {
+      throw UsageError{fmt::format("-f {}: its name {} differs from NAME '{}'", a->file,
+                                   body["name"].dump(), name)};
+    }
+    body["name"] = name;
+    const json flags = a->spec.ToJson();
+    for (const auto& [k, v] : flags.items()) {
+      if (k == "timers" && body.contains("timers") && body["timers"].is_object()) {
+        body["timers"].update(v);
+      } else {
+        body[k] = v;
+      }
+    }
+    auto r = cli.Call("POST", "/v1/vms", body.dump());
+    if (!r) return void(rc = kFailed);
+    json vm_json = json::parse(r->body);
+    rc = cli.Done(*r, fmt::format("vm '{}' created ({}, version {}); start it with `hearth vm "
+                                  "start {}`",
+                                  name, vm_json["id"].get<std::string>(),
+                                  vm_json["version"].get<int64_t>(), name));
+  });
+}
+
+void AddEdit(CLI::App* vm, Cli& cli, int& rc) {
+  auto a = std::make_shared<VmArgs>();
+  auto* edit = vm->add_subcommand("edit", "change a VM's spec (fields not given stay as they are)");
+  edit->add_option("NAME", a->name, "VM name")->required();
+  edit->add_option("--if-version", a->if_version,
+                   "only if the VM is still at this version (else the edit is refused)");
+  edit->add_flag("--discard-state", a->discard_state,
+                 "allow changes that invalidate a suspended VM's saved state (it cold-boots)");
+  a->spec.Register(edit);
+  edit->callback([a, &cli, &rc] {
+    json body = a->spec.ToJson();
+    if (a->discard_state) body["discard_state"] = true;
+    if (body.empty()) throw UsageError{"vm edit: nothing to change; give at least one flag"};
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (!a->if_version.empty()) headers.emplace_back("If-Match", "\"" + a->if_version + "\"");
+    auto r = cli.Call("PATCH", VmPath(a->name), body.dump(), headers);
+    if (!r) return void(rc = kFailed);
+    rc = cli.Done(*r, fmt::format("vm '{}' updated (version {})", a->name,
+                                  json::parse(r->body)["version"].get<int64_t>()));
+  });
+}
+
+// ls, show, logs and events: they change nothing.
+void AddReads(CLI::App* vm, Cli& cli, int& rc) {
+  auto a = std::make_shared<VmArgs>();
+  vm->add_subcommand("ls", "list VMs")->callback([&cli, &rc] {
+    auto r = cli.Call("GET", "/v1/vms");
+    rc = r ? cli.Print(*r, VmListTable) : kFailed;
+  });
+  auto* show = vm->add_subcommand("show", "show one VM");
+  show->add_option("NAME", a->name, "VM name")->required();
+  show->callback([a, &cli, &rc] {
+    auto r = cli.Call("GET", VmPath(a->name));
+    rc = r ? cli.Print(*r, VmDetailTable) : kFailed;
+  });
+  auto* logs = vm->add_subcommand("logs", "print the VM's console log");
+  logs->add_option("NAME", a->name, "VM name")->required();
+  logs->add_flag("-f,--follow", a->follow, "keep printing new output");
+  logs->callback([a, &cli, &rc] {
+    if (a->follow) return void(rc = FollowLogs(cli, a->name));
+    auto r = cli.Call("GET", VmPath(a->name, "/logs"));
+    if (!r) return void(rc = kFailed);
+    PrintLog(r->body);
+  });
+  auto* events = vm->add_subcommand("events", "what happened to the VM, oldest first");
+  events->add_option("NAME", a->name, "VM name")->required();
+  events->add_option("--limit", a->limit, "at most this many of the newest events")
+      ->default_val(100);
+  events->callback([a, &cli, &rc] {
+    auto r = cli.Call("GET", VmPath(a->name, fmt::format("/events?limit={}", a->limit)));
+    rc = r ? cli.Print(*r, EventsTable) : kFailed;
+  });
+}
+
+void AddRm(CLI::App* vm, Cli& cli, int& rc) {
+  auto a = std::make_shared<VmArgs>();
+  auto* rm = vm->add_subcommand("rm", "delete a VM");
+  rm->add_option("NAME", a->name, "VM name")->required();
+  rm->add_flag("--force", a->force, "also delete a running or suspended VM (its state is lost)");
+  rm->callback([a, &cli, &rc] {
+    auto r = cli.Call("DELETE", VmPath(a->name, a->force ? "?force=true" : ""));
+    if (!r) return void(rc = kFailed);
+    std::printf("vm '%s' deleted\n", a->name.c_str());
+  });
+}
+
+// Sends the lifecycle request of `c` and, unless --no-wait, waits for the VM to settle.
+int RunLifecycle(Cli& cli, const LifecycleCommand& c, const VmArgs& a) {
+  std::string params;
+  if (c.flag && a.flag) params += fmt::format("&{}", c.flag_query);
+  // hearthd answers once the VM settled (within the client's own timeout); a VM still in
+  // transition then, or a busy hearthd that answered at once, is polled below.
+  if (!a.no_wait) params += fmt::format("&wait={}s", std::clamp(a.wait_seconds, 1, 20));
+  std::string target = VmPath(a.name, fmt::format("/{}", c.verb));
+  if (!params.empty()) target += "?" + params.substr(1);
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(a.wait_seconds);
+  auto r = cli.Call("POST", target);
+  if (!r) return kFailed;
+  if (a.no_wait) return cli.Done(*r, fmt::format("vm '{}' {}", a.name, c.done));
+  return WaitSettled(cli, a.name, *r, until, std::chrono::seconds(a.wait_seconds), c.expected);
+}
+
+void AddLifecycle(CLI::App* vm, Cli& cli, int& rc) {
+  for (const LifecycleCommand& c : kLifecycleCommands) {
+    auto a = std::make_shared<VmArgs>();
+    auto* cmd = vm->add_subcommand(c.verb, c.help);
+    cmd->add_option("NAME", a->name, "VM name")->required();
+    if (c.flag) cmd->add_flag(c.flag, a->flag, c.flag_help);
+    cmd->add_flag("--no-wait", a->no_wait, "return at once, while the VM is still in transition");
+    cmd->add_option("--timeout", a->wait_seconds, "seconds to wait for the VM to settle")
+        ->default_str("300");
+    cmd->callback([a, &c, &cli, &rc] { rc = RunLifecycle(cli, c, *a); });
+  }
+}
+
+}  // namespace
+
+void AddVmCommands(CLI::App& app, Cli& cli, int& rc) {
+  auto* vm = app.add_subcommand("vm", "create, change and run VMs")->require_subcommand(1);
+  for (auto add : {AddCreate, AddEdit, AddReads, AddRm, AddLifecycle}) add(vm, cli, rc);
+}
+
+}  // namespace hearth::cli
