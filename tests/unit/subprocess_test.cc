@@ -2,6 +2,7 @@
 // detached Spawn confines and reports each failed step as it did before it moved here.
 #include "common/subprocess.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -74,8 +75,12 @@ TEST(RunCommandTest, FilesAndDirectory) {
 TEST(SpawnTest, RunsDetachedWithOutputAppendedAndOnlyKeptDescriptors) {
   testing::TempDir dir;
   std::ofstream(dir / "log") << "before\n";
-  int kept[2];
-  ASSERT_EQ(pipe(kept), 0);  // not close-on-exec: only keep_fds keeps it
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  // Not close-on-exec, and numbered above what the shell opens itself.
+  int kept[2] = {fcntl(pipe_fds[0], F_DUPFD, 200), fcntl(pipe_fds[1], F_DUPFD, 200)};
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
   SpawnOptions o;
   o.output = dir / "log";
   o.keep_fds = {kept[1]};
