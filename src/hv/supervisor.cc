@@ -11,6 +11,8 @@
 #include <csignal>
 #include <cstring>
 
+#include "common/linux_host_system.h"
+
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
@@ -24,21 +26,33 @@ std::string ExitStatus::Describe() const {
 }
 
 Supervisor::Supervisor(OnExit on_exit, OnTick on_tick, std::chrono::milliseconds tick)
-    : on_exit_(std::move(on_exit)), on_tick_(std::move(on_tick)), tick_(tick) {
+    : Supervisor(LinuxHost(), std::move(on_exit), std::move(on_tick), tick) {}
+
+Supervisor::Supervisor(HostSystem& host, OnExit on_exit, OnTick on_tick,
+                       std::chrono::milliseconds tick)
+    : host_(host), on_exit_(std::move(on_exit)), on_tick_(std::move(on_tick)), tick_(tick) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = wake_fd_;
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
-  thread_ = std::thread([this] { Run(); });
+  watcher_ = std::thread([this] { WatchExits(); });
+  reporter_ = std::thread([this] { Report(); });
 }
 
 Supervisor::~Supervisor() {
   uint64_t one = 1;
   (void)!write(wake_fd_, &one, sizeof(one));
-  thread_.join();
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  watcher_.join();
+  reporter_.join();
   for (const auto& [fd, _] : watched_) ::close(fd);
+  for (const auto& [fd, _] : exited_) ::close(fd);
   ::close(wake_fd_);
   ::close(epoll_fd_);
 }
@@ -97,36 +111,48 @@ void Supervisor::Reap(int fd, const ProcessId& id) {
   on_exit_(id, status);
 }
 
-void Supervisor::Run() {
-  auto next_tick = std::chrono::steady_clock::now() + tick_;
+void Supervisor::WatchExits() {
   for (;;) {
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-        next_tick - std::chrono::steady_clock::now());
     epoll_event events[16];
-    int n = epoll_wait(epoll_fd_, events, 16, static_cast<int>(std::max<int64_t>(0, wait.count())));
+    int n = epoll_wait(epoll_fd_, events, 16, -1);
     if (n < 0 && errno != EINTR) {
       spdlog::error("supervisor: epoll_wait: {}", strerror(errno));
       return;
     }
+    bool any = false;
     for (int i = 0; i < n; ++i) {
       int fd = events[i].data.fd;
       if (fd == wake_fd_) return;
-      ProcessId id;
-      {
-        std::lock_guard lock(mu_);
-        auto it = watched_.find(fd);
-        if (it == watched_.end()) continue;
-        id = it->second;
-        watched_.erase(it);
-        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-      }
+      std::lock_guard lock(mu_);
+      auto it = watched_.find(fd);
+      if (it == watched_.end()) continue;
+      exited_.emplace_back(fd, it->second);
+      watched_.erase(it);
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+      any = true;
+    }
+    if (any) cv_.notify_all();
+  }
+}
+
+void Supervisor::Report() {
+  auto next_tick = host_.SteadyNow() + tick_;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    host_.WaitUntil(cv_, lock, next_tick, [this] { return stop_ || !exited_.empty(); });
+    if (stop_) return;
+    auto exited = std::move(exited_);
+    exited_.clear();
+    lock.unlock();
+    for (const auto& [fd, id] : exited) {
       Reap(fd, id);
       ::close(fd);
     }
-    if (std::chrono::steady_clock::now() >= next_tick) {
+    if (host_.SteadyNow() >= next_tick) {
       if (on_tick_) on_tick_();
-      next_tick = std::chrono::steady_clock::now() + tick_;
+      next_tick = host_.SteadyNow() + tick_;
     }
+    lock.lock();
   }
 }
 

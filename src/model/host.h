@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/linux_host_system.h"
 #include "common/result.h"
 #include "model/vm.h"
 
@@ -22,17 +23,7 @@ struct HostInfo {
 // Reads CPU count (sched_getaffinity) and MemTotal (/proc/meminfo) of this machine.
 Result<HostInfo> ReadLinuxHostInfo();
 
-// This boot of the host (/proc/sys/kernel/random/boot_id): what survives in the page cache and in
-// /run is valid only within it.
-std::string ReadHostBootId();
-
-// The CPU model a /proc/cpuinfo text describes, from its first processor: "<vendor_id> family
-// <cpu family> model <model> stepping <stepping> (<model name>)", e.g. "GenuineIntel family 6
-// model 85 stepping 7 (Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz)". Empty when none of
-// those fields is there. A snapshot of a KVM guest restores only on the same model.
-std::string ParseCpuModel(std::string_view cpuinfo);
-// ParseCpuModel of this host's /proc/cpuinfo (read once).
-std::string HostCpuModel();
+// ReadHostBootId, ParseCpuModel and HostCpuModel: common/linux_host_system.h (included).
 
 enum class FileKind { kMissing, kRegular, kBlockDevice, kDirectory, kOther };
 

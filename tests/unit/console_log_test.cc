@@ -3,6 +3,8 @@
 #include "hv/console_log.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,6 +47,10 @@ TEST(ConsoleLogTest, TheReadyLineIsSeenAfterTheLogWasCappedDuringTheWait) {
   ASSERT_TRUE(self);
   ConsoleWatch watch{console, "guest ready", "web", "qemu", {getpid(), *self}, nullptr};
   std::atomic<bool> cancel{false};
+  // Each read of the console that returns bytes is an IN_ACCESS event.
+  int reads = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  ASSERT_GE(reads, 0);
+  ASSERT_GE(inotify_add_watch(reads, console.c_str(), IN_ACCESS), 0);
   // The guest floods its console while booting; the supervisor's tick caps the log (its head is
   // cut off and the rest moves up), then the guest prints its ready line.
   std::thread guest([&] {
@@ -52,7 +58,13 @@ TEST(ConsoleLogTest, TheReadyLineIsSeenAfterTheLogWasCappedDuringTheWait) {
     std::string flood;
     for (int i = 0; i < 3000; ++i) flood += line;
     Append(console, flood);
-    std::this_thread::sleep_for(300ms);  // the wait reads the flood meanwhile
+    // The cap comes once the wait has read (some of) the flood: forget the reads before it, then
+    // wait for the next one.
+    char events[4096];
+    while (read(reads, events, sizeof(events)) > 0) {
+    }
+    pollfd next{reads, POLLIN, 0};
+    EXPECT_EQ(poll(&next, 1, 5000), 1) << "the wait reads the flood";
     EXPECT_TRUE(CapLog(console, 1 << 20));
     EXPECT_LT(std::filesystem::file_size(console), 2u << 20) << "the cap applies here";
     Append(console, "guest ready\n");
@@ -60,6 +72,7 @@ TEST(ConsoleLogTest, TheReadyLineIsSeenAfterTheLogWasCappedDuringTheWait) {
   auto t0 = std::chrono::steady_clock::now();
   Status up = WaitForConsole(watch, t0 + 5s, cancel);
   guest.join();
+  close(reads);
   EXPECT_TRUE(up) << up.error().message;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);
 }

@@ -2,6 +2,8 @@
 // scripted server, the request sequences hearth sends (order and bodies, against the v1.16.1
 // spec's required fields) and how refusals become hearth errors.
 #include <gtest/gtest.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -57,8 +59,21 @@ TEST(FirecrackerWireTest, ParsesAnswersAndWaitsForWholeOnes) {
   EXPECT_FALSE(ParseResponse("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false));
 }
 
+// Waits (at most 2 s) until the peer has read everything written to `fd`, so that the next piece
+// reaches it in a read of its own. The kernel signals no such event: this yields, it does not
+// sleep.
+void AwaitRead(int fd) {
+  const auto until = std::chrono::steady_clock::now() + 2s;
+  int queued = 0;
+  while (ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0 &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::yield();
+  }
+}
+
 // A unix-socket server answering each connection with the next scripted reply, written in small
-// pieces; an empty reply means: read the request and never answer.
+// pieces, each read by the client before the next is written; an empty reply means: read the
+// request and never answer.
 class ScriptedServer {
  public:
   ScriptedServer(std::string path, std::vector<std::string> replies) : path_(std::move(path)) {
@@ -94,7 +109,7 @@ class ScriptedServer {
         } else {
           for (size_t i = 0; i < reply.size(); i += 7) {
             (void)!write(fd, reply.data() + i, std::min<size_t>(7, reply.size() - i));
-            std::this_thread::sleep_for(1ms);
+            AwaitRead(fd);
           }
         }
         close(fd);

@@ -4,10 +4,13 @@
 #include "support/firecracker_double.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -35,15 +38,32 @@ void Touch(const std::filesystem::path& p, const std::string& content = "x") {
   std::ofstream(p) << content;
 }
 
-// Polls `pred` until it holds or 5 s pass.
+// Waits until `pred` holds or 5 s pass, checking it again whenever a file in `dir` is written
+// (inotify), so that nothing polls.
 template <class Pred>
-bool Eventually(Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
+bool Eventually(const std::filesystem::path& dir, Pred pred) {
+  int events = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (events < 0 ||
+      inotify_add_watch(events, dir.c_str(), IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+    ADD_FAILURE() << "inotify on " << dir << ": " << std::strerror(errno);
+    if (events >= 0) close(events);
+    return pred();
   }
-  return pred();
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  bool held = pred();
+  for (auto now = std::chrono::steady_clock::now(); !held && now < deadline;
+       now = std::chrono::steady_clock::now()) {
+    pollfd p{events, POLLIN, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    if (poll(&p, 1, static_cast<int>(left.count()) + 1) > 0) {
+      char buf[4096];
+      while (read(events, buf, sizeof(buf)) > 0) {
+      }
+    }
+    held = pred();
+  }
+  close(events);
+  return held;
 }
 
 class FirecrackerDoubleTest : public ::testing::Test {
@@ -153,7 +173,7 @@ TEST_F(FirecrackerDoubleTest, BootSequenceSucceedsAndTheGuestReportsReady) {
   EXPECT_EQ(State(), "Not started");
   Boot();
   EXPECT_EQ(State(), "Running");
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(Eventually(dir_.path(), [&] {
     return ReadAll(out()).find(image::kGuestReadyMarker) != std::string::npos;
   })) << ReadAll(out());
   // vCPU threads are named as Firecracker names them.
@@ -345,7 +365,7 @@ TEST_F(FirecrackerDoubleTest, MetricsLinesAreDeltas) {
 TEST_F(FirecrackerDoubleTest, MetricsAreWrittenPeriodically) {
   Start({"--metrics-path", (dir_ / "metrics.json").string()},
         {{"FC_DOUBLE_METRICS_INTERVAL_MS", "50"}});
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(Eventually(dir_.path(), [&] {
     std::istringstream in(ReadAll(dir_ / "metrics.json"));
     int n = 0;
     for (std::string l; std::getline(in, l);) ++n;

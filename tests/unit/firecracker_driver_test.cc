@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -160,7 +161,9 @@ TEST(FirecrackerMetricsTest, TheReaderKeepsTheFifoDrainedAndSumsPerVm) {
         ++written;
         break;
       }
-      std::this_thread::sleep_for(1ms);
+      // The fifo is full: wait until the reader has made room.
+      pollfd room{writer, POLLOUT, 0};
+      if (poll(&room, 1, 5000) <= 0) break;
     }
   }
   EXPECT_EQ(written, 5000);

@@ -47,14 +47,12 @@ class SamplerTest : public testing::NodeFixture {
 
   void Tick() { ASSERT_TRUE(sampler_->Tick()); }
 
+  // The VM once its start, suspend or resume has settled, expected in `state`.
   VmRecord WaitFor(const std::string& name, VmState state) {
-    auto until = std::chrono::steady_clock::now() + 5s;
-    while (std::chrono::steady_clock::now() < until) {
-      auto vm = node_->Get(name);
-      if (vm && vm->state == state) return *vm;
-      std::this_thread::sleep_for(2ms);
-    }
-    ADD_FAILURE() << name << " did not become " << ToString(state);
+    auto vm = node_->WaitSettled(name, 5s);
+    if (vm && vm->state == state) return *vm;
+    ADD_FAILURE() << name << " did not become " << ToString(state) << ": "
+                  << (vm ? ToString(vm->state) : vm.error().message);
     return {};
   }
 

@@ -5,8 +5,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <latch>
+#include <mutex>
 
 namespace hearth {
 namespace {
@@ -29,19 +31,20 @@ TEST(ReadyThreadsTest, MoreJobsThanKeptThreadsAllRunAtOnce) {
   ReadyThreads threads(2, 0);
   constexpr int kJobs = 8;
   std::latch all_running(kJobs);
-  std::atomic<int> done{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
   for (int i = 0; i < kJobs; ++i) {
     threads.Run([&] {
       all_running.count_down();
       all_running.wait();  // deadlocks unless every job has a thread of its own
+      std::lock_guard lock(mu);
       ++done;
+      cv.notify_all();
     });
   }
-  for (auto until = std::chrono::steady_clock::now() + 5s;
-       done.load() < kJobs && std::chrono::steady_clock::now() < until;) {
-    std::this_thread::sleep_for(1ms);
-  }
-  EXPECT_EQ(done.load(), kJobs);
+  std::unique_lock lock(mu);
+  EXPECT_TRUE(cv.wait_for(lock, 5s, [&] { return done == kJobs; })) << done << " of " << kJobs;
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "fakes/fake_host_system.h"
 #include "hv/console_log.h"
 #include "support/temp_dir.h"
 
@@ -87,11 +88,62 @@ TEST(SupervisorTest, AProcessAlreadyGoneIsReportedToo) {
   Supervisor supervisor(exits.Callback());
   auto p = Spawn({"true"}, {});
   ASSERT_TRUE(p);
-  std::this_thread::sleep_for(100ms);  // exited; a zombie until reaped
+  // Its pidfd turns readable once it has exited: a zombie until reaped.
+  ASSERT_TRUE(WaitForExit(*p, 2s));
+  ASSERT_FALSE(IsAlive(*p));
   ASSERT_TRUE(supervisor.Watch(*p));
   ASSERT_TRUE(exits.WaitFor(1));
   std::lock_guard lock(exits.mu);
   EXPECT_TRUE(exits.seen[0].second.clean()) << exits.seen[0].second.Describe();
+}
+
+// Counts the supervisor's ticks.
+struct Ticks {
+  std::mutex mu;
+  std::condition_variable cv;
+  int count = 0;
+
+  Supervisor::OnTick Callback() {
+    return [this] {
+      std::lock_guard lock(mu);
+      ++count;
+      cv.notify_all();
+    };
+  }
+  bool WaitFor(int n) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, 5s, [&] { return count >= n; });
+  }
+  int seen() {
+    std::lock_guard lock(mu);
+    return count;
+  }
+};
+
+TEST(SupervisorTest, TicksEveryIntervalOfTheHostsSteadyClock) {
+  testing::FakeHostSystem host;
+  Exits exits;
+  Ticks ticks;
+  Supervisor supervisor(host, exits.Callback(), ticks.Callback(), 5s);
+  ASSERT_TRUE(host.AwaitWaiters(1)) << "the supervisor waits for its first tick";
+  host.Advance(4s);
+  ASSERT_TRUE(host.AwaitWaiters(1));
+  EXPECT_EQ(ticks.seen(), 0) << "4 s of 5 passed";
+  host.Advance(1s);
+  ASSERT_TRUE(ticks.WaitFor(1));
+  // The next tick is due 5 s after this one.
+  ASSERT_TRUE(host.AwaitWaiters(1));
+  host.Advance(5s);
+  ASSERT_TRUE(ticks.WaitFor(2));
+  ASSERT_TRUE(host.AwaitWaiters(1));
+  EXPECT_EQ(ticks.seen(), 2);
+
+  // Exits are reported between ticks, on the same thread, without the clock moving.
+  auto p = Spawn({"true"}, {});
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(supervisor.Watch(*p));
+  ASSERT_TRUE(exits.WaitFor(1));
+  EXPECT_EQ(ticks.seen(), 2);
 }
 
 TEST(ConsoleLogTest, CapKeepsTheNewestBytesWhileAWriterAppends) {
