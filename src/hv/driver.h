@@ -2,7 +2,9 @@
 // its guest is up, re-adopts processes that outlived a previous hearthd, and ends them. It keeps no
 // state of its own beyond what a MachineSpec and a ProcessId carry, so a new hearthd can take over
 // from an old one. Supervision of exits is the node's (see supervisor.h). Implementations: QEMU
-// (qemu/qemu_driver.h) and Firecracker (firecracker/firecracker_driver.h).
+// (qemu/qemu_driver.h) and Firecracker (firecracker/firecracker_driver.h); the node tests' fake
+// (tests/fakes/fake_machinery.h) keeps the same contract. Every implementation runs the contract
+// suite in tests/support/driver_contract.h against these comments.
 #pragma once
 
 #include <atomic>
@@ -104,16 +106,20 @@ class HypervisorDriver {
   // not block): drops what the driver set up for that process alone (e.g. its cgroup).
   virtual void Exited(const ProcessId& process) {}
 
-  // Starts the VMM. Returns once the process runs (not when the guest is up).
+  // Starts the VMM. Returns once the process runs (not when the guest is up). A spec no VMM can
+  // run (no vCPU, no memory) is invalid_argument, and no VMM is left running.
   virtual Result<ProcessId> Launch(const MachineSpec& spec) = 0;
   // Waits until the guest is up (it printed its ready marker), or fails when the process exits,
-  // `deadline` passes or `cancel` is set. Reads the console log from its start.
+  // `deadline` passes or `cancel` is set (without waiting for the deadline in either of the
+  // first and last cases). Reads the console log from its start.
   virtual Status WaitReady(const MachineSpec& spec, const ProcessId& process,
                            std::chrono::steady_clock::time_point deadline,
                            const CancelFlag& cancel) = 0;
-  // Checks that `process` is alive, is this VM's VMM and answers on its control socket.
+  // Checks that `process` is alive, is this VM's VMM and answers on its control socket;
+  // not_found when it has exited or is another process.
   virtual Status Adopt(const MachineSpec& spec, const ProcessId& process) = 0;
-  // Asks the guest to power off (ACPI power button). Does not wait.
+  // Asks the guest to power off (ACPI power button). Does not wait; a guest that obeys ends its
+  // VMM by itself.
   virtual Status RequestShutdown(const MachineSpec& spec, const ProcessId& process) = 0;
   // --- Snapshots. The node drives the steps so that a failure or a crash at any of them leaves
   // either the guest running or a complete snapshot (see snapshot/snapshot_dir.h).
@@ -126,9 +132,11 @@ class HypervisorDriver {
                                                   const std::filesystem::path& dir) = 0;
   // Lets a paused guest run on (after SaveState).
   virtual Status Continue(const MachineSpec& spec, const ProcessId& process) = 0;
-  // Starts a VMM that loads the snapshot in `dir` and calls `before_running` while the guest is
-  // still paused, unchanged by running; if that succeeds, lets the guest run and returns the VMM.
-  // On any failure the new VMM is ended.
+  // Starts a VMM that loads the snapshot in `dir` and calls `before_running` once, with that
+  // (live) VMM, while the guest is still paused, unchanged by running; if that succeeds, lets the
+  // guest run on in the same boot it was saved in and returns the VMM. On any failure (no
+  // snapshot in `dir`, a failed load, before_running's error, whose code is kept) the new
+  // VMM is ended and before_running is not called again.
   virtual Result<ProcessId> Restore(
       const MachineSpec& spec, const std::filesystem::path& dir,
       const std::function<Status(const ProcessId&)>& before_running) = 0;
@@ -137,7 +145,8 @@ class HypervisorDriver {
   // The hypervisor's version as it reports it; a snapshot records it and is restored only by the
   // same version.
   virtual Result<std::string> Version() = 0;
-  // Ends the VMM at once (SIGKILL). Does not wait.
+  // Ends the VMM at once (SIGKILL). Does not wait. Succeeds for a process that has already
+  // exited (idempotent).
   virtual Status Kill(const ProcessId& process) = 0;
   // The VMM's own view of the VM, e.g. {"status": "running"}; for diagnostics.
   virtual Result<std::string> Describe(const MachineSpec& spec, const ProcessId& process) = 0;
