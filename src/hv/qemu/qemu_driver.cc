@@ -439,8 +439,9 @@ Result<ProcessId> QemuDriver::Restore(
   auto qmp = options_.qmp(spec.qmp_socket, 10s, /*bound_before=*/true);
   if (!qmp) return fail(Error{qmp.error().code, qmp.error().message + Diagnose(spec)});
   for (const QmpCall& call : RestoreFlow(dir / kStateFile)) {
-    auto outcome = RunCall(**qmp, call);
-    if (!outcome && call.then_wait) {  // QEMU ends itself when a load fails: its log says why
+    bool answered = false;
+    auto outcome = RunCall(**qmp, call, &answered);
+    if (!outcome && answered) {  // QEMU ends itself when a load fails: its log says why
       return fail(Error{outcome.error().code, outcome.error().message + Diagnose(spec)});
     }
     if (!outcome) return fail(outcome.error());
