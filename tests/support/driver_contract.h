@@ -16,8 +16,11 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/result.h"
 #include "hv/driver.h"
@@ -34,6 +37,9 @@ struct DriverUnderTest {
   // driver's guests have nothing to observe, which the same-guest clauses then report.
   std::function<Result<std::string>(const hv::MachineSpec&)> guest_identity;
   std::string no_identity_why;
+  // Clauses this driver is known not to keep, by the name ContractClause checks, with why; each
+  // is reported when a test reaches it, and its check is not run.
+  std::map<std::string, std::string> known_gaps;
   std::chrono::seconds boot_limit{10};
   std::chrono::seconds stop_limit{10};  // a graceful stop, from RequestShutdown to exit
   std::shared_ptr<void> keep;           // what the driver's VMs need (directories, a tap)
@@ -96,6 +102,14 @@ class DriverContract : public ::testing::TestWithParam<DriverContractParam> {
     return *id;
   }
 
+  // Whether `clause` is to be checked: false (and reported) when it is a known gap.
+  bool ContractClause(const std::string& clause) {
+    auto gap = dut_->known_gaps.find(clause);
+    if (gap == dut_->known_gaps.end()) return true;
+    ContractClauseSkipped(clause, gap->second);
+    return false;
+  }
+
   std::unique_ptr<DriverUnderTest> dut_;
   hv::CancelFlag never_{false};
 };
@@ -117,8 +131,13 @@ TEST_P(DriverContract, NamesItsBackendAndVersion) {
 // Clause: a spec no VMM can run (no vCPU, no memory) is an invalid_argument error and leaves no
 // VMM; Restore from a directory without a snapshot fails without calling before_running.
 TEST_P(DriverContract, RefusesBadInput) {
-  for (auto broken :
-       {+[](hv::MachineSpec& s) { s.vcpus = 0; }, +[](hv::MachineSpec& s) { s.memory = MiB{0}; }}) {
+  using Break = void (*)(hv::MachineSpec&);
+  std::vector<std::pair<std::string, Break>> cases = {
+      {"launch without a vCPU is invalid_argument", [](hv::MachineSpec& s) { s.vcpus = 0; }},
+      {"launch without memory is invalid_argument", [](hv::MachineSpec& s) { s.memory = MiB{0}; }},
+  };
+  for (const auto& [clause, broken] : cases) {
+    if (!ContractClause(clause)) continue;
     hv::MachineSpec spec = dut_->spec("bad");
     broken(spec);
     auto process = driver().Launch(spec);
@@ -198,7 +217,9 @@ TEST_P(DriverContract, RunsSavesRestoresAndStopsAGuest) {
   auto continued = driver().Continue(spec, *process);
   ASSERT_TRUE(continued) << continued.error().message;
   EXPECT_TRUE(hv::IsAlive(*process));
-  if (!identity.empty()) EXPECT_EQ(Identity(spec, ""), identity) << "after Continue";
+  if (!identity.empty()) {
+    EXPECT_EQ(Identity(spec, ""), identity) << "after Continue";
+  }
 
   std::filesystem::path second = SnapshotDir(spec, "second");
   ram = driver().SaveState(spec, *process, second);
@@ -229,7 +250,9 @@ TEST_P(DriverContract, RunsSavesRestoresAndStopsAGuest) {
   EXPECT_TRUE(alive_before);
   EXPECT_EQ(seen, *restored);
   EXPECT_TRUE(hv::IsAlive(*restored));
-  if (!identity.empty()) EXPECT_EQ(Identity(spec, ""), identity) << "after Restore";
+  if (!identity.empty()) {
+    EXPECT_EQ(Identity(spec, ""), identity) << "after Restore";
+  }
   EXPECT_TRUE(driver().SyncClock(spec, *restored));
   EXPECT_TRUE(driver().Adopt(spec, *restored));
 
