@@ -1,8 +1,8 @@
 // The seam between the node and a hypervisor. A driver starts one VMM process per VM, tells when
-// its guest is up, re-adopts processes that outlived a previous hearthd, and ends them. It keeps no
-// state of its own beyond what a MachineSpec and a ProcessId carry, so a new hearthd can take over
-// from an old one. Supervision of exits is the node's (see supervisor.h). Implementations: QEMU
-// (qemu/qemu_driver.h) and Firecracker (firecracker/firecracker_driver.h).
+// its guest is up, re-adopts VMMs that outlived a previous hearthd, and ends them; it keeps no
+// state beyond what a MachineSpec and a ProcessId carry. Exits are the node's (supervisor.h).
+// Drivers: QEMU (qemu/qemu_driver.h), Firecracker (firecracker/firecracker_driver.h), the node
+// tests' fake; tests/support/driver_contract.h checks each one against the comments below.
 #pragma once
 
 #include <atomic>
@@ -104,16 +104,16 @@ class HypervisorDriver {
   // not block): drops what the driver set up for that process alone (e.g. its cgroup).
   virtual void Exited(const ProcessId& process) {}
 
-  // Starts the VMM. Returns once the process runs (not when the guest is up).
+  // Starts the VMM; returns once it runs, not when the guest is up. No vCPU/RAM: invalid_argument.
   virtual Result<ProcessId> Launch(const MachineSpec& spec) = 0;
-  // Waits until the guest is up (it printed its ready marker), or fails when the process exits,
-  // `deadline` passes or `cancel` is set. Reads the console log from its start.
+  // Waits until the guest is up (it printed its ready marker), or fails when `deadline` passes, or
+  // at once when the process exits or `cancel` is set. Reads the console log from its start.
   virtual Status WaitReady(const MachineSpec& spec, const ProcessId& process,
                            std::chrono::steady_clock::time_point deadline,
                            const CancelFlag& cancel) = 0;
-  // Checks that `process` is alive, is this VM's VMM and answers on its control socket.
+  // Checks that `process` is alive, is this VM's VMM (else not_found) and answers on its socket.
   virtual Status Adopt(const MachineSpec& spec, const ProcessId& process) = 0;
-  // Asks the guest to power off (ACPI power button). Does not wait.
+  // Asks the guest to power off (ACPI power button). Does not wait; an obeying guest ends the VMM.
   virtual Status RequestShutdown(const MachineSpec& spec, const ProcessId& process) = 0;
   // --- Snapshots. The node drives the steps so that a failure or a crash at any of them leaves
   // either the guest running or a complete snapshot (see snapshot/snapshot_dir.h).
@@ -126,9 +126,9 @@ class HypervisorDriver {
                                                   const std::filesystem::path& dir) = 0;
   // Lets a paused guest run on (after SaveState).
   virtual Status Continue(const MachineSpec& spec, const ProcessId& process) = 0;
-  // Starts a VMM that loads the snapshot in `dir` and calls `before_running` while the guest is
-  // still paused, unchanged by running; if that succeeds, lets the guest run and returns the VMM.
-  // On any failure the new VMM is ended.
+  // Starts a VMM that loads the snapshot in `dir` and calls `before_running` once, with that VMM,
+  // while the guest is still paused; if that succeeds, lets the same guest run on, returns the VMM.
+  // On any failure (no snapshot, a failed load, before_running's error) the new VMM is ended.
   virtual Result<ProcessId> Restore(
       const MachineSpec& spec, const std::filesystem::path& dir,
       const std::function<Status(const ProcessId&)>& before_running) = 0;
@@ -137,7 +137,7 @@ class HypervisorDriver {
   // The hypervisor's version as it reports it; a snapshot records it and is restored only by the
   // same version.
   virtual Result<std::string> Version() = 0;
-  // Ends the VMM at once (SIGKILL). Does not wait.
+  // Ends the VMM at once (SIGKILL). Does not wait. Succeeds for an exited process (idempotent).
   virtual Status Kill(const ProcessId& process) = 0;
   // The VMM's own view of the VM, e.g. {"status": "running"}; for diagnostics.
   virtual Result<std::string> Describe(const MachineSpec& spec, const ProcessId& process) = 0;

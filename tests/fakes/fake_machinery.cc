@@ -16,6 +16,12 @@ namespace hearth::testing {
 using namespace std::chrono_literals;
 
 Result<hv::ProcessId> FakeDriver::Launch(const hv::MachineSpec& spec) {
+  // Like every driver (driver.h): a VM without a vCPU is refused before anything starts. A spec
+  // without memory is not: node tests launch bare "VMMs" (leftovers) from identity-only specs.
+  if (spec.vcpus < 1) {
+    return Fail(Code::kInvalidArgument, fmt::format("fake: vm '{}' needs at least one vCPU, not {}",
+                                                    spec.name, spec.vcpus));
+  }
   if (on_launch) on_launch(spec);
   std::filesystem::create_directories(spec.vm_dir);
   {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <thread>
 
 #include "hv/qemu/qmp_migration.h"
@@ -21,20 +22,21 @@ namespace {
 using namespace std::chrono_literals;
 
 // A one-connection QMP server that answers with a script: for each line received, the lines in
-// the matching reply (which may include events before the answer).
+// the matching reply (which may include events before the answer). Given `listen_when`, it
+// creates its socket only once that is ready (like QEMU, some time after its exec).
 class FakeQmpServer {
  public:
   FakeQmpServer(const std::string& path, std::vector<std::vector<std::string>> replies,
-                std::chrono::milliseconds delay_listen = 0ms)
-      : thread_([=, this] { Run(path, replies, delay_listen); }) {}
+                std::shared_future<void> listen_when = {})
+      : thread_([=, this] { Run(path, replies, listen_when); }) {}
   ~FakeQmpServer() { thread_.join(); }
   std::vector<std::string> received;
   std::vector<int> fds;  // descriptors that came with the commands, in order
 
  private:
   void Run(const std::string& path, const std::vector<std::vector<std::string>>& replies,
-           std::chrono::milliseconds delay_listen) {
-    std::this_thread::sleep_for(delay_listen);
+           const std::shared_future<void>& listen_when) {
+    if (listen_when.valid()) listen_when.wait();
     int listener = socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
@@ -90,12 +92,18 @@ TEST(QmpClientTest, NegotiatesRunsCommandsAndQueuesEvents) {
   std::string path = (dir / "qmp.sock").string();
   std::vector<std::string> received;
   {
+    std::promise<void> qemu_listens;
     FakeQmpServer server(path,
                          {{R"({"return": {}})"},
                           {R"({"event": "STOP", "timestamp": {}})", R"({"return": {}})"},
                           {R"({"return": {"status": "paused", "running": false}})"},
                           {R"({"error": {"class": "GenericError", "desc": "no such thing"}})"}},
-                         50ms);  // QEMU creates its socket a little after exec
+                         qemu_listens.get_future().share());
+    // QEMU creates its socket a little after exec: not there yet, then there.
+    auto early = QmpClient::Connect(path, 20ms);
+    ASSERT_FALSE(early);
+    EXPECT_EQ(early.error().code, Code::kUnavailable);
+    qemu_listens.set_value();
     auto qmp = QmpClient::Connect(path, 2s);
     ASSERT_TRUE(qmp) << qmp.error().message;
     ASSERT_TRUE(qmp->Execute("stop"));

@@ -34,14 +34,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-// The VM's QMP connection; errors say what it was for.
-Result<QmpClient> Qmp(const MachineSpec& spec, std::string_view what,
-                      std::chrono::milliseconds timeout = 2s) {
-  auto qmp = QmpClient::Connect(spec.qmp_socket.string(), timeout);
-  if (!qmp) return Fail(qmp.error().Wrap(fmt::format("vm '{}': {}", spec.name, what)));
-  return qmp;
-}
-
 // QEMU's pipe chardev uses PATH.in (to the guest) and PATH.out (from it).
 fs::path AgentIn(const MachineSpec& spec) { return spec.agent_pipe.string() + ".in"; }
 fs::path AgentOut(const MachineSpec& spec) { return spec.agent_pipe.string() + ".out"; }
@@ -175,7 +167,16 @@ bool RunsVm(int64_t pid, const MachineSpec& spec) {
 // No sweep of empty VM cgroups at start: the parent (hearth.slice) is shared by every hearthd on
 // the host, and a sweep removed another hearthd's cgroup between its creation and its QEMU's join
 // (ENODEV). A VM's own left-over cgroup is replaced at its next start (CreateCgroups).
-QemuDriver::QemuDriver(QemuDriverOptions options) : options_(std::move(options)) {}
+QemuDriver::QemuDriver(QemuDriverOptions options) : options_(std::move(options)) {
+  if (!options_.qmp) options_.qmp = RealQmpConnector();
+}
+
+Result<std::unique_ptr<QmpChannel>> QemuDriver::Qmp(const MachineSpec& spec, std::string_view what,
+                                                    std::chrono::milliseconds timeout) const {
+  auto qmp = options_.qmp(spec.qmp_socket, timeout, /*bound_before=*/false);
+  if (!qmp) return Fail(qmp.error().Wrap(fmt::format("vm '{}': {}", spec.name, what)));
+  return qmp;
+}
 
 CgroupPlan QemuDriver::CgroupsOf(std::string_view vm_id, MiB memory, int vcpus, Accel accel) const {
   return PlanVmCgroup(options_.confinement.cgroups, vm_id, QemuMemoryLimitBytes(memory, accel),
@@ -327,9 +328,9 @@ Status QemuDriver::Adopt(const MachineSpec& spec, const ProcessId& process) {
     return Fail(Code::kNotFound,
                 fmt::format("vm '{}': process {} is not its qemu", spec.name, process.pid));
   }
-  auto qmp = Qmp(spec, fmt::format("adopting pid {}", process.pid));
+  auto qmp = Qmp(spec, fmt::format("adopting pid {}", process.pid), 2s);
   if (!qmp) return Fail(qmp.error());
-  auto status = qmp->Execute("query-status", nlohmann::json::object(), 2s);
+  auto status = RunCall(**qmp, QueryStatus(2s));
   if (!status) return Fail(status.error().Wrap(fmt::format("vm '{}': query-status", spec.name)));
   std::lock_guard lock(vmm_mu_);
   vmm_vm_[process.pid] = spec.vm_id;  // its cgroups go when it exits
@@ -337,71 +338,76 @@ Status QemuDriver::Adopt(const MachineSpec& spec, const ProcessId& process) {
 }
 
 Status QemuDriver::RequestShutdown(const MachineSpec& spec, const ProcessId& process) {
-  auto qmp = Qmp(spec, "asking the guest to power off");
+  auto qmp = Qmp(spec, "asking the guest to power off", 2s);
   if (!qmp) return Fail(qmp.error());
-  auto r = qmp->Execute("system_powerdown", nlohmann::json::object(), 2s);
+  auto r = RunCall(**qmp, SystemPowerdown());
   if (!r) return Fail(r.error().Wrap(fmt::format("vm '{}': system_powerdown", spec.name)));
   return Ok();
 }
 
-Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId& process,
-                                       const fs::path& dir) {
-  auto qmp = Qmp(spec, fmt::format("saving state of pid {}", process.pid));
-  if (!qmp) return Fail(qmp.error());
-  if (auto s = SetMigrationCapabilities(*qmp); !s) return Fail(s.error());
-  // Written under a temporary name, named only once QEMU reports it whole.
-  fs::path state_file = dir / kStateFile;
-  fs::path partial = state_file.string() + ".part";
-  if (auto s = PassStateFile(*qmp, partial, O_WRONLY | O_CREAT | O_TRUNC); !s) {
-    return Fail(s.error().Wrap(fmt::format("vm '{}': saving state", spec.name)));
-  }
+Status QemuDriver::RunSave(const MachineSpec& spec, QmpChannel& qmp, const fs::path& partial) {
   // Until `migrate` took the descriptor QEMU holds it; after, the migration must be over before
   // the caller lets the guest run on.
+  bool handed_over = false;
   bool migrating = false;
-  std::error_code ec;
   auto fail = [&](const Error& e) {
-    if (migrating) {
-      if (auto s = CancelMigration(*qmp, 5s); !s) {
-        spdlog::warn("vm '{}': cancelling the save: {}", spec.name, s.error().message);
+    for (const QmpCall& call : SaveAbortFlow(migrating)) {
+      if (auto r = RunCall(qmp, call); !r && migrating) {
+        spdlog::warn("vm '{}': cancelling the save: {}", spec.name, r.error().message);
       }
-    } else {
-      ForgetStateFile(*qmp);
     }
+    std::error_code ec;
     fs::remove(partial, ec);
-    return Fail(e.Wrap(fmt::format("vm '{}': saving state", spec.name)));
+    return Fail(e);
   };
-  if (auto r = qmp->Execute("stop"); !r) return fail(r.error().Wrap("stop"));
-  if (auto r = qmp->Execute("migrate", {{"uri", fmt::format("fd:{}", kStateFdName)}}); !r) {
-    return fail(r.error().Wrap("migrate"));
+  for (const QmpCall& call : SaveFlow(partial)) {
+    bool answered = false;
+    auto outcome = RunCall(qmp, call, &answered);
+    if (!outcome && !handed_over) return Fail(outcome.error());
+    if (!outcome) {
+      migrating = answered && call.then_wait.has_value();
+      return fail(outcome.error());
+    }
+    if (call.pass_file) handed_over = true;
+    if (auto got = Unexpected(call, *outcome)) {  // the migration failed: QEMU says why
+      auto info = RunCall(qmp, QueryMigrate());
+      std::string why = *got;
+      if (info && info->is_object() && info->contains("error-desc") &&
+          (*info)["error-desc"].is_string()) {
+        why = (*info)["error-desc"].get<std::string>();
+      }
+      return fail(Error{Code::kInternal, fmt::format("{}{}", why, Diagnose(spec))});
+    }
   }
-  migrating = true;
-  // QEMU writes the last of the state before it reports `completed`.
-  auto status = WaitMigration(*qmp, 60s);
-  if (!status) return fail(status.error());
-  migrating = false;
-  if (*status != "completed") {
-    auto info = qmp->Execute("query-migrate");
-    std::string why = info ? info->value("error-desc", *status) : *status;
-    return fail(Error{Code::kInternal, fmt::format("{}{}", why, Diagnose(spec))});
-  }
+  // Written under a temporary name, named only once QEMU reports it whole.
+  std::error_code ec;
+  fs::path state_file = partial.parent_path() / kStateFile;
   fs::rename(partial, state_file, ec);
   if (ec) {
     return fail(
         Error{Code::kInternal, fmt::format("naming {}: {}", partial.string(), ec.message())});
   }
+  return Ok();
+}
+
+Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId& process,
+                                       const fs::path& dir) {
+  auto qmp = Qmp(spec, fmt::format("saving state of pid {}", process.pid), 2s);
+  if (!qmp) return Fail(qmp.error());
+  fs::path partial = (dir / kStateFile).string() + ".part";
+  if (auto s = RunSave(spec, **qmp, partial); !s) {
+    return Fail(s.error().Wrap(fmt::format("vm '{}': saving state", spec.name)));
+  }
   return spec.memory_file;
 }
 
 Status QemuDriver::Continue(const MachineSpec& spec, const ProcessId& process) {
-  auto qmp = Qmp(spec, fmt::format("continuing pid {}", process.pid));
+  auto qmp = Qmp(spec, fmt::format("continuing pid {}", process.pid), 2s);
   if (!qmp) return Fail(qmp.error());
-  // QEMU's migration thread reports `completed` before the main loop leaves `finish-migrate`, and
-  // `cont` is refused until it has ("Migration is not finalized yet").
-  if (auto s = WaitMigrationFinalized(*qmp, 5s); !s) {
-    return Fail(s.error().Wrap(fmt::format("vm '{}': cont", spec.name)));
-  }
-  if (auto r = qmp->Execute("cont"); !r) {
-    return Fail(r.error().Wrap(fmt::format("vm '{}': cont", spec.name)));
+  for (const QmpCall& call : ContinueFlow()) {
+    if (auto r = RunCall(**qmp, call); !r) {
+      return Fail(r.error().Wrap(fmt::format("vm '{}'", spec.name)));
+    }
   }
   return Ok();
 }
@@ -430,30 +436,29 @@ Result<ProcessId> QemuDriver::Restore(
     Exited(*process);
     return Fail(e.Wrap(fmt::format("vm '{}': restoring", spec.name)));
   };
-  auto qmp = QmpClient::Connect(spec.qmp_socket.string(), 10s, /*bound_before=*/true);
+  auto qmp = options_.qmp(spec.qmp_socket, 10s, /*bound_before=*/true);
   if (!qmp) return fail(Error{qmp.error().code, qmp.error().message + Diagnose(spec)});
-  if (auto s = SetMigrationCapabilities(*qmp); !s) return fail(s.error());
-  if (auto s = PassStateFile(*qmp, dir / kStateFile, O_RDONLY); !s) return fail(s.error());
-  auto incoming = qmp->Execute("migrate-incoming", {{"uri", fmt::format("fd:{}", kStateFdName)}});
-  if (!incoming) return fail(incoming.error());
-  // QEMU ends itself when a load fails; the saved guest was stopped, so it arrives paused.
-  auto loaded = WaitMigration(*qmp, 60s);
-  if (!loaded) return fail(Error{loaded.error().code, loaded.error().message + Diagnose(spec)});
-  if (*loaded != "completed") {
-    return fail(Error{Code::kInternal,
-                      fmt::format("loading the state ended '{}'{}", *loaded, Diagnose(spec))});
-  }
-  auto status = qmp->Execute("query-status");
-  if (!status) return fail(status.error());
-  if (std::string run = status->value("status", ""); run != "paused") {
-    return fail(Error{Code::kInternal,
-                      fmt::format("the loaded VM is '{}', not paused{}", run, Diagnose(spec))});
+  for (const QmpCall& call : RestoreFlow(dir / kStateFile)) {
+    bool answered = false;
+    auto outcome = RunCall(**qmp, call, &answered);
+    if (!outcome && answered) {  // QEMU ends itself when a load fails: its log says why
+      return fail(Error{outcome.error().code, outcome.error().message + Diagnose(spec)});
+    }
+    if (!outcome) return fail(outcome.error());
+    if (auto got = Unexpected(call, *outcome)) {
+      std::string what =
+          call.then_wait ? fmt::format("loading the state ended '{}'", *got)
+                         : fmt::format("the loaded VM is '{}', not {}", *got, call.expect->value);
+      return fail(Error{Code::kInternal, what + Diagnose(spec)});
+    }
   }
   if (joined.valid()) {
     if (auto s = joined.get(); !s) return fail(s.error());
   }
   if (auto s = before_running(*process); !s) return fail(s.error());
-  if (auto r = qmp->Execute("cont"); !r) return fail(r.error().Wrap("cont"));
+  for (const QmpCall& call : RunFlow()) {
+    if (auto r = RunCall(**qmp, call); !r) return fail(r.error());
+  }
   return process;
 }
 
@@ -482,9 +487,9 @@ Result<std::string> QemuDriver::Version() { return version_.Get(options_.binary)
 Status QemuDriver::Kill(const ProcessId& process) { return SignalProcess(process, SIGKILL); }
 
 Result<std::string> QemuDriver::Describe(const MachineSpec& spec, const ProcessId& process) {
-  auto qmp = Qmp(spec, "describing");
+  auto qmp = Qmp(spec, "describing", 2s);
   if (!qmp) return Fail(qmp.error());
-  auto status = qmp->Execute("query-status", nlohmann::json::object(), 2s);
+  auto status = RunCall(**qmp, QueryStatus(2s));
   if (!status) return Fail(status.error());
   return status->dump();
 }

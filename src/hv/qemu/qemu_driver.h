@@ -1,6 +1,7 @@
 // The QEMU driver: one qemu-system-x86_64 per VM (microvm, see qemu_command.h), controlled over
-// its QMP socket in the VM's directory. The guest is up when its console shows the default image's
-// ready marker after the line this driver writes at each launch.
+// its QMP socket in the VM's directory, each operation a flow of QMP calls built by qmp_calls.h
+// and run on a QmpChannel (qmp_channel.h). The guest is up when its console shows the default
+// image's ready marker after the line this driver writes at each launch.
 #pragma once
 
 #include <functional>
@@ -13,6 +14,7 @@
 #include "hv/driver.h"
 #include "hv/qemu/qemu_command.h"
 #include "hv/qemu/qemu_confinement.h"
+#include "hv/qemu/qmp_channel.h"
 #include "hv/version_cache.h"
 
 namespace hearth::hv::qemu {
@@ -34,6 +36,8 @@ struct QemuDriverOptions {
   // Who QEMU runs as and in which cgroup (qemu_confinement.h); the default confines nothing
   // beyond QEMU's seccomp filter. hearthd confines (README, "Confinement").
   QemuConfinement confinement;
+  // How the driver reaches a VM's QMP socket; empty: QmpClient (tests script a fake QEMU).
+  QmpConnector qmp;
 };
 
 class QemuDriver final : public HypervisorDriver {
@@ -91,6 +95,11 @@ class QemuDriver final : public HypervisorDriver {
                                   const std::vector<std::string>& argv, const QmpListener& qmp,
                                   std::future<Status>* join_later = nullptr);
   CgroupPlan CgroupsOf(std::string_view vm_id, MiB memory, int vcpus, Accel accel) const;
+  // The VM's QMP channel; errors say what it was for.
+  Result<std::unique_ptr<QmpChannel>> Qmp(const MachineSpec& spec, std::string_view what,
+                                          std::chrono::milliseconds timeout) const;
+  // Runs the save flow into `partial`; on failure, its abort flow.
+  Status RunSave(const MachineSpec& spec, QmpChannel& qmp, const std::filesystem::path& partial);
 
   QemuDriverOptions options_;
   std::mutex users_mu_;  // one VM directory at a time picks its user

@@ -11,27 +11,21 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Result<QmpClient> MeteringQmp(const MachineSpec& spec) {
-  auto qmp = QmpClient::Connect(spec.qmp_socket.string(), 200ms);
-  if (!qmp) return Fail(qmp.error().Wrap(fmt::format("vm '{}': metering", spec.name)));
-  return qmp;
-}
-
 }  // namespace
 
 Result<std::vector<int64_t>> QemuDriver::VcpuThreads(const MachineSpec& spec,
                                                      const ProcessId& process) {
-  auto qmp = MeteringQmp(spec);
+  auto qmp = Qmp(spec, "metering", 200ms);
   if (!qmp) return Fail(qmp.error());
-  auto cpus = qmp->Execute("query-cpus-fast", nlohmann::json::object(), 1s);
+  auto cpus = RunCall(**qmp, QueryCpusFast());
   if (!cpus) return Fail(cpus.error().Wrap(fmt::format("vm '{}': query-cpus-fast", spec.name)));
   return VcpuThreadsFromQuery(*cpus);
 }
 
 Result<DiskCounters> QemuDriver::Disks(const MachineSpec& spec, const ProcessId& process) {
-  auto qmp = MeteringQmp(spec);
+  auto qmp = Qmp(spec, "metering", 200ms);
   if (!qmp) return Fail(qmp.error());
-  auto stats = qmp->Execute("query-blockstats", nlohmann::json::object(), 1s);
+  auto stats = RunCall(**qmp, QueryBlockstats());
   if (!stats) return Fail(stats.error().Wrap(fmt::format("vm '{}': query-blockstats", spec.name)));
   return DiskCountersFromQuery(*stats);
 }

@@ -192,6 +192,22 @@ Result<json> QmpClient::WaitEvent(const std::string& name,
   }
 }
 
+Result<json> QmpClient::Send(const QmpCall& call, int fd) {
+  if (fd >= 0) return ExecuteWithFd(fd, call.execute, call.arguments, call.timeout);
+  return Execute(call.execute, call.arguments, call.timeout);
+}
+
+Result<json> QmpClient::Await(const QmpEventWait& wait) {
+  auto match = [&](const json& data) {
+    std::string status = MigrationStatus(data);
+    for (const auto& s : wait.statuses) {
+      if (s == status) return true;
+    }
+    return false;
+  };
+  return WaitEvent(wait.event, match, wait.timeout);
+}
+
 std::vector<json> QmpClient::TakeEvents() {
   std::vector<json> out;
   out.swap(events_);

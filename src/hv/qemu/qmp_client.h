@@ -12,10 +12,11 @@
 #include <vector>
 
 #include "common/result.h"
+#include "hv/qemu/qmp_channel.h"
 
 namespace hearth::hv::qemu {
 
-class QmpClient {
+class QmpClient final : public QmpChannel {
  public:
   // Connects to `socket_path`, retrying until `timeout` while QEMU has not created it yet, reads
   // the greeting and negotiates capabilities. `bound_before`: hearthd bound the socket before
@@ -27,7 +28,12 @@ class QmpClient {
   QmpClient& operator=(QmpClient&& other) noexcept;
   QmpClient(const QmpClient&) = delete;
   QmpClient& operator=(const QmpClient&) = delete;
-  ~QmpClient();
+  ~QmpClient() override;
+
+  // QmpChannel: Execute / ExecuteWithFd with the call's command, arguments and timeout, and
+  // WaitEvent for a MIGRATION-style event whose data's "status" is one of the awaited ones.
+  Result<nlohmann::json> Send(const QmpCall& call, int fd) override;
+  Result<nlohmann::json> Await(const QmpEventWait& wait) override;
 
   // Runs `command` and returns its "return" value. A QMP error becomes failed_precondition with
   // QEMU's class and description; a broken connection or no answer within `timeout`, unavailable.

@@ -8,7 +8,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <thread>
 #include <utility>
 
 #include "hv/qemu/qmp_message.h"
@@ -17,64 +16,35 @@ namespace hearth::hv::qemu {
 
 namespace fs = std::filesystem;
 
-Status SetMigrationCapabilities(QmpClient& qmp) {
-  auto r = qmp.Execute("migrate-set-capabilities",
-                       {{"capabilities",
-                         {{{"capability", "x-ignore-shared"}, {"state", true}},
-                          {{"capability", "events"}, {"state", true}}}}});
-  if (!r) return Fail(r.error().Wrap("migrate-set-capabilities x-ignore-shared, events"));
+Status SetMigrationCapabilities(QmpChannel& qmp) {
+  if (auto r = RunCall(qmp, MigrationCapabilities()); !r) return Fail(r.error());
   return Ok();
 }
 
-Status PassStateFile(QmpClient& qmp, const fs::path& path, int flags) {
-  int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Fail(Code::kInternal, fmt::format("opening {}: {}", path.string(), strerror(errno)));
-  }
-  auto r = qmp.ExecuteWithFd(fd, "getfd", {{"fdname", kStateFdName}});
-  ::close(fd);
-  if (!r) return Fail(r.error().Wrap(fmt::format("handing {} to qemu", path.string())));
+Status PassStateFile(QmpChannel& qmp, const fs::path& path, int flags) {
+  if (auto r = RunCall(qmp, PassState(path, flags)); !r) return Fail(r.error());
   return Ok();
 }
 
-void ForgetStateFile(QmpClient& qmp) {
-  (void)qmp.Execute("closefd", {{"fdname", kStateFdName}}, std::chrono::seconds(2));
-}
+void ForgetStateFile(QmpChannel& qmp) { (void)RunCall(qmp, CloseState()); }
 
-namespace {
-
-bool Ended(const nlohmann::json& data) {
-  std::string status = MigrationStatus(data);
-  return status == "completed" || status == "failed" || status == "cancelled";
-}
-
-}  // namespace
-
-Result<std::string> WaitMigration(QmpClient& qmp, std::chrono::milliseconds limit) {
-  auto ended = qmp.WaitEvent("MIGRATION", Ended, limit);
+Result<std::string> WaitMigration(QmpChannel& qmp, std::chrono::milliseconds limit) {
+  auto ended = qmp.Await(MigrationEnded(limit));
   if (!ended) return Fail(ended.error());
   return MigrationStatus(*ended);
 }
 
-Status WaitMigrationFinalized(QmpClient& qmp, std::chrono::milliseconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  std::string state;
-  do {
-    auto r = qmp.Execute("query-status");
-    if (!r) return Fail(r.error().Wrap("query-status"));
-    state = r->value("status", "");
-    if (state != "finish-migrate") return Ok();
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  } while (std::chrono::steady_clock::now() < deadline);
-  return Fail(Code::kUnavailable,
-              fmt::format("qemu stayed in run state '{}' for {} ms after the migration", state,
-                          limit.count()));
+Status WaitMigrationFinalized(QmpChannel& qmp, std::chrono::milliseconds limit) {
+  QmpCall call = WaitFinalized();
+  call.poll->limit = limit;
+  if (auto r = RunCall(qmp, call); !r) return Fail(r.error());
+  return Ok();
 }
 
-Status CancelMigration(QmpClient& qmp, std::chrono::milliseconds limit) {
-  if (auto r = qmp.Execute("migrate_cancel"); !r) return Fail(r.error());
-  auto ended = qmp.WaitEvent("MIGRATION", Ended, limit);
-  if (!ended) return Fail(ended.error().Wrap("migrate_cancel"));
+Status CancelMigration(QmpChannel& qmp, std::chrono::milliseconds limit) {
+  QmpCall call = MigrateCancel();
+  call.then_wait->timeout = limit;
+  if (auto r = RunCall(qmp, call); !r) return Fail(r.error());
   return Ok();
 }
 
