@@ -28,12 +28,40 @@
 //
 // Host-wide (shared by every hearthd on the host, cleared at reboot):
 //   /run/hearth/kvm-probe.json       whether KVM really boots a guest, per host boot id
+//
+// A Firecracker VM under the jailer (--jailer): <chroot-base>/firecracker/<vm-id>/root/ holds
+// what that VMM may see, under the names in `files` below: the socket, log and metrics FIFO, the
+// kernel, initrd and rootfs (hard links or copies), and on save/restore the state and memory.
 #pragma once
 
 #include <filesystem>
 #include <string_view>
 
 namespace hearth {
+
+// The names of the files inside the directories above, for the code that builds paths from a
+// directory it was given (an image, a snapshot, a Firecracker jail).
+namespace files {
+// images/<name>/ (and the same names inside a Firecracker jail)
+inline constexpr std::string_view kKernel = "vmlinux";
+inline constexpr std::string_view kInitrd = "initrd.img";
+inline constexpr std::string_view kRootfs = "rootfs.img";
+// images/<name>/ and vms/<id>/snapshot/: what the directory holds, written last
+inline constexpr std::string_view kManifest = "manifest.json";
+// vms/<id>/snapshot/: the VMM's device state (QEMU's migration stream, Firecracker's snapshot)
+inline constexpr std::string_view kSnapshotState = "state";
+// A file being written next to where it goes, renamed when whole
+inline constexpr std::string_view kPartialSuffix = ".part";
+// A Firecracker jail
+inline constexpr std::string_view kJailRoot = "root";
+inline constexpr std::string_view kFirecrackerSocket = "firecracker.socket";
+inline constexpr std::string_view kFirecrackerLog = "firecracker.log";
+inline constexpr std::string_view kFirecrackerMetrics = "metrics.fifo";
+inline constexpr std::string_view kJailStateIn = "state";            // a snapshot to load
+inline constexpr std::string_view kJailMemoryIn = "memory";          // its guest memory
+inline constexpr std::string_view kJailStateOut = "state.saving";    // a snapshot being taken
+inline constexpr std::string_view kJailMemoryOut = "memory.saving";  // its guest memory
+}  // namespace files
 
 class Paths {
  public:

@@ -272,7 +272,7 @@ Status BuildInitrd(const fs::path& root, const fs::path& build, const fs::path& 
   cpio.AddFile("etc/acpi/power-off", PowerOffScript(), 0755);
   fs::path cpio_path = build / "initrd.cpio";
   if (auto s = WriteFile(cpio_path, cpio.Finish()); !s) return Fail(s.error());
-  auto gz = RunCommand({"gzip", "-9", "-n", "-c"}, FileToFile(cpio_path, out / "initrd.img"));
+  auto gz = RunCommand({"gzip", "-9", "-n", "-c"}, FileToFile(cpio_path, out / files::kInitrd));
   if (!gz) return Fail(gz.error().Wrap("compressing the initramfs"));
   return Ok();
 }
@@ -336,17 +336,17 @@ Result<ImageManifest> ImageBuilder::Build(std::string_view name, const fs::path&
 
   // 3. The kernel.
   Say("extracting the ELF vmlinux from the bzImage");
-  if (auto s = ExtractVmlinux(*vmlinuz, out / "vmlinux", *build); !s) return Fail(s.error());
+  if (auto s = ExtractVmlinux(*vmlinuz, out / files::kKernel, *build); !s) return Fail(s.error());
 
   // 4. The initramfs.
   Say("building initrd.img");
   if (auto s = BuildInitrd(root, *build, out, m, options); !s) return Fail(s.error());
 
   // 5. The manifest, last: an image directory with a manifest is complete.
-  for (const char* f : {"vmlinux", "initrd.img"}) {
+  for (std::string_view f : {files::kKernel, files::kInitrd}) {
     auto sum = Sha256File(out / f);
     if (!sum) return Fail(sum.error());
-    m.files[f] = {*sum, fs::file_size(out / f)};
+    m.files[std::string(f)] = {*sum, fs::file_size(out / f)};
   }
   m.created_at = FormatTime(SystemClock().Now());
   if (auto s = WriteManifest(out, m); !s) return Fail(s.error());
@@ -354,8 +354,8 @@ Result<ImageManifest> ImageBuilder::Build(std::string_view name, const fs::path&
   // 6. Into place.
   if (auto s = SwapIntoPlace(out, target); !s) return Fail(s.error());
   Say(fmt::format("image '{}' ready in {} (vmlinux {} MiB, initrd.img {} KiB)", name,
-                  target.string(), m.files["vmlinux"].size >> 20,
-                  m.files["initrd.img"].size >> 10));
+                  target.string(), m.files[std::string(files::kKernel)].size >> 20,
+                  m.files[std::string(files::kInitrd)].size >> 10));
   return m;
 }
 

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/paths.h"
 #include "common/result.h"
 
 namespace hearth::image {
@@ -30,7 +31,7 @@ struct ImageManifest {
   std::map<std::string, ImageFile> files;  // by file name in the image directory
 };
 
-inline constexpr std::string_view kManifestFile = "manifest.json";
+inline constexpr std::string_view kManifestFile = files::kManifest;
 
 nlohmann::json ToJson(const ImageManifest& m);
 Result<ImageManifest> ManifestFromJson(const nlohmann::json& j);

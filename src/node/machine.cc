@@ -37,10 +37,10 @@ Result<hv::MachineSpec> MachineFor(const VmRecord& vm, const MachineContext& ctx
                               vm.spec.image, vm.name, manifest.error().message, vm.spec.image));
     }
     base = manifest->cmdline;
-    auto has = [&](const char* file) { return manifest->files.count(file) > 0; };
-    if (m.kernel.empty() && has("vmlinux")) m.kernel = (dir / "vmlinux").string();
-    if (m.initrd.empty() && has("initrd.img")) m.initrd = (dir / "initrd.img").string();
-    if (m.rootfs.empty() && has("rootfs.img")) m.rootfs = (dir / "rootfs.img").string();
+    auto has = [&](std::string_view file) { return manifest->files.count(std::string(file)) > 0; };
+    if (m.kernel.empty() && has(files::kKernel)) m.kernel = (dir / files::kKernel).string();
+    if (m.initrd.empty() && has(files::kInitrd)) m.initrd = (dir / files::kInitrd).string();
+    if (m.rootfs.empty() && has(files::kRootfs)) m.rootfs = (dir / files::kRootfs).string();
   }
 
   std::optional<hv::qemu::GuestNetwork> network;

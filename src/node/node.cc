@@ -59,9 +59,11 @@ Node::Node(store::StateStore& store, HostInfo host, const FileProbe& files, cons
       clock_(clock),
       paths_(std::move(paths)),
       options_(options),
-      machinery_(std::move(machinery)) {
+      machinery_(std::move(machinery)),
+      system_(machinery_.system ? *machinery_.system : LinuxHost()) {
   if (machinery_.driver) {
     supervisor_ = std::make_unique<hv::Supervisor>(
+        system_,
         [this](const hv::ProcessId& p, const hv::ExitStatus& s) {
           machinery_.driver->Exited(p);
           OnVmmExit(p, s);
@@ -217,7 +219,7 @@ Result<VmRecord> Node::Get(std::string_view name) const {
 
 Result<VmRecord> Node::WaitSettled(std::string_view name, std::chrono::milliseconds limit) {
   std::unique_lock lock(mu_);
-  changed_.wait_for(lock, limit, [&] {
+  system_.WaitUntil(changed_, lock, system_.SteadyNow() + limit, [&] {
     const VmRecord* vm = Find(name);
     return waiters_released_ || shutting_down_ || !vm || !IsTransitional(vm->state);
   });

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/linux_host_system.h"
 #include "common/paths.h"
 #include "common/ready_threads.h"
 #include "hv/driver.h"
@@ -74,6 +75,8 @@ struct Machinery {
   std::optional<net::AddressPool> pool;  // required with a network
   net::Waker* waker = nullptr;           // null: no wake on packet
   const PortHolders* ports = nullptr;    // null: published ports are not checked against host
+  // Boot id, CPU model, processes, the steady clock; null: this machine's (LinuxHost()).
+  HostSystem* system = nullptr;
 };
 
 struct NodeInfo {
@@ -361,6 +364,7 @@ class Node {
   mutable std::condition_variable watchers_;
 
   Machinery machinery_;
+  HostSystem& system_;
   TapKeeper tap_keeper_{machinery_.network, machinery_.waker};  // mu_
   std::map<std::string, Live, std::less<>> live_;               // by VM name
   std::condition_variable changed_;  // a cancel flag was set, or a job ended

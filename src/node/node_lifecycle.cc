@@ -247,19 +247,18 @@ std::string Node::EndProcess(std::unique_lock<std::mutex>& lock, const VmRecord&
   // Only a graceful stop talks to the VMM, and needs its machine (which reads the image).
   Result<hv::MachineSpec> machine = graceful ? Machine(vm) : Fail(Code::kNotFound, "unused");
   lock.unlock();
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = system_.SteadyNow();
   std::string how;
   if (graceful && machine) {
     if (auto s = machinery_.driver->RequestShutdown(*machine, process); !s) {
       spdlog::warn("vm '{}': {}; killing it", vm.name, s.error().message);
-    } else if (hv::WaitForExit(process, options_.stop_timeout)) {
-      how = fmt::format("the guest powered off in {:.2f} s",
-                        Seconds(std::chrono::steady_clock::now() - t0));
+    } else if (system_.WaitForExit(process, options_.stop_timeout)) {
+      how = fmt::format("the guest powered off in {:.2f} s", Seconds(system_.SteadyNow() - t0));
     }
   }
   if (how.empty()) {
     machinery_.driver->Kill(process);
-    if (!hv::WaitForExit(process, 10s)) {
+    if (!system_.WaitForExit(process, 10s)) {
       how = fmt::format("pid {} did not exit after SIGKILL", process.pid);
       spdlog::error("vm '{}': {}", vm.name, how);
     } else {
@@ -276,7 +275,8 @@ void Node::RunStart(const std::string& name, Ms delay) {
   std::unique_lock lock(mu_);
   auto cancel = live_[name].cancel;
   if (delay.count() > 0) {
-    changed_.wait_for(lock, delay, [&] { return cancel->load() || shutting_down_; });
+    system_.WaitUntil(changed_, lock, system_.SteadyNow() + delay,
+                      [&] { return cancel->load() || shutting_down_; });
   }
   if (shutting_down_) return;  // the VM stays `starting`; the next hearthd picks it up
   if (cancel->load()) {
@@ -301,7 +301,7 @@ void Node::RunStart(const std::string& name, Ms delay) {
     if (auto s = SyncRules(); !s) spdlog::error("vm '{}': {}", name, s.error().message);
     lock.unlock();
   }
-  auto launched = std::chrono::steady_clock::now();
+  auto launched = system_.SteadyNow();
   Result<hv::ProcessId> process =
       network ? machinery_.driver->Launch(*machine) : Result<hv::ProcessId>(Fail(network.error()));
   std::string backend = process ? machinery_.driver->Backend() : "";
@@ -351,10 +351,10 @@ void Node::AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
   if (ready && !cancel->load()) {
     Settle(lock, name, VmEvent::kBooted, "started",
            fmt::format("the guest is up {:.2f} s after launch on {}",
-                       Seconds(std::chrono::steady_clock::now() - launched), vm.backend));
+                       Seconds(system_.SteadyNow() - launched), vm.backend));
     return;
   }
-  bool exited = !hv::IsAlive(process);
+  bool exited = !system_.IsAlive(process);
   std::string how = EndProcess(lock, vm, /*graceful=*/false);
   if (cancel->load()) {
     Settle(lock, name, VmEvent::kCancelled, "stopped",
@@ -421,7 +421,7 @@ void Node::HandleExit(std::unique_lock<std::mutex>& lock, const std::string& nam
     return;
   }
   Live& live = live_[name];
-  auto now = std::chrono::steady_clock::now();
+  auto now = system_.SteadyNow();
   while (!live.restarts.empty() && now - live.restarts.front() > options_.crash_loop_window) {
     live.restarts.pop_front();
   }

@@ -17,7 +17,7 @@ Status Node::Recover() {
   if (!machinery_.driver) return Ok();
   // Whether the host rebooted since the last hearthd on this data dir: the page cache (and with
   // it any file written but not fsynced) did not survive.
-  std::string boot = ReadHostBootId();
+  std::string boot = system_.BootId();
   auto last_boot = store_.GetSetting(kHostBootSetting);
   host_rebooted_ = last_boot && *last_boot && **last_boot != boot;
   if (auto s = store_.PutSetting(kHostBootSetting, boot); !s) {
@@ -27,7 +27,7 @@ Status Node::Recover() {
   // Snapshots record the hypervisor's version; ask it once now, off the suspend path.
   Spawn([this] { machinery_.driver->Version(); });
   // Processes running from our VM directories, before any job launches new ones.
-  std::vector<hv::ProcessId> running = hv::FindProcesses(paths_.vms_dir().string() + "/");
+  std::vector<hv::ProcessId> running = system_.FindProcesses(paths_.vms_dir().string() + "/");
   std::set<int64_t> adopted;
   std::vector<std::function<void()>> jobs;
   std::vector<std::string> names;
@@ -79,7 +79,7 @@ void Node::RecoverProcess(std::unique_lock<std::mutex>& lock, const VmRecord& vm
     case VmState::kStarting:
       ClaimJob(name);
       jobs.push_back([this, name, m = *machine, process] {
-        AwaitGuest(name, m, process, std::chrono::steady_clock::now());
+        AwaitGuest(name, m, process, system_.SteadyNow());
       });
       break;
     case VmState::kStopping:
@@ -154,7 +154,7 @@ Status Node::RemoveLeftovers(const std::vector<hv::ProcessId>& running,
     if (adopted.count(process.pid)) continue;
     spdlog::warn("ending pid {}: a VMM from {} that no VM owns", process.pid,
                  paths_.vms_dir().string());
-    hv::SignalProcess(process, SIGKILL);
+    system_.SignalProcess(process, SIGKILL);
   }
   std::set<std::string> ids, taps;
   for (const auto& [_, vm] : vms_) {

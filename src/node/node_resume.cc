@@ -16,6 +16,8 @@
 namespace hearth::node {
 namespace {
 
+// A resume is measured on the real steady clock, not the node's HostSystem: its times are
+// compared with when the waker saw the packet.
 using SteadyClock = std::chrono::steady_clock;
 
 // When each step of a resume happened.
@@ -70,8 +72,8 @@ ResumeReport ReportResume(const ResumeTimes& t, const net::Handoff& handoff,
 // is handed the held tap, or has none); else after it. The guest runs only once both are done and
 // the snapshot is marked used up (`consumed`), as it may change its RAM from then on. `fault` is
 // the fault point between the load and the run. Fills the times from `issue` to `running`.
-Result<hv::ProcessId> RestoreBeside(hv::HypervisorDriver& driver, const hv::MachineSpec& machine,
-                                    snapshot::SnapshotDir& dir,
+Result<hv::ProcessId> RestoreBeside(hv::HypervisorDriver& driver, HostSystem& system,
+                                    const hv::MachineSpec& machine, snapshot::SnapshotDir& dir,
                                     const std::function<Status()>& prepare,
                                     const std::function<void(const hv::ProcessId&)>& fault,
                                     ResumeTimes& t, bool& consumed) {
@@ -91,7 +93,7 @@ Result<hv::ProcessId> RestoreBeside(hv::HypervisorDriver& driver, const hv::Mach
     Status ready = prepared.get();
     if (ready) {
       fault(restored);
-      if (!hv::IsAlive(restored)) {
+      if (!system.IsAlive(restored)) {
         ready = Fail(Code::kUnavailable, fmt::format("the restored VMM (pid {}) ended before the "
                                                      "guest ran",
                                                      restored.pid));
@@ -154,7 +156,7 @@ void Node::RunResume(const std::string& name, std::shared_ptr<PendingCommit> pen
   t.start = t_start;
   bool consumed = false;
   Result<hv::ProcessId> process = RestoreBeside(
-      *machinery_.driver, *machine, dir, prepare,
+      *machinery_.driver, system_, *machine, dir, prepare,
       [this](const hv::ProcessId& restored) { Fault("resume-restored", &restored); }, t, consumed);
   // What arrived while the VM slept goes to the guest first.
   if (process && !handoff.frames.empty()) {

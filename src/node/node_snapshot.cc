@@ -30,11 +30,24 @@ std::string Identity(const std::string& path) {
                      st.st_mtim.tv_nsec);
 }
 
-snapshot::Origin OriginOf(const hv::MachineSpec& m, std::string backend, std::string version) {
+// Where a suspend's time went, for `vm events` and metering.
+std::map<std::string, double> SuspendMeasures(HostSystem::SteadyTime begun,
+                                              HostSystem::SteadyTime saved,
+                                              HostSystem::SteadyTime committed,
+                                              HostSystem::SteadyTime ended, int64_t bytes) {
+  return {{"latency_ms", Millis(ended - begun)},
+          {"save_ms", Millis(saved - begun)},
+          {"complete_ms", Millis(committed - saved)},
+          {"end_ms", Millis(ended - committed)},
+          {"bytes", static_cast<double>(bytes)}};
+}
+
+snapshot::Origin OriginOf(const hv::MachineSpec& m, std::string backend, std::string version,
+                          std::string cpu_model) {
   snapshot::Origin o;
   o.backend = std::move(backend);
   o.hypervisor_version = std::move(version);
-  o.cpu_model = HostCpuModel();
+  o.cpu_model = std::move(cpu_model);
   o.vcpus = m.vcpus;
   o.memory_mib = m.memory.value;
   o.kernel = Identity(m.kernel);
@@ -58,7 +71,7 @@ void Node::Fault(std::string_view point, const hv::ProcessId* vmm) {
       if (!vmm) return;
       spdlog::critical("fault injection: killing pid {} at {}", vmm->pid, point);
       machinery_.driver->Kill(*vmm);
-      hv::WaitForExit(*vmm, 5s);
+      system_.WaitForExit(*vmm, 5s);
       return;
   }
 }
@@ -82,14 +95,15 @@ Result<snapshot::Manifest> Node::CheckSnapshot(const VmRecord& vm, const hv::Mac
                             "the VM with --fresh to cold-boot",
                             FormatTime(m->taken_at), FormatTime(vm.snapshot->taken_at)));
   }
-  if (!m->synced && m->host_boot_id != ReadHostBootId()) {
+  if (!m->synced && m->host_boot_id != system_.BootId()) {
     return Fail(Code::kFailedPrecondition,
                 "the host restarted before the snapshot's RAM reached the disk, so it may be "
                 "torn; start the VM with --fresh to cold-boot");
   }
   auto version = machinery_.driver->Version();
   if (!version) return Fail(version.error().Wrap("asking the hypervisor's version"));
-  if (auto s = snapshot::CheckOrigin(m->origin, OriginOf(machine, backend, *version), vm.name);
+  if (auto s = snapshot::CheckOrigin(
+          m->origin, OriginOf(machine, backend, *version, system_.CpuModel()), vm.name);
       !s) {
     return Fail(s.error().Wrap(fmt::format("vm '{}'", vm.name)));
   }
@@ -109,7 +123,8 @@ void Node::SyncSnapshotLater(const std::string& vm_id, Timestamp taken_at) {
     // boot of the host only.
     {
       std::unique_lock lock(mu_);
-      changed_.wait_for(lock, options_.snapshot_sync_delay, [this] { return shutting_down_; });
+      system_.WaitUntil(changed_, lock, system_.SteadyNow() + options_.snapshot_sync_delay,
+                        [this] { return shutting_down_; });
     }
     // Fails harmlessly when the VM was resumed or discarded meanwhile.
     auto synced = dir.Sync(taken_at);
@@ -135,28 +150,28 @@ void Node::RunSuspend(const std::string& name) {
   }
   hv::ProcessId process{*vm.pid, vm.pid_start};
   lock.unlock();
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = system_.SteadyNow();
   snapshot::SnapshotDir dir(paths_, vm.id);
   Result<snapshot::Manifest> committed = Fail(Code::kInternal, "not taken");
   Status begun = dir.Begin();
   Result<std::filesystem::path> memory =
       begun ? machinery_.driver->SaveState(*machine, process, dir.staging())
             : Result<std::filesystem::path>(Fail(begun.error()));
-  auto t_saved = std::chrono::steady_clock::now();
+  auto t_saved = system_.SteadyNow();
   Fault("suspend-saved", &process);
   if (memory) {
     auto version = machinery_.driver->Version();
     snapshot::Manifest manifest;
     manifest.vm_version = vm.version;
     manifest.taken_at = clock_.Now();
-    manifest.host_boot_id = ReadHostBootId();
-    manifest.origin = OriginOf(*machine, vm.backend, version ? *version : "");
+    manifest.host_boot_id = system_.BootId();
+    manifest.origin = OriginOf(*machine, vm.backend, version ? *version : "", system_.CpuModel());
     if (!memory->empty()) manifest.memory_file = memory->lexically_relative(machine->vm_dir);
     committed = version ? dir.Commit(manifest) : Result<snapshot::Manifest>(Fail(version.error()));
   } else {
     committed = Fail(memory.error());
   }
-  auto t_committed = std::chrono::steady_clock::now();
+  auto t_committed = system_.SteadyNow();
   Fault("suspend-committed", &process);
   if (!committed) {
     // Nothing was lost: the paused guest runs on. Only if that fails too is the VM ended.
@@ -175,17 +190,10 @@ void Node::RunSuspend(const std::string& name) {
   }
   // The snapshot is complete: the VMM has nothing more to keep.
   machinery_.driver->Kill(process);
-  hv::WaitForExit(process, 5s);
+  system_.WaitForExit(process, 5s);
   Fault("suspend-ended", nullptr);
   int64_t bytes = dir.DiskBytes(*committed);
-  auto t_ended = std::chrono::steady_clock::now();
-  // Where the time went, for `vm events` and metering.
-  Measures m;
-  m["latency_ms"] = Millis(t_ended - t0);
-  m["save_ms"] = Millis(t_saved - t0);
-  m["complete_ms"] = Millis(t_committed - t_saved);
-  m["end_ms"] = Millis(t_ended - t_committed);
-  m["bytes"] = static_cast<double>(bytes);
+  Measures m = SuspendMeasures(t0, t_saved, t_committed, system_.SteadyNow(), bytes);
   // Formatted before the call that takes `m`: its arguments may be evaluated in any order, and
   // reading a moved-from map printed zeros.
   std::string message = fmt::format(
@@ -214,14 +222,15 @@ void Node::RecoverSnapshotTransition(std::unique_lock<std::mutex>& lock, const V
   std::optional<hv::ProcessId> vmm;
   if (vm.pid) {
     vmm = hv::ProcessId{*vm.pid, vm.pid_start};
-  } else if (auto found = hv::FindProcesses(paths_.vm_dir(vm.id).string() + "/"); !found.empty()) {
+  } else if (auto found = system_.FindProcesses(paths_.vm_dir(vm.id).string() + "/");
+             !found.empty()) {
     vmm = found.front();
   }
   bool alive = vmm && machine && machinery_.driver->Adopt(*machine, *vmm);
   auto end_vmm = [&] {
     if (!vmm) return;
     machinery_.driver->Kill(*vmm);
-    hv::WaitForExit(*vmm, 5s);
+    system_.WaitForExit(*vmm, 5s);
   };
   auto run_on = [&](std::string message) {
     Status cont = machinery_.driver->Continue(*machine, *vmm);

@@ -189,7 +189,7 @@ void Node::TimerLoop() {
     }
     auto woken = [&] { return timers_stop_ || timers_dirty_; };
     if (sleep) {
-      timers_wake_.wait_for(lock, *sleep, woken);
+      system_.WaitUntil(timers_wake_, lock, system_.SteadyNow() + *sleep, woken);
     } else {
       timers_wake_.wait(lock, woken);  // no timer pending: the next change of a record wakes it
     }

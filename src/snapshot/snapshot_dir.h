@@ -16,7 +16,7 @@
 
 namespace hearth::snapshot {
 
-inline constexpr std::string_view kManifestFile = "manifest.json";
+inline constexpr std::string_view kManifestFile = files::kManifest;
 // Written into a snapshot just before the guest runs on from it: its RAM is then the running
 // guest's, so the snapshot must never be restored again. Not fsynced: it guards against crashes of
 // hearthd and the VMM; after a host reboot a resume that was under way counts as having used the

@@ -17,13 +17,13 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 // Names in the jail (or the VM dir) of what Firecracker reads and writes.
-constexpr std::string_view kKernel = "vmlinux";
-constexpr std::string_view kInitrd = "initrd.img";
-constexpr std::string_view kRootfs = "rootfs.img";
-constexpr std::string_view kStateIn = "state";
-constexpr std::string_view kMemoryIn = "memory";
-constexpr std::string_view kStateOut = "state.saving";
-constexpr std::string_view kMemoryOut = "memory.saving";
+constexpr std::string_view kKernel = files::kKernel;
+constexpr std::string_view kInitrd = files::kInitrd;
+constexpr std::string_view kRootfs = files::kRootfs;
+constexpr std::string_view kStateIn = files::kJailStateIn;
+constexpr std::string_view kMemoryIn = files::kJailMemoryIn;
+constexpr std::string_view kStateOut = files::kJailStateOut;
+constexpr std::string_view kMemoryOut = files::kJailMemoryOut;
 
 }  // namespace
 

@@ -29,7 +29,7 @@ VmmRoot VmmRoot::Jailed(const JailConfig& jail, std::string_view vm_id) {
   VmmRoot r;
   r.jailed_ = true;
   r.jail_dir_ = jail.chroot_base / jail.firecracker.filename() / std::string(vm_id);
-  r.dir_ = r.jail_dir_ / "root";
+  r.dir_ = r.jail_dir_ / files::kJailRoot;
   r.uid_ = jail.uid;
   r.gid_ = jail.gid;
   return r;
@@ -87,7 +87,7 @@ Status VmmRoot::Export(std::string_view name, const fs::path& target) const {
     return Fail(Code::kInternal,
                 fmt::format("moving {} to {}: {}", source.string(), target.string(), ec.message()));
   }
-  fs::path partial = target.string() + ".part";
+  fs::path partial = target.string() + std::string(files::kPartialSuffix);
   fs::copy_file(source, partial, fs::copy_options::overwrite_existing, ec);
   if (!ec) fs::rename(partial, target, ec);
   if (ec) {

@@ -20,13 +20,14 @@
 #include <string>
 #include <string_view>
 
+#include "common/paths.h"
 #include "common/result.h"
 
 namespace hearth::hv::firecracker {
 
-inline constexpr std::string_view kSocketName = "firecracker.socket";
-inline constexpr std::string_view kLogName = "firecracker.log";
-inline constexpr std::string_view kMetricsName = "metrics.fifo";
+inline constexpr std::string_view kSocketName = files::kFirecrackerSocket;
+inline constexpr std::string_view kLogName = files::kFirecrackerLog;
+inline constexpr std::string_view kMetricsName = files::kFirecrackerMetrics;
 
 struct JailConfig {
   std::filesystem::path jailer;       // the jailer binary; empty: no jail

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/paths.h"
 #include "image/image_manifest.h"
 #include "model/host.h"
 
@@ -122,8 +123,8 @@ AccelChoice KvmProbe::BootUnderKvm(bool& probed) {
   spec.vm_id = "kvm-probe";
   spec.name = "kvm-probe";
   spec.memory = MiB{128};
-  spec.kernel = (options_.image_dir / "vmlinux").string();
-  spec.initrd = (options_.image_dir / "initrd.img").string();
+  spec.kernel = (options_.image_dir / files::kKernel).string();
+  spec.initrd = (options_.image_dir / files::kInitrd).string();
   spec.cmdline =
       BuildKernelCmdline(manifest->cmdline, options_.tsc_khz, "kvm-probe", std::nullopt, "");
   UseLayout(spec, Paths(dir), spec.vm_id);

@@ -394,7 +394,7 @@ Result<fs::path> QemuDriver::SaveState(const MachineSpec& spec, const ProcessId&
                                        const fs::path& dir) {
   auto qmp = Qmp(spec, fmt::format("saving state of pid {}", process.pid), 2s);
   if (!qmp) return Fail(qmp.error());
-  fs::path partial = (dir / kStateFile).string() + ".part";
+  fs::path partial = (dir / kStateFile).string() + std::string(files::kPartialSuffix);
   if (auto s = RunSave(spec, **qmp, partial); !s) {
     return Fail(s.error().Wrap(fmt::format("vm '{}': saving state", spec.name)));
   }

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "common/paths.h"
 #include "hv/driver.h"
 #include "hv/qemu/qemu_command.h"
 #include "hv/qemu/qemu_confinement.h"
@@ -111,6 +112,6 @@ class QemuDriver final : public HypervisorDriver {
 };
 
 // The device state's file in a snapshot directory.
-inline constexpr std::string_view kStateFile = "state";
+inline constexpr std::string_view kStateFile = files::kSnapshotState;
 
 }  // namespace hearth::hv::qemu
