@@ -34,6 +34,7 @@
 #include "net/tap.h"
 #include "net/wake.h"
 #include "node/tap_keeper.h"
+#include "node/timer_book.h"
 #include "snapshot/manifest.h"
 #include "store/state_store.h"
 
@@ -310,37 +311,17 @@ class Node {
   Status Remove(std::unique_lock<std::mutex>& lock, const VmRecord& vm);
 
   // --- timers (node_timers.cc) ---
-  // What the node has seen of a running VM, for its timers; reset when a new run begins.
-  struct TimerWatch {
-    std::optional<Timestamp> run;              // the running_since this watch is about
-    std::optional<net::TapCounters> counters;  // as last read
-    Timestamp last_activity;                   // when the counters last changed
-    std::optional<Timestamp> fired_at;         // a timer fired in this run (retry after 30 s)
-    bool idle_watched = false;                 // the VM had an idle timeout at the last pass
-    bool read_failed = false;                  // the failure to read the tap was logged
-  };
-  struct TimerPass {
-    int fired = 0;
-    std::optional<Timestamp> next;  // the next timer after this pass (clock time)
-    bool polling = false;           // some running VM has an idle timeout
-  };
-  struct Firing {
-    std::string name;
-    DueTimer due;
-    std::string message;
-  };
-  TimerPass RunTimers();
-  void Fire(const Firing& firing);
-  Timestamp IdleBaseline(const VmRecord& vm) const;  // lock held
+  // Reads the taps TimerBook asks for, runs a pass of it and fires what is due.
+  TimerBook::Pass RunTimers();
+  void Fire(const TimerBook::Firing& firing);
   // Starts the timer thread (end of Recover, lock held); stops and joins it (Shutdown, lock not
   // held). A node whose timers were stopped does not start them again.
   void StartTimers();
   void StopTimers();
   void TimerLoop();
   // mu_ guards these, except the thread object (timer_thread_mu_); Shutdown joins the thread.
-  std::map<std::string, TimerWatch, std::less<>> watches_;  // by VM name, while it has a run
-  Timestamp timers_epoch_;                                  // when the timer thread started
-  std::condition_variable timers_wake_;                     // a record changed, or stop
+  TimerBook timer_book_;
+  std::condition_variable timers_wake_;  // a record changed, or stop
   bool timers_dirty_ = false;
   bool timers_stop_ = false;
   std::mutex timer_pass_mu_;  // one RunTimers at a time
