@@ -41,7 +41,9 @@ std::unique_ptr<DriverUnderTest> MakeQemu() {
   world->network = net::NewLinuxNetwork(net::NetworkOptions::ForDataDir(world->dir.path()));
   VmRecord vm;
   vm.name = "contract";
-  vm.id = fmt::format("vm-{:016x}", 0x6c6c000000000000ull + getpid());
+  // The tap's name is made of the id's first 12 digits: the pid goes there, so that the suite's
+  // tests, each its own process, may run side by side.
+  vm.id = fmt::format("vm-6c{:010x}0000", getpid());
   vm.spec.image = "default";
   vm.spec.memory = MiB{128};
   vm.ip = world->pool->Allocate({})->guest;
