@@ -363,7 +363,14 @@ int RunLifecycle(Cli& cli, const LifecycleCommand& c, const VmArgs& a) {
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(a.wait_seconds);
   auto r = cli.Call("POST", target);
   if (!r) return kFailed;
-  if (a.no_wait) return cli.Done(*r, fmt::format("vm '{}' {}", a.name, c.done));
+  if (a.no_wait) {
+    // Not settled yet: say where the VM is, not where it is going.
+    json vm = json::parse(r->body, nullptr, false);
+    std::string state =
+        vm.is_object() && vm["state"].is_string() ? vm["state"].get<std::string>() : "";
+    return cli.Done(*r, state.empty() ? fmt::format("vm '{}' {}", a.name, c.done)
+                                      : fmt::format("vm '{}' is {}", a.name, state));
+  }
   return WaitSettled(cli, a.name, *r, until, std::chrono::seconds(a.wait_seconds), c.expected);
 }
 

@@ -403,6 +403,7 @@ Result<VmRecord> Node::Stop(std::string_view name, bool kill) {
     if (!stopped) return Fail(stopped.error().Wrap(fmt::format("stopping vm '{}'", vm.name)));
     DiscardSavedState(*stopped);
     ReleaseTap(stopped->name);
+    spdlog::info("vm '{}' is stopped: saved state discarded", stopped->name);
     return stopped;
   }
   auto stopping = Commit(lock, vm, event, "stopping", kill ? "kill" : "guest shutdown");

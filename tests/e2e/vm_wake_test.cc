@@ -177,7 +177,10 @@ TEST_F(VmWakeTest, TwentyVmsWokenAtOnceAllResumeAndAnswer) {
   for (int first = 0; first < kVms; first += kBootsAtOnce) {
     int end = std::min(kVms, first + kBootsAtOnce);
     for (int i = first; i < end; ++i) {
-      ASSERT_EQ(Cli({"vm", "start", names[i], "--no-wait"}).exit_code, 0);
+      RunResult started = Cli({"vm", "start", names[i], "--no-wait"});
+      ASSERT_EQ(started.exit_code, 0) << started.err;
+      // It says where the VM is, not where it is going.
+      EXPECT_EQ(started.out, "vm '" + names[i] + "' is starting\n");
     }
     for (int i = first; i < end; ++i) {
       ASSERT_TRUE(WaitState(names[i], "running", 120s)) << Show(names[i]).dump();
