@@ -82,6 +82,7 @@ std::string LastLines(const std::filesystem::path& path, int lines) {
     size_t begin = start == std::string::npos ? 0 : start + 1;
     std::string line = tail.substr(begin, end - begin);
     while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
+    if (line.starts_with(kLaunchMarker)) break;  // what came before is an earlier run's
     if (!line.empty()) found.push_back(EscapeText(line, {.max_bytes = kMaxTailLineBytes}));
     if (start == std::string::npos) break;
     end = start;

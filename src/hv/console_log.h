@@ -28,10 +28,11 @@ std::string ReadTail(const std::filesystem::path& path, int64_t max_bytes);
 // The longest a line of LastLines gets (escaped, with the cut marker).
 inline constexpr size_t kMaxTailLineBytes = 240;
 
-// The last `lines` non-empty lines of the file, joined with " | " (for events, state_reason,
-// errors and logs). The bytes are the guest's: each line is escaped (common/text.h: no control
-// characters, valid UTF-8) and cut to kMaxTailLineBytes, and only the last 4 KiB of the file are
-// read, however long its last line is.
+// The last `lines` non-empty lines of the file written since the last launch marker (StampLaunch:
+// the marker itself and an earlier run's lines are not news), joined with " | " (for events,
+// state_reason, errors and logs). The bytes are the guest's: each line is escaped (common/text.h:
+// no control characters, valid UTF-8) and cut to kMaxTailLineBytes, and only the last 4 KiB of the
+// file are read, however long its last line is.
 std::string LastLines(const std::filesystem::path& path, int lines);
 
 // Appends one line (with a newline) to the file, creating it.

@@ -39,6 +39,18 @@ TEST(ConsoleLogTest, LastLinesAreEscapedAndBoundedWhateverTheGuestPrinted) {
   EXPECT_NE(tail.find("bytes cut]"), std::string::npos) << tail;
 }
 
+TEST(ConsoleLogTest, LastLinesAreThoseOfTheLatestRunWithoutItsLaunchMarker) {
+  testing::TempDir dir;
+  auto console = dir / "console.log";
+  ASSERT_TRUE(StampLaunch(console, dir / "vmm.log", "web"));
+  Append(console, "first run\n");
+  ASSERT_TRUE(StampLaunch(console, dir / "vmm.log", "web"));
+  EXPECT_EQ(LastLines(console, 3), "") << "a run that printed nothing has nothing to say";
+  EXPECT_EQ(LastLines(dir / "vmm.log", 3), "");
+  Append(console, "second run\n");
+  EXPECT_EQ(LastLines(console, 3), "second run");
+}
+
 TEST(ConsoleLogTest, TheReadyLineIsSeenAfterTheLogWasCappedDuringTheWait) {
   testing::TempDir dir;
   auto console = dir / "console.log";
