@@ -171,8 +171,7 @@ bool Node::WaitForChange(uint64_t seen, std::chrono::steady_clock::time_point de
 
 bool Node::Busy(std::string_view name) const {
   std::lock_guard lock(mu_);
-  auto it = live_.find(name);
-  return it != live_.end() && it->second.job;
+  return OwnedByJob(name);
 }
 
 bool Node::TimersRunning() const {

@@ -230,6 +230,7 @@ class Node {
   // waits for jobs). Requests, timers and the waker leave an owned VM alone.
   void ClaimJob(const std::string& name);
   void EndJob(const std::string& name);
+  bool OwnedByJob(std::string_view name) const;  // lock held
   // The VM a job works on if it is still in `expected` (waiting for writes); else ends the job
   // and returns null.
   const VmRecord* OwnedVm(std::unique_lock<std::mutex>& lock, const std::string& name,

@@ -192,6 +192,11 @@ void Node::CapLogs() {
 
 void Node::ClaimJob(const std::string& name) { live_[name].job = true; }
 
+bool Node::OwnedByJob(std::string_view name) const {
+  auto it = live_.find(name);
+  return it != live_.end() && it->second.job;
+}
+
 void Node::EndJob(const std::string& name) {
   if (auto it = live_.find(name); it != live_.end()) it->second.job = false;
   changed_.notify_all();

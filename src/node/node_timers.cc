@@ -37,10 +37,8 @@ TimerBook::Pass Node::RunTimers() {
   TimerBook::Pass pass;
   {
     std::lock_guard lock(mu_);
-    pass = timer_book_.Run(vms_, readings, clock_.Now(), [&](const std::string& name) {
-      auto live = live_.find(name);
-      return live != live_.end() && live->second.job;
-    });
+    pass = timer_book_.Run(vms_, readings, clock_.Now(),
+                           [&](const std::string& name) { return OwnedByJob(name); });
   }
   for (const TimerBook::Firing& firing : pass.due) Fire(firing);
   return pass;

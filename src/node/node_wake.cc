@@ -54,7 +54,7 @@ void Node::OnWake(const std::string& name, std::chrono::steady_clock::time_point
   if (shutting_down_) return;
   WaitForWrites(lock, name);
   const VmRecord* vm = Find(name);
-  if (!vm || !Allows(vm->state, VmEvent::kWake) || live_[name].job ||
+  if (!vm || !Allows(vm->state, VmEvent::kWake) || OwnedByJob(name) ||
       vm->spec.effective_wake() != WakeMode::kOnPacket || !machinery_.driver) {
     return;
   }

@@ -297,8 +297,8 @@ TEST_F(FirecrackerDoubleTest, SnapshotRoundTripInAFreshProcess) {
   EXPECT_EQ(json::parse(Call("GET", "/machine-config").body)["vcpu_count"], 2);
   // Longer than the double's boot: a boot would have written its marker by then.
   EXPECT_FALSE(Eventually(
-      dir_.path(), [&] { return ReadAll(out()).find(image::kGuestReadyMarker) != std::string::npos; },
-      150ms))
+      dir_.path(),
+      [&] { return ReadAll(out()).find(image::kGuestReadyMarker) != std::string::npos; }, 150ms))
       << "a resumed guest does not boot again";
 }
 
