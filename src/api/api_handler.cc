@@ -33,7 +33,7 @@ HttpResponse ErrorResponse(Code code, std::string message, std::string field = {
 
 HttpResponse VmResponse(const node::Node& node, int status, const VmRecord& vm) {
   HttpResponse r = JsonResponse(status, VmToJson(vm, node.NextTimer(vm)));
-  r.headers.emplace_back("ETag", fmt::format("\"{}\"", vm.version));
+  r.headers.emplace_back("ETag", fmt::format("\"{}\"", vm.generation));
   return r;
 }
 
@@ -107,6 +107,7 @@ std::span<const ApiHandler::RouteEntry> ApiHandler::RouteTable() {
       {"GET", "/v1/vms", &ApiHandler::ListVms},
       {"POST", "/v1/vms", &ApiHandler::CreateVm},
       {"GET", "/v1/vms/{name}", &ApiHandler::GetVm},
+      {"PUT", "/v1/vms/{name}", &ApiHandler::PutVm},
       {"PATCH", "/v1/vms/{name}", &ApiHandler::EditVm},
       {"DELETE", "/v1/vms/{name}", &ApiHandler::DeleteVm},
       {"POST", "/v1/vms/{name}/start", &ApiHandler::StartVm},
@@ -245,7 +246,11 @@ HttpResponse ApiHandler::ListVms(const HttpRequest&, const RequestTarget& t) {
 HttpResponse ApiHandler::CreateVm(const HttpRequest& req, const RequestTarget&) {
   auto body = ParseJsonObject(req.body);
   if (!body) return ErrorResponse(body.error());
-  auto create = ParseCreateRequest(*body);
+  return Create(*body);
+}
+
+HttpResponse ApiHandler::Create(const json& body) {
+  auto create = ParseCreateRequest(body);
   if (!create) return ErrorResponse(create.error());
   if (auto s = Writable(fmt::format("creating vm '{}'", create->name)); !s) {
     return ErrorResponse(s.error());
@@ -262,24 +267,62 @@ HttpResponse ApiHandler::GetVm(const HttpRequest&, const RequestTarget& t) {
   return VmResult(node_, node_.Get(VmName(t)));
 }
 
+Result<EditRequest> ApiHandler::ParseEdit(const HttpRequest& req, json body) {
+  auto if_match = IfMatchGeneration(req);
+  if (!if_match) return Fail(if_match.error());
+  auto edit = ParseEditRequest(body);
+  if (!edit) return Fail(edit.error());
+  if (*if_match) {
+    if (edit->generation && *edit->generation != **if_match) {
+      return Fail(Code::kInvalidArgument,
+                  fmt::format("generation: body says {} but If-Match says {}", *edit->generation,
+                              **if_match),
+                  "generation");
+    }
+    edit->generation = **if_match;
+  }
+  return edit;
+}
+
+HttpResponse ApiHandler::PutVm(const HttpRequest& req, const RequestTarget& t) {
+  if (auto s = CheckQuery(t, {}); !s) return ErrorResponse(s.error());
+  const std::string& name = VmName(t);
+  auto body = ParseJsonObject(req.body);
+  if (!body) return ErrorResponse(body.error());
+  if (body->contains("name")) {  // the path names the VM; a body may repeat it
+    if ((*body)["name"] != name) {
+      return ErrorResponse(Code::kInvalidArgument,
+                           fmt::format("name: the body says {} but the path says '{}'",
+                                       (*body)["name"].dump(), name),
+                           "name");
+    }
+    body->erase("name");
+  }
+  auto edit = ParseEdit(req, *body);
+  if (!edit) return ErrorResponse(edit.error());
+  edit->replace = true;
+  if (auto s = Writable(fmt::format("writing vm '{}'", name)); !s) return ErrorResponse(s.error());
+  auto before = node_.Get(name);
+  if (!before && before.error().code == Code::kNotFound && !edit->generation) {
+    json create = edit->fields;
+    create["name"] = name;
+    return Create(create);
+  }
+  if (!before) return ErrorResponse(before.error());
+  auto after = node_.Edit(name, *edit);
+  HttpResponse r = VmResult(node_, after);
+  if (after && after->version == before->version)
+    r.headers.emplace_back("Hearth-Unchanged", "spec");
+  return r;
+}
+
 HttpResponse ApiHandler::EditVm(const HttpRequest& req, const RequestTarget& t) {
   if (auto s = CheckQuery(t, {}); !s) return ErrorResponse(s.error());
   const std::string& name = VmName(t);
-  auto if_match = IfMatchVersion(req);
-  if (!if_match) return ErrorResponse(if_match.error());
   auto body = ParseJsonObject(req.body);
   if (!body) return ErrorResponse(body.error());
-  auto edit = ParseEditRequest(*body);
+  auto edit = ParseEdit(req, *body);
   if (!edit) return ErrorResponse(edit.error());
-  if (*if_match) {
-    if (edit->version && *edit->version != **if_match) {
-      return ErrorResponse(
-          Code::kInvalidArgument,
-          fmt::format("version: body says {} but If-Match says {}", *edit->version, **if_match),
-          "version");
-    }
-    edit->version = **if_match;
-  }
   if (auto s = Writable(fmt::format("editing vm '{}'", name)); !s) {
     if (auto vm = node_.Get(name); !vm) return ErrorResponse(vm.error());  // 404 first
     return ErrorResponse(s.error());
@@ -341,7 +384,9 @@ HttpResponse ApiHandler::StartVm(const HttpRequest&, const RequestTarget& t) {
   if (auto s = CheckQuery(t, {"fresh", "wait"}); !s) return ErrorResponse(s.error());
   auto fresh = QueryFlag(t, "fresh");
   if (!fresh) return ErrorResponse(fresh.error());
-  return Settled(VmName(t), node_.Start(VmName(t), *fresh), *wait);
+  VmEvent event = *fresh ? VmEvent::kStartFresh : VmEvent::kStart;
+  return Lifecycle(
+      VmName(t), event, [&] { return node_.Start(VmName(t), *fresh); }, *wait);
 }
 
 HttpResponse ApiHandler::StopVm(const HttpRequest&, const RequestTarget& t) {
@@ -350,21 +395,25 @@ HttpResponse ApiHandler::StopVm(const HttpRequest&, const RequestTarget& t) {
   if (auto s = CheckQuery(t, {"kill", "wait"}); !s) return ErrorResponse(s.error());
   auto kill = QueryFlag(t, "kill");
   if (!kill) return ErrorResponse(kill.error());
-  return Settled(VmName(t), node_.Stop(VmName(t), *kill), *wait);
+  VmEvent event = *kill ? VmEvent::kKill : VmEvent::kStop;
+  return Lifecycle(
+      VmName(t), event, [&] { return node_.Stop(VmName(t), *kill); }, *wait);
 }
 
 HttpResponse ApiHandler::SuspendVm(const HttpRequest&, const RequestTarget& t) {
   auto wait = LifecycleWait(t, "suspend");
   if (!wait) return ErrorResponse(wait.error());
   if (auto s = CheckQuery(t, {"wait"}); !s) return ErrorResponse(s.error());
-  return Settled(VmName(t), node_.Suspend(VmName(t)), *wait);
+  return Lifecycle(
+      VmName(t), VmEvent::kSuspend, [&] { return node_.Suspend(VmName(t)); }, *wait);
 }
 
 HttpResponse ApiHandler::ResumeVm(const HttpRequest&, const RequestTarget& t) {
   auto wait = LifecycleWait(t, "resume");
   if (!wait) return ErrorResponse(wait.error());
   if (auto s = CheckQuery(t, {"wait"}); !s) return ErrorResponse(s.error());
-  return Settled(VmName(t), node_.Resume(VmName(t)), *wait);
+  return Lifecycle(
+      VmName(t), VmEvent::kResume, [&] { return node_.Resume(VmName(t)); }, *wait);
 }
 
 Status ApiHandler::Writable(std::string_view action) {
@@ -375,6 +424,21 @@ json ApiHandler::ReadOnlyJson() {
   if (!reserve_) return nullptr;
   auto why = reserve_->ReadOnlyReason();
   return why ? json(*why) : json(nullptr);
+}
+
+HttpResponse ApiHandler::Lifecycle(const std::string& name, VmEvent event,
+                                   const std::function<Result<VmRecord>()>& request,
+                                   std::optional<std::chrono::milliseconds> wait) {
+  auto before = node_.Get(name);
+  auto r = request();
+  if (r && before && r->version == before->version &&
+      Idempotent(before->state, event) == NoChange::kAlready) {
+    HttpResponse unchanged = VmResult(node_, r);
+    unchanged.headers.emplace_back("Hearth-Unchanged",
+                                   fmt::format("already {}", ToString(r->state)));
+    return unchanged;
+  }
+  return Settled(name, std::move(r), wait);
 }
 
 HttpResponse ApiHandler::Settled(const std::string& name, Result<VmRecord> r,

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -86,6 +87,11 @@ class ApiHandler final : public HttpHandler {
   HttpResponse CreateVm(const HttpRequest& request, const RequestTarget& target);
   HttpResponse GetVm(const HttpRequest& request, const RequestTarget& target);
   HttpResponse EditVm(const HttpRequest& request, const RequestTarget& target);
+  HttpResponse PutVm(const HttpRequest& request, const RequestTarget& target);
+  // Creates the VM of a POST /v1/vms body (or of a PUT of a VM that does not exist).
+  HttpResponse Create(const nlohmann::json& body);
+  // The edit of a PATCH or PUT: its body and If-Match, which must agree on the generation.
+  Result<EditRequest> ParseEdit(const HttpRequest& request, nlohmann::json body);
   HttpResponse DeleteVm(const HttpRequest& request, const RequestTarget& target);
   HttpResponse GetEvents(const HttpRequest& request, const RequestTarget& target);
   HttpResponse GetLogs(const HttpRequest& request, const RequestTarget& target);
@@ -102,6 +108,12 @@ class ApiHandler final : public HttpHandler {
   Status Writable(std::string_view action);
   // Why the node is read-only, or null.
   nlohmann::json ReadOnlyJson();
+  // Runs lifecycle request `request` (`event` for VM `name`) and answers with its VM, or with
+  // `wait`, the VM once it settled. A request that changed nothing because its goal already held
+  // (model/lifecycle.h, Idempotent) is answered 200 with "Hearth-Unchanged: already <state>".
+  HttpResponse Lifecycle(const std::string& name, VmEvent event,
+                         const std::function<Result<VmRecord>()>& request,
+                         std::optional<std::chrono::milliseconds> wait);
   // The answer to a lifecycle request: `r`, or with `wait`, the VM once it settled.
   HttpResponse Settled(const std::string& name, Result<VmRecord> r,
                        std::optional<std::chrono::milliseconds> wait);

@@ -115,7 +115,7 @@ Result<int> QueryInt(const RequestTarget& t, const std::string& key, int def, in
   return v;
 }
 
-Result<std::optional<int64_t>> IfMatchVersion(const HttpRequest& req) {
+Result<std::optional<int64_t>> IfMatchGeneration(const HttpRequest& req) {
   auto it = req.headers.find("if-match");
   if (it == req.headers.end()) return std::optional<int64_t>();
   std::string_view v = it->second;
@@ -124,7 +124,7 @@ Result<std::optional<int64_t>> IfMatchVersion(const HttpRequest& req) {
   auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
   if (ec != std::errc{} || end != v.data() + v.size()) {
     return Fail(Code::kInvalidArgument,
-                fmt::format("If-Match: '{}' is not a VM version such as \"3\"", it->second),
+                fmt::format("If-Match: '{}' is not a VM generation such as \"3\" (the ETag of GET /v1/vms/NAME)", it->second),
                 "If-Match");
   }
   return std::optional<int64_t>(n);

@@ -38,7 +38,8 @@ Result<std::optional<std::chrono::milliseconds>> QueryWait(const RequestTarget& 
 // A whole number from `lo` to `hi`; `def` when absent.
 Result<int> QueryInt(const RequestTarget& t, const std::string& key, int def, int lo, int hi);
 
-// The version an edit is based on, from If-Match ("5" or "\"5\""); none without the header.
-Result<std::optional<int64_t>> IfMatchVersion(const HttpRequest& req);
+// The spec generation an edit is based on, from If-Match ("5" or "\"5\""); none without the
+// header.
+Result<std::optional<int64_t>> IfMatchGeneration(const HttpRequest& req);
 
 }  // namespace hearth::api

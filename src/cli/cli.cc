@@ -17,8 +17,7 @@ using nlohmann::json;
 std::optional<api::HttpResponse> Cli::Call(std::string_view method, const std::string& target,
                                            const std::string& body,
                                            std::vector<std::pair<std::string, std::string>> hdrs) {
-  if (!client_) client_ = std::make_unique<http::Client>(Options());
-  auto r = client_->Request(method, target, body, hdrs);
+  auto r = Request(method, target, body, std::move(hdrs));
   if (!r) {
     std::fprintf(stderr, "hearth: %s\n", EscapeText(r.error().message).c_str());
     return std::nullopt;
@@ -32,6 +31,20 @@ std::optional<api::HttpResponse> Cli::Call(std::string_view method, const std::s
     return std::nullopt;
   }
   return std::move(*r);
+}
+
+Result<api::HttpResponse> Cli::Request(std::string_view method, const std::string& target,
+                                       const std::string& body,
+                                       std::vector<std::pair<std::string, std::string>> hdrs) {
+  if (!client_) client_ = std::make_unique<http::Client>(Options());
+  return client_->Request(method, target, body, hdrs);
+}
+
+std::string HeaderOf(const api::HttpResponse& r, std::string_view name) {
+  for (const auto& [k, v] : r.headers) {
+    if (k == name) return v;
+  }
+  return "";
 }
 
 int Cli::Print(const api::HttpResponse& r, std::string (*table)(const json&)) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "api/http_types.h"
+#include "common/result.h"
 #include "http/client.h"
 
 namespace hearth::cli {
@@ -37,6 +38,11 @@ class Cli {
                                         const std::string& body = "",
                                         std::vector<std::pair<std::string, std::string>> hdrs = {});
 
+  // Sends a request and returns the answer whatever its status; prints nothing.
+  Result<api::HttpResponse> Request(std::string_view method, const std::string& target,
+                                    const std::string& body = "",
+                                    std::vector<std::pair<std::string, std::string>> hdrs = {});
+
   // Prints the answer's body in the -o format; `table` renders the table form.
   int Print(const api::HttpResponse& r, std::string (*table)(const nlohmann::json&));
 
@@ -51,6 +57,9 @@ class Cli {
   Globals& g_;
   std::unique_ptr<http::Client> client_;
 };
+
+// The value of header `name` (lower case) in an answer, or empty.
+std::string HeaderOf(const api::HttpResponse& r, std::string_view name);
 
 // The API path of VM `name` (percent-encoded) followed by `suffix`.
 std::string VmPath(const std::string& name, std::string_view suffix = "");

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/apply_command.h"
 #include "cli/cli.h"
 #include "cli/image_commands.h"
 #include "cli/output.h"
@@ -138,6 +139,7 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
   int rc = kOk;
   AddVmCommands(app, cli, rc);
   AddImageCommands(app, rc);
+  AddApplyCommand(app, cli, rc);
   AddUsageCommand(app, cli, rc);
   AddNodeCommands(app, cli, rc);
 

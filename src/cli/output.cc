@@ -175,6 +175,12 @@ std::string ToYaml(const json& value) {
 }
 
 Result<json> YamlToJson(std::string_view text) {
+  auto docs = YamlDocumentsToJson(text, /*one=*/true);
+  if (!docs) return Fail(docs.error());
+  return docs->empty() ? json(nullptr) : std::move(docs->front());
+}
+
+Result<std::vector<json>> YamlDocumentsToJson(std::string_view text, bool one) {
   // JSON is UTF-8: a file that is not would make the request body impossible to write.
   if (auto at = FindInvalidUtf8(text)) {
     return Fail(Code::kInvalidArgument,
@@ -182,8 +188,15 @@ Result<json> YamlToJson(std::string_view text) {
                             static_cast<unsigned char>(text[*at]), *at));
   }
   try {
-    YAML::Node root = YAML::Load(std::string(text));
-    return NodeToJson(root);
+    std::vector<json> out;
+    if (one) {
+      out.push_back(NodeToJson(YAML::Load(std::string(text))));
+    } else {
+      for (const YAML::Node& doc : YAML::LoadAll(std::string(text))) {
+        out.push_back(NodeToJson(doc));
+      }
+    }
+    return out;
   } catch (const YAML::Exception& e) {
     return Fail(Code::kInvalidArgument, fmt::format("not valid YAML: {}", e.what()));
   } catch (const TooDeepYaml& e) {

@@ -23,6 +23,8 @@ std::string ToYaml(const nlohmann::json& value);
 // Parses a YAML document (a spec file) into JSON. Plain scalars become numbers, booleans or null
 // where they look like one; quoted scalars stay strings.
 Result<nlohmann::json> YamlToJson(std::string_view text);
+// Every document of a YAML stream ("---" between them); with `one`, only the first.
+Result<std::vector<nlohmann::json>> YamlDocumentsToJson(std::string_view text, bool one = false);
 
 // Parses a memory size into MiB: "512" (MiB), "256M", "256MiB", "2G", "2GiB".
 Result<int64_t> ParseMemoryMib(std::string_view text);

@@ -6,15 +6,18 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "cli/output.h"
+#include "cli/spec_file.h"
 #include "common/text.h"
 #include "model/vm.h"
 
@@ -115,33 +118,76 @@ struct SpecFlags {
   }
 };
 
-json ReadSpecFile(const std::string& path) {
-  std::string text;
-  if (path == "-") {
-    std::stringstream ss;
-    ss << std::cin.rdbuf();
-    text = ss.str();
-  } else {
-    std::ifstream in(path);
-    if (!in) throw UsageError{fmt::format("-f: cannot read '{}'", path)};
-    std::stringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
+// The one VM of `-f FILE` for create and edit.
+DeclaredVm ReadOneVm(const std::string& path) {
+  auto vms = ParseVmFile(ReadFileArgument(path, "-f"));
+  if (!vms) throw UsageError{fmt::format("-f {}: {}", path, vms.error().message)};
+  if (vms->size() != 1) {
+    throw UsageError{fmt::format("-f {}: holds {} VMs; use `hearth apply -f {}` for several", path,
+                                 vms->size(), path)};
   }
-  auto doc = YamlToJson(text);
-  if (!doc) throw UsageError{fmt::format("-f {}: {}", path, doc.error().message)};
-  if (!doc->is_object())
-    throw UsageError{fmt::format("-f {}: expected a mapping of spec fields", path)};
-  return *doc;
+  return std::move(vms->front());
+}
+
+// The spec fields of `-f` with the flags' on top (a flag's timers merge into the file's).
+json MergeFlags(json body, const json& flags) {
+  for (const auto& [k, v] : flags.items()) {
+    if (k == "timers" && body.contains("timers") && body["timers"].is_object()) {
+      body["timers"].update(v);
+    } else {
+      body[k] = v;
+    }
+  }
+  return body;
+}
+
+// How a suspended VM comes back, after "vm 'web' is suspended".
+std::string HowItComesBack(const json& vm, const std::string& name) {
+  if (vm.value("wake", "") == "never") {
+    return fmt::format("; it stays so until `hearth vm resume {}` (wake: never)", name);
+  }
+  std::string ports;
+  for (const auto& p : vm.value("wake_ports", json::array())) {
+    if (p.is_string()) ports += (ports.empty() ? "" : ",") + p.get<std::string>();
+  }
+  std::string where =
+      EscapeText(vm.value("ip", json()).is_string() ? vm["ip"].get<std::string>() : std::string());
+  for (const auto& p : vm.value("publish", json::array())) {
+    if (p.is_object() && p.contains("host_port")) {
+      where += fmt::format(", host port {}/{}", p["host_port"].dump(), p.value("protocol", "tcp"));
+    }
+  }
+  return fmt::format("; {} for it{} wakes it (wake: on-packet), as does `hearth vm resume {}`",
+                     ports.empty() ? "any packet" : "a packet on " + ports,
+                     where.empty() ? "" : " (" + where + ")", name);
+}
+
+// "vm 'web' is running (172.30.0.2, qemu)" and the like, for a VM that settled in `vm`.
+std::string SettledSentence(const std::string& name, const json& vm, bool already) {
+  auto text = [&](const char* key) {  // escaped: a reason can quote the guest's console
+    return vm.is_object() && vm.contains(key) && vm[key].is_string()
+               ? EscapeText(vm[key].get<std::string>())
+               : std::string();
+  };
+  std::string state = text("state");
+  if (already && state == "created")
+    return fmt::format("vm '{}' is not running (never started)", name);
+  std::string detail;
+  if (state == "running") {
+    detail = fmt::format(" ({}{}{})", text("ip"), text("ip").empty() ? "" : ", ", text("backend"));
+  } else if (state == "suspended") {
+    detail = HowItComesBack(vm, name);
+  }
+  return fmt::format("vm '{}' is {}{}{}", name, already ? "already " : "", state, detail);
 }
 
 // After a lifecycle request: polls the VM until it leaves its transitional state (at most until
 // `until`, `timeout` after the request was sent), then reports where it settled. Exit 1 when it
 // ended failed, elsewhere than `expected` (a suspend that failed leaves the VM running), or did
-// not settle in time.
+// not settle in time. `quiet`: print only errors.
 int WaitSettled(Cli& cli, const std::string& name, api::HttpResponse r,
                 std::chrono::steady_clock::time_point until, std::chrono::seconds timeout,
-                const std::string& expected) {
+                const std::string& expected, bool quiet) {
   json vm = json::parse(r.body, nullptr, false);
   auto text = [&](const char* key) {  // escaped: a reason can quote the guest's console
     return vm.is_object() && vm.contains(key) && vm[key].is_string()
@@ -176,11 +222,8 @@ int WaitSettled(Cli& cli, const std::string& name, api::HttpResponse r,
                  expected.c_str(), text("state_reason").c_str());
     return kFailed;
   }
-  std::string detail;
-  if (state() == "running") {
-    detail = fmt::format(" ({}{}{})", text("ip"), text("ip").empty() ? "" : ", ", text("backend"));
-  }
-  return cli.Done(r, fmt::format("vm '{}' is {}{}", name, state(), detail));
+  if (quiet) return kOk;
+  return cli.Done(r, SettledSentence(name, vm, /*already=*/false));
 }
 
 // Prints console output. On a terminal its control characters are escaped (newlines and tabs
@@ -256,55 +299,89 @@ struct VmArgs {
 void AddCreate(CLI::App* vm, Cli& cli, int& rc) {
   auto a = std::make_shared<VmArgs>();
   auto* create = vm->add_subcommand("create", "define a VM (it starts with `hearth vm start`)");
-  create->add_option("NAME", a->name, "VM name: a-z, 0-9, '-', starting with a letter")->required();
-  create->add_option("-f,--file", a->file, "YAML/JSON spec file (- for stdin); flags override it");
+  create->add_option("NAME", a->name,
+                     "VM name: a-z, 0-9, '-', starting with a letter (may come from -f's name)");
+  create->add_option("-f,--file", a->file,
+                     "YAML/JSON file of the VM (- for stdin), e.g. from `hearth vm show NAME -o "
+                     "yaml`; flags override it");
   a->spec.Register(create);
   create->callback([a, &cli, &rc] {
-    const std::string& name = a->name;
-    json body = a->file.empty() ? json::object() : ReadSpecFile(a->file);
-    if (body.contains("name") && body["name"] != name) {
-      throw UsageError{fmt::format("-f {}: its name {} differs from NAME '{}'", a->file,
-                                   body["name"].dump(), name)};
-    }
-    body["name"] = name;
-    const json flags = a->spec.ToJson();
-    for (const auto& [k, v] : flags.items()) {
-      if (k == "timers" && body.contains("timers") && body["timers"].is_object()) {
-        body["timers"].update(v);
-      } else {
-        body[k] = v;
+    json body = json::object();
+    if (!a->file.empty()) {
+      DeclaredVm file = ReadOneVm(a->file);
+      if (!file.name.empty() && !a->name.empty() && file.name != a->name) {
+        throw UsageError{
+            fmt::format("-f {}: the file is for vm '{}', not '{}'; drop NAME or "
+                        "change the file's name",
+                        a->file, file.name, a->name)};
       }
+      if (a->name.empty()) a->name = file.name;
+      body = std::move(file.spec);  // a new VM: the file's id and generation are another's
     }
+    if (a->name.empty()) throw UsageError{"vm create: NAME is required (or a `name:` in -f)"};
+    const std::string& name = a->name;
+    body = MergeFlags(std::move(body), a->spec.ToJson());
+    body["name"] = name;
     auto r = cli.Call("POST", "/v1/vms", body.dump());
     if (!r) return void(rc = kFailed);
     json vm_json = json::parse(r->body);
-    rc = cli.Done(*r, fmt::format("vm '{}' created ({}, version {}); start it with `hearth vm "
+    rc = cli.Done(*r, fmt::format("vm '{}' created ({}, generation {}); start it with `hearth vm "
                                   "start {}`",
                                   name, vm_json["id"].get<std::string>(),
-                                  vm_json["version"].get<int64_t>(), name));
+                                  vm_json["generation"].get<int64_t>(), name));
   });
+}
+
+// PATCH of the flags' fields on top of -f's; the file's generation guards the edit as
+// --if-version does, and its id must be the VM's.
+int RunEdit(Cli& cli, VmArgs& a) {
+  json body = json::object();
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!a.file.empty()) {
+    DeclaredVm file = ReadOneVm(a.file);
+    if (!file.name.empty() && file.name != a.name) {
+      throw UsageError{
+          fmt::format("-f {}: the file is for vm '{}', not '{}'", a.file, file.name, a.name)};
+    }
+    if (file.id) {
+      auto now = cli.Call("GET", VmPath(a.name));
+      if (!now) return kFailed;
+      std::string id = json::parse(now->body).value("id", "");
+      if (id != *file.id) {
+        std::fprintf(stderr,
+                     "hearth: id: the file is for vm '%s' with id %s, but it is now %s (deleted "
+                     "and created again); remove `id` from the file to edit this VM\n",
+                     a.name.c_str(), EscapeText(*file.id).c_str(), EscapeText(id).c_str());
+        return kFailed;
+      }
+    }
+    body = std::move(file.spec);
+    if (file.generation) body["generation"] = *file.generation;
+  }
+  body = MergeFlags(std::move(body), a.spec.ToJson());
+  if (a.discard_state) body["discard_state"] = true;
+  if (body.empty()) throw UsageError{"vm edit: nothing to change; give at least one flag or -f"};
+  if (!a.if_version.empty()) headers.emplace_back("If-Match", "\"" + a.if_version + "\"");
+  auto r = cli.Call("PATCH", VmPath(a.name), body.dump(), headers);
+  if (!r) return kFailed;
+  return cli.Done(*r, fmt::format("vm '{}' updated (generation {})", a.name,
+                                  json::parse(r->body)["generation"].get<int64_t>()));
 }
 
 void AddEdit(CLI::App* vm, Cli& cli, int& rc) {
   auto a = std::make_shared<VmArgs>();
   auto* edit = vm->add_subcommand("edit", "change a VM's spec (fields not given stay as they are)");
   edit->add_option("NAME", a->name, "VM name")->required();
-  edit->add_option("--if-version", a->if_version,
-                   "only if the VM is still at this version (else the edit is refused)");
+  edit->add_option("--if-version,--if-generation", a->if_version,
+                   "only if the VM's spec is still at this generation (`hearth vm show`); "
+                   "starting or stopping it does not change it");
+  edit->add_option("-f,--file", a->file,
+                   "YAML/JSON file of fields to change (- for stdin), e.g. an edited `hearth vm "
+                   "show NAME -o yaml`; its id and generation must still be the VM's");
   edit->add_flag("--discard-state", a->discard_state,
                  "allow changes that invalidate a suspended VM's saved state (it cold-boots)");
   a->spec.Register(edit);
-  edit->callback([a, &cli, &rc] {
-    json body = a->spec.ToJson();
-    if (a->discard_state) body["discard_state"] = true;
-    if (body.empty()) throw UsageError{"vm edit: nothing to change; give at least one flag"};
-    std::vector<std::pair<std::string, std::string>> headers;
-    if (!a->if_version.empty()) headers.emplace_back("If-Match", "\"" + a->if_version + "\"");
-    auto r = cli.Call("PATCH", VmPath(a->name), body.dump(), headers);
-    if (!r) return void(rc = kFailed);
-    rc = cli.Done(*r, fmt::format("vm '{}' updated (version {})", a->name,
-                                  json::parse(r->body)["version"].get<int64_t>()));
-  });
+  edit->callback([a, &cli, &rc] { rc = RunEdit(cli, *a); });
 }
 
 // ls, show, logs and events: they change nothing.
@@ -351,8 +428,9 @@ void AddRm(CLI::App* vm, Cli& cli, int& rc) {
   });
 }
 
-// Sends the lifecycle request of `c` and, unless --no-wait, waits for the VM to settle.
-int RunLifecycle(Cli& cli, const LifecycleCommand& c, const VmArgs& a) {
+// Sends the lifecycle request of `c` and, unless --no-wait, waits for the VM to settle. `quiet`:
+// print only errors.
+int RunLifecycle(Cli& cli, const LifecycleCommand& c, const VmArgs& a, bool quiet = false) {
   std::string params;
   if (c.flag && a.flag) params += fmt::format("&{}", c.flag_query);
   // hearthd answers once the VM settled (within the client's own timeout); a VM still in
@@ -363,7 +441,12 @@ int RunLifecycle(Cli& cli, const LifecycleCommand& c, const VmArgs& a) {
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(a.wait_seconds);
   auto r = cli.Call("POST", target);
   if (!r) return kFailed;
+  if (!HeaderOf(*r, "hearth-unchanged").empty()) {
+    if (quiet) return kOk;
+    return cli.Done(*r, SettledSentence(a.name, json::parse(r->body, nullptr, false), true));
+  }
   if (a.no_wait) {
+    if (quiet) return kOk;
     // Not settled yet: say where the VM is, not where it is going.
     json vm = json::parse(r->body, nullptr, false);
     std::string state =
@@ -371,7 +454,43 @@ int RunLifecycle(Cli& cli, const LifecycleCommand& c, const VmArgs& a) {
     return cli.Done(*r, state.empty() ? fmt::format("vm '{}' {}", a.name, c.done)
                                       : fmt::format("vm '{}' is {}", a.name, state));
   }
-  return WaitSettled(cli, a.name, *r, until, std::chrono::seconds(a.wait_seconds), c.expected);
+  return WaitSettled(cli, a.name, *r, until, std::chrono::seconds(a.wait_seconds), c.expected,
+                     quiet);
+}
+
+const LifecycleCommand& LifecycleOf(std::string_view verb) {
+  for (const LifecycleCommand& c : kLifecycleCommands) {
+    if (verb == c.verb) return c;
+  }
+  std::abort();  // every verb asked for is in the table
+}
+
+// `vm restart`: a stop (unless nothing runs), waited for, then a start.
+void AddRestart(CLI::App* vm, Cli& cli, int& rc) {
+  auto a = std::make_shared<VmArgs>();
+  auto* cmd = vm->add_subcommand(
+      "restart",
+      "stop a VM and boot it again (a suspended VM's saved state is discarded); a VM that is not "
+      "running is just started");
+  cmd->add_option("NAME", a->name, "VM name")->required();
+  cmd->add_flag("--kill", a->flag, "kill the VMM at once instead of a guest shutdown");
+  cmd->add_flag("--no-wait", a->no_wait, "return once the start is under way");
+  cmd->add_option("--timeout", a->wait_seconds, "seconds to wait for each step")
+      ->default_str("300");
+  cmd->callback([a, &cli, &rc] {
+    auto now = cli.Call("GET", VmPath(a->name));
+    if (!now) return void(rc = kFailed);
+    std::string state = json::parse(now->body, nullptr, false).value("state", "");
+    if (state != "created" && state != "stopped" && state != "failed") {
+      VmArgs stop = *a;
+      stop.no_wait = false;
+      rc = RunLifecycle(cli, LifecycleOf("stop"), stop, /*quiet=*/true);
+      if (rc != kOk) return;
+    }
+    VmArgs start = *a;
+    start.flag = false;  // --kill was the stop's
+    rc = RunLifecycle(cli, LifecycleOf("start"), start);
+  });
 }
 
 void AddLifecycle(CLI::App* vm, Cli& cli, int& rc) {
@@ -391,7 +510,9 @@ void AddLifecycle(CLI::App* vm, Cli& cli, int& rc) {
 
 void AddVmCommands(CLI::App& app, Cli& cli, int& rc) {
   auto* vm = app.add_subcommand("vm", "create, change and run VMs")->require_subcommand(1);
-  for (auto add : {AddCreate, AddEdit, AddReads, AddRm, AddLifecycle}) add(vm, cli, rc);
+  for (auto add : {AddCreate, AddEdit, AddReads, AddRm, AddLifecycle, AddRestart}) {
+    add(vm, cli, rc);
+  }
 }
 
 }  // namespace hearth::cli

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <initializer_list>
 #include <optional>
 
 namespace hearth {
@@ -163,6 +164,31 @@ Result<Step> Next(const VmRecord& vm, VmEvent event) {
 }
 
 bool Allows(VmState from, VmEvent event) { return Find(from, event).has_value(); }
+
+NoChange Idempotent(VmState from, VmEvent event) {
+  auto is = [from](std::initializer_list<VmState> states) {
+    for (VmState s : states) {
+      if (s == from) return true;
+    }
+    return false;
+  };
+  switch (event) {
+    case E::kStart:
+    case E::kStartFresh:
+    case E::kResume:
+      if (from == S::kRunning) return NoChange::kAlready;
+      return is({S::kStarting, S::kResuming}) ? NoChange::kUnderWay : NoChange::kNo;
+    case E::kStop:
+    case E::kKill:
+      if (is({S::kCreated, S::kStopped})) return NoChange::kAlready;
+      return from == S::kStopping ? NoChange::kUnderWay : NoChange::kNo;
+    case E::kSuspend:
+      if (from == S::kSuspended) return NoChange::kAlready;
+      return from == S::kSuspending ? NoChange::kUnderWay : NoChange::kNo;
+    default:
+      return NoChange::kNo;
+  }
+}
 
 bool HoldsMemory(VmState s) {
   switch (s) {

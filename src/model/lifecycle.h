@@ -46,6 +46,14 @@
 //   adopted        running, suspending, resuming -> running: a new hearthd took over the VMM.
 //   recovered      created, suspended, stopped, failed -> same: a new hearthd cleared a stale
 //                  process of a settled VM.
+//
+// Idempotent requests. A lifecycle request whose goal already holds, or that a job under way is
+// reaching, succeeds and changes nothing (it is not a transition, so the table has no row for it):
+//   start, start-fresh  already: running;              under way: starting, resuming
+//   resume              already: running;              under way: resuming, starting
+//   stop, kill          already: created, stopped;     under way: stopping
+//   suspend             already: suspended;            under way: suspending
+// A kill while a guest shutdown is under way waits for that (it kills the VMM after 10 s).
 #pragma once
 
 #include <string_view>
@@ -108,6 +116,14 @@ Result<Step> Next(VmState from, VmEvent event);
 Result<Step> Next(const VmRecord& vm, VmEvent event);
 // Whether `event` is legal in state `from`.
 bool Allows(VmState from, VmEvent event);
+
+// Whether request `event` in state `from` is a no-op (see "Idempotent requests" above).
+enum class NoChange {
+  kNo,        // a transition (or a refusal): ask Next
+  kAlready,   // the goal holds: succeed, change nothing
+  kUnderWay,  // a job is reaching the goal: succeed, change nothing, let the caller wait
+};
+NoChange Idempotent(VmState from, VmEvent event);
 
 // HoldsMemory and IsTransitional (model/vm.h) are defined with the table, in lifecycle.cc.
 

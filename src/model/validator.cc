@@ -330,7 +330,7 @@ std::vector<std::string> ChangedFields(const VmSpec& a, const VmSpec& b) {
   check(a.cmdline != b.cmdline, "cmdline");
   check(a.publish != b.publish, "publish");
   check(a.timers != b.timers, "timers");
-  check(a.wake != b.wake, "wake");
+  check(a.effective_wake() != b.effective_wake(), "wake");
   check(a.wake_ports != b.wake_ports, "wake_ports");
   check(a.restart != b.restart, "restart");
   return out;

@@ -89,15 +89,12 @@ struct VmSpec {
   std::string cmdline;
   std::vector<PortMapping> publish;
   Timers timers;
-  std::optional<WakeMode> wake;      // unset: on-packet when an idle timeout is set, else never
+  std::optional<WakeMode> wake;      // unset: on-packet
   std::vector<WakePort> wake_ports;  // empty: any IP packet for the VM wakes it
   RestartPolicy restart = RestartPolicy::kOnFailure;
   bool operator==(const VmSpec&) const = default;
 
-  WakeMode effective_wake() const {
-    if (wake) return *wake;
-    return timers.idle_timeout ? WakeMode::kOnPacket : WakeMode::kNever;
-  }
+  WakeMode effective_wake() const { return wake.value_or(WakeMode::kOnPacket); }
 };
 
 // Saved VM state on disk (filled in by the snapshot work).
@@ -113,7 +110,8 @@ struct VmRecord {
   VmSpec spec;
   VmState state = VmState::kCreated;
   std::string state_reason;  // why the VM is failed, or empty
-  int64_t version = 1;       // increases on every change
+  int64_t version = 1;       // increases on every change of the record (state included)
+  int64_t generation = 1;    // increases when the spec changes (an edit); If-Match compares it
   Timestamp created_at;
   Timestamp updated_at;
   // When the VM last became running (start, resume, automatic restart); unset unless it is

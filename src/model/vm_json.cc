@@ -261,10 +261,15 @@ Result<EditRequest> ParseEditRequest(const json& body) {
   EditRequest req;
   req.fields = json::object();
   for (const auto& [key, v] : body.items()) {
-    if (key == "version") {
+    if (key == "generation") {
       auto n = GetInt(v, key);
       if (!n) return Fail(n.error());
-      req.version = *n;
+      req.generation = *n;
+    } else if (key == "version") {
+      return Fail(Code::kInvalidArgument,
+                  "version: the record's version changes with every state change; base an edit "
+                  "on the spec's `generation` instead (in the body or as If-Match)",
+                  "version");
     } else if (key == "discard_state") {
       if (!v.is_boolean()) return WrongType(key, "a boolean", v);
       req.discard_state = v.get<bool>();
@@ -423,6 +428,7 @@ json VmToJson(const VmRecord& vm, const std::optional<DueTimer>& next_timer) {
   out["state"] = ToString(vm.state);
   out["state_reason"] = OptionalString(vm.state_reason);
   out["version"] = vm.version;
+  out["generation"] = vm.generation;
   out["created_at"] = FormatTime(vm.created_at);
   out["updated_at"] = FormatTime(vm.updated_at);
   out["running_since"] = vm.running_since ? json(FormatTime(*vm.running_since)) : json(nullptr);

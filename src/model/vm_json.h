@@ -26,11 +26,12 @@ struct CreateRequest {
 Result<CreateRequest> ParseCreateRequest(const nlohmann::json& body);
 
 struct EditRequest {
-  nlohmann::json fields;           // the spec fields to change, still as JSON
-  std::optional<int64_t> version;  // the version the edit is based on, if the client sent one
-  bool discard_state = false;      // allow edits that invalidate a saved snapshot
+  nlohmann::json fields;              // the spec fields to change, still as JSON
+  std::optional<int64_t> generation;  // the spec generation the edit is based on, if sent
+  bool discard_state = false;         // allow edits that invalidate a saved snapshot
+  bool replace = false;  // PUT: fields not given take their defaults instead of staying
 };
-// Parses PATCH /v1/vms/{name}: {<spec fields>, "version": N?, "discard_state": bool?}.
+// Parses PATCH /v1/vms/{name}: {<spec fields>, "generation": N?, "discard_state": bool?}.
 Result<EditRequest> ParseEditRequest(const nlohmann::json& body);
 
 // Parses a request body; malformed JSON or a non-object is invalid_argument.

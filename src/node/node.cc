@@ -247,23 +247,25 @@ Result<VmRecord> Node::Edit(std::string_view name, const EditRequest& request) {
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& current = **found;
-  if (request.version && *request.version != current.version) {
-    return Fail(Code::kFailedPrecondition,
-                fmt::format("version: the edit is based on version {} but vm '{}' is at version "
-                            "{}; read it again and retry",
-                            *request.version, current.name, current.version),
-                "version");
-  }
-  VmSpec next = current.spec;
+  VmSpec next = request.replace ? VmSpec{} : current.spec;
   if (auto s = ApplySpecJson(request.fields, next); !s) return Fail(s.error());
   std::vector<std::string> changed = ChangedFields(current.spec, next);
+  // An edit that changes nothing loses nobody's update, whatever generation it was based on.
   if (changed.empty()) return current;
+  if (request.generation && *request.generation != current.generation) {
+    return Fail(Code::kFailedPrecondition,
+                fmt::format("generation: the edit is based on generation {} but vm '{}' is at "
+                            "generation {} (its spec was edited since); read it again and retry",
+                            *request.generation, current.name, current.generation),
+                "generation");
+  }
   if (auto s = CheckEditAllowed(current, next, request.discard_state); !s) return Fail(s.error());
   if (auto s = ValidateSpec(next, MakeContext(name), &current.spec); !s) return Fail(s.error());
 
   VmRecord updated = current;
   updated.spec = next;
   updated.version = current.version + 1;
+  updated.generation = current.generation + 1;
   updated.updated_at = clock_.Now();
   std::string message = DescribeChange(current.spec, next, changed);
   VmEvent event_kind = request.discard_state && Allows(current.state, VmEvent::kDiscardState)
@@ -344,6 +346,7 @@ Result<VmRecord> Node::Start(std::string_view name, bool fresh) {
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
   VmEvent event = fresh ? VmEvent::kStartFresh : VmEvent::kStart;
+  if (Idempotent(vm.state, event) != NoChange::kNo) return vm;
   auto step = Next(vm, event);
   if (!step) return Fail(step.error());
   if (vm.state == VmState::kSuspended && !machinery_.driver) {
@@ -385,6 +388,7 @@ Result<VmRecord> Node::Stop(std::string_view name, bool kill) {
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
   VmEvent event = kill ? VmEvent::kKill : VmEvent::kStop;
+  if (Idempotent(vm.state, event) != NoChange::kNo) return vm;
   auto step = Next(vm, event);
   if (!step) return Fail(step.error());
   if (!machinery_.driver) return Fail(NeedDriver(vm, "stop").error());
@@ -419,6 +423,7 @@ Result<VmRecord> Node::Suspend(std::string_view name) {
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
+  if (Idempotent(vm.state, VmEvent::kSuspend) != NoChange::kNo) return vm;
   if (auto step = Next(vm, VmEvent::kSuspend); !step) return Fail(step.error());
   if (!machinery_.driver) return Fail(NeedDriver(vm, "suspend").error());
   auto suspending = Commit(lock, vm, VmEvent::kSuspend, "suspending", "");
@@ -437,6 +442,7 @@ Result<VmRecord> Node::Resume(std::string_view name) {
   auto found = FindOrFail(name);
   if (!found) return Fail(found.error());
   const VmRecord& vm = **found;
+  if (Idempotent(vm.state, VmEvent::kResume) != NoChange::kNo) return vm;
   if (auto step = Next(vm, VmEvent::kResume); !step) return Fail(step.error());
   if (auto s = Admit(vm); !s) return Fail(s.error());
   if (!machinery_.driver) return Fail(NeedDriver(vm, "resume").error());

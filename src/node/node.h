@@ -111,7 +111,7 @@ class Node {
   Result<VmRecord> Create(const CreateRequest& request);
   Result<VmRecord> Get(std::string_view name) const;
   std::vector<VmRecord> List() const;
-  // Applies a partial edit. A stale `request.version` is failed_precondition.
+  // Applies a partial edit. A stale `request.generation` is failed_precondition.
   Result<VmRecord> Edit(std::string_view name, const EditRequest& request);
   // Deletes a VM. Without `force` only a VM that has no process and no saved state is deleted.
   Status Delete(std::string_view name, bool force);

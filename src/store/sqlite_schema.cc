@@ -123,6 +123,11 @@ constexpr const char* kMigrations[] = {
       value INTEGER NOT NULL
     );
     )sql",
+    // 3: the spec's generation, apart from the record's version: it changes only when the spec
+    // does (an edit), so that a client's If-Match survives the VM starting and stopping.
+    R"sql(
+    ALTER TABLE vms ADD COLUMN generation INTEGER NOT NULL DEFAULT 1;
+    )sql",
 };
 
 }  // namespace

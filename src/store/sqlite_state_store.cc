@@ -67,7 +67,7 @@ class SqliteStateStore::Statement {
 namespace {
 
 constexpr const char* kVmColumns =
-    "name, id, spec, state, state_reason, version, created_ms, updated_ms, runtime";
+    "name, id, spec, state, state_reason, version, created_ms, updated_ms, runtime, generation";
 
 }  // namespace
 
@@ -209,9 +209,16 @@ Status SqliteStateStore::Migrate() {
 
 namespace {
 
-Result<VmRecord> ReadVm(const std::string& name, const std::string& id, const std::string& spec,
-                        const std::string& state, const std::string& reason, int64_t version,
-                        int64_t created, int64_t updated, const std::string& runtime) {
+// One row of the vms table, as read (kVmColumns).
+struct VmRow {
+  std::string name, id, spec, state, reason;
+  int64_t version = 0, created = 0, updated = 0;
+  std::string runtime;
+  int64_t generation = 0;
+};
+
+Result<VmRecord> VmFromRow(const VmRow& row) {
+  const auto& [name, id, spec, state, reason, version, created, updated, runtime, generation] = row;
   VmRecord vm;
   vm.name = name;
   vm.id = id;
@@ -227,6 +234,7 @@ Result<VmRecord> ReadVm(const std::string& name, const std::string& id, const st
   vm.state = *st;
   vm.state_reason = reason;
   vm.version = version;
+  vm.generation = generation;
   vm.created_at = FromMillis(created);
   vm.updated_at = FromMillis(updated);
   json rt = json::parse(runtime, nullptr, false);
@@ -248,6 +256,11 @@ Result<VmRecord> ReadVm(const std::string& name, const std::string& id, const st
 
 }  // namespace
 
+Result<VmRecord> SqliteStateStore::ReadVm(const Statement& q) {
+  return VmFromRow({q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Int(5), q.Int(6),
+                    q.Int(7), q.Text(8), q.Int(9)});
+}
+
 Result<std::vector<VmRecord>> SqliteStateStore::ListVms() {
   std::lock_guard lock(mu_);
   Statement q(db_, fmt::format("SELECT {} FROM vms ORDER BY name", kVmColumns).c_str());
@@ -255,8 +268,7 @@ Result<std::vector<VmRecord>> SqliteStateStore::ListVms() {
   std::vector<VmRecord> out;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
-    auto vm = ReadVm(q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Int(5), q.Int(6),
-                     q.Int(7), q.Text(8));
+    auto vm = ReadVm(q);
     if (!vm) return Fail(vm.error());
     out.push_back(std::move(*vm));
   }
@@ -272,8 +284,7 @@ Result<std::optional<VmRecord>> SqliteStateStore::GetVm(std::string_view name) {
   int rc = q.Step();
   if (rc == SQLITE_DONE) return std::optional<VmRecord>();
   if (rc != SQLITE_ROW) return Fail(SqlError("reading vm"));
-  auto vm = ReadVm(q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4), q.Int(5), q.Int(6),
-                   q.Int(7), q.Text(8));
+  auto vm = ReadVm(q);
   if (!vm) return Fail(vm.error());
   return std::optional<VmRecord>(std::move(*vm));
 }
@@ -304,11 +315,12 @@ Status SqliteStateStore::AppendEvent(const Event& event) {
 Status SqliteStateStore::CreateVm(const VmRecord& vm, const Event& event) {
   return Commit([&]() -> Status {
     Statement q(
-        db_,
-        fmt::format("INSERT INTO vms ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", kVmColumns).c_str());
+        db_, fmt::format("INSERT INTO vms ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", kVmColumns)
+                 .c_str());
     q.Bind(1, vm.name).Bind(2, vm.id).Bind(3, SpecToJson(vm.spec, false).dump());
     q.Bind(4, ToString(vm.state)).Bind(5, vm.state_reason).Bind(6, vm.version);
     q.Bind(7, ToMillis(vm.created_at)).Bind(8, ToMillis(vm.updated_at)).Bind(9, RuntimeJson(vm));
+    q.Bind(10, vm.generation);
     int rc = q.ok() ? q.Step() : SQLITE_ERROR;
     if (rc == SQLITE_CONSTRAINT) {
       return Fail(Code::kAlreadyExists, fmt::format("vm '{}' already exists", vm.name), "name");
@@ -336,10 +348,10 @@ Status SqliteStateStore::UpdateVm(const VmRecord& vm, int64_t expected_version,
   return Commit([&]() -> Status {
     Statement q(db_,
                 "UPDATE vms SET spec = ?, state = ?, state_reason = ?, version = ?, "
-                "updated_ms = ?, runtime = ? WHERE name = ? AND version = ?");
+                "updated_ms = ?, runtime = ?, generation = ? WHERE name = ? AND version = ?");
     q.Bind(1, SpecToJson(vm.spec, false).dump()).Bind(2, ToString(vm.state));
     q.Bind(3, vm.state_reason).Bind(4, vm.version).Bind(5, ToMillis(vm.updated_at));
-    q.Bind(6, RuntimeJson(vm)).Bind(7, vm.name).Bind(8, expected_version);
+    q.Bind(6, RuntimeJson(vm)).Bind(7, vm.generation).Bind(8, vm.name).Bind(9, expected_version);
     if (!q.ok() || q.Step() != SQLITE_DONE) {
       return Fail(SqlError(fmt::format("updating vm '{}'", vm.name)));
     }

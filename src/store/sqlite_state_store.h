@@ -52,6 +52,7 @@ class SqliteStateStore final : public StateStore {
   // Appends `event` with the facts of `vm` (null: no record changed) or of a deletion.
   Status InsertEvent(const Event& event, const VmRecord* vm, bool deleted);
   static Event ReadEvent(const Statement& q);
+  static Result<VmRecord> ReadVm(const Statement& q);
   // After an UPDATE/DELETE matched no row: not_found, or failed_precondition naming the version.
   Status MissingOrStale(std::string_view name, int64_t expected_version);
   // Runs a write durably, batched with concurrent writes (see the class comment).

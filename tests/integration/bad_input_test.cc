@@ -373,10 +373,14 @@ TEST_F(BadInputTest, MalformedJsonAndWrongTypesAre400NamingTheField) {
       {"POST", "/v1/vms", R"({"name": "x5", "kernel": "/bin/true", "publish": {}})", "publish"},
       {"POST", "/v1/vms", R"({"name": "x6", "kernel": "/bin/true", "timers": []})", "timers"},
       {"PATCH", "/v1/vms/keep-a", R"({"vcpus": true})", "vcpus"},
-      {"PATCH", "/v1/vms/keep-a", R"({"version": "1", "vcpus": 2})", "version"},
+      {"PATCH", "/v1/vms/keep-a", R"({"generation": "1", "vcpus": 2})", "generation"},
+      {"PATCH", "/v1/vms/keep-a", R"({"version": 1, "vcpus": 2})", "version"},
       {"PATCH", "/v1/vms/keep-a", R"({"cmdline": 7})", "cmdline"},
       {"PATCH", "/v1/vms/keep-a", R"({"vcpus": 2)", "body"},
       {"PATCH", "/v1/vms/keep-a", "[1]", "body"},
+      {"PUT", "/v1/vms/keep-a", R"({"name": "sneaky", "kernel": "/bin/true"})", "name"},
+      {"PUT", "/v1/vms/keep-a", R"({"kernel": "/bin/true", "version": 1})", "version"},
+      {"PUT", "/v1/vms/keep-a", R"({"kernel": "/bin/true", "vcpus": 0})", "vcpus"},
   };
   WhileBystandersRun([&] {
     for (http::Client* client : {unix_.get(), tcp_.get()}) {
@@ -408,13 +412,12 @@ TEST_F(BadInputTest, UnknownRoutesAre404AndUnknownMethods405) {
   const std::vector<Case> wrong_methods = {
       {"PUT", "/v1/vms", "GET, POST"},
       {"DELETE", "/v1/vms", "GET, POST"},
-      {"POST", "/v1/vms/keep-a", "GET, PATCH, DELETE"},
-      {"PUT", "/v1/vms/keep-a", "GET, PATCH, DELETE"},
+      {"POST", "/v1/vms/keep-a", "GET, PUT, PATCH, DELETE"},
       {"GET", "/v1/vms/keep-a/start", "POST"},
       {"DELETE", "/v1/vms/keep-a/events", "GET"},
       {"POST", "/healthz", "GET"},
       {"FROB", "/v1/vms", "GET, POST"},
-      {"BREW", "/v1/vms/keep-a", "GET, PATCH, DELETE"},
+      {"BREW", "/v1/vms/keep-a", "GET, PUT, PATCH, DELETE"},
   };
   WhileBystandersRun([&] {
     for (http::Client* client : {unix_.get(), tcp_.get()}) {

@@ -67,7 +67,7 @@ TEST_F(CliTest, CreateShowListEditDelete) {
   RunResult edited = Hearth({"vm", "edit", "web", "--memory", "1G", "--if-version", "1"});
   ASSERT_EQ(edited.exit_code, 0) << edited.err;
   ExpectOneLineError(Hearth({"vm", "edit", "web", "--vcpus", "2", "--if-version", "1"}), 1,
-                     "is at version 2");
+                     "is at generation 2");
   EXPECT_EQ(json::parse(Hearth({"vm", "show", "web", "-o", "json"}).out)["memory_mib"], 1024);
 
   RunResult events = Hearth({"vm", "events", "web"});
@@ -97,6 +97,72 @@ TEST_F(CliTest, SpecFileWithFlagsOverriding) {
                      "cannot read");
 }
 
+// What `vm show -o yaml` prints goes back in through create -f, edit -f and apply -f; the
+// generation guards an edit and is not moved by a start.
+TEST_F(CliTest, ShowOutputFeedsCreateEditAndApply) {
+  ASSERT_EQ(Hearth({"vm", "create", "web", "--kernel", "/bin/true", "--memory", "128M", "--publish",
+                    "8080:80", "--restart", "never"})
+                .exit_code,
+            0);
+  RunResult shown = Hearth({"vm", "show", "web", "-o", "yaml"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  const std::string web = (dir_ / "web.yaml").string();
+  std::ofstream(web) << shown.out;
+  ExpectOneLineError(Hearth({"vm", "create", "other", "-f", web}), 2, "the file is for vm 'web'");
+  RunResult same = Hearth({"apply", "-f", web});
+  EXPECT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_EQ(same.out, "vm 'web' unchanged (generation 1)\n");
+
+  // A start moves the version, not the generation: the file still applies.
+  ExpectOneLineError(Hearth({"vm", "start", "web"}), 1, "vm 'web' failed: ");
+  json failed = json::parse(Hearth({"vm", "show", "web", "-o", "json"}).out);
+  EXPECT_GT(failed["version"].get<int>(), 1);
+  EXPECT_EQ(failed["generation"], 1);
+  std::ofstream(web) << shown.out << "memory: 256M\n";  // the flag's units, beside memory_mib
+  ExpectOneLineError(Hearth({"apply", "-f", web}), 2, "memory: 256M disagrees with memory_mib 128");
+  std::string edited = shown.out;
+  edited.replace(edited.find("memory_mib: 128"), 15, "memory: 256M");
+  std::ofstream(web) << edited;
+  RunResult applied = Hearth({"apply", "-f", web});
+  EXPECT_EQ(applied.exit_code, 0) << applied.err;
+  EXPECT_EQ(applied.out, "vm 'web' updated (generation 2)\n");
+  // The file still says generation 1: a further change from it would undo someone's edit.
+  edited.replace(edited.find("memory: 256M"), 12, "memory: 512M");
+  std::ofstream(web) << edited;
+  ExpectOneLineError(Hearth({"apply", "-f", web}), 1,
+                     "based on generation 1 but vm 'web' is at generation 2");
+  ExpectOneLineError(Hearth({"vm", "edit", "web", "-f", web}), 1, "is at generation 2");
+  EXPECT_EQ(json::parse(Hearth({"vm", "show", "web", "-o", "json"}).out)["memory_mib"], 256);
+
+  // Several VMs in one file; a VM left out of the file's fields gets the defaults.
+  std::ofstream(dir_ / "two.yaml") << "name: web\nkernel: /bin/true\nvcpus: 2\n---\n"
+                                      "name: db\nkernel: /bin/true\nidle_timeout: 5m\n";
+  RunResult two = Hearth({"apply", "-f", (dir_ / "two.yaml").string()});
+  EXPECT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_EQ(two.out, "vm 'web' updated (generation 3)\nvm 'db' created (generation 1)\n");
+  json now = json::parse(Hearth({"vm", "show", "web", "-o", "json"}).out);
+  EXPECT_EQ(now["vcpus"], 2);
+  EXPECT_EQ(now["memory_mib"], 256) << "apply replaces the spec: memory back to its default";
+  EXPECT_EQ(now["publish"], json::array());
+  EXPECT_EQ(json::parse(Hearth({"vm", "show", "db", "-o", "json"}).out)["timers"]["idle_timeout"],
+            "5m");
+
+  // edit -f changes what the file gives; a file from a VM since deleted and created again is
+  // refused by its id.
+  RunResult db = Hearth({"vm", "show", "db", "-o", "yaml"});
+  std::ofstream(dir_ / "db.yaml") << db.out;
+  ASSERT_EQ(Hearth({"vm", "rm", "db"}).exit_code, 0);
+  ASSERT_EQ(Hearth({"vm", "create", "-f", (dir_ / "two.yaml").string()}).exit_code, 2)
+      << "two VMs are for apply";
+  std::ofstream(dir_ / "db-new.yaml") << "name: db\nkernel: /bin/true\n";
+  RunResult recreated = Hearth({"vm", "create", "-f", (dir_ / "db-new.yaml").string()});
+  ASSERT_EQ(recreated.exit_code, 0) << recreated.err;
+  ExpectOneLineError(Hearth({"vm", "edit", "db", "-f", (dir_ / "db.yaml").string()}), 1,
+                     "id: the file is for vm 'db' with id");
+  ExpectOneLineError(Hearth({"apply", "-f", (dir_ / "db.yaml").string()}), 1,
+                     "id: the file describes vm 'db' with id");
+}
+
 TEST_F(CliTest, ExitCodesAndErrors) {
   ExpectOneLineError(Hearth({"vm", "create", "x", "--kernel", "/bin/true", "--memory", "3"}), 1,
                      "memory_mib: 3 is below the minimum of 64");
@@ -108,7 +174,10 @@ TEST_F(CliTest, ExitCodesAndErrors) {
   ExpectOneLineError(Hearth({}), 2, "subcommand");
   ExpectOneLineError(Hearth({"vm", "edit", "x"}), 2, "nothing to change");
   ASSERT_EQ(Hearth({"vm", "create", "web", "--kernel", "/bin/true"}).exit_code, 0);
-  ExpectOneLineError(Hearth({"vm", "stop", "web"}), 1, "it is created");
+  RunResult stop = Hearth({"vm", "stop", "web"});  // nothing to stop: fine, and said so
+  EXPECT_EQ(stop.exit_code, 0) << stop.err;
+  EXPECT_EQ(stop.out, "vm 'web' is not running (never started)\n");
+  ExpectOneLineError(Hearth({"vm", "suspend", "web"}), 1, "it is created");
   // /bin/true is no kernel: the CLI waits for the start to settle and reports the failure.
   ASSERT_EQ(Hearth({"vm", "edit", "web", "--restart", "never"}).exit_code, 0);
   ExpectOneLineError(Hearth({"vm", "start", "web"}), 1, "vm 'web' failed: ");

@@ -186,7 +186,7 @@ class Writer {
     json vm = json::parse(r->body);
     ledger_.Acked(vm, /*created=*/true);
     own_.push_back(name);
-    seen_[name] = vm["version"].get<int64_t>();
+    seen_[name] = vm["generation"].get<int64_t>();
     return true;
   }
 
@@ -206,7 +206,7 @@ class Writer {
     return true;
   }
 
-  // Reads the VM's version into seen_.
+  // Reads the VM's generation into seen_.
   bool Refresh(const std::string& name) {
     auto r = Send("GET", "/v1/vms/" + name);
     if (!r) return false;
@@ -214,7 +214,7 @@ class Writer {
       Unexpected("get " + name, *r);
       return false;
     }
-    seen_[name] = json::parse(r->body)["version"].get<int64_t>();
+    seen_[name] = json::parse(r->body)["generation"].get<int64_t>();
     return true;
   }
 
@@ -233,7 +233,7 @@ class Writer {
     if (!r) return false;
     if (r->status == 409) {
       // Another thread edited it first: the edit was refused as a whole; read and go on.
-      if (json::parse(r->body)["error"].value("field", "") != "version") {
+      if (json::parse(r->body)["error"].value("field", "") != "generation") {
         Unexpected("edit " + name, *r);
         return false;
       }
@@ -244,9 +244,9 @@ class Writer {
       return false;
     }
     json vm = json::parse(r->body);
-    if (vm["version"].get<int64_t>() != seen_[name] + 1 || vm["cmdline"] != cmdline ||
+    if (vm["generation"].get<int64_t>() != seen_[name] + 1 || vm["cmdline"] != cmdline ||
         vm["memory_mib"] != memory) {
-      ledger_.Problem(fmt::format("edit {} from version {} answered {}", name, seen_[name],
+      ledger_.Problem(fmt::format("edit {} from generation {} answered {}", name, seen_[name],
                                   r->body.substr(0, 300)));
       return false;
     }

@@ -31,6 +31,12 @@ class ApiHandlerTest : public ::testing::Test {
   }
   static json Body(const HttpResponse& r) { return json::parse(r.body); }
   static std::string ErrorCode(const HttpResponse& r) { return Body(r)["error"]["code"]; }
+  static std::string Header(const HttpResponse& r, std::string_view name) {
+    for (const auto& [k, v] : r.headers) {
+      if (k == name) return v;
+    }
+    return "";
+  }
 
   testing::FakeStateStore store_;
   testing::FakeFileProbe files_;
@@ -85,19 +91,29 @@ TEST_F(ApiHandlerTest, ValidationErrorsNameTheField) {
   EXPECT_EQ(e["message"], "memory_mib: 3 is below the minimum of 64");
 }
 
-TEST_F(ApiHandlerTest, EditsCarryTheirVersion) {
-  ASSERT_EQ(Call("POST", "/v1/vms", R"({"name":"web","kernel":"/k/vmlinux"})").status, 201);
+TEST_F(ApiHandlerTest, EditsCarryTheirGeneration) {
+  auto created = Call("POST", "/v1/vms", R"({"name":"web","kernel":"/k/vmlinux"})");
+  ASSERT_EQ(created.status, 201);
+  EXPECT_EQ(Body(created)["generation"], 1);
+  EXPECT_EQ(Header(created, "ETag"), "\"1\"");
   auto ok = Call("PATCH", "/v1/vms/web", R"({"vcpus":2})", true, {{"if-match", "\"1\""}});
   ASSERT_EQ(ok.status, 200) << ok.body;
   EXPECT_EQ(Body(ok)["version"], 2);
+  EXPECT_EQ(Body(ok)["generation"], 2);
+  EXPECT_EQ(Header(ok, "ETag"), "\"2\"");
   auto stale = Call("PATCH", "/v1/vms/web", R"({"vcpus":4})", true, {{"if-match", "\"1\""}});
   EXPECT_EQ(stale.status, 409);
   EXPECT_EQ(ErrorCode(stale), "failed_precondition");
-  auto stale_body = Call("PATCH", "/v1/vms/web", R"({"vcpus":4,"version":1})");
+  EXPECT_EQ(Body(stale)["error"]["field"], "generation");
+  auto stale_body = Call("PATCH", "/v1/vms/web", R"({"vcpus":4,"generation":1})");
   EXPECT_EQ(stale_body.status, 409);
   auto disagree =
-      Call("PATCH", "/v1/vms/web", R"({"vcpus":4,"version":2})", true, {{"if-match", "3"}});
+      Call("PATCH", "/v1/vms/web", R"({"vcpus":4,"generation":2})", true, {{"if-match", "3"}});
   EXPECT_EQ(disagree.status, 400);
+  // The record's version is not what an edit is based on: it moves with every state change.
+  auto by_version = Call("PATCH", "/v1/vms/web", R"({"vcpus":4,"version":2})");
+  EXPECT_EQ(by_version.status, 400);
+  EXPECT_EQ(Body(by_version)["error"]["field"], "version");
   auto junk = Call("PATCH", "/v1/vms/web", R"({"vcpus":4})", true, {{"if-match", "W/x"}});
   EXPECT_EQ(junk.status, 400);
   EXPECT_EQ(Body(Call("GET", "/v1/vms/web"))["vcpus"], 2);
@@ -105,11 +121,16 @@ TEST_F(ApiHandlerTest, EditsCarryTheirVersion) {
 
 TEST_F(ApiHandlerTest, LifecycleAnswersNoDriver) {
   ASSERT_EQ(Call("POST", "/v1/vms", R"({"name":"web","kernel":"/k/vmlinux"})").status, 201);
-  for (const char* verb : {"start", "stop", "suspend", "resume"}) {
+  for (const char* verb : {"start", "suspend", "resume"}) {
     auto r = Call("POST", std::string("/v1/vms/web/") + verb);
     EXPECT_EQ(r.status, 409) << verb;
     EXPECT_EQ(ErrorCode(r), "failed_precondition");
   }
+  // A stop of a VM that never ran needs no driver: there is nothing to stop.
+  auto stop = Call("POST", "/v1/vms/web/stop");
+  EXPECT_EQ(stop.status, 200) << stop.body;
+  EXPECT_EQ(Header(stop, "Hearth-Unchanged"), "already created");
+  EXPECT_EQ(Body(stop)["version"], 1);
   EXPECT_NE(Body(Call("POST", "/v1/vms/web/start"))["error"]["message"].get<std::string>().find(
                 "no hypervisor driver"),
             std::string::npos);

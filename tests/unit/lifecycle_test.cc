@@ -116,6 +116,43 @@ TEST(LifecycleTest, RefusedRequestsNameTheVmItsStateAndWhatToDo) {
             "vm 'web' is resuming: 'saved' is not legal in that state");
 }
 
+// Every request x state pair: a no-op exactly where the header's "Idempotent requests" says,
+// and never where the table has a transition (a no-op would hide it).
+TEST(LifecycleTest, IdempotentRequestsWhereTheirGoalHoldsOrIsUnderWay) {
+  // Per request: the states where it is already done, then (after '|') where it is under way.
+  const std::map<VmEvent, std::string> expected = {
+      {VmEvent::kStart, "running | starting resuming"},
+      {VmEvent::kStartFresh, "running | starting resuming"},
+      {VmEvent::kResume, "running | starting resuming"},
+      {VmEvent::kStop, "created stopped | stopping"},
+      {VmEvent::kKill, "created stopped | stopping"},
+      {VmEvent::kSuspend, "suspended | suspending"},
+  };
+  for (int i = 0; i < kVmEvents; ++i) {
+    VmEvent e = EventAt(i);
+    auto row = expected.find(e);
+    std::map<std::string, NoChange> want;
+    if (row != expected.end()) {
+      std::istringstream in(row->second);
+      NoChange kind = NoChange::kAlready;
+      for (std::string word; in >> word;) {
+        if (word == "|")
+          kind = NoChange::kUnderWay;
+        else
+          want[word] = kind;
+      }
+    }
+    for (VmState from : kAllStates) {
+      auto w = want.find(std::string(ToString(from)));
+      NoChange expect = w == want.end() ? NoChange::kNo : w->second;
+      EXPECT_EQ(Idempotent(from, e), expect) << ToString(e) << " in " << ToString(from);
+      if (expect != NoChange::kNo) {
+        EXPECT_FALSE(Allows(from, e)) << ToString(e) << " in " << ToString(from);
+      }
+    }
+  }
+}
+
 TEST(LifecycleTest, TransitionalStatesRefuseRequestsButAStopOfAStart) {
   for (VmState from : kAllStates) {
     if (!IsTransitional(from)) continue;

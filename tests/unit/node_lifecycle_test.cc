@@ -105,8 +105,11 @@ TEST_F(NodeLifecycleTest, StartRunsTheVmAndStopEndsIt) {
   EXPECT_EQ(network_.taps(), std::set<std::string>{net::TapName(vm.id)});
   ASSERT_EQ(network_.rules().publish.size(), 1u);
   EXPECT_EQ(network_.rules().publish[0].guest_ip, "172.30.0.2");
-  // Requests that the state forbids are refused while it runs.
-  EXPECT_FALSE(node_->Start("web", false));
+  // A start of a running VM changes nothing (idempotent); a delete without --force is refused.
+  auto again = node_->Start("web", false);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(*again, *node_->Get("web"));
+  EXPECT_EQ(again->version, running.version) << "no write";
   EXPECT_FALSE(node_->Delete("web", false));
 
   auto stopping = node_->Stop("web", false);
@@ -115,6 +118,9 @@ TEST_F(NodeLifecycleTest, StartRunsTheVmAndStopEndsIt) {
   EXPECT_FALSE(stopped.pid.has_value());
   EXPECT_FALSE(hv::IsAlive({*running.pid, running.pid_start}));
   EXPECT_EQ(ProcessesOf(vm), 0u);
+  auto stop_again = node_->Stop("web", true);
+  ASSERT_TRUE(stop_again) << stop_again.error().message;
+  EXPECT_EQ(stop_again->version, stopped.version) << "a stop of a stopped VM writes nothing";
   auto types = EventTypes("web");
   EXPECT_EQ(types, (std::vector<std::string>{"created", "starting", "launched", "started",
                                              "stopping", "stopped"}));
@@ -283,6 +289,9 @@ TEST_F(NodeLifecycleTest, SuspendSavesStateEndsTheProcessAndResumeBringsItBack) 
   EXPECT_EQ(ProcessesOf(vm), 0u) << "a suspended VM has no process";
   EXPECT_TRUE(std::filesystem::exists(paths_.snapshot_dir(vm.id) / "manifest.json"));
   EXPECT_EQ(node_->Info().memory_running.value, 0) << "and holds no admitted memory";
+  auto suspend_again = node_->Suspend("web");
+  ASSERT_TRUE(suspend_again) << suspend_again.error().message;
+  EXPECT_EQ(suspend_again->version, suspended.version) << "already suspended: nothing written";
   // Hardware edits would not fit the saved state.
   EditRequest edit;
   edit.fields = nlohmann::json{{"memory_mib", 512}};
@@ -293,6 +302,9 @@ TEST_F(NodeLifecycleTest, SuspendSavesStateEndsTheProcessAndResumeBringsItBack) 
   EXPECT_NE(resumed.pid, running.pid);
   EXPECT_FALSE(resumed.snapshot.has_value());
   EXPECT_FALSE(std::filesystem::exists(paths_.snapshot_dir(vm.id))) << "spent";
+  auto resume_again = node_->Resume("web");
+  ASSERT_TRUE(resume_again) << resume_again.error().message;
+  EXPECT_EQ(resume_again->version, resumed.version) << "already running: nothing written";
   auto types = EventTypes("web");
   EXPECT_EQ(std::vector<std::string>(types.end() - 4, types.end()),
             (std::vector<std::string>{"suspending", "suspended", "resuming", "resumed"}));

@@ -45,10 +45,10 @@ class NodeTest : public ::testing::Test {
     ASSERT_TRUE(node_.Load());
   }
 
-  static EditRequest Edit(const std::string& fields, std::optional<int64_t> version = {}) {
+  static EditRequest Edit(const std::string& fields, std::optional<int64_t> generation = {}) {
     EditRequest e;
     e.fields = json::parse(fields);
-    e.version = version;
+    e.generation = generation;
     return e;
   }
 
@@ -90,6 +90,7 @@ TEST_F(NodeTest, EditBumpsVersionAndRecordsWhatChanged) {
   auto vm = node_.Edit("web", Edit(R"({"memory_mib": 512})", 1));
   ASSERT_TRUE(vm) << vm.error().message;
   EXPECT_EQ(vm->version, 2);
+  EXPECT_EQ(vm->generation, 2);
   EXPECT_EQ(vm->spec.memory, MiB{512});
   EXPECT_EQ(vm->updated_at, clock_.Now());
   auto events = *node_.Events("web", 10);
@@ -105,10 +106,52 @@ TEST_F(NodeTest, StaleEditIsRefusedAndChangesNothing) {
   auto stale = node_.Edit("web", Edit(R"({"vcpus": 4})", 1));
   ASSERT_FALSE(stale);
   EXPECT_EQ(stale.error().code, Code::kFailedPrecondition);
-  EXPECT_NE(stale.error().message.find("based on version 1 but vm 'web' is at version 2"),
+  EXPECT_EQ(stale.error().field, "generation");
+  EXPECT_NE(stale.error().message.find("based on generation 1 but vm 'web' is at generation 2"),
             std::string::npos);
   EXPECT_EQ(store_.writes(), writes);
   EXPECT_EQ(node_.Get("web")->spec.vcpus, 2);
+  // A stale edit that would change nothing loses no update: it is answered as a no-op.
+  auto same = node_.Edit("web", Edit(R"({"vcpus": 2})", 1));
+  ASSERT_TRUE(same) << same.error().message;
+  EXPECT_EQ(store_.writes(), writes);
+}
+
+// The generation follows the spec only: a record whose version moved with its state (a VM
+// that ran, here as stored) is still edited on the generation its spec is at.
+TEST_F(NodeTest, TheGenerationIgnoresStateChanges) {
+  VmRecord vm;
+  vm.name = "web";
+  vm.id = "id-web";
+  vm.spec.kernel = "/k/vmlinux";
+  vm.state = VmState::kStopped;
+  vm.version = 9;
+  vm.generation = 2;
+  ASSERT_TRUE(store_.CreateVm(vm, Event{}));
+  ASSERT_TRUE(node_.Load());
+  auto edited = node_.Edit("web", Edit(R"({"cmdline": "quiet"})", 2));
+  ASSERT_TRUE(edited) << edited.error().message;
+  EXPECT_EQ(edited->version, 10);
+  EXPECT_EQ(edited->generation, 3);
+  EXPECT_EQ((*store_.GetVm("web"))->generation, 3) << "stored with the record";
+}
+
+// A replace (PUT) gives the fields it leaves out their defaults; equal specs write nothing.
+TEST_F(NodeTest, AReplaceResetsWhatItLeavesOut) {
+  ASSERT_TRUE(node_.Create(Req("web", 512)));
+  ASSERT_TRUE(node_.Edit("web", Edit(R"({"cmdline": "quiet", "wake": "on-packet"})")));
+  EditRequest same = Edit(R"({"kernel": "/k/vmlinux", "memory_mib": 512, "cmdline": "quiet"})");
+  same.replace = true;
+  int writes = store_.writes();
+  auto unchanged = node_.Edit("web", same);
+  ASSERT_TRUE(unchanged) << unchanged.error().message;
+  EXPECT_EQ(store_.writes(), writes) << "wake on-packet is the default: nothing differs";
+  EditRequest less = Edit(R"({"kernel": "/k/vmlinux"})");
+  less.replace = true;
+  auto replaced = node_.Edit("web", less);
+  ASSERT_TRUE(replaced) << replaced.error().message;
+  EXPECT_EQ(replaced->spec.memory, MiB{256});
+  EXPECT_EQ(replaced->spec.cmdline, "");
 }
 
 TEST_F(NodeTest, NoOpEditKeepsTheVersion) {
@@ -171,9 +214,10 @@ TEST_F(NodeTest, LifecycleWithoutADriverIsFailedPrecondition) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Code::kFailedPrecondition);
   EXPECT_NE(r.error().message.find("no hypervisor driver"), std::string::npos);
-  auto stop = node_.Stop("web", false);
-  ASSERT_FALSE(stop);
-  EXPECT_NE(stop.error().message.find("it is created"), std::string::npos);
+  auto stop = node_.Stop("web", false);  // never started: nothing to stop, nothing written
+  ASSERT_TRUE(stop) << stop.error().message;
+  EXPECT_EQ(stop->state, VmState::kCreated);
+  EXPECT_EQ(stop->version, 1);
   EXPECT_FALSE(node_.Suspend("web"));
   EXPECT_FALSE(node_.Resume("web"));
 }

@@ -46,13 +46,13 @@ TEST(RequestTargetTest, ReadsFlagsNumbersAndWaits) {
 
 TEST(RequestTargetTest, ReadsIfMatch) {
   HttpRequest req;
-  EXPECT_EQ(*IfMatchVersion(req), std::nullopt);
+  EXPECT_EQ(*IfMatchGeneration(req), std::nullopt);
   req.headers["if-match"] = "\"5\"";
-  EXPECT_EQ(*IfMatchVersion(req), 5);
+  EXPECT_EQ(*IfMatchGeneration(req), 5);
   req.headers["if-match"] = "6";
-  EXPECT_EQ(*IfMatchVersion(req), 6);
+  EXPECT_EQ(*IfMatchGeneration(req), 6);
   req.headers["if-match"] = "W/\"6\"";
-  auto bad = IfMatchVersion(req);
+  auto bad = IfMatchGeneration(req);
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().field, "If-Match");
 }

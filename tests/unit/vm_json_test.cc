@@ -136,10 +136,10 @@ TEST(VmJsonTest, StopAtMustReadBack) {
             "timers.stop_at");
 }
 
-TEST(VmJsonTest, EditRequestCarriesVersionAndRefusesRename) {
-  auto edit = ParseEditRequest(json::parse(R"({"memory_mib": 512, "version": 3})"));
+TEST(VmJsonTest, EditRequestCarriesGenerationAndRefusesRename) {
+  auto edit = ParseEditRequest(json::parse(R"({"memory_mib": 512, "generation": 3})"));
   ASSERT_TRUE(edit);
-  EXPECT_EQ(edit->version, 3);
+  EXPECT_EQ(edit->generation, 3);
   EXPECT_EQ(edit->fields, json::parse(R"({"memory_mib": 512})"));
   auto rename = ParseEditRequest(json::parse(R"({"name": "b"})"));
   ASSERT_FALSE(rename);
