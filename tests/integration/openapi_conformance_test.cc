@@ -391,7 +391,8 @@ void OpenApiConformanceTest::DriveVms() {
       {"rootfs", rootfs.string()},
       {"rootfs_readonly", true},
       {"cmdline", "console=ttyS0 quiet"},
-      {"publish", {"18080:80", {{"host_port", 18443}, {"guest_port", 443}}, "15353:53/udp"}},
+      {"publish",
+       {"18080:80", {{"host_port", 18443}, {"guest_port", 443}}, "127.0.0.1:15353:53/udp"}},
       {"timers",
        {{"stop_at", "2099-01-01T00:00:00+02:00"},
         {"stop_after", "2h"},
@@ -403,8 +404,14 @@ void OpenApiConformanceTest::DriveVms() {
   };
   json full = Create(full_body);
   EXPECT_EQ(full["timers"]["stop_at"], "2098-12-31T22:00:00Z");
-  EXPECT_EQ(full["publish"][0],
-            (json{{"host_port", 18080}, {"guest_port", 80}, {"protocol", "tcp"}}));
+  EXPECT_EQ(
+      full["publish"][0],
+      (json{
+          {"host_port", 18080}, {"guest_port", 80}, {"protocol", "tcp"}, {"host_ip", "0.0.0.0"}}));
+  EXPECT_EQ(full["publish"][2], (json{{"host_port", 15353},
+                                      {"guest_port", 53},
+                                      {"protocol", "udp"},
+                                      {"host_ip", "127.0.0.1"}}));
   std::filesystem::create_directories(daemon_->data_dir() / "images" / "base");
   json imaged = Create({{"name", "imaged"}, {"image", "base"}});
   EXPECT_EQ(imaged["kernel"], nullptr);
