@@ -443,6 +443,15 @@ void OpenApiConformanceTest::DriveVms() {
   EXPECT_EQ(ErrorField(Expect(400, "POST", "/v1/vms", not_elf.dump())), "kernel");
   json taken = {{"name", "x"}, {"kernel", kKernel}, {"publish", {"18080:8080"}}};
   EXPECT_EQ(ErrorField(Expect(400, "POST", "/v1/vms", taken.dump())), "publish[0].host_port");
+  // 127.0.0.1:18080 is inside "18080:80" (all addresses); 203.0.113.9 (TEST-NET-3) is not ours.
+  taken["publish"] = {"127.0.0.1:18080:8080"};
+  EXPECT_EQ(ErrorField(Expect(400, "POST", "/v1/vms", taken.dump())), "publish[0].host_port");
+  json not_ours = {{"name", "x"}, {"kernel", kKernel}, {"publish", {"203.0.113.9:18081:80"}}};
+  api::HttpResponse refused = Expect(400, "POST", "/v1/vms", not_ours.dump());
+  EXPECT_EQ(ErrorField(refused), "publish[0].host_ip");
+  EXPECT_THAT(refused.body, HasSubstr("203.0.113.9 is not an address of this host"));
+  json v6 = {{"name", "x"}, {"kernel", kKernel}, {"publish", {"[::1]:18081:80"}}};
+  EXPECT_THAT(Expect(400, "POST", "/v1/vms", v6.dump()).body, HasSubstr("'[::1]' is IPv6"));
 
   // Read.
   json list = Body(Expect(200, "GET", "/v1/vms"));
