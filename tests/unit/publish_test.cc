@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/output.h"
 #include "model/vm.h"
 #include "model/vm_json.h"
 
@@ -116,6 +117,17 @@ TEST(PublishTest, JsonRefusesABadHostAddressNamingTheField) {
   refused({{"host_port", 1}, {"guest_port", 2}, {"host_ip", 7}}, "publish[0].host_ip",
           "expected a string or null");
   refused("::1:8080:80", "publish[0]", "IPv6");
+}
+
+TEST(PublishTest, TheCliShowsTheHostAddressOnlyWhenThereIsOne) {
+  VmSpec spec;
+  spec.publish = {Map(8080, 80), Map(8085, 80, Protocol::kTcp, "127.0.0.1"),
+                  Map(5353, 53, Protocol::kUdp)};
+  json vm = SpecToJson(spec);
+  vm["name"] = "web";
+  vm["state"] = "created";
+  std::string detail = cli::VmDetailTable(vm);
+  EXPECT_THAT(detail, HasSubstr("8080:80/tcp,127.0.0.1:8085:80/tcp,5353:53/udp")) << detail;
 }
 
 }  // namespace
