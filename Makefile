@@ -7,7 +7,10 @@ DATA_DIR  ?= /var/lib/hearth
 JOBS      ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test unit integration e2e bench soak fuzz format clean
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+
+.PHONY: all deps build run test unit integration e2e bench soak fuzz format clean install uninstall
 
 all: build
 
@@ -20,6 +23,17 @@ $(BUILD)/build.ninja: | deps
 # Leaves build/hearthd and build/hearth.
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
+
+# Installs hearth and hearthd into $(DESTDIR)$(PREFIX)/bin (and the README and the API's
+# description into share/doc/hearth); builds only those two programs first.
+install: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target hearthd hearth
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+# Removes what `make install` put there (the same PREFIX and DESTDIR).
+uninstall:
+	rm -f "$(DESTDIR)$(PREFIX)/bin/hearthd" "$(DESTDIR)$(PREFIX)/bin/hearth"
+	rm -rf "$(DESTDIR)$(PREFIX)/share/doc/hearth"
 
 # Prepares the default guest image when missing, then starts hearthd in the foreground with the
 # embedded SQLite store in $(DATA_DIR).

@@ -100,8 +100,9 @@ std::string Publish(const json& vm) {
   std::string out;
   for (const auto& p : vm.value("publish", json::array())) {
     if (!out.empty()) out += ",";
-    out += fmt::format("{}:{}/{}", p["host_port"].get<int>(), p["guest_port"].get<int>(),
-                       p["protocol"].get<std::string>());
+    std::string ip = p.value("host_ip", "0.0.0.0");
+    out += fmt::format("{}{}:{}/{}", ip == "0.0.0.0" ? "" : ip + ":", p["host_port"].get<int>(),
+                       p["guest_port"].get<int>(), p["protocol"].get<std::string>());
   }
   return out.empty() ? "-" : out;
 }

@@ -49,7 +49,9 @@ struct SpecFlags {
     add("--image", image, "image name from `hearth image ls` (kernel + rootfs)");
     add("--cmdline", cmdline, "extra kernel command line");
     options.push_back(cmd->add_option("--publish", publish,
-                                      "HOSTPORT:GUESTPORT[/tcp|udp], repeatable; \"\" clears")
+                                      "[HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp] as docker: 8080:80, "
+                                      "127.0.0.1:8080:80 (this host only), 5353:53/udp; "
+                                      "repeatable; \"\" clears")
                           ->take_all()
                           ->allow_extra_args(false));
     add("--idle-timeout", idle_timeout,

@@ -50,14 +50,21 @@ class LinuxFileProbe final : public FileProbe {
   FileFacts Probe(const std::string& path) const override;
 };
 
-// Host processes holding ports: listening TCP sockets and bound UDP sockets, on any address. A
-// published port is DNATed on every host address, so it would take such a port from its holder.
+// Host processes holding ports: listening TCP sockets and bound UDP sockets. A published port is
+// DNATed on every host address (or on the one it names), so it would take such a port from its
+// holder. Also which addresses are the host's own, the only ones a port can be published on.
 class PortHolders {
  public:
   virtual ~PortHolders() = default;
-  // Who holds `port`/`protocol` on this host, e.g. "sshd (pid 412)" or "a socket of no visible
-  // process"; nullopt when nothing does.
-  virtual std::optional<std::string> Holder(int port, Protocol protocol) const = 0;
+  // Who holds `port`/`protocol` where a publish on `host_ip` ("" for all addresses) would take
+  // it, e.g. "sshd (pid 412)" or "a socket of no visible process"; nullopt when nothing does. A
+  // socket on a wildcard address counts for every `host_ip`, one on a specific address for ""
+  // and for that address.
+  virtual std::optional<std::string> Holder(const std::string& host_ip, int port,
+                                            Protocol protocol) const = 0;
+  // Whether `ip` (an IPv4 dotted quad) is an address of one of the host's interfaces, or in
+  // 127.0.0.0/8.
+  virtual bool IsHostAddress(const std::string& ip) const = 0;
 };
 
 }  // namespace hearth

@@ -1,9 +1,13 @@
 #include "model/port_holders.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -37,6 +41,33 @@ bool ParseNumber(std::string_view text, T& out, int base) {
   return ec == std::errc{} && end == text.data() + text.size();
 }
 
+// /proc/net prints an address as its 32-bit words in hex, each as the kernel holds it (network
+// byte order read as a host integer): "0100007F" is 127.0.0.1 on a little-endian host.
+std::optional<std::string> ParseProcAddress(std::string_view hex) {
+  if (hex.size() != 8 && hex.size() != 32) return std::nullopt;
+  uint32_t words[4] = {};
+  for (size_t i = 0; i < hex.size() / 8; ++i) {
+    if (!ParseNumber(hex.substr(i * 8, 8), words[i], 16)) return std::nullopt;
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  if (hex.size() == 8) {
+    in_addr a{words[0]};
+    return inet_ntop(AF_INET, &a, text, sizeof(text));
+  }
+  if (words[0] == 0 && words[1] == 0 && words[2] == htonl(0xffff)) {  // ::ffff:a.b.c.d
+    in_addr a{words[3]};
+    return inet_ntop(AF_INET, &a, text, sizeof(text));
+  }
+  in6_addr a{};
+  std::memcpy(&a, words, sizeof(a));
+  return inet_ntop(AF_INET6, &a, text, sizeof(text));
+}
+
+// Whether a socket bound to `address` would lose traffic to a publish on `host_ip`.
+bool Covers(const std::string& address, const std::string& host_ip) {
+  return host_ip.empty() || address == "0.0.0.0" || address == "::" || address == host_ip;
+}
+
 }  // namespace
 
 std::vector<ProcSocket> ParseProcNetSockets(std::string_view text, bool listening_only) {
@@ -53,6 +84,9 @@ std::vector<ProcSocket> ParseProcNetSockets(std::string_view text, bool listenin
     if (colon == std::string_view::npos) continue;
     ProcSocket s;
     if (!ParseNumber(f[1].substr(colon + 1), s.port, 16)) continue;
+    auto address = ParseProcAddress(f[1].substr(0, colon));
+    if (!address) continue;
+    s.address = *address;
     if (listening_only && f[3] != "0A") continue;
     if (!ParseNumber(f[9], s.inode, 10)) continue;
     out.push_back(s);
@@ -70,18 +104,34 @@ std::optional<uint64_t> ParseSocketLink(std::string_view target) {
   return inode;
 }
 
-std::optional<std::string> LinuxPortHolders::Holder(int port, Protocol protocol) const {
+std::optional<std::string> LinuxPortHolders::Holder(const std::string& host_ip, int port,
+                                                    Protocol protocol) const {
   bool tcp = protocol == Protocol::kTcp;
   std::vector<uint64_t> inodes;
   for (const char* family : {"", "6"}) {
     std::string file = fmt::format("{}{}", tcp ? "tcp" : "udp", family);
     for (const ProcSocket& s : ParseProcNetSockets(ReadAll(proc_ / "net" / file), tcp)) {
-      if (s.port == port) inodes.push_back(s.inode);
+      if (s.port == port && Covers(s.address, host_ip)) inodes.push_back(s.inode);
     }
   }
   if (inodes.empty()) return std::nullopt;
   if (auto process = FindProcess(inodes)) return process;
   return fmt::format("a socket of no process visible to hearthd (inode {})", inodes.front());
+}
+
+bool LinuxPortHolders::IsHostAddress(const std::string& ip) const {
+  in_addr wanted{};
+  if (inet_pton(AF_INET, ip.c_str(), &wanted) != 1) return false;
+  if ((ntohl(wanted.s_addr) >> 24) == 127) return true;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return false;
+  bool found = false;
+  for (ifaddrs* i = list; i && !found; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    found = reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == wanted.s_addr;
+  }
+  freeifaddrs(list);
+  return found;
 }
 
 std::optional<std::string> LinuxPortHolders::FindProcess(

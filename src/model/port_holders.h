@@ -18,6 +18,9 @@ namespace hearth {
 struct ProcSocket {
   int port = 0;
   uint64_t inode = 0;
+  // The local address: an IPv4 dotted quad ("0.0.0.0" for IPv4's wildcard and for IPv4-mapped
+  // IPv6 ones too), "::" for IPv6's wildcard, another IPv6 address in its usual text form.
+  std::string address;
   bool operator==(const ProcSocket&) const = default;
 };
 
@@ -33,7 +36,10 @@ class LinuxPortHolders final : public PortHolders {
   // `proc`: where procfs is mounted (tests pass a directory laid out like it).
   explicit LinuxPortHolders(std::filesystem::path proc = "/proc") : proc_(std::move(proc)) {}
   // Reads /proc on every call (a few KiB per protocol; the fd walk only when a socket matches).
-  std::optional<std::string> Holder(int port, Protocol protocol) const override;
+  std::optional<std::string> Holder(const std::string& host_ip, int port,
+                                    Protocol protocol) const override;
+  // Reads the interfaces' addresses (getifaddrs) on every call.
+  bool IsHostAddress(const std::string& ip) const override;
 
  private:
   // "sshd (pid 412)" for the first process with an fd on one of `inodes`.

@@ -182,41 +182,76 @@ Status CheckFiles(const VmSpec& spec, const ValidationContext& ctx) {
 }
 
 // Whether `previous` already published `p` (its host socket was checked then, and hearth's own
-// DNAT of it is not a holder).
+// DNAT of it is not a holder): the same port on the same address, or on all addresses.
 bool WasPublished(const PortMapping& p, const VmSpec* previous) {
   if (!previous) return false;
   return std::any_of(previous->publish.begin(), previous->publish.end(), [&](const PortMapping& q) {
-    return q.host_port == p.host_port && q.protocol == p.protocol;
+    return PublishOverlaps(p, q) && (q.host_ip.empty() || q.host_ip == p.host_ip);
   });
 }
 
+// "8080/tcp", or "127.0.0.1:8080/tcp" for a port on one host address.
+std::string HostSocket(const PortMapping& p) {
+  return fmt::format("{}{}/{}", p.host_ip.empty() ? "" : p.host_ip + ":", p.host_port,
+                     ToString(p.protocol));
+}
+
+// The checks of publish[i] against the host: its address is the host's, and no host process
+// holds the port there.
+Status CheckPublishOnHost(const PortMapping& p, const std::string& where,
+                          const ValidationContext& ctx, const VmSpec* previous) {
+  if (!ctx.ports) return Ok();
+  // An address published before is not re-checked, so that an edit of another field still works
+  // after the host lost that address (the rule then matches nothing until it is back).
+  bool address_kept =
+      previous &&
+      std::any_of(previous->publish.begin(), previous->publish.end(), [&](const PortMapping& q) {
+        return PublishOverlaps(p, q) && q.host_ip == p.host_ip;
+      });
+  if (!p.host_ip.empty() && !address_kept && !ctx.ports->IsHostAddress(p.host_ip)) {
+    return Invalid(where + ".host_ip",
+                   fmt::format("{} is not an address of this host; publish on one of its own "
+                               "addresses (see `ip -4 addr`), on 127.0.0.1, or on all of them "
+                               "(HOSTPORT:GUESTPORT)",
+                               p.host_ip));
+  }
+  if (WasPublished(p, previous)) return Ok();
+  if (auto holder = ctx.ports->Holder(p.host_ip, p.host_port, p.protocol)) {
+    return Invalid(where + ".host_port",
+                   fmt::format("host port {} is held on this host by {}; publishing it would "
+                               "take it on {}: pick another host port{}",
+                               HostSocket(p), Printable(*holder),
+                               p.host_ip.empty() ? "every host address" : p.host_ip,
+                               p.host_ip.empty() ? ", or publish it on one host address the "
+                                                   "holder does not use (HOSTIP:HOSTPORT:GUESTPORT)"
+                                                 : ""));
+  }
+  return Ok();
+}
+
 Status CheckNetwork(const VmSpec& spec, const ValidationContext& ctx, const VmSpec* previous) {
-  std::set<std::pair<int, Protocol>> seen;
   for (size_t i = 0; i < spec.publish.size(); ++i) {
     const PortMapping& p = spec.publish[i];
     std::string where = fmt::format("publish[{}]", i);
     if (auto s = CheckPort(where + ".host_port", p.host_port); !s) return s;
     if (auto s = CheckPort(where + ".guest_port", p.guest_port); !s) return s;
-    if (!seen.insert({p.host_port, p.protocol}).second) {
-      return Invalid(where + ".host_port",
-                     fmt::format("{}/{} is published twice", p.host_port, ToString(p.protocol)));
+    for (size_t j = 0; j < i; ++j) {
+      if (PublishOverlaps(p, spec.publish[j])) {
+        return Invalid(where + ".host_port",
+                       fmt::format("{} is published twice (also publish[{}]: {})", HostSocket(p), j,
+                                   FormatPortMapping(spec.publish[j])));
+      }
     }
     for (const VmRecord* other : ctx.others) {
       for (const PortMapping& q : other->spec.publish) {
-        if (q.host_port == p.host_port && q.protocol == p.protocol) {
+        if (PublishOverlaps(p, q)) {
           return Invalid(where + ".host_port",
-                         fmt::format("host port {}/{} is already published by vm '{}'", p.host_port,
-                                     ToString(p.protocol), other->name));
+                         fmt::format("host port {} is already published by vm '{}' ({})",
+                                     HostSocket(p), other->name, FormatPortMapping(q)));
         }
       }
     }
-    if (!ctx.ports || WasPublished(p, previous)) continue;
-    if (auto holder = ctx.ports->Holder(p.host_port, p.protocol)) {
-      return Invalid(where + ".host_port",
-                     fmt::format("host port {}/{} is held on this host by {}; publishing it would "
-                                 "take it on every host address: pick another host port",
-                                 p.host_port, ToString(p.protocol), Printable(*holder)));
-    }
+    if (auto s = CheckPublishOnHost(p, where, ctx, previous); !s) return s;
   }
   std::set<std::pair<int, Protocol>> wake_seen;
   for (size_t i = 0; i < spec.wake_ports.size(); ++i) {

@@ -1,6 +1,8 @@
 #include "model/vm.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
 
 #include <charconv>
 
@@ -72,26 +74,61 @@ Result<RestartPolicy> ParseRestartPolicy(std::string_view t) {
 }
 Result<VmState> ParseVmState(std::string_view t) { return ParseEnum(t, kStates, "state"); }
 
+Result<std::string> ParsePublishHostIp(std::string_view text) {
+  if (text.find(':') != std::string_view::npos || text.find('[') != std::string_view::npos) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("host address '{}' is IPv6, which publish does not support; give an "
+                            "IPv4 address of this host (e.g. 127.0.0.1) or none for all addresses",
+                            text));
+  }
+  in_addr address{};
+  std::string copy(text);
+  if (text.empty() || inet_pton(AF_INET, copy.c_str(), &address) != 1) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("host address '{}' is not an IPv4 address; give one of this host's "
+                            "addresses, e.g. 127.0.0.1, or none for all addresses",
+                            text));
+  }
+  if (address.s_addr == INADDR_ANY) return std::string();
+  char canonical[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &address, canonical, sizeof(canonical));
+  return std::string(canonical);
+}
+
+bool PublishOverlaps(const PortMapping& a, const PortMapping& b) {
+  return a.host_port == b.host_port && a.protocol == b.protocol &&
+         (a.host_ip.empty() || b.host_ip.empty() || a.host_ip == b.host_ip);
+}
+
 Result<PortMapping> ParsePortMapping(std::string_view text) {
+  constexpr std::string_view kForm = "[HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp]";
   PortMapping out;
   std::string_view rest = text;
   if (auto slash = rest.find('/'); slash != std::string_view::npos) {
     auto proto = ParseProtocol(rest.substr(slash + 1));
     if (!proto) {
-      return Fail(Code::kInvalidArgument, fmt::format("'{}': {}; use HOSTPORT:GUESTPORT[/tcp|udp]",
-                                                      text, proto.error().message));
+      return Fail(Code::kInvalidArgument,
+                  fmt::format("'{}': {}; use {}", text, proto.error().message, kForm));
     }
     out.protocol = *proto;
     rest = rest.substr(0, slash);
   }
-  auto colon = rest.find(':');
+  auto colon = rest.rfind(':');
   if (colon == std::string_view::npos) {
     return Fail(Code::kInvalidArgument,
-                fmt::format("'{}' is not HOSTPORT:GUESTPORT[/tcp|udp], e.g. 8080:80", text));
+                fmt::format("'{}' is not {}, e.g. 8080:80 or 127.0.0.1:8080:80/udp", text, kForm));
   }
-  auto host = ParsePort(rest.substr(0, colon), text);
-  if (!host) return Fail(host.error());
   auto guest = ParsePort(rest.substr(colon + 1), text);
+  rest = rest.substr(0, colon);
+  auto host_colon = rest.rfind(':');
+  auto host =
+      ParsePort(rest.substr(host_colon == std::string_view::npos ? 0 : host_colon + 1), text);
+  if (host_colon != std::string_view::npos) {
+    auto ip = ParsePublishHostIp(rest.substr(0, host_colon));
+    if (!ip) return Fail(ip.error().Wrap(fmt::format("'{}'", text)));
+    out.host_ip = *ip;
+  }
+  if (!host) return Fail(host.error());
   if (!guest) return Fail(guest.error());
   out.host_port = *host;
   out.guest_port = *guest;
@@ -99,7 +136,8 @@ Result<PortMapping> ParsePortMapping(std::string_view text) {
 }
 
 std::string FormatPortMapping(const PortMapping& p) {
-  return fmt::format("{}:{}/{}", p.host_port, p.guest_port, ToString(p.protocol));
+  std::string ip = p.host_ip.empty() ? "" : p.host_ip + ":";
+  return fmt::format("{}{}:{}/{}", ip, p.host_port, p.guest_port, ToString(p.protocol));
 }
 
 Result<WakePort> ParseWakePort(std::string_view text) {

@@ -49,16 +49,25 @@ Result<WakeMode> ParseWakeMode(std::string_view text);
 Result<RestartPolicy> ParseRestartPolicy(std::string_view text);
 Result<VmState> ParseVmState(std::string_view text);
 
-// A host port forwarded to a guest port ("--publish 8080:80/tcp").
+// A host port forwarded to a guest port ("--publish 8080:80/tcp", "127.0.0.1:8080:80").
 struct PortMapping {
   int host_port = 0;
   int guest_port = 0;
   Protocol protocol = Protocol::kTcp;
+  std::string host_ip;  // one IPv4 address of the host (dotted quad); empty: all its addresses
   bool operator==(const PortMapping&) const = default;
 };
-// Parses "HOSTPORT:GUESTPORT[/tcp|udp]". Range checks are the validator's.
+// Parses docker's "[HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp]"; HOSTIP is IPv4 (0.0.0.0: all
+// addresses, stored empty). Range checks, and whether HOSTIP is the host's, are the validator's.
 Result<PortMapping> ParsePortMapping(std::string_view text);
+// "8080:80/tcp", or "127.0.0.1:8080:80/tcp" with a host address.
 std::string FormatPortMapping(const PortMapping& p);
+// A publish host address in canonical dotted-quad form, "" for 0.0.0.0 (all addresses); an error
+// naming `text` when it is not an IPv4 address (IPv6 is refused as such).
+Result<std::string> ParsePublishHostIp(std::string_view text);
+// Whether two mappings claim the same host socket: same port and protocol, on the same address
+// or one of them on all addresses.
+bool PublishOverlaps(const PortMapping& a, const PortMapping& b);
 
 // A protocol/port that may wake a suspended VM ("tcp:80").
 struct WakePort {

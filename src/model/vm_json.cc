@@ -89,6 +89,39 @@ Status CheckKeys(const json& obj, std::string_view where,
   return Ok();
 }
 
+// One publish entry in object form: {"host_port", "guest_port", "protocol"?, "host_ip"?}.
+Result<PortMapping> PublishFromObject(const json& item, const std::string& where) {
+  if (auto s = CheckKeys(item, where, {"host_port", "guest_port", "protocol", "host_ip"}); !s) {
+    return Fail(s.error());
+  }
+  PortMapping p;
+  for (auto key : {"host_port", "guest_port"}) {
+    if (!item.contains(key)) {
+      return Fail(Code::kInvalidArgument, fmt::format("{}.{}: required", where, key),
+                  fmt::format("{}.{}", where, key));
+    }
+    auto n = GetSmallInt(item[key], fmt::format("{}.{}", where, key));
+    if (!n) return Fail(n.error());
+    (std::string_view(key) == "host_port" ? p.host_port : p.guest_port) = *n;
+  }
+  if (item.contains("protocol")) {
+    auto proto = GetEnum(item["protocol"], where + ".protocol", ParseProtocol);
+    if (!proto) return Fail(proto.error());
+    p.protocol = *proto;
+  }
+  if (item.contains("host_ip")) {  // absent or null: all addresses (as stored before it existed)
+    std::string field = where + ".host_ip";
+    auto text = GetString(item["host_ip"], field, true);
+    if (!text) return Fail(text.error());
+    if (!text->empty()) {
+      auto ip = ParsePublishHostIp(*text);
+      if (!ip) return Fail(Code::kInvalidArgument, field + ": " + ip.error().message, field);
+      p.host_ip = *ip;
+    }
+  }
+  return p;
+}
+
 Status ApplyPublish(const json& v, VmSpec& spec) {
   if (!v.is_array()) return WrongType("publish", "an array", v);
   std::vector<PortMapping> out;
@@ -101,24 +134,12 @@ Status ApplyPublish(const json& v, VmSpec& spec) {
       out.push_back(*p);
       continue;
     }
-    if (!item.is_object()) return WrongType(where, "an object or \"HOST:GUEST[/proto]\"", item);
-    if (auto s = CheckKeys(item, where, {"host_port", "guest_port", "protocol"}); !s) return s;
-    PortMapping p;
-    for (auto key : {"host_port", "guest_port"}) {
-      if (!item.contains(key)) {
-        return Fail(Code::kInvalidArgument, fmt::format("{}.{}: required", where, key),
-                    fmt::format("{}.{}", where, key));
-      }
-      auto n = GetSmallInt(item[key], fmt::format("{}.{}", where, key));
-      if (!n) return Fail(n.error());
-      (std::string_view(key) == "host_port" ? p.host_port : p.guest_port) = *n;
+    if (!item.is_object()) {
+      return WrongType(where, "an object or \"[HOSTIP:]HOSTPORT:GUESTPORT[/proto]\"", item);
     }
-    if (item.contains("protocol")) {
-      auto proto = GetEnum(item["protocol"], where + ".protocol", ParseProtocol);
-      if (!proto) return Fail(proto.error());
-      p.protocol = *proto;
-    }
-    out.push_back(p);
+    auto p = PublishFromObject(item, where);
+    if (!p) return Fail(p.error());
+    out.push_back(*p);
   }
   spec.publish = std::move(out);
   return Ok();
@@ -391,7 +412,8 @@ json SpecToJson(const VmSpec& spec, bool resolve_wake) {
   for (const auto& p : spec.publish) {
     publish.push_back({{"host_port", p.host_port},
                        {"guest_port", p.guest_port},
-                       {"protocol", ToString(p.protocol)}});
+                       {"protocol", ToString(p.protocol)},
+                       {"host_ip", p.host_ip.empty() ? "0.0.0.0" : p.host_ip}});
   }
   json wake_ports = json::array();
   for (const auto& p : spec.wake_ports) wake_ports.push_back(FormatWakePort(p));

@@ -16,6 +16,7 @@
 
 #include "common/paths.h"
 #include "image/command.h"
+#include "net/conntrack.h"
 #include "net/ipv4.h"
 #include "net/proc_sys.h"
 #include "net/stable_hash.h"
@@ -244,6 +245,16 @@ class LinuxNetwork final : public Network {
     if (auto s = RunNft(RenderRuleset(rules, options_.table)); !s) {
       return Fail(
           s.error().Wrap(fmt::format("applying the nftables rules (table ip {})", options_.table)));
+    }
+    // After the rules, so that the next packet of a deleted flow is NATed by them.
+    if (auto n = RemoveStaleUdpFlows(rules); !n) {
+      spdlog::warn(
+          "published UDP ports: {}; a client that sent before the last change may miss "
+          "the guest until its flow times out (up to 2 minutes)",
+          n.error().message);
+    } else if (*n > 0) {
+      spdlog::info("published UDP ports: removed {} conntrack flow(s) the new rules would not make",
+                   *n);
     }
     return Ok();
   }

@@ -58,6 +58,36 @@ Status CheckGuests(const RuleSet& rules, const Ipv4Network& pool) {
   return Ok();
 }
 
+// "8080/tcp", or "127.0.0.1:8080/tcp" for a port on one host address.
+std::string HostSocket(const PortMapping& m) {
+  return fmt::format("{}{}/{}", m.host_ip.empty() ? "" : m.host_ip + ":", m.host_port,
+                     ToString(m.protocol));
+}
+
+// One published port on its own: the guest is in the pool, the ports in range, the host address
+// (if any) an IPv4 address other than 0.0.0.0.
+Status CheckPublish(const Publish& p, const std::string& pool_cidr, const Ipv4Network& pool) {
+  auto guest = ParseIpv4(p.guest_ip);
+  if (!guest || !pool.Contains(*guest)) {
+    return Fail(Code::kInvalidArgument,
+                fmt::format("published port {}: guest \"{}\" is not an address in the pool {}",
+                            FormatPortMapping(p.mapping), p.guest_ip, pool_cidr));
+  }
+  if (auto s = CheckPort(p.mapping.host_port, "host", p.mapping); !s) return s;
+  if (auto s = CheckPort(p.mapping.guest_port, "guest", p.mapping); !s) return s;
+  if (!p.mapping.host_ip.empty()) {
+    auto host = ParseIpv4(p.mapping.host_ip);
+    if (!host || *host == 0) {
+      return Fail(Code::kInvalidArgument,
+                  fmt::format("published port {}: host address \"{}\" is not an IPv4 address "
+                              "(a dotted quad other than 0.0.0.0); leave it empty for all "
+                              "addresses",
+                              FormatPortMapping(p.mapping), p.mapping.host_ip));
+    }
+  }
+  return Ok();
+}
+
 }  // namespace
 
 Status ValidateRuleSet(const RuleSet& rules) {
@@ -67,24 +97,18 @@ Status ValidateRuleSet(const RuleSet& rules) {
                 fmt::format("pool \"{}\" is not an IPv4 network ADDRESS/PREFIX, e.g. 172.30.0.0/16",
                             rules.pool_cidr));
   }
-  std::map<std::pair<int, Protocol>, const Publish*> by_host_port;
-  for (const auto& p : rules.publish) {
-    auto guest = ParseIpv4(p.guest_ip);
-    if (!guest || !pool->Contains(*guest)) {
+  for (size_t i = 0; i < rules.publish.size(); ++i) {
+    const Publish& p = rules.publish[i];
+    if (auto s = CheckPublish(p, rules.pool_cidr, *pool); !s) return s;
+    for (size_t j = 0; j < i; ++j) {
+      const Publish& q = rules.publish[j];
+      if (!PublishOverlaps(p.mapping, q.mapping)) continue;
       return Fail(Code::kInvalidArgument,
-                  fmt::format("published port {}: guest \"{}\" is not an address in the pool {}",
-                              FormatPortMapping(p.mapping), p.guest_ip, rules.pool_cidr));
-    }
-    if (auto s = CheckPort(p.mapping.host_port, "host", p.mapping); !s) return s;
-    if (auto s = CheckPort(p.mapping.guest_port, "guest", p.mapping); !s) return s;
-    auto [it, inserted] = by_host_port.try_emplace({p.mapping.host_port, p.mapping.protocol}, &p);
-    if (!inserted) {
-      return Fail(
-          Code::kInvalidArgument,
-          fmt::format("host port {}/{} is published twice (to {}:{} and {}:{}); a host "
-                      "port can go to one VM only",
-                      p.mapping.host_port, ToString(p.mapping.protocol), it->second->guest_ip,
-                      it->second->mapping.guest_port, p.guest_ip, p.mapping.guest_port));
+                  fmt::format("host port {} is published twice (to {}:{} as {} and {}:{} as {}); "
+                              "a host port can go to one VM only",
+                              HostSocket(p.mapping), q.guest_ip, q.mapping.guest_port,
+                              FormatPortMapping(q.mapping), p.guest_ip, p.mapping.guest_port,
+                              FormatPortMapping(p.mapping)));
     }
   }
   return CheckGuests(rules, *pool);
@@ -119,7 +143,8 @@ std::string RenderNatChains(const RuleSet& rules) {
   const std::string& pool = rules.pool_cidr;
   std::string out = "\tchain publish {\n";
   for (const auto& p : rules.publish) {
-    out += fmt::format("\t\t{} dport {} dnat to {}:{}\n", ToString(p.mapping.protocol),
+    std::string daddr = p.mapping.host_ip.empty() ? "" : "ip daddr " + p.mapping.host_ip + " ";
+    out += fmt::format("\t\t{}{} dport {} dnat to {}:{}\n", daddr, ToString(p.mapping.protocol),
                        p.mapping.host_port, p.guest_ip, p.mapping.guest_port);
   }
   out += "\t}\n\n";

@@ -39,8 +39,9 @@ struct RuleSet {
 };
 
 // OK when `rules` renders into a script that means what it says: pool_cidr is an IPv4 network,
-// every guest_ip an address in it, ports are 1..65535, no host port/protocol is published
-// twice, and every guest has a tap name of kTapPrefix and up to 12 letters or digits, an address
+// every guest_ip an address in it, ports are 1..65535, every host_ip empty or an IPv4 address,
+// no host port/protocol is published twice (on the same address, or on one address and on all),
+// and every guest has a tap name of kTapPrefix and up to 12 letters or digits, an address
 // in the pool and a MAC of the form 52:54:ac:1e:00:02, no tap or address twice. Errors are
 // invalid_argument and name the bad value.
 Status ValidateRuleSet(const RuleSet& rules);
@@ -50,7 +51,9 @@ Status ValidateRuleSet(const RuleSet& rules);
 // exist. Inputs are not checked; see ValidateRuleSet.
 //
 // NAT (table ip):
-// - chain publish: one DNAT rule per published port, "tcp dport 8080 dnat to 172.30.0.2:80";
+// - chain publish: one DNAT rule per published port, "tcp dport 8080 dnat to 172.30.0.2:80",
+//   or, for a port published on one host address, "ip daddr 127.0.0.1 udp dport 5353 dnat to
+//   172.30.0.2:53" (the port stays free on the host's other addresses);
 // - chains prerouting (other hosts and namespaces) and output (the host itself) jump to it for
 //   traffic to any local address (`fib daddr type local`);
 // - chain postrouting masquerades the pool's traffic leaving the pool (when `masquerade`),

@@ -1,7 +1,8 @@
 // Real VMs through the real hearthd and CLI (QEMU; TCG on hosts where KVM cannot boot a guest):
 // HTTP to the guest's address and through a published port from the host and from another
-// network namespace, a memory edit seen by the guest, restart of a killed VMM, re-adoption after
-// SIGKILL of hearthd, and nothing left behind by delete.
+// network namespace (and a port published on 127.0.0.1 from the host only), a memory edit seen by
+// the guest, restart of a killed VMM, re-adoption after SIGKILL of hearthd, and nothing left behind
+// by delete.
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gmock/gmock.h>
@@ -96,8 +97,9 @@ class VmLifecycleTest : public testing::VmFixture {
 
 TEST_F(VmLifecycleTest, GuestAnswersOnItsAddressAndPublishedPortFromHostAndNamespace) {
   uint16_t port = static_cast<uint16_t>(20000 + getpid() % 20000);
+  uint16_t local_port = port + 1;  // published on 127.0.0.1 only
   CliOk({"vm", "create", "web", "--image", "default", "--memory", "128M", "--publish",
-         fmt::format("{}:80", port)});
+         fmt::format("{}:80", port), "--publish", fmt::format("127.0.0.1:{}:80", local_port)});
   auto t0 = std::chrono::steady_clock::now();
   CliOk({"vm", "start", "web"});
   std::cerr << "start -> running: "
@@ -120,6 +122,15 @@ TEST_F(VmLifecycleTest, GuestAnswersOnItsAddressAndPublishedPortFromHostAndNames
       {"curl", "-sS", "--max-time", "10", fmt::format("http://{}:{}/", client.host_ip(), port)});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "web\n");
+
+  // The port published on 127.0.0.1 answers there, and not at the host's address the client
+  // namespace reaches.
+  auto local = testing::HttpGetEventually("127.0.0.1", local_port, "/", 10s);
+  ASSERT_TRUE(local && local->status == 200);
+  EXPECT_EQ(local->body, "web\n");
+  r = client.Run({"curl", "-sS", "--max-time", "3",
+                  fmt::format("http://{}:{}/", client.host_ip(), local_port)});
+  EXPECT_NE(r.exit_code, 0) << "127.0.0.1's port answered on " << client.host_ip() << ": " << r.out;
 
   // The console log is served.
   RunResult logs = Cli({"vm", "logs", "web"});

@@ -393,7 +393,8 @@ void OpenApiConformanceTest::DriveVms() {
       {"rootfs", rootfs.string()},
       {"rootfs_readonly", true},
       {"cmdline", "console=ttyS0 quiet"},
-      {"publish", {"18080:80", {{"host_port", 18443}, {"guest_port", 443}}, "15353:53/udp"}},
+      {"publish",
+       {"18080:80", {{"host_port", 18443}, {"guest_port", 443}}, "127.0.0.1:15353:53/udp"}},
       {"timers",
        {{"stop_at", "2099-01-01T00:00:00+02:00"},
         {"stop_after", "2h"},
@@ -405,8 +406,14 @@ void OpenApiConformanceTest::DriveVms() {
   };
   json full = Create(full_body);
   EXPECT_EQ(full["timers"]["stop_at"], "2098-12-31T22:00:00Z");
-  EXPECT_EQ(full["publish"][0],
-            (json{{"host_port", 18080}, {"guest_port", 80}, {"protocol", "tcp"}}));
+  EXPECT_EQ(
+      full["publish"][0],
+      (json{
+          {"host_port", 18080}, {"guest_port", 80}, {"protocol", "tcp"}, {"host_ip", "0.0.0.0"}}));
+  EXPECT_EQ(full["publish"][2], (json{{"host_port", 15353},
+                                      {"guest_port", 53},
+                                      {"protocol", "udp"},
+                                      {"host_ip", "127.0.0.1"}}));
   std::filesystem::create_directories(daemon_->data_dir() / "images" / "base");
   json imaged = Create({{"name", "imaged"}, {"image", "base"}});
   EXPECT_EQ(imaged["kernel"], nullptr);
@@ -438,6 +445,15 @@ void OpenApiConformanceTest::DriveVms() {
   EXPECT_EQ(ErrorField(Expect(400, "POST", "/v1/vms", not_elf.dump())), "kernel");
   json taken = {{"name", "x"}, {"kernel", kKernel}, {"publish", {"18080:8080"}}};
   EXPECT_EQ(ErrorField(Expect(400, "POST", "/v1/vms", taken.dump())), "publish[0].host_port");
+  // 127.0.0.1:18080 is inside "18080:80" (all addresses); 203.0.113.9 (TEST-NET-3) is not ours.
+  taken["publish"] = {"127.0.0.1:18080:8080"};
+  EXPECT_EQ(ErrorField(Expect(400, "POST", "/v1/vms", taken.dump())), "publish[0].host_port");
+  json not_ours = {{"name", "x"}, {"kernel", kKernel}, {"publish", {"203.0.113.9:18081:80"}}};
+  api::HttpResponse refused = Expect(400, "POST", "/v1/vms", not_ours.dump());
+  EXPECT_EQ(ErrorField(refused), "publish[0].host_ip");
+  EXPECT_THAT(refused.body, HasSubstr("203.0.113.9 is not an address of this host"));
+  json v6 = {{"name", "x"}, {"kernel", kKernel}, {"publish", {"[::1]:18081:80"}}};
+  EXPECT_THAT(Expect(400, "POST", "/v1/vms", v6.dump()).body, HasSubstr("'[::1]' is IPv6"));
 
   // Read.
   json list = Body(Expect(200, "GET", "/v1/vms"));

@@ -147,6 +147,85 @@ int FreeHostPort() {
   return ntohs(a.sin_port);
 }
 
+Result<std::string> UdpExchange(const std::string& ip, int port, milliseconds timeout,
+                                int source_port) {
+  std::string where = fmt::format("udp {}:{}", ip, port);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Fail(Code::kInternal, std::strerror(errno));
+  Guard close_fd([fd] { close(fd); });
+  if (source_port != 0) {
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in from = Endpoint("0.0.0.0", source_port);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0) {
+      return Fail(Code::kInternal,
+                  fmt::format("bind udp port {}: {}", source_port, std::strerror(errno)));
+    }
+  }
+  sockaddr_in to = Endpoint(ip, port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0 ||
+      send(fd, "ping\n", 5, 0) != 5) {
+    return Fail(Code::kUnavailable, fmt::format("send {}: {}", where, std::strerror(errno)));
+  }
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, static_cast<int>(timeout.count())) != 1) {
+    return Fail(Code::kUnavailable,
+                fmt::format("{}: no answer within {} ms", where, timeout.count()));
+  }
+  char buf[512];
+  ssize_t n = recv(fd, buf, sizeof(buf), 0);
+  if (n < 0) {
+    return Fail(Code::kUnavailable, fmt::format("recv {}: {}", where, std::strerror(errno)));
+  }
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+UdpServer::UdpServer(std::string ns, std::string name, int port) : name_(std::move(name)) {
+  thread_ = std::thread([this, ns, port] { Serve(ns, port); });
+  status_ = ready_.get_future().get();
+}
+
+UdpServer::~UdpServer() {
+  stop_ = true;
+  thread_.join();
+}
+
+void UdpServer::Serve(const std::string& ns, int port) {
+  if (auto s = ns.empty() ? Ok() : EnterNetns(ns); !s) return ready_.set_value(s);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in any = Endpoint("0.0.0.0", port);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&any), sizeof(any)) != 0) {
+    ready_.set_value(Fail(Code::kInternal, fmt::format("bind udp port {} in {}: {}", port, ns,
+                                                       std::strerror(errno))));
+    if (fd >= 0) close(fd);
+    return;
+  }
+  ready_.set_value(Ok());
+  while (!stop_) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 50) != 1) continue;
+    char buf[64];
+    sockaddr_in peer{};
+    socklen_t len = sizeof(peer);
+    if (recvfrom(fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&peer), &len) < 0) continue;
+    char ip[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
+    std::string answer = fmt::format("{} sees {}\n", name_, ip);
+    (void)sendto(fd, answer.data(), answer.size(), 0, reinterpret_cast<sockaddr*>(&peer), len);
+  }
+  close(fd);
+}
+
+int FreeHostUdpPort() {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = Endpoint("0.0.0.0", 0);
+  socklen_t len = sizeof(a);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
 // A namespace whose eth0 is a veth to the host: host end `host_link` with `host_ip`, namespace
 // end with `ns_cidr` and MAC `ns_mac`, default route via `host_ip`.
 Status MakeNamespace(const std::string& ns, const std::string& host_link,

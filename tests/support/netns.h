@@ -67,6 +67,33 @@ class LineServer {
 // A TCP port on the host nobody listens on right now.
 int FreeHostPort();
 
+// Sends one UDP datagram to ip:port (from `source_port` when not 0) and returns the first
+// datagram that comes back. unavailable when nothing comes back within `timeout` (or the port is
+// unreachable).
+Result<std::string> UdpExchange(const std::string& ip, int port, std::chrono::milliseconds timeout,
+                                int source_port = 0);
+
+// A UDP server on 0.0.0.0:port in a network namespace ("" for the host's) that answers each
+// datagram with "<name> sees <peer address>\n".
+class UdpServer {
+ public:
+  UdpServer(std::string ns, std::string name, int port);
+  ~UdpServer();
+  const Status& status() const { return status_; }
+
+ private:
+  void Serve(const std::string& ns, int port);
+
+  std::string name_;
+  std::promise<Status> ready_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  Status status_;
+};
+
+// A UDP port on the host nobody has bound right now.
+int FreeHostUdpPort();
+
 // A namespace whose eth0 is a veth to the host: host end `host_link` with `host_ip`, namespace
 // end with `ns_cidr` and MAC `ns_mac`, default route via `host_ip`.
 Status MakeNamespace(const std::string& ns, const std::string& host_link,

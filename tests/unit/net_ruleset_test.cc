@@ -7,8 +7,9 @@
 namespace hearth::net {
 namespace {
 
-Publish Pub(std::string guest, int host_port, int guest_port, Protocol p = Protocol::kTcp) {
-  return Publish{std::move(guest), PortMapping{host_port, guest_port, p}};
+Publish Pub(std::string guest, int host_port, int guest_port, Protocol p = Protocol::kTcp,
+            std::string host_ip = "") {
+  return Publish{std::move(guest), PortMapping{host_port, guest_port, p, std::move(host_ip)}};
 }
 
 bool Has(const std::string& text, std::string_view part) {
@@ -222,6 +223,24 @@ TEST(NetRulesetTest, DnatOnlyForLocalDestinationsInBothNatHooks) {
   EXPECT_EQ(jumps, 2u);
 }
 
+TEST(NetRulesetTest, APortOnOneHostAddressMatchesThatDestinationOnly) {
+  std::string script =
+      RenderRuleset(RuleSet{"172.30.0.0/16",
+                            true,
+                            {Pub("172.30.0.2", 8085, 80, Protocol::kTcp, "127.0.0.1"),
+                             Pub("172.30.0.2", 8085, 80, Protocol::kUdp, "127.0.0.1"),
+                             Pub("172.30.0.6", 8085, 81, Protocol::kTcp, "192.168.1.10"),
+                             Pub("172.30.0.6", 5353, 53, Protocol::kUdp)}});
+  EXPECT_TRUE(Has(script,
+                  "\tchain publish {\n"
+                  "\t\tip daddr 127.0.0.1 tcp dport 8085 dnat to 172.30.0.2:80\n"
+                  "\t\tip daddr 127.0.0.1 udp dport 8085 dnat to 172.30.0.2:80\n"
+                  "\t\tip daddr 192.168.1.10 tcp dport 8085 dnat to 172.30.0.6:81\n"
+                  "\t\tudp dport 5353 dnat to 172.30.0.6:53\n"
+                  "\t}\n"))
+      << script;
+}
+
 TEST(NetRulesetTest, ValidRuleSetsPass) {
   EXPECT_TRUE(ValidateRuleSet(RuleSet{"172.30.0.0/16"}));
   auto s = ValidateRuleSet(
@@ -229,6 +248,12 @@ TEST(NetRulesetTest, ValidRuleSetsPass) {
               true,
               {Pub("172.30.0.2", 80, 80), Pub("172.30.0.6", 443, 443),
                Pub("172.30.0.6", 80, 80, Protocol::kUdp), Pub("172.30.0.2", 65535, 1)}});
+  EXPECT_TRUE(s) << s.error().message;
+  // The same port on two host addresses goes to two VMs.
+  s = ValidateRuleSet(RuleSet{"172.30.0.0/16",
+                              true,
+                              {Pub("172.30.0.2", 8085, 80, Protocol::kTcp, "127.0.0.1"),
+                               Pub("172.30.0.6", 8085, 80, Protocol::kTcp, "192.168.1.10")}});
   EXPECT_TRUE(s) << s.error().message;
   s = ValidateRuleSet(RuleSet{"172.30.0.0/16",
                               true,
@@ -256,6 +281,18 @@ TEST(NetRulesetTest, ValidationNamesTheBadValue) {
            {RuleSet{
                 "172.30.0.0/16", true, {Pub("172.30.0.2", 8080, 80), Pub("172.30.0.6", 8080, 81)}},
             {"host port 8080/tcp is published twice", "172.30.0.2:80", "172.30.0.6:81"}},
+           {RuleSet{"172.30.0.0/16",
+                    true,
+                    {Pub("172.30.0.2", 8080, 80, Protocol::kTcp, "127.0.0.1"),
+                     Pub("172.30.0.6", 8080, 81)}},
+            {"host port 8080/tcp is published twice", "127.0.0.1:8080:80/tcp", "8080:81/tcp"}},
+           {RuleSet{"172.30.0.0/16",
+                    true,
+                    {Pub("172.30.0.2", 8080, 80, Protocol::kTcp, "127.0.0.1; drop")}},
+            {"host address \"127.0.0.1; drop\" is not an IPv4 address"}},
+           {RuleSet{
+                "172.30.0.0/16", true, {Pub("172.30.0.2", 8080, 80, Protocol::kTcp, "0.0.0.0")}},
+            {"\"0.0.0.0\"", "leave it empty for all addresses"}},
            {RuleSet{"172.30.0.0/16", true, {}, {Guest{"eth0", "172.30.0.2", "52:54:ac:1e:00:02"}}},
             {"tap name \"eth0\"", "TapName"}},
            {RuleSet{"172.30.0.0/16",

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "fakes/fakes.h"
 
@@ -273,12 +274,21 @@ TEST_F(ValidatorTest, UnchangedPastStopAtDoesNotBlockAnEdit) {
 
 class FakePortHolders final : public PortHolders {
  public:
-  std::map<std::pair<int, Protocol>, std::string> held;
-  std::optional<std::string> Holder(int port, Protocol protocol) const override {
+  struct Socket {
+    std::string address;  // "0.0.0.0" for all
+    std::string holder;
+  };
+  std::map<std::pair<int, Protocol>, Socket> held;
+  std::set<std::string> addresses = {"127.0.0.1", "192.168.1.10"};
+  std::optional<std::string> Holder(const std::string& host_ip, int port,
+                                    Protocol protocol) const override {
     auto it = held.find({port, protocol});
     if (it == held.end()) return std::nullopt;
-    return it->second;
+    const Socket& s = it->second;
+    if (!host_ip.empty() && s.address != "0.0.0.0" && s.address != host_ip) return std::nullopt;
+    return s.holder;
   }
+  bool IsHostAddress(const std::string& ip) const override { return addresses.count(ip) > 0; }
 };
 
 TEST_F(ValidatorTest, AllowedPathsBoundWhereGuestFilesMayBe) {
@@ -325,8 +335,8 @@ TEST_F(ValidatorTest, AllowedPathsBoundWhereGuestFilesMayBe) {
 
 TEST_F(ValidatorTest, APublishedPortMustNotBeHeldOnTheHost) {
   FakePortHolders ports;
-  ports.held[{22, Protocol::kTcp}] = "sshd (pid 412)";
-  ports.held[{53, Protocol::kUdp}] = "dnsmasq (pid 77)";
+  ports.held[{22, Protocol::kTcp}] = {"0.0.0.0", "sshd (pid 412)"};
+  ports.held[{53, Protocol::kUdp}] = {"0.0.0.0", "dnsmasq (pid 77)"};
   ValidationContext ctx = Context();
   ctx.ports = &ports;
   VmSpec spec = Good();
@@ -347,6 +357,76 @@ TEST_F(ValidatorTest, APublishedPortMustNotBeHeldOnTheHost) {
   after.vcpus = 2;
   EXPECT_TRUE(ValidateSpec(after, ctx, &before));
   EXPECT_FALSE(ValidateSpec(after, ctx, nullptr));
+}
+
+TEST_F(ValidatorTest, APortPublishedOnOneAddressConflictsOnlyThere) {
+  FakePortHolders ports;
+  ports.held[{5432, Protocol::kTcp}] = {"127.0.0.1", "postgres (pid 90)"};
+  ports.held[{22, Protocol::kTcp}] = {"0.0.0.0", "sshd (pid 412)"};
+  ValidationContext ctx = Context();
+  ctx.ports = &ports;
+  auto refused = [&](std::vector<PortMapping> publish, std::string_view field,
+                     std::string_view says) {
+    VmSpec spec = Good();
+    spec.publish = std::move(publish);
+    Status s = ValidateSpec(spec, ctx);
+    ASSERT_FALSE(s) << says;
+    EXPECT_EQ(s.error().field, field);
+    EXPECT_THAT(s.error().message, ::testing::HasSubstr(says));
+  };
+  auto accepted = [&](std::vector<PortMapping> publish) {
+    VmSpec spec = Good();
+    spec.publish = std::move(publish);
+    Status s = ValidateSpec(spec, ctx);
+    EXPECT_TRUE(s) << s.error().message;
+  };
+  refused({{5432, 5432, Protocol::kTcp}}, "publish[0].host_port",
+          "host port 5432/tcp is held on this host by postgres (pid 90); publishing it would take "
+          "it on every host address: pick another host port, or publish it on one host address");
+  refused({{5432, 5432, Protocol::kTcp, "127.0.0.1"}}, "publish[0].host_port",
+          "host port 127.0.0.1:5432/tcp is held on this host by postgres (pid 90)");
+  accepted({{5432, 5432, Protocol::kTcp, "192.168.1.10"}});
+  refused({{22, 22, Protocol::kTcp, "192.168.1.10"}}, "publish[0].host_port",
+          "192.168.1.10:22/tcp is held on this host by sshd (pid 412)");
+
+  // Only the host's own addresses, and the error says which and what to do.
+  refused({{8085, 80, Protocol::kTcp, "203.0.113.7"}}, "publish[0].host_ip",
+          "publish[0].host_ip: 203.0.113.7 is not an address of this host; publish on one of its "
+          "own addresses (see `ip -4 addr`), on 127.0.0.1, or on all of them");
+
+  // Within one VM: one address and all addresses conflict, two addresses do not, nor tcp and udp.
+  refused({{8085, 80, Protocol::kTcp, "127.0.0.1"}, {8085, 81, Protocol::kTcp}},
+          "publish[1].host_port",
+          "8085/tcp is published twice (also publish[0]: 127.0.0.1:8085:80/tcp)");
+  refused({{8085, 80, Protocol::kTcp, "127.0.0.1"}, {8085, 81, Protocol::kTcp, "127.0.0.1"}},
+          "publish[1].host_port", "127.0.0.1:8085/tcp is published twice");
+  accepted({{8085, 80, Protocol::kTcp, "127.0.0.1"}, {8085, 81, Protocol::kTcp, "192.168.1.10"}});
+  accepted({{8085, 80, Protocol::kTcp, "127.0.0.1"}, {8085, 80, Protocol::kUdp, "127.0.0.1"}});
+
+  // Against another VM (Context()'s "other" publishes 8080/tcp on all addresses).
+  refused({{8080, 80, Protocol::kTcp, "127.0.0.1"}}, "publish[0].host_port",
+          "host port 127.0.0.1:8080/tcp is already published by vm 'other' (8080:80/tcp)");
+  accepted({{8080, 80, Protocol::kUdp, "127.0.0.1"}});
+}
+
+TEST_F(ValidatorTest, AnEditNarrowingAPublishDoesNotRecheckItsHolders) {
+  FakePortHolders ports;
+  ports.held[{22, Protocol::kTcp}] = {"0.0.0.0", "sshd (pid 412)"};
+  ValidationContext ctx = Context();
+  ctx.ports = &ports;
+  VmSpec all = Good(), local = Good();
+  all.publish = {{22, 22, Protocol::kTcp}};
+  local.publish = {{22, 22, Protocol::kTcp, "127.0.0.1"}};
+  EXPECT_TRUE(ValidateSpec(local, ctx, &all)) << "all addresses covered 127.0.0.1 already";
+  EXPECT_FALSE(ValidateSpec(all, ctx, &local)) << "widening takes the port on more addresses";
+
+  // An address the host has lost since does not block an edit of something else.
+  VmSpec gone = Good();
+  gone.publish = {{8085, 80, Protocol::kTcp, "192.168.7.7"}};
+  VmSpec edited = gone;
+  edited.vcpus = 2;
+  EXPECT_TRUE(ValidateSpec(edited, ctx, &gone));
+  EXPECT_FALSE(ValidateSpec(edited, ctx, nullptr));
 }
 
 TEST(IsWithinTest, ComparesWholeComponents) {
