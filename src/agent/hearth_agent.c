@@ -1,7 +1,7 @@
 // hearth's guest agent in the default image: answers the host's requests on the virtio-serial port
 // org.hearth.agent, one line each.
-//   settime SECONDS   sets the wall clock to SECONDS since the epoch; "ok SECONDS" or
-//                     "error SECONDS"
+//   settime SECONDS[.FRACTION]  sets the wall clock to SECONDS since the epoch (FRACTION: up to
+//                     9 decimal digits); "ok SECONDS[.FRACTION]" or "error SECONDS[.FRACTION]"
 //   ping              "pong"
 //   anything else     "error unknown request"
 // The host sends `settime` right after a resume, when the guest should be answering its first
@@ -70,15 +70,27 @@ static int HasPrefix(const char* line, i64 n, const char* prefix) {
   return 1;
 }
 
-// Sets the wall clock to the decimal seconds in arg[0, n); false for anything else.
+// Sets the wall clock to the decimal seconds in arg[0, n) ("1764756000" or "1764756000.25");
+// false for anything else.
 static int SetTime(const char* arg, i64 n) {
-  if (n < 1 || n > 18) return 0;
-  i64 seconds = 0;
+  i64 seconds = 0, nanos = 0, digits = 0, fraction = -1;  // fraction: digits after the point
   for (i64 i = 0; i < n; ++i) {
+    if (arg[i] == '.' && fraction < 0 && digits > 0) {
+      fraction = 0;
+      continue;
+    }
     if (arg[i] < '0' || arg[i] > '9') return 0;
-    seconds = seconds * 10 + (arg[i] - '0');
+    if (fraction < 0) {
+      if (++digits > 18) return 0;
+      seconds = seconds * 10 + (arg[i] - '0');
+    } else {
+      if (++fraction > 9) return 0;
+      nanos = nanos * 10 + (arg[i] - '0');
+    }
   }
-  struct KernelTimespec t = {seconds, 0};
+  if (digits == 0 || fraction == 0) return 0;
+  for (i64 f = fraction; f >= 0 && f < 9; ++f) nanos *= 10;
+  struct KernelTimespec t = {seconds, nanos};
   return Syscall(kSysClockSettime, kClockRealtime, (i64)&t, 0) == 0;
 }
 

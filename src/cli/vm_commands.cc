@@ -61,7 +61,8 @@ struct SpecFlags {
     add("--stop-at", stop_at, "act at this RFC 3339 time if the VM was started before it, or none");
     add("--on-timer", on_timer,
         "what timers do: suspend (default; state kept) or stop (guest shutdown, no state)");
-    add("--wake", wake, "on-packet or never");
+    add("--wake", wake,
+        "on-packet (the default: a packet for the suspended VM resumes it) or never");
     add("--wake-ports", wake_ports, "e.g. tcp:80,tcp:443 (default: any packet); \"\" for any");
     add("--restart", restart, "never, on-failure (default) or always");
   }

@@ -357,6 +357,12 @@ void Node::AwaitGuest(const std::string& name, const hv::MachineSpec& machine,
     Settle(lock, name, VmEvent::kBooted, "started",
            fmt::format("the guest is up {:.2f} s after launch on {}",
                        Seconds(system_.SteadyNow() - launched), vm.backend));
+    lock.unlock();
+    // A cold-booted guest's clock comes from the RTC, whole seconds behind: put it right, as
+    // after a resume (the VM already counts as running).
+    if (auto s = machinery_.driver->SyncClock(machine, process); !s) {
+      spdlog::warn("vm '{}': clock not set after boot: {}", name, s.error().message);
+    }
     return;
   }
   bool exited = !system_.IsAlive(process);

@@ -331,6 +331,20 @@ TEST_F(VmLifecycleTest, SuspendFreesTheProcessAndResumeCarriesOnTheSameBoot) {
   auto fresh = testing::HttpGetEventually(Show("nap")["ip"], 80, "/bootid", 10s);
   ASSERT_TRUE(fresh && fresh->status == 200);
   EXPECT_NE(fresh->body, boot_id->body) << "a new boot";
+  // A cold boot's clock comes from the RTC (whole seconds, up to one behind); hearthd puts it
+  // right once the guest is up, as after a resume.
+  double offset = 0;
+  for (auto until = std::chrono::steady_clock::now() + 5s;;) {
+    auto now = testing::HttpGet(Show("nap")["ip"], 80, "/time");
+    ASSERT_TRUE(now && now->status == 200);
+    offset =
+        std::stod(now->body) -
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    if (std::abs(offset) < 0.1 || std::chrono::steady_clock::now() > until) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  std::cerr << fmt::format("guest clock - host clock after a cold boot: {:+.3f} s\n", offset);
+  EXPECT_LT(std::abs(offset), 0.1);
 }
 
 // Clients race start, stop, kill, edit and reads on one real VM. Whatever the interleaving, the

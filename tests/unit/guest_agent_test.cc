@@ -73,11 +73,14 @@ TEST(GuestAgentTest, AnswersEachRequestLineAndRefusesWhatItDoesNotKnow) {
   std::string requests = "pi";
   ASSERT_EQ(write(master, requests.data(), requests.size()), 2);
   // A long line is refused once, even when it ends like a request.
-  requests = "ng\nsettime 12x\nsettime\nsettime 99999999999999999999\n" + std::string(300, 'a') +
-             "ping\nreboot\nping\n";
+  requests =
+      "ng\nsettime 12x\nsettime\nsettime 99999999999999999999\nsettime 1.\n"
+      "settime .5\nsettime 1.2.3\nsettime 1.1234567890\n" +
+      std::string(300, 'a') + "ping\nreboot\nping\n";
   ASSERT_EQ(write(master, requests.data(), requests.size()), static_cast<ssize_t>(requests.size()));
-  EXPECT_EQ(ReadLines(master, 7),
-            "pong\nerror 12x\nerror unknown request\nerror 99999999999999999999\n"
+  EXPECT_EQ(ReadLines(master, 11),
+            "pong\nerror 12x\nerror unknown request\nerror 99999999999999999999\nerror 1.\n"
+            "error .5\nerror 1.2.3\nerror 1.1234567890\n"
             "error unknown request\nerror unknown request\npong\n");
 }
 

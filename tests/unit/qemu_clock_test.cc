@@ -62,18 +62,34 @@ class QemuClockTest : public ::testing::Test {
   int answers_ = -1;
 };
 
-TEST_F(QemuClockTest, TheAgentConfirmsTheSecondItWasSent) {
+TEST_F(QemuClockTest, TheAgentConfirmsTheTimeItWasSent) {
   Status synced = Fail(Code::kInternal, "not run");
   std::thread sync([&] { synced = driver_.SyncClock(spec_, {}); });
   std::string request = NextRequest();
   ASSERT_EQ(request.rfind("settime ", 0), 0u) << request;
-  int64_t sent = std::stoll(request.substr(8));
-  int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
-  EXPECT_LE(std::abs(sent - now), 1);
-  Answer("ok " + std::to_string(sent - 1) + "\n");  // a stale answer does not count
-  Answer("ok " + std::to_string(sent) + "\n");
+  std::string sent = request.substr(8, request.size() - 9);
+  ASSERT_NE(sent.find('.'), std::string::npos) << "to a fraction of a second: " << sent;
+  double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_LT(std::abs(std::stod(sent) - now), 0.1);
+  Answer("ok " + std::to_string(std::stoll(sent) - 1) + "\n");  // a stale answer does not count
+  Answer("ok " + sent + "\n");
+  sync.join();
+  EXPECT_TRUE(synced) << synced.error().message;
+}
+
+// An agent from an image built before fractions were taken refuses one: it gets whole seconds.
+TEST_F(QemuClockTest, AnOlderAgentIsAskedForTheNearestWholeSecond) {
+  Status synced = Fail(Code::kInternal, "not run");
+  std::thread sync([&] { synced = driver_.SyncClock(spec_, {}); });
+  std::string request = NextRequest();
+  std::string sent = request.substr(8, request.size() - 9);
+  Answer("error " + sent + "\n");
+  std::string again = NextRequest();
+  std::string whole = again.substr(8, again.size() - 9);
+  EXPECT_EQ(whole.find('.'), std::string::npos) << again;
+  EXPECT_LE(std::abs(std::stod(whole) - std::stod(sent)), 0.5);
+  Answer("ok " + whole + "\n");
   sync.join();
   EXPECT_TRUE(synced) << synced.error().message;
 }

@@ -72,15 +72,25 @@ Status SetGuestClock(const MachineSpec& spec, std::chrono::milliseconds timeout,
   }
   AgentReader reader(out);
   reader.Discard(kAgentReadBudget / 2);  // stale answers of an earlier request that timed out
-  // The agent sets whole seconds: the nearest one is at most half a second off, and costs no wait
-  // on the resume path.
-  auto now = std::chrono::round<std::chrono::seconds>(std::chrono::system_clock::now());
-  std::string expect = fmt::format("ok {}", now.time_since_epoch().count());
-  std::string request = fmt::format("settime {}\n", now.time_since_epoch().count());
+  // To the microsecond. An agent from an image built before it took fractions refuses those:
+  // it is then asked for the nearest whole second (at most half a second off).
+  auto now =
+      std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
+  int64_t us = now.time_since_epoch().count();
+  std::string arg = fmt::format("{}.{:06d}", us / 1000000, us % 1000000);
+  std::string whole = std::to_string((us + 500000) / 1000000);
+  std::string expect = "ok " + arg;
+  std::string request = fmt::format("settime {}\n", arg);
   bool confirmed = false;
   auto on_line = [&](std::string_view line) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     confirmed = confirmed || line == expect;
+    if (line == "error " + arg && arg != whole) {
+      arg = whole;
+      expect = "ok " + whole;
+      std::string again = fmt::format("settime {}\n", whole);
+      if (write(in, again.data(), again.size()) != static_cast<ssize_t>(again.size())) return;
+    }
   };
   if (write(in, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
     auto until = std::chrono::steady_clock::now() + timeout;
