@@ -28,8 +28,7 @@ inline constexpr std::string_view kGuestReadyMarker = "hearth: guest ready";
 // tsc_early_khz=<host kHz> (microvm under TCG hangs calibrating the TSC without it) and the
 // hearth.* parameters.
 inline constexpr std::string_view kDefaultCmdline =
-    "console=ttyS0 quiet cryptomgr.notests no_timer_check random.trust_cpu=on 8250.nr_uarts=1 "
-    "pci=off";
+    "console=ttyS0 quiet cryptomgr.notests no_timer_check random.trust_cpu=on 8250.nr_uarts=1";
 
 struct GuestModule {
   std::string_view name;  // file name in the initramfs: /lib/modules/<name>.ko
