@@ -248,7 +248,11 @@ void FirecrackerDriver::LogLatency(const MachineSpec& spec, ApiTransport& transp
   spdlog::info("vm '{}': firecracker {} in {:.1f} ms", spec.name, what, (*totals).*field / 1e3);
 }
 
-Status FirecrackerDriver::SyncClock(const MachineSpec& spec, const ProcessId&) {
+Status FirecrackerDriver::SyncClock(const MachineSpec& spec, const ProcessId& process) {
+  {
+    std::lock_guard lock(restored_mu_);
+    if (restored_.erase({process.pid, process.start_time}) == 0) return Ok();  // a cold boot
+  }
   LogLatency(spec, *Transport(RootFor(spec)), "loaded the snapshot",
              &MetricsTotals::load_snapshot_us);
   return Ok();
@@ -304,6 +308,8 @@ Result<ProcessId> FirecrackerDriver::Restore(
   if (auto r = Execute(*transport, Resume(), spec.name); !r) {
     return Fail(Abandon(spec, root, *process, r.error()));
   }
+  std::lock_guard lock(restored_mu_);
+  restored_.insert({process->pid, process->start_time});
   return process;
 }
 

@@ -18,7 +18,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <utility>
 
 #include "hv/driver.h"
 #include "hv/firecracker/api_calls.h"
@@ -61,7 +63,9 @@ class FirecrackerDriver final : public HypervisorDriver {
   Result<ProcessId> Restore(const MachineSpec& spec, const std::filesystem::path& dir,
                             const std::function<Status(const ProcessId&)>& before_running) override;
   // The clock needs nothing: the load passed clock_realtime (kvmclock advanced by the time
-  // asleep). Called off the resume path, it logs the load latency Firecracker measured.
+  // asleep), and a cold boot reads it from the host through kvmclock. Called off the resume path
+  // of a restored process, it logs the load latency Firecracker measured; after a boot it sends
+  // nothing.
   Status SyncClock(const MachineSpec& spec, const ProcessId& process) override;
   // The first line of `firecracker --version`, e.g. "Firecracker v1.16.1" (cached).
   Result<std::string> Version() override;
@@ -101,6 +105,9 @@ class FirecrackerDriver final : public HypervisorDriver {
   FirecrackerDriverOptions options_;
   MetricsReader metrics_;
   VersionCache version_;
+  // Processes Restore made whose SyncClock is still to come (pid, start time).
+  std::mutex restored_mu_;
+  std::set<std::pair<int64_t, uint64_t>> restored_;
 };
 
 // The device state's file in a snapshot directory.
