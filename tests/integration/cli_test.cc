@@ -195,7 +195,8 @@ TEST_F(CliTest, LabelsAndListFilters) {
     RunResult r = Hearth(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::vector<std::string> out;
-    for (const auto& vm : json::parse(r.out)["vms"]) out.push_back(vm["name"]);
+    json list = json::parse(r.out);
+    for (const auto& vm : list["vms"]) out.push_back(vm["name"]);
     return out;
   };
   using Names = std::vector<std::string>;
@@ -217,7 +218,10 @@ TEST_F(CliTest, LabelsAndListFilters) {
   EXPECT_NE(wide.out.find(web["id"].get<std::string>()), std::string::npos) << wide.out;
   ExpectOneLineError(Hearth({"vm", "edit", "web", "--label", "bad key=x"}), 1,
                      "is not a label key");
-  ExpectOneLineError(Hearth({"vm", "show", "web", "-o", "wide"}), 2, "-o wide");
+  ExpectOneLineError(Hearth({"vm", "show", "web", "-o", "wide"}), 2,
+                     "--output: wide not in {table,json,yaml}");
+  ExpectOneLineError(Hearth({"-o", "wide", "vm", "show", "web"}), 2,
+                     "-o wide: only lists (`hearth vm ls`, `hearth image ls`) have a wide form");
   // Kept across a restart of hearthd (the spec is stored as JSON).
   daemon_.reset();
   auto d = DaemonProcess::Start(dir_ / "data");
