@@ -10,6 +10,7 @@
 #include "api/request_target.h"
 #include "common/clock.h"
 #include "common/disk_space.h"
+#include "model/vm_filter.h"
 #include "model/vm_json.h"
 
 namespace hearth::api {
@@ -228,12 +229,16 @@ HttpResponse ApiHandler::GetNode(const HttpRequest&, const RequestTarget& t) {
 }
 
 HttpResponse ApiHandler::ListVms(const HttpRequest&, const RequestTarget& t) {
-  if (auto s = CheckQuery(t, {}); !s) return ErrorResponse(s.error());
+  if (auto s = CheckQuery(t, {"state", "label"}); !s) return ErrorResponse(s.error());
+  auto it = t.query.find("state");
+  auto filter = ParseVmFilter(it == t.query.end() ? "" : it->second, QueryAll(t, "label"));
+  if (!filter) return ErrorResponse(filter.error());
   // Encoded one VM at a time: a DOM of every VM would cost several times the answer's size.
   HttpResponse r;
   r.body = "{\"vms\":[";
   bool first = true;
   for (const auto& vm : node_.List()) {
+    if (!filter->Matches(vm)) continue;
     if (!first) r.body += ',';
     first = false;
     r.body +=
@@ -353,10 +358,18 @@ HttpResponse ApiHandler::GetEvents(const HttpRequest&, const RequestTarget& t) {
 }
 
 HttpResponse ApiHandler::GetLogs(const HttpRequest&, const RequestTarget& t) {
-  if (auto s = CheckQuery(t, {"tail_bytes"}); !s) return ErrorResponse(s.error());
-  auto tail = QueryInt(t, "tail_bytes", 64 * 1024, 1, 1 << 20);
+  if (auto s = CheckQuery(t, {"tail_bytes", "tail_lines", "timestamps"}); !s) {
+    return ErrorResponse(s.error());
+  }
+  // With tail_lines alone, the lines are looked for in all the log keeps (1 MiB).
+  bool lines_only = t.query.count("tail_lines") && !t.query.count("tail_bytes");
+  auto tail = QueryInt(t, "tail_bytes", lines_only ? 1 << 20 : 64 * 1024, 1, 1 << 20);
   if (!tail) return ErrorResponse(tail.error());
-  auto logs = node_.Logs(VmName(t), *tail);
+  auto lines = QueryInt(t, "tail_lines", 0, 1, 100000);
+  if (!lines) return ErrorResponse(lines.error());
+  auto timestamps = QueryFlag(t, "timestamps");
+  if (!timestamps) return ErrorResponse(timestamps.error());
+  auto logs = node_.Logs(VmName(t), node::Node::LogQuery{*tail, *lines, *timestamps});
   if (!logs) return ErrorResponse(logs.error());
   HttpResponse r;
   r.content_type = "text/plain; charset=utf-8";

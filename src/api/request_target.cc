@@ -66,6 +66,7 @@ Result<RequestTarget> ParseTarget(std::string_view target) {
     auto value = PercentDecode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
     if (!key || !value) return Fail(Code::kInvalidArgument, "bad percent-encoding in URL query");
     t.query[*key] = *value;
+    t.params.emplace_back(std::move(*key), std::move(*value));
   }
   return t;
 }
@@ -78,6 +79,14 @@ Status CheckQuery(const RequestTarget& t, std::initializer_list<std::string_view
     }
   }
   return Ok();
+}
+
+std::vector<std::string> QueryAll(const RequestTarget& t, std::string_view key) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : t.params) {
+    if (k == key) out.push_back(v);
+  }
+  return out;
 }
 
 Result<bool> QueryFlag(const RequestTarget& t, const std::string& key) {

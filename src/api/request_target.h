@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "api/http_types.h"
@@ -21,6 +22,8 @@ struct RequestTarget {
   std::vector<std::string> segments;
   // The query's parameters, form-decoded ('+' is a space); the last of a repeated key wins.
   std::map<std::string, std::string> query;
+  // Every parameter in order, repeated keys included (`label=a=1&label=b=2`).
+  std::vector<std::pair<std::string, std::string>> params;
 };
 
 // Parses "/v1/vms/web?force=true". Fails on bad percent-encoding.
@@ -28,6 +31,9 @@ Result<RequestTarget> ParseTarget(std::string_view target);
 
 // Ok when only `allowed` query parameters are present.
 Status CheckQuery(const RequestTarget& t, std::initializer_list<std::string_view> allowed);
+
+// Every value of a parameter that may be repeated, in order.
+std::vector<std::string> QueryAll(const RequestTarget& t, std::string_view key);
 
 // A boolean parameter: absent is false; "", "true" and "1" are true; "false" and "0" false.
 Result<bool> QueryFlag(const RequestTarget& t, const std::string& key);

@@ -9,6 +9,7 @@
 
 #include "cli/output.h"
 #include "common/text.h"
+#include "model/validator.h"
 
 namespace hearth::cli {
 
@@ -47,17 +48,27 @@ std::string HeaderOf(const api::HttpResponse& r, std::string_view name) {
   return "";
 }
 
-int Cli::Print(const api::HttpResponse& r, std::string (*table)(const json&)) {
+int Cli::Print(const api::HttpResponse& r, std::string (*table)(const json&),
+               std::string (*wide)(const json&)) {
   if (g_.output == "csv") throw UsageError{"-o csv: only `hearth usage` prints CSV"};
   auto format = ParseFormat(g_.output);
+  if (!format) throw UsageError{format.error().message};
+  if (*format == Format::kWide && !wide) {
+    throw UsageError{
+        "-o wide: only lists (`hearth vm ls`, `hearth image ls`) have a wide form; "
+        "use table, json or yaml"};
+  }
   json body = json::parse(r.body);
-  std::fputs(Render(body, *format, table).c_str(), stdout);
+  std::fputs(Render(body, *format, *format == Format::kWide ? wide : table).c_str(), stdout);
   return kOk;
 }
 
 int Cli::Done(const api::HttpResponse& r, const std::string& sentence) {
   if (g_.output == "csv") throw UsageError{"-o csv: only `hearth usage` prints CSV"};
-  if (*ParseFormat(g_.output) != Format::kTable && !r.body.empty()) return Print(r, nullptr);
+  auto format = ParseFormat(g_.output);
+  if (format && *format != Format::kTable && *format != Format::kWide && !r.body.empty()) {
+    return Print(r, nullptr);
+  }
   std::printf("%s\n", sentence.c_str());
   return kOk;
 }
@@ -97,6 +108,34 @@ http::ClientOptions Cli::Options() const {
   }
   o.token = token;
   return o;
+}
+
+std::string CommandFooter(std::string_view examples) {
+  return fmt::format(
+      "Examples:\n{}\nGlobal flags (before or after the command): --socket PATH, "
+      "--host HOST[:PORT], -o table|json|yaml; see `hearth --help`.\n",
+      examples);
+}
+
+void AddOutputFlag(CLI::App* cmd, Cli& cli, const std::vector<std::string>& formats) {
+  std::string list;
+  for (size_t i = 0; i < formats.size(); ++i) {
+    list += (i == 0 ? "" : i + 1 == formats.size() ? " or " : ", ") + formats[i];
+  }
+  cmd->add_option("-o,--output", cli.mutable_globals().output,
+                  fmt::format("output format: {} (default table)", list))
+      ->check(CLI::IsMember(formats));
+}
+
+CLI::Validator VmNameCheck() {
+  return CLI::Validator(
+      [](std::string& name) -> std::string {
+        auto s = ValidateName(name);
+        if (s) return std::string();
+        std::string_view msg = s.error().message;  // "name: 'Web' ...": CLI11 says "NAME: "
+        return std::string(msg.starts_with("name: ") ? msg.substr(6) : msg);
+      },
+      "NAME");
 }
 
 std::string VmPath(const std::string& name, std::string_view suffix) {

@@ -39,6 +39,23 @@ std::string ImageTable(const json& list) {
   return FormatTable(rows);
 }
 
+// -o wide: each file of the image and its size too.
+std::string ImageWideTable(const json& list) {
+  std::vector<std::vector<std::string>> rows = {{"NAME", "KERNEL", "SIZE", "CREATED", "FILES"}};
+  for (const json& img : list.at("images")) {
+    uint64_t size = 0;
+    std::string files;
+    for (const auto& [name, f] : img.at("files").items()) {
+      size += f.value("size", uint64_t{0});
+      files += fmt::format("{}{} {}", files.empty() ? "" : ", ", name,
+                           HumanSize(f.value("size", uint64_t{0})));
+    }
+    rows.push_back({img.value("name", ""), img.at("kernel").value("release", ""), HumanSize(size),
+                    img.value("created_at", ""), files});
+  }
+  return FormatTable(rows);
+}
+
 int Build(const std::string& name, const std::string& data_dir, bool force) {
   if (name != "default") {
     std::fprintf(stderr, "hearth: unknown image '%s': only 'default' can be built\n", name.c_str());
@@ -91,7 +108,10 @@ int List(const std::string& data_dir, const std::string& output) {
     }
     images.push_back(image::ToJson(*m));
   }
-  std::fputs(Render(json{{"images", images}}, *format, ImageTable).c_str(), stdout);
+  std::fputs(Render(json{{"images", images}}, *format,
+                    *format == Format::kWide ? ImageWideTable : ImageTable)
+                 .c_str(),
+             stdout);
   return kOk;
 }
 
@@ -116,14 +136,18 @@ void AddImageCommands(CLI::App& app, int& rc) {
 
   auto* ls = image->add_subcommand("ls", "list the built images");
   ls->add_option("--data-dir", flags->data_dir, "hearth's data directory")->capture_default_str();
-  // hearth's global -o/--output applies; a CLI without one gets its own here.
-  CLI::Option* output = app.get_option_no_throw("--output");
-  if (output == nullptr) {
-    output = ls->add_option("-o,--output", flags->output, "table, json or yaml")
-                 ->check(CLI::IsMember({"table", "json", "yaml"}));
-  }
-  ls->callback([flags, output, &rc] {
-    rc = List(flags->data_dir, output->count() > 0 ? output->as<std::string>() : "table");
+  // Its own -o (shown in its --help); hearth's global -o/--output applies too.
+  CLI::Option* own = ls->add_option("-o,--output", flags->output,
+                                    "output format: table, wide, json or yaml (default table)")
+                         ->check(CLI::IsMember({"table", "wide", "json", "yaml"}));
+  CLI::Option* global = app.get_option_no_throw("--output");
+  ls->footer("Examples:\n  hearth image ls\n  hearth image ls -o wide");
+  build->footer("Examples:\n  hearth image build default          # as root: runs apt-get");
+  ls->callback([flags, own, global, &rc] {
+    std::string format = own->count() > 0                ? flags->output
+                         : global && global->count() > 0 ? global->as<std::string>()
+                                                         : "table";
+    rc = List(flags->data_dir, format);
   });
 }
 

@@ -1,12 +1,15 @@
 // hearth: the command-line client of hearthd. Exit codes: 0 success, 1 the request failed,
 // 2 the command line is wrong. Errors are one line on stderr.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,7 +17,9 @@
 #include "cli/cli.h"
 #include "cli/image_commands.h"
 #include "cli/output.h"
+#include "cli/suggest.h"
 #include "cli/vm_commands.h"
+#include "common/text.h"
 
 namespace hearth::cli {
 namespace {
@@ -32,8 +37,9 @@ void AddGlobalFlags(CLI::App& app, Globals& g) {
   app.add_option("--host", g.host,
                  "talk TCP to HOST[:PORT] instead (env HEARTH_HOST; token "
                  "from HEARTH_TOKEN)");
-  app.add_option("-o,--output", g.output, "table, json or yaml (and csv for usage)")
-      ->check(CLI::IsMember({"table", "json", "yaml", "csv"}));
+  app.add_option("-o,--output", g.output,
+                 "table, json or yaml; wide for lists (vm ls, image ls), csv for usage")
+      ->check(CLI::IsMember({"table", "wide", "json", "yaml", "csv"}));
 }
 
 // `hearth usage`: GET /v1/usage, as a table or CSV.
@@ -57,6 +63,11 @@ void AddUsageCommand(CLI::App& app, Cli& cli, int& rc) {
                    "local (the node's store, default; hourly after a day, kept 7 days) or "
                    "clickhouse (with hearthd --clickhouse)")
       ->check(CLI::IsMember({"local", "clickhouse"}));
+  AddOutputFlag(usage, cli, {"table", "json", "yaml", "csv"});
+  usage->footer(
+      CommandFooter("  hearth usage                          # every VM, the last 24 hours\n"
+                    "  hearth usage web --since 7d --by day  # one VM, per day\n"
+                    "  hearth usage --since 2026-11-01T00:00:00Z -o csv > usage.csv"));
   usage->callback([a, &cli, &rc] {
     std::string target = "/v1/usage";
     char sep = '?';
@@ -81,16 +92,42 @@ void AddUsageCommand(CLI::App& app, Cli& cli, int& rc) {
 void AddNodeCommands(CLI::App& app, Cli& cli, int& rc) {
   auto* node =
       app.add_subcommand("node", "this node's capacity and backends")->require_subcommand(1);
-  node->add_subcommand("info", "CPUs, memory, memory held by VMs, hypervisor backends")
-      ->callback([&cli, &rc] {
-        auto r = cli.Call("GET", "/v1/node");
-        rc = r ? cli.Print(*r, NodeTable) : kFailed;
-      });
+  auto* info =
+      node->add_subcommand("info", "CPUs, memory, memory held by VMs, hypervisor backends");
+  AddOutputFlag(info, cli, {"table", "json", "yaml"});
+  info->footer(CommandFooter("  hearth node info\n  hearth node info -o json"));
+  info->callback([&cli, &rc] {
+    auto r = cli.Call("GET", "/v1/node");
+    rc = r ? cli.Print(*r, NodeTable) : kFailed;
+  });
 }
 
-// The one-line error for a command line CLI11 refused. Names the command that lacks a
-// subcommand and what was typed instead.
-std::string ParseErrorLine(CLI::App& app, const CLI::ParseError& e) {
+// Every flag `cmd` and the commands above it take ("--memory", "-o").
+std::vector<std::string> FlagsOf(const CLI::App* cmd) {
+  std::vector<std::string> out = {"--help"};
+  for (; cmd; cmd = cmd->get_parent()) {
+    for (const CLI::Option* o : cmd->get_options()) {
+      for (const auto& l : o->get_lnames()) out.push_back("--" + l);
+      for (const auto& s : o->get_snames()) out.push_back("-" + s);
+    }
+  }
+  return out;
+}
+
+// The first argument of the command line that CLI11 left over, in the order it was typed.
+std::optional<std::string> FirstLeftOver(CLI::App& app, int argc, char** argv, bool flag) {
+  std::vector<std::string> left = app.remaining();
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (flag != arg.starts_with("-")) continue;
+    if (std::find(left.begin(), left.end(), arg) != left.end()) return arg;
+  }
+  return std::nullopt;
+}
+
+// The one-line error for a command line CLI11 refused. Names the command, what was typed and,
+// for a mistyped flag or subcommand, the nearest one.
+std::string ParseErrorLine(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
   CLI::App* cmd = &app;
   std::string path = "hearth";
   while (!cmd->get_subcommands().empty()) {
@@ -98,17 +135,58 @@ std::string ParseErrorLine(CLI::App& app, const CLI::ParseError& e) {
     path += " " + cmd->get_name();
   }
   std::string msg = e.what();
-  if (cmd->get_require_subcommand_min() > 0 && cmd->get_subcommands().empty()) {
-    std::string names;
-    for (const CLI::App* sub : cmd->get_subcommands({})) {
-      names += (names.empty() ? "" : ", ") + sub->get_name();
+  auto did_you_mean = [](const std::optional<std::string>& s) {
+    return s ? fmt::format("; did you mean {}?", *s) : std::string();
+  };
+  if (cmd->get_subcommands({}).size() > 0 && cmd->get_subcommands().empty()) {
+    std::vector<std::string> names;
+    for (const CLI::App* sub : cmd->get_subcommands({})) names.push_back(sub->get_name());
+    std::string list = fmt::format("{}", fmt::join(names, ", "));
+    auto typed = FirstLeftOver(app, argc, argv, false);
+    msg = !typed ? fmt::format("'{}' needs a subcommand: {}", path, list)
+                 : fmt::format("'{}' has no subcommand '{}'; use one of: {}", path, *typed, list);
+    if (auto near = typed ? Nearest(*typed, names) : std::nullopt) {
+      msg = fmt::format("'{}' has no subcommand '{}'; did you mean {}?", path, *typed, *near);
     }
-    std::vector<std::string> extra = app.remaining();
-    msg = extra.empty() ? fmt::format("'{}' needs a subcommand: {}", path, names)
-                        : fmt::format("'{}' has no subcommand '{}'; use one of: {}", path,
-                                      extra.front(), names);
+  } else if (auto flag = FirstLeftOver(app, argc, argv, true)) {
+    std::string name = flag->substr(0, flag->find('='));
+    msg = fmt::format("unknown flag {}{}", name, did_you_mean(Nearest(name, FlagsOf(cmd))));
   }
   return fmt::format("hearth: {} (see {} --help)\n", msg, path);
+}
+
+// `hearth version` and `hearth --version`: the client's version and hearthd's (GET /v1/node).
+// When hearthd cannot be reached, the client's version is still printed and the exit code is 1,
+// as for any request that failed.
+int PrintVersions(Cli& cli) {
+  json out = {{"hearth", HEARTH_VERSION}, {"hearthd", nullptr}};
+  auto r = cli.Request("GET", "/v1/node");
+  std::string error;
+  if (!r) {
+    error = r.error().message;
+  } else if (r->status != 200) {
+    error = fmt::format("HTTP {}", r->status);
+  } else {
+    json node = json::parse(r->body, nullptr, false);
+    if (node.is_object()) {
+      out["hearthd"] = node.value("version", "?");
+      out["node"] = node.value("hostname", "?");
+    }
+  }
+  auto format = ParseFormat(cli.globals().output);
+  if (format && (*format == Format::kJson || *format == Format::kYaml)) {
+    std::fputs(Render(out, *format, nullptr).c_str(), stdout);
+  } else {
+    std::printf("hearth  %s\n", HEARTH_VERSION);
+    if (error.empty()) {
+      std::printf("hearthd %s (node %s, at %s)\n",
+                  EscapeText(out["hearthd"].get<std::string>()).c_str(),
+                  EscapeText(out.value("node", "?")).c_str(), cli.Where().c_str());
+    }
+  }
+  if (error.empty()) return kOk;
+  std::fprintf(stderr, "hearth: hearthd's version is unknown: %s\n", EscapeText(error).c_str());
+  return kFailed;
 }
 
 }  // namespace
@@ -116,24 +194,11 @@ std::string ParseErrorLine(CLI::App& app, const CLI::ParseError& e) {
 int Main(int argc, char** argv) {
   Globals g;
   CLI::App app{"hearth - manage the microVMs of a hearth node.", "hearth"};
-  app.footer(R"(Examples:
-  hearth vm create web --kernel /srv/vmlinux --initrd /srv/initrd --memory 256M --publish 8080:80
-  hearth vm create -f web.yaml web      # spec fields as in the API: vcpus, memory_mib, kernel, ...
-  hearth vm ls
-  hearth vm edit web --memory 512M --idle-timeout 30s
-  hearth vm start web && hearth vm logs web -f
-  hearth vm show web -o json
-  HEARTH_HOST=node1:7777 HEARTH_TOKEN=$(cat admin.token) hearth node info
-  hearth usage --since 7d --by day -o csv   # what each VM used, per day
-
-Timers (--idle-timeout, --stop-after, --stop-at) act on a running VM within a second of their
-time, also when it came while hearthd was down; `vm ls` shows the next one, and each firing is a
-`timer` event in `vm events`.
-
-Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
-  app.require_subcommand(1);
-  app.fallthrough();  // global flags such as -o may come after the subcommand
+  app.require_subcommand(0, 1);  // none only with --version
+  app.fallthrough();             // global flags such as -o may come after the subcommand
   AddGlobalFlags(app, g);
+  bool version = false;
+  app.add_flag("--version", version, "print hearth's version and hearthd's");
 
   Cli cli(g);
   int rc = kOk;
@@ -142,9 +207,31 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
   AddApplyCommand(app, cli, rc);
   AddUsageCommand(app, cli, rc);
   AddNodeCommands(app, cli, rc);
+  app.add_subcommand("version",
+                     "print hearth's version and hearthd's (exit 1 if hearthd cannot "
+                     "be reached)")
+      ->callback([&cli, &rc] { rc = PrintVersions(cli); })
+      ->footer(CommandFooter("  hearth version\n  hearth version -o json"));
+  // Set last: a subcommand inherits the footer its parent has when it is added.
+  app.footer(R"(Examples:
+  hearth vm create web --image default --memory 128M --publish 8080:80
+  hearth vm start web && curl http://127.0.0.1:8080/
+  hearth vm ls -o wide --state running,suspended
+  HEARTH_HOST=node1:7777 HEARTH_TOKEN=$(cat admin.token) hearth node info
+
+Every command has its own --help with its flags, defaults and examples (hearth vm create --help).
+Names: flags are kebab-case (--idle-timeout); fields in -o json/yaml output and in -f files are
+snake_case (idle_timeout), as in the API.
+
+Exit codes: 0 success, 1 the request failed (or hearthd could not be reached), 2 the command line
+is wrong.)");
 
   try {
     app.parse(argc, argv);
+    if (version) return PrintVersions(cli);
+    if (app.get_subcommands().empty()) {
+      throw CLI::RequiredError("A subcommand");
+    }
   } catch (const CLI::CallForHelp&) {
     std::cout << app.help();
     return kOk;
@@ -152,7 +239,7 @@ Exit codes: 0 success, 1 the request failed, 2 the command line is wrong.)");
     std::cout << app.help("", CLI::AppFormatMode::All);
     return kOk;
   } catch (const CLI::ParseError& e) {
-    std::fputs(ParseErrorLine(app, e).c_str(), stderr);
+    std::fputs(ParseErrorLine(app, e, argc, argv).c_str(), stderr);
     return kUsage;
   } catch (const UsageError& e) {
     std::fprintf(stderr, "hearth: %s\n", e.message.c_str());

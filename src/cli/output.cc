@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
+#include <ctime>
 
 #include "common/text.h"
 
@@ -107,17 +109,28 @@ std::string Publish(const json& vm) {
   return out.empty() ? "-" : out;
 }
 
+// In the words of the flags that set them: "idle-timeout=30s stop-after=2h on-timer=suspend".
 std::string Timers(const json& vm) {
   const json& t = vm.value("timers", json::object());
   std::string out;
   for (const char* key : {"idle_timeout", "stop_after", "stop_at"}) {
     if (t.contains(key) && !t[key].is_null()) {
-      if (!out.empty()) out += " ";
-      out += fmt::format("{}={}", key, Str(t[key]));
+      std::string flag = key;
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      out += fmt::format("{}={} ", flag, Str(t[key]));
     }
   }
   if (out.empty()) return "-";
-  return out + " -> " + Str(t.value("on_timer", json("suspend")));
+  return out + "on-timer=" + Str(t.value("on_timer", json("suspend")));
+}
+
+std::string Labels(const json& vm) {
+  std::string out;
+  const json labels = vm.value("labels", json::object());
+  for (const auto& [k, v] : labels.items()) {
+    out += fmt::format("{}{}={}", out.empty() ? "" : ",", k, Str(v));
+  }
+  return out.empty() ? "-" : out;
 }
 
 // "4m12s" from now to `at`, to the second (to the minute past an hour); "now" once it is past.
@@ -128,14 +141,16 @@ std::string Remaining(Timestamp at, Timestamp now) {
   return "in " + FormatDuration(std::chrono::duration_cast<Duration>(left));
 }
 
-// "suspend in 4m12s" (`detail`: followed by the kind and the time); "-" without a timer.
+// "idle-timeout: suspend in 4m12s" (the timer's flag, what it does, when; `detail`: and the
+// time); "-" without a timer.
 std::string NextTimer(const json& vm, Timestamp now, bool detail) {
   const json t = vm.value("next_timer", json());
   if (!t.is_object()) return "-";
   auto at = ParseTime(t.value("at", ""));
   if (!at) return "-";
-  std::string out = fmt::format("{} {}", t.value("action", "?"), Remaining(*at, now));
-  if (detail) out += fmt::format(" ({}, at {})", t.value("kind", "?"), t.value("at", ""));
+  std::string out =
+      fmt::format("{}: {} {}", t.value("kind", "?"), t.value("action", "?"), Remaining(*at, now));
+  if (detail) out += fmt::format(" (at {})", t.value("at", ""));
   return out;
 }
 
@@ -151,10 +166,11 @@ std::string Snapshot(const json& vm) {
 
 Result<Format> ParseFormat(std::string_view text) {
   if (text == "table") return Format::kTable;
+  if (text == "wide") return Format::kWide;
   if (text == "json") return Format::kJson;
   if (text == "yaml") return Format::kYaml;
-  return Fail(Code::kInvalidArgument, fmt::format("-o: '{}' is not one of table, json, yaml", text),
-              "-o");
+  return Fail(Code::kInvalidArgument,
+              fmt::format("-o: '{}' is not one of table, wide, json, yaml", text), "-o");
 }
 
 std::string Render(const json& value, Format format, std::string (*table)(const json&)) {
@@ -164,6 +180,7 @@ std::string Render(const json& value, Format format, std::string (*table)(const 
     case Format::kYaml:
       return ToYaml(value);
     case Format::kTable:
+    case Format::kWide:
       return table(value);
   }
   return "";
@@ -235,6 +252,25 @@ Result<int64_t> ParseMemoryMib(std::string_view text) {
   return bad();
 }
 
+Result<json> ParseLabelFlags(const std::vector<std::string>& flags) {
+  json out = json::object();
+  for (const std::string& flag : flags) {
+    size_t eq = flag.find('=');
+    if (eq != std::string::npos && eq > 0) {
+      out[flag.substr(0, eq)] = flag.substr(eq + 1);
+    } else if (eq == std::string::npos && flag.size() > 1 && flag.back() == '-') {
+      out[flag.substr(0, flag.size() - 1)] = nullptr;
+    } else {
+      return Fail(Code::kInvalidArgument,
+                  fmt::format("--label: '{}' is neither KEY=VALUE (set) nor KEY- (remove), e.g. "
+                              "--label env=prod",
+                              Printable(flag)),
+                  "labels");
+    }
+  }
+  return out;
+}
+
 std::string FormatTable(const std::vector<std::vector<std::string>>& cells) {
   // Cells come from the server, and through it from guests (console lines in a reason): no
   // control character in them reaches the terminal.
@@ -280,6 +316,24 @@ std::string VmListTable(const json& list, Timestamp now) {
   return FormatTable(rows);
 }
 
+std::string VmWideTable(const json& list) { return VmWideTable(list, SystemClock().Now()); }
+
+std::string VmWideTable(const json& list, Timestamp now) {
+  std::vector<std::vector<std::string>> rows = {{"NAME", "ID", "STATE", "VCPUS", "MEMORY", "IMAGE",
+                                                 "IP", "PUBLISH", "WAKE", "TIMERS", "NEXT TIMER",
+                                                 "BACKEND", "PID", "LABELS", "VERSION"}};
+  for (const auto& vm : list.value("vms", json::array())) {
+    rows.push_back({Str(vm["name"]), Str(vm["id"]), Str(vm["state"]), Str(vm["vcpus"]),
+                    fmt::format("{}M", vm.value("memory_mib", 0)),
+                    vm.contains("image") ? Str(vm["image"]) : "-", Str(vm["ip"]), Publish(vm),
+                    vm.contains("wake") ? Str(vm["wake"]) : "-", Timers(vm),
+                    NextTimer(vm, now, false), vm.contains("backend") ? Str(vm["backend"]) : "-",
+                    vm.contains("pid") ? Str(vm["pid"]) : "-", Labels(vm), Str(vm["version"])});
+  }
+  if (rows.size() == 1) return VmListTable(list, now);
+  return FormatTable(rows);
+}
+
 std::string VmDetailTable(const json& vm) { return VmDetailTable(vm, SystemClock().Now()); }
 
 std::string VmDetailTable(const json& vm, Timestamp now) {
@@ -291,6 +345,7 @@ std::string VmDetailTable(const json& vm, Timestamp now) {
                           "updated_at"}) {
     if (vm.contains(key)) rows.push_back({std::string(key) + ":", Str(vm[key])});
   }
+  rows.push_back({"labels:", Labels(vm)});
   rows.push_back({"snapshot:", Snapshot(vm)});
   rows.push_back({"publish:", Publish(vm)});
   rows.push_back({"timers:", Timers(vm)});
@@ -303,12 +358,35 @@ std::string VmDetailTable(const json& vm, Timestamp now) {
   return FormatTable(rows);
 }
 
-std::string EventsTable(const json& events) {
+std::string EventsTable(const json& events) { return EventsTable(events, false); }
+std::string LocalEventsTable(const json& events) { return EventsTable(events, true); }
+
+std::string EventsTable(const json& events, bool local) {
   std::vector<std::vector<std::string>> rows = {{"TIME", "TYPE", "MESSAGE"}};
   for (const auto& e : events.value("events", json::array())) {
-    rows.push_back({Str(e["time"]), Str(e["type"]), e.value("message", "")});
+    std::string time = Str(e["time"]);
+    if (auto t = ParseTime(time); t && local) time = FormatLocalTime(*t);
+    rows.push_back({time, Str(e["type"]), e.value("message", "")});
   }
   return FormatTable(rows);
+}
+
+std::string FormatLocalTime(Timestamp t) {
+  auto ms_total = t.time_since_epoch().count();
+  time_t secs = static_cast<time_t>(ms_total / 1000);
+  int ms = static_cast<int>(ms_total % 1000);
+  if (ms < 0) {
+    ms += 1000;
+    --secs;
+  }
+  struct tm tm {};
+  localtime_r(&secs, &tm);
+  long off = tm.tm_gmtoff / 60;  // minutes east of UTC
+  char sign = off < 0 ? '-' : '+';
+  off = off < 0 ? -off : off;
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}{}{:02}:{:02}", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ms ? fmt::format(".{:03}", ms) : "", sign, off / 60, off % 60);
 }
 
 std::string NodeTable(const json& n) {

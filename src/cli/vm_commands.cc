@@ -1,6 +1,7 @@
 #include "cli/vm_commands.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "cli/output.h"
 #include "cli/spec_file.h"
 #include "common/text.h"
+#include "model/validator.h"
 #include "model/vm.h"
 
 namespace hearth::cli {
@@ -26,27 +28,38 @@ namespace {
 
 using nlohmann::json;
 
+json LabelsJson(const std::vector<std::string>& flags) {
+  auto labels = ParseLabelFlags(flags);
+  if (!labels) throw UsageError{labels.error().message};
+  return *labels;
+}
+
 // Flags that set VM spec fields, shared by create and edit.
 struct SpecFlags {
   int vcpus = 0;
   std::string memory, kernel, initrd, rootfs, image, cmdline, idle_timeout, stop_after, stop_at,
       on_timer, wake, wake_ports, restart;
   bool rootfs_readonly = false;
-  std::vector<std::string> publish;
+  std::vector<std::string> publish, labels;
   std::vector<CLI::Option*> options;
 
   void Register(CLI::App* cmd) {
     auto add = [&](const char* flag, std::string& into, const char* help) {
       options.push_back(cmd->add_option(flag, into, help));
     };
-    options.push_back(cmd->add_option("--vcpus", vcpus, "virtual CPUs, 1-32"));
-    add("--memory", memory, "guest RAM: 512, 256M, 2G (MiB unless a unit is given)");
+    const VmSpec defaults;
+    options.push_back(
+        cmd->add_option("--vcpus", vcpus,
+                        fmt::format("virtual CPUs, 1-{} (default {})", kMaxVcpus, defaults.vcpus)));
+    add("--memory", memory, "guest RAM: 512, 256M, 2G (MiB unless a unit is given; default 256M)");
     add("--kernel", kernel, "path of an ELF vmlinux or bzImage on the host");
     add("--initrd", initrd, "path of an initramfs (\"\" to remove)");
     add("--rootfs", rootfs, "root disk: an image file or block device (\"\" to remove)");
     options.push_back(cmd->add_flag("--rootfs-readonly{true},--rootfs-readwrite{false}",
                                     rootfs_readonly, "attach the root disk read-only"));
-    add("--image", image, "image name from `hearth image ls` (kernel + rootfs)");
+    add("--image", image,
+        "image name from `hearth image ls`: it provides the kernel plus an initrd or a root disk "
+        "(instead of --kernel/--initrd/--rootfs)");
     add("--cmdline", cmdline, "extra kernel command line");
     options.push_back(cmd->add_option("--publish", publish,
                                       "[HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp] as docker: 8080:80, "
@@ -65,6 +78,10 @@ struct SpecFlags {
         "on-packet (the default: a packet for the suspended VM resumes it) or never");
     add("--wake-ports", wake_ports, "e.g. tcp:80,tcp:443 (default: any packet); \"\" for any");
     add("--restart", restart, "never, on-failure (default) or always");
+    options.push_back(cmd->add_option("--label", labels,
+                                      "KEY=VALUE label, repeatable (KEY- removes one); "
+                                      "filter with `hearth vm ls --label`")
+                          ->allow_extra_args(false));
   }
 
   bool Given(const char* name) const {
@@ -117,6 +134,7 @@ struct SpecFlags {
       out["wake_ports"] = list;
     }
     if (Given("--restart")) out["restart"] = restart;
+    if (Given("--label")) out["labels"] = LabelsJson(labels);
     return out;
   }
 };
@@ -135,8 +153,8 @@ DeclaredVm ReadOneVm(const std::string& path) {
 // The spec fields of `-f` with the flags' on top (a flag's timers merge into the file's).
 json MergeFlags(json body, const json& flags) {
   for (const auto& [k, v] : flags.items()) {
-    if (k == "timers" && body.contains("timers") && body["timers"].is_object()) {
-      body["timers"].update(v);
+    if ((k == "timers" || k == "labels") && body.contains(k) && body[k].is_object()) {
+      body[k].update(v);
     } else {
       body[k] = v;
     }
@@ -246,10 +264,36 @@ void PrintLog(std::string_view log) {
   std::fwrite(safe.data(), 1, safe.size(), stdout);
 }
 
-int FollowLogs(Cli& cli, const std::string& name) {
+// The query of GET /v1/vms/NAME/logs: the last `tail_lines` lines (all kept ones with 0), with
+// arrival times if `timestamps`.
+std::string LogsQuery(int tail_lines, bool timestamps, bool all = false) {
+  std::vector<std::string> params;
+  if (all) params.push_back("tail_bytes=1048576");
+  if (tail_lines > 0) params.push_back(fmt::format("tail_lines={}", tail_lines));
+  if (timestamps) params.push_back("timestamps=true");
+  return params.empty() ? "/logs" : fmt::format("/logs?{}", fmt::join(params, "&"));
+}
+
+// `vm ls`: GET /v1/vms, filtered by hearthd.
+int ListVms(Cli& cli, const std::string& states, const std::vector<std::string>& labels) {
+  std::string target = "/v1/vms";
+  char sep = '?';
+  if (!states.empty()) {
+    target += fmt::format("{}state={}", sep, UrlQueryValue(states));
+    sep = '&';
+  }
+  for (const std::string& label : labels) {
+    target += fmt::format("{}label={}", sep, UrlQueryValue(label));
+    sep = '&';
+  }
+  auto r = cli.Call("GET", target);
+  return r ? cli.Print(*r, VmListTable, VmWideTable) : kFailed;
+}
+
+int FollowLogs(Cli& cli, const std::string& name, bool timestamps) {
   std::string last;
   while (true) {
-    auto r = cli.Call("GET", VmPath(name, "/logs?tail_bytes=1048576"));
+    auto r = cli.Call("GET", VmPath(name, LogsQuery(0, timestamps, true)));
     if (!r) return kFailed;
     const std::string& log = r->body;
     // The log is a tail: print what follows the part already shown.
@@ -292,9 +336,11 @@ constexpr LifecycleCommand kLifecycleCommands[] = {
 
 // What a command's flags parse into; owned by its callback, which outlives the parse.
 struct VmArgs {
-  std::string name, file, if_version;
-  bool force = false, flag = false, follow = false, discard_state = false, no_wait = false;
-  int limit = 100;
+  std::string name, file, if_version, states;
+  std::vector<std::string> labels;
+  bool force = false, flag = false, follow = false, discard_state = false, no_wait = false,
+       timestamps = false;
+  int limit = 100, tail_lines = 0;
   int wait_seconds = 300;
   SpecFlags spec;
 };
@@ -302,8 +348,17 @@ struct VmArgs {
 void AddCreate(CLI::App* vm, Cli& cli, int& rc) {
   auto a = std::make_shared<VmArgs>();
   auto* create = vm->add_subcommand("create", "define a VM (it starts with `hearth vm start`)");
-  create->add_option("NAME", a->name,
-                     "VM name: a-z, 0-9, '-', starting with a letter (may come from -f's name)");
+  create
+      ->add_option("NAME", a->name,
+                   "VM name: 1-63 of a-z, 0-9 and '-', starting with a letter, not ending with "
+                   "'-' (may come from -f's name)")
+      ->check(VmNameCheck());
+  create->footer(CommandFooter(
+      "  hearth vm create web --image default --memory 128M --publish 8080:80\n"
+      "  hearth vm create web --kernel /srv/hearth/vmlinux --initrd /srv/hearth/initrd.img \\\n"
+      "      --vcpus 2 --memory 1G --idle-timeout 30s --label env=prod\n"
+      "  hearth vm show web -o yaml > web.yaml && hearth vm create -f web.yaml web2\n"
+      "Unset fields take the defaults above; start the VM with `hearth vm start NAME`."));
   create->add_option("-f,--file", a->file,
                      "YAML/JSON file of the VM (- for stdin), e.g. from `hearth vm show NAME -o "
                      "yaml`; flags override it");
@@ -374,7 +429,13 @@ int RunEdit(Cli& cli, VmArgs& a) {
 void AddEdit(CLI::App* vm, Cli& cli, int& rc) {
   auto a = std::make_shared<VmArgs>();
   auto* edit = vm->add_subcommand("edit", "change a VM's spec (fields not given stay as they are)");
-  edit->add_option("NAME", a->name, "VM name")->required();
+  edit->add_option("NAME", a->name, "VM name")->required()->check(VmNameCheck());
+  edit->footer(CommandFooter(
+      "  hearth vm edit web --memory 512M --if-version 3\n"
+      "  hearth vm edit web --idle-timeout none --label env=staging --label team-\n"
+      "  hearth vm edit web -f web.yaml       # an edited `hearth vm show web -o yaml`\n"
+      "Fields not given stay as they are; hardware (vcpus, memory, disks) changes only while\n"
+      "the VM is stopped."));
   edit->add_option("--if-version,--if-generation", a->if_version,
                    "only if the VM's spec is still at this generation (`hearth vm show`); "
                    "starting or stopping it does not change it");
@@ -390,39 +451,68 @@ void AddEdit(CLI::App* vm, Cli& cli, int& rc) {
 // ls, show, logs and events: they change nothing.
 void AddReads(CLI::App* vm, Cli& cli, int& rc) {
   auto a = std::make_shared<VmArgs>();
-  vm->add_subcommand("ls", "list VMs")->callback([&cli, &rc] {
-    auto r = cli.Call("GET", "/v1/vms");
-    rc = r ? cli.Print(*r, VmListTable) : kFailed;
-  });
+  auto* ls = vm->add_subcommand("ls", "list VMs");
+  AddOutputFlag(ls, cli, {"table", "wide", "json", "yaml"});
+  ls->add_option("--state", a->states,
+                 "only VMs in these states, comma-separated (e.g. running,suspended)");
+  ls->add_option("--label", a->labels,
+                 "only VMs with this label KEY=VALUE; repeatable (all must "
+                 "match)")
+      ->allow_extra_args(false);
+  ls->footer(
+      CommandFooter("  hearth vm ls\n"
+                    "  hearth vm ls -o wide                   # also id, image, wake, pid, "
+                    "labels...\n"
+                    "  hearth vm ls --state running,suspended --label env=prod\n"
+                    "  hearth vm ls -o json | jq -r '.vms[].name'"));
+  ls->callback([a, &cli, &rc] { rc = ListVms(cli, a->states, a->labels); });
   auto* show = vm->add_subcommand("show", "show one VM");
-  show->add_option("NAME", a->name, "VM name")->required();
+  AddOutputFlag(show, cli, {"table", "json", "yaml"});
+  show->add_option("NAME", a->name, "VM name")->required()->check(VmNameCheck());
+  show->footer(CommandFooter("  hearth vm show web\n  hearth vm show web -o yaml > web.yaml"));
   show->callback([a, &cli, &rc] {
     auto r = cli.Call("GET", VmPath(a->name));
     rc = r ? cli.Print(*r, VmDetailTable) : kFailed;
   });
   auto* logs = vm->add_subcommand("logs", "print the VM's console log");
-  logs->add_option("NAME", a->name, "VM name")->required();
+  logs->add_option("NAME", a->name, "VM name")->required()->check(VmNameCheck());
   logs->add_flag("-f,--follow", a->follow, "keep printing new output");
+  logs->add_option("--tail", a->tail_lines, "only the last N lines (default: the last 64 KiB)")
+      ->check(CLI::Range(1, 100000));
+  logs->add_flag("-t,--timestamps", a->timestamps,
+                 "prefix each line with when hearthd saw it arrive (RFC 3339, UTC; within a "
+                 "second)");
+  logs->footer(
+      CommandFooter("  hearth vm logs web\n  hearth vm logs web --tail 20 --timestamps\n"
+                    "  hearth vm logs web -f"));
   logs->callback([a, &cli, &rc] {
-    if (a->follow) return void(rc = FollowLogs(cli, a->name));
-    auto r = cli.Call("GET", VmPath(a->name, "/logs"));
+    if (a->follow) return void(rc = FollowLogs(cli, a->name, a->timestamps));
+    auto r = cli.Call("GET", VmPath(a->name, LogsQuery(a->tail_lines, a->timestamps)));
     if (!r) return void(rc = kFailed);
     PrintLog(r->body);
   });
   auto* events = vm->add_subcommand("events", "what happened to the VM, oldest first");
-  events->add_option("NAME", a->name, "VM name")->required();
+  events->add_option("NAME", a->name, "VM name")->required()->check(VmNameCheck());
+  AddOutputFlag(events, cli, {"table", "json", "yaml"});
+  events->footer(CommandFooter(
+      "  hearth vm events web                # times in the local zone on a terminal\n"
+      "  hearth vm events web --limit 10 -o json"));
   events->add_option("--limit", a->limit, "at most this many of the newest events")
       ->default_val(100);
   events->callback([a, &cli, &rc] {
     auto r = cli.Call("GET", VmPath(a->name, fmt::format("/events?limit={}", a->limit)));
-    rc = r ? cli.Print(*r, EventsTable) : kFailed;
+    // On a terminal, times in the local zone; into a pipe, RFC 3339 UTC as the API has them.
+    std::string (*table)(const json&) = EventsTable;
+    if (isatty(STDOUT_FILENO)) table = LocalEventsTable;
+    rc = r ? cli.Print(*r, table) : kFailed;
   });
 }
 
 void AddRm(CLI::App* vm, Cli& cli, int& rc) {
   auto a = std::make_shared<VmArgs>();
   auto* rm = vm->add_subcommand("rm", "delete a VM");
-  rm->add_option("NAME", a->name, "VM name")->required();
+  rm->add_option("NAME", a->name, "VM name")->required()->check(VmNameCheck());
+  rm->footer(CommandFooter("  hearth vm rm web\n  hearth vm rm web --force   # even if running"));
   rm->add_flag("--force", a->force, "also delete a running or suspended VM (its state is lost)");
   rm->callback([a, &cli, &rc] {
     auto r = cli.Call("DELETE", VmPath(a->name, a->force ? "?force=true" : ""));
@@ -500,7 +590,10 @@ void AddLifecycle(CLI::App* vm, Cli& cli, int& rc) {
   for (const LifecycleCommand& c : kLifecycleCommands) {
     auto a = std::make_shared<VmArgs>();
     auto* cmd = vm->add_subcommand(c.verb, c.help);
-    cmd->add_option("NAME", a->name, "VM name")->required();
+    cmd->add_option("NAME", a->name, "VM name")->required()->check(VmNameCheck());
+    cmd->footer(CommandFooter(
+        fmt::format("  hearth vm {0} web\n  hearth vm {0} web --no-wait{1}", c.verb,
+                    c.flag ? fmt::format("\n  hearth vm {} web {}", c.verb, c.flag) : "")));
     if (c.flag) cmd->add_flag(c.flag, a->flag, c.flag_help);
     cmd->add_flag("--no-wait", a->no_wait, "return at once, while the VM is still in transition");
     cmd->add_option("--timeout", a->wait_seconds, "seconds to wait for the VM to settle")
@@ -516,6 +609,9 @@ void AddVmCommands(CLI::App& app, Cli& cli, int& rc) {
   for (auto add : {AddCreate, AddEdit, AddReads, AddRm, AddLifecycle, AddRestart}) {
     add(vm, cli, rc);
   }
+  vm->footer(
+      CommandFooter("  hearth vm create web --image default\n  hearth vm start web\n"
+                    "  hearth vm ls\nEach subcommand has its own --help."));
 }
 
 }  // namespace hearth::cli

@@ -13,7 +13,9 @@
 //   │       └── rejected/            batches ClickHouse refused as unparsable
 //   ├── vms/<vm-id>/                 one directory per VM: console log, sockets, snapshots
 //   │   ├── console.log              the guest's serial console (size capped)
-//   │   ├── vmm.log                  the VMM's own stdout/stderr (size capped)
+//   │   ├── console.times            when console.log's bytes arrived: "END UNIX_MS" lines,
+//   │   │                            appended by hearthd as it sees the log grow
+//   (hv/console_index.h) │   ├── vmm.log                  the VMM's own stdout/stderr (size capped)
 //   │   ├── memory                   guest RAM (QEMU memory-backend-file, shared, allocated in
 //   │   │                            full at launch); while the VM is suspended, the RAM of its
 //   │   │                            snapshot
@@ -50,6 +52,8 @@ inline constexpr std::string_view kRootfs = "rootfs.img";
 inline constexpr std::string_view kManifest = "manifest.json";
 // vms/<id>/snapshot/: the VMM's device state (QEMU's migration stream, Firecracker's snapshot)
 inline constexpr std::string_view kSnapshotState = "state";
+// vms/<id>/: when the console log's bytes arrived (hv/console_index.h)
+inline constexpr std::string_view kConsoleTimes = "console.times";
 // A file being written next to where it goes, renamed when whole
 inline constexpr std::string_view kPartialSuffix = ".part";
 // A Firecracker jail
@@ -78,6 +82,9 @@ class Paths {
   std::filesystem::path vm_dir(std::string_view vm_id) const { return vms_dir() / vm_id; }
   std::filesystem::path console_log(std::string_view vm_id) const {
     return vm_dir(vm_id) / "console.log";
+  }
+  std::filesystem::path console_times(std::string_view vm_id) const {
+    return vm_dir(vm_id) / files::kConsoleTimes;
   }
   std::filesystem::path vmm_log(std::string_view vm_id) const { return vm_dir(vm_id) / "vmm.log"; }
   std::filesystem::path memory_file(std::string_view vm_id) const {

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
+#include <map>
 #include <set>
 #include <type_traits>
 #include <variant>
@@ -83,7 +84,9 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
   if (root.IsNull()) return Ok();
   if (!root.IsMap())
     return Bad("config", fmt::format("{}: expected a mapping of keys", path.string()));
-  std::set<std::string> seen;  // yaml-cpp keeps duplicate keys; the last would silently win
+  // yaml-cpp keeps duplicate keys, and the last would silently win; `data-dir` and `data_dir`
+  // are the same key. Option name -> the key as written.
+  std::map<std::string_view, std::string> seen;
   for (const auto& item : root) {
     // A key that is not a scalar (`? [a, b]`) would throw from as<std::string>().
     if (!item.first.IsScalar()) {
@@ -92,15 +95,18 @@ Status LoadConfigFile(const std::filesystem::path& path, DaemonConfig& config) {
                                        path.string(), item.first.Mark().line + 1));
     }
     std::string key = item.first.Scalar();
-    if (!seen.insert(key).second) {
-      return Bad("config", fmt::format("{}: key '{}' is given twice (again on line {}); give each "
-                                       "key once",
-                                       path.string(), Printable(key), item.first.Mark().line + 1));
-    }
-    const DaemonOption* option = FindDaemonOption(key);
+    const DaemonOption* option = FindDaemonOptionByKey(key);
     if (!option) {
-      return Bad("config", fmt::format("{}: unknown key '{}'; known: {}", path.string(),
-                                       Printable(key), KnownKeys()));
+      return Bad("config", fmt::format("{}: unknown key '{}'; known: {} (or the same with '_' "
+                                       "for '-')",
+                                       path.string(), Printable(key), KnownKeys()));
+    }
+    if (auto [it, fresh] = seen.emplace(option->name, key); !fresh) {
+      std::string again = it->second == key ? fmt::format("key '{}' is given twice", Printable(key))
+                                            : fmt::format("keys '{}' and '{}' are the same option",
+                                                          Printable(it->second), Printable(key));
+      return Bad("config", fmt::format("{}: {} (again on line {}); give each key once",
+                                       path.string(), again, item.first.Mark().line + 1));
     }
     try {
       SetFromYaml(*option, item.second, config);

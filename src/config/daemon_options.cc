@@ -1,5 +1,8 @@
 #include "config/daemon_options.h"
 
+#include <algorithm>
+#include <string>
+
 namespace hearth::config {
 
 std::span<const DaemonOption> DaemonOptions() {
@@ -55,6 +58,12 @@ const DaemonOption* FindDaemonOption(std::string_view name) {
     if (o.name == name) return &o;
   }
   return nullptr;
+}
+
+const DaemonOption* FindDaemonOptionByKey(std::string_view key) {
+  std::string name(key);
+  std::replace(name.begin(), name.end(), '_', '-');
+  return FindDaemonOption(name);
 }
 
 void CopyOption(const DaemonOption& option, const DaemonConfig& from, DaemonConfig& to) {

@@ -36,6 +36,10 @@ std::span<const DaemonOption> DaemonOptions();
 // The option called `name`, or null.
 const DaemonOption* FindDaemonOption(std::string_view name);
 
+// The option a config file's `key` names, or null. A key may be spelled as the flag (kebab-case,
+// `data-dir`) or as JSON/YAML fields are (snake_case, `data_dir`).
+const DaemonOption* FindDaemonOptionByKey(std::string_view key);
+
 // Sets option `option` of `to` to its value in `from`.
 void CopyOption(const DaemonOption& option, const DaemonConfig& from, DaemonConfig& to);
 

@@ -17,20 +17,22 @@
 
 namespace hearth::hv {
 
-Status CapLog(const std::filesystem::path& path, int64_t cap) {
+Result<int64_t> CapLog(const std::filesystem::path& path, int64_t cap) {
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT ? Ok() : Fail(Code::kInternal, strerror(errno));
+  if (fd < 0) return errno == ENOENT ? Result<int64_t>(0) : Fail(Code::kInternal, strerror(errno));
   struct stat st {};
   fstat(fd, &st);
   int64_t size = st.st_size;
   int64_t data_start = lseek(fd, 0, SEEK_DATA);
   if (data_start < 0) data_start = size;
-  Status result = Ok();
+  Result<int64_t> result = 0;
   if (size - data_start > cap) {
     const int64_t block = st.st_blksize > 0 ? st.st_blksize : 4096;
     // Cut whole blocks from the head so that about cap/2 bytes of data remain.
     int64_t cut = (size - cap / 2) / block * block;
-    if (cut > 0 && fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, cut) != 0) {
+    if (cut > 0 && fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, cut) == 0) {
+      result = cut;
+    } else if (cut > 0) {
       // Not supported here (or the range is busy): punch a hole instead; the size stays.
       if (cut > data_start &&
           fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, cut) != 0) {
@@ -65,9 +67,14 @@ std::string TailOf(int fd, int64_t max_bytes, int64_t& end) {
 }  // namespace
 
 std::string ReadTail(const std::filesystem::path& path, int64_t max_bytes) {
+  int64_t end = 0;
+  return ReadTailAt(path, max_bytes, end);
+}
+
+std::string ReadTailAt(const std::filesystem::path& path, int64_t max_bytes, int64_t& end) {
+  end = 0;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return "";
-  int64_t end = 0;
   std::string out = TailOf(fd, max_bytes, end);
   ::close(fd);
   return out;

@@ -20,10 +20,14 @@ namespace hearth::hv {
 inline constexpr int64_t kDefaultLogCap = 1 << 20;  // bytes of console kept per VM
 
 // When `path` holds more than `cap` bytes of data, drops the oldest so that about cap/2 remain.
-Status CapLog(const std::filesystem::path& path, int64_t cap);
+// Returns how many bytes were cut off the head (the offsets of the rest moved back by as much), 0
+// when none were or a hole was punched instead (offsets stay).
+Result<int64_t> CapLog(const std::filesystem::path& path, int64_t cap);
 
 // The last `max_bytes` of the file (skipping holes punched by CapLog); empty if it is missing.
 std::string ReadTail(const std::filesystem::path& path, int64_t max_bytes);
+// The same, and in `end` the offset it ends at (the file's size when read).
+std::string ReadTailAt(const std::filesystem::path& path, int64_t max_bytes, int64_t& end);
 
 // The longest a line of LastLines gets (escaped, with the cut marker).
 inline constexpr size_t kMaxTailLineBytes = 240;

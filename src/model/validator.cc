@@ -322,7 +322,35 @@ Status ValidateName(std::string_view name) {
   return Ok();
 }
 
+Status ValidateLabel(std::string_view key, std::string_view value) {
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  auto value_char = [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; };
+  std::string field = fmt::format("labels.{}", Printable(key));
+  if (key.empty() || key.size() > 63 || !alnum(key.front()) || !alnum(key.back()) ||
+      !std::all_of(key.begin(), key.end(), [&](char c) { return value_char(c) || c == '/'; })) {
+    return Invalid(field, fmt::format("'{}' is not a label key; a key is 1-63 characters of a-z, "
+                                      "A-Z, 0-9, '.', '_', '-' and '/', starting and ending with a "
+                                      "letter or digit",
+                                      Printable(key)));
+  }
+  if (value.size() > 63 || !std::all_of(value.begin(), value.end(), value_char)) {
+    return Invalid(field, fmt::format("'{}' is not a label value; a value is at most 63 "
+                                      "characters of a-z, A-Z, 0-9, '.', '_' and '-'",
+                                      Printable(value)));
+  }
+  return Ok();
+}
+
 Status ValidateSpec(const VmSpec& spec, const ValidationContext& ctx, const VmSpec* previous) {
+  if (spec.labels.size() > kMaxLabels) {
+    return Invalid("labels", fmt::format("{} labels; a VM has at most {}, remove some",
+                                         spec.labels.size(), kMaxLabels));
+  }
+  for (const auto& [key, value] : spec.labels) {
+    if (auto s = ValidateLabel(key, value); !s) return s;
+  }
   int max_vcpus = std::min(kMaxVcpus, ctx.host.cpus);
   if (spec.vcpus < 1 || spec.vcpus > max_vcpus) {
     return Invalid("vcpus", fmt::format("{} is out of range; allowed 1-{} (this host has {} CPUs)",
@@ -363,6 +391,7 @@ std::vector<std::string> ChangedFields(const VmSpec& a, const VmSpec& b) {
   check(a.rootfs_readonly != b.rootfs_readonly, "rootfs_readonly");
   check(a.image != b.image, "image");
   check(a.cmdline != b.cmdline, "cmdline");
+  check(a.labels != b.labels, "labels");
   check(a.publish != b.publish, "publish");
   check(a.timers != b.timers, "timers");
   check(a.effective_wake() != b.effective_wake(), "wake");

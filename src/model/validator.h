@@ -45,6 +45,12 @@ bool IsWithin(const std::filesystem::path& path, const std::filesystem::path& di
 // A VM name is a DNS label: 1-63 of [a-z0-9-], starting with a letter, not ending with '-'.
 Status ValidateName(std::string_view name);
 
+// A label, as Kubernetes has them: the key 1-63 characters of a-z, A-Z, 0-9, '.', '_', '-' and
+// '/', starting and ending with a letter or digit; the value at most 63 characters of a-z, A-Z,
+// 0-9, '.', '_' and '-' (empty is allowed). A VM has at most kMaxLabels.
+inline constexpr size_t kMaxLabels = 32;
+Status ValidateLabel(std::string_view key, std::string_view value);
+
 // Checks a whole spec. `previous` is the spec an edit starts from (null on create): timers that
 // did not change are not re-checked against the clock, so an old stop_at does not block edits.
 Status ValidateSpec(const VmSpec& spec, const ValidationContext& ctx,

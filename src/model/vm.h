@@ -96,6 +96,9 @@ struct VmSpec {
   bool rootfs_readonly = false;
   std::string image;  // optional image name (kernel + rootfs bundle)
   std::string cmdline;
+  // The user's own key=value tags (`--label env=prod`), for filtering `vm ls`; rule in
+  // validator.h (ValidateLabel).
+  std::map<std::string, std::string> labels;
   std::vector<PortMapping> publish;
   Timers timers;
   std::optional<WakeMode> wake;      // unset: on-packet

@@ -205,6 +205,27 @@ Status ApplyTimers(const json& v, VmSpec& spec) {
   return Ok();
 }
 
+// Labels merge as in a JSON merge patch (RFC 7396): a key with a string sets that label, a key
+// with null removes it, labels not named stay; `"labels": null` removes them all.
+Status ApplyLabels(const json& v, VmSpec& spec) {
+  if (v.is_null()) {
+    spec.labels.clear();
+    return Ok();
+  }
+  if (!v.is_object()) return WrongType("labels", "an object of strings", v);
+  for (const auto& [key, value] : v.items()) {
+    std::string field = fmt::format("labels.{}", Printable(key));
+    if (value.is_null()) {
+      spec.labels.erase(key);
+    } else if (!value.is_string()) {
+      return WrongType(field, "a string (or null to remove the label)", value);
+    } else {
+      spec.labels[key] = value.get<std::string>();
+    }
+  }
+  return Ok();
+}
+
 json OptionalString(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
 
 }  // namespace
@@ -236,6 +257,8 @@ Status ApplySpecJson(const json& body, VmSpec& spec,
     } else if (key == "rootfs_readonly") {
       if (!v.is_boolean()) return WrongType(key, "a boolean", v);
       spec.rootfs_readonly = v.get<bool>();
+    } else if (key == "labels") {
+      s = ApplyLabels(v, spec);
     } else if (key == "publish") {
       s = ApplyPublish(v, spec);
     } else if (key == "timers") {
@@ -433,6 +456,7 @@ json SpecToJson(const VmSpec& spec, bool resolve_wake) {
       {"rootfs_readonly", spec.rootfs_readonly},
       {"image", OptionalString(spec.image)},
       {"cmdline", spec.cmdline},
+      {"labels", spec.labels},
       {"publish", std::move(publish)},
       {"timers", std::move(timers)},
       {"wake", resolve_wake ? json(ToString(spec.effective_wake()))

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "hv/console_index.h"
 #include "hv/console_log.h"
 
 namespace hearth::node {
@@ -68,7 +69,11 @@ Node::Node(store::StateStore& store, HostInfo host, const FileProbe& files, cons
           machinery_.driver->Exited(p);
           OnVmmExit(p, s);
         },
-        [this] { CapLogs(); });
+        [this] {
+          IndexConsoles();
+          if (++ticks_ % 5 == 0) CapLogs();
+        },
+        std::chrono::seconds(1));
   }
 }
 
@@ -508,6 +513,31 @@ Result<std::string> Node::Logs(std::string_view name, int max_bytes) const {
     path = paths_.console_log((*found)->id);
   }
   return hv::ReadTail(path, max_bytes);
+}
+
+Result<std::string> Node::Logs(std::string_view name, const LogQuery& query) const {
+  std::string id;
+  {
+    std::lock_guard lock(mu_);
+    auto found = FindOrFail(name);
+    if (!found) return Fail(found.error());
+    id = (*found)->id;
+  }
+  std::lock_guard console(console_mu_);
+  int64_t end = 0;
+  std::string tail = hv::ReadTailAt(paths_.console_log(id), query.max_bytes, end);
+  int64_t start = end - static_cast<int64_t>(tail.size());
+  std::string_view text = tail;
+  if (query.tail_lines > 0) {
+    int64_t skipped = 0;
+    text = hv::LastLinesOf(text, query.tail_lines, skipped);
+    start += skipped;
+  }
+  if (!query.timestamps) return std::string(text);
+  // What is answered has been seen now, at the latest: so it is stamped the same way on every
+  // later read (`vm logs -f`).
+  NoteConsoleEnd(id, end);
+  return hv::StampLines(text, start, hv::ReadConsoleTimes(paths_.console_times(id)), clock_.Now());
 }
 
 NodeInfo Node::Info() const {

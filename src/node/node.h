@@ -159,6 +159,15 @@ class Node {
   Result<std::vector<Event>> Events(std::string_view name, int limit) const;
   // The last `max_bytes` of the VM's console log; empty if it never ran.
   Result<std::string> Logs(std::string_view name, int max_bytes) const;
+  struct LogQuery {
+    int max_bytes = 64 * 1024;  // at most this much of the end of the log
+    int tail_lines = 0;         // then only the last this many lines; 0: all
+    bool timestamps = false;    // each line prefixed with when it arrived (hv/console_index.h)
+  };
+  Result<std::string> Logs(std::string_view name, const LogQuery& query) const;
+  // Notes how far each running VM's console log has grown (the supervisor's tick, every second;
+  // exposed for tests).
+  void IndexConsoles();
   NodeInfo Info() const;
 
  private:
@@ -307,6 +316,8 @@ class Node {
   // Removes the VM's tap and directory (its process has ended).
   void CleanUp(const VmRecord& vm);
   void CapLogs();
+  // Records that the console log of VM `id` was seen up to `end` (console_mu_ held).
+  void NoteConsoleEnd(const std::string& id, int64_t end) const;
   Result<std::string> AllocateAddress() const;
   // Deletes a VM whose process has ended: cleanup, store, memory.
   Status Remove(std::unique_lock<std::mutex>& lock, const VmRecord& vm);
@@ -328,6 +339,13 @@ class Node {
   std::mutex timer_pass_mu_;  // one RunTimers at a time
   mutable std::mutex timer_thread_mu_;
   std::thread timer_thread_;
+
+  // The console indexes: how far each VM's log is indexed, and the VMs the tick watched last
+  // (so that a VM whose VMM just ended gets its last bytes noted). Taken without mu_ held.
+  mutable std::mutex console_mu_;
+  mutable std::map<std::string, int64_t> console_seen_;
+  std::set<std::string> console_watched_;
+  int ticks_ = 0;  // the supervisor's ticks: logs are capped every 5th
 
   mutable std::mutex mu_;
   store::StateStore& store_;

@@ -5,8 +5,12 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <set>
 #include <thread>
 
+#include "hv/console_index.h"
 #include "hv/console_log.h"
 #include "node/machine.h"
 #include "node/node.h"
@@ -184,10 +188,60 @@ void Node::CapLogs() {
     }
   }
   for (const auto& id : ids) {
-    for (const auto& path : {paths_.console_log(id), paths_.vmm_log(id)}) {
-      if (auto s = hv::CapLog(path, options_.log_cap); !s) spdlog::warn("{}", s.error().message);
+    if (auto s = hv::CapLog(paths_.vmm_log(id), options_.log_cap); !s) {
+      spdlog::warn("{}", s.error().message);
+    }
+    std::lock_guard console(console_mu_);  // the index moves with the log's head
+    auto cut = hv::CapLog(paths_.console_log(id), options_.log_cap);
+    if (!cut) {
+      spdlog::warn("{}", cut.error().message);
+      continue;
+    }
+    if (auto s = hv::ShiftConsoleTimes(paths_.console_times(id), *cut, hv::kMaxConsoleTimes); !s) {
+      spdlog::warn("{}", s.error().message);
+    }
+    if (auto it = console_seen_.find(id); it != console_seen_.end()) {
+      it->second = std::max<int64_t>(0, it->second - *cut);
     }
   }
+}
+
+void Node::IndexConsoles() {
+  std::set<std::string> ids;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [_, vm] : vms_) {
+      if (vm.pid) ids.insert(vm.id);
+    }
+  }
+  // A VM watched last time but without a VMM now: its last bytes are noted once more.
+  std::set<std::string> watch = ids;
+  watch.insert(console_watched_.begin(), console_watched_.end());
+  console_watched_ = std::move(ids);
+  std::lock_guard console(console_mu_);
+  for (const std::string& id : watch) {
+    std::error_code ec;
+    auto size = std::filesystem::file_size(paths_.console_log(id), ec);
+    if (ec) {
+      console_seen_.erase(id);  // not written yet, or the VM is gone
+      continue;
+    }
+    NoteConsoleEnd(id, static_cast<int64_t>(size));
+  }
+}
+
+void Node::NoteConsoleEnd(const std::string& id, int64_t end) const {
+  auto [it, fresh] = console_seen_.try_emplace(id, 0);
+  if (fresh) it->second = hv::LastConsoleEnd(paths_.console_times(id));
+  if (end <= it->second) {
+    if (end < it->second) it->second = end;  // the log was replaced or cut behind our back
+    return;
+  }
+  if (auto s = hv::AppendConsoleTime(paths_.console_times(id), {end, clock_.Now()}); !s) {
+    spdlog::warn("{}", s.error().message);
+    return;
+  }
+  it->second = end;
 }
 
 void Node::ClaimJob(const std::string& name) { live_[name].job = true; }

@@ -2,10 +2,14 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/output.h"
+#include "common/clock.h"
 #include "support/daemon.h"
 #include "support/temp_dir.h"
 
@@ -191,6 +195,137 @@ TEST_F(CliTest, ExitCodesAndErrors) {
   RunResult nowhere = RunProgram(
       {(BuildDir() / "hearth").string(), "--socket", (dir_ / "nope.sock").string(), "vm", "ls"});
   ExpectOneLineError(nowhere, 1, "is hearthd running?");
+}
+
+// Item 6 of issue 17: suggestions, names, help of each command, versions.
+TEST_F(CliTest, MistakesGetSuggestionsAndExitTwo) {
+  RunResult memroy = Hearth({"vm", "create", "web", "--memroy", "1G"});
+  ExpectOneLineError(memroy, 2, "unknown flag --memroy; did you mean --memory?");
+  EXPECT_EQ(
+      memroy.err,
+      "hearth: unknown flag --memroy; did you mean --memory? (see hearth vm create --help)\n");
+  ExpectOneLineError(Hearth({"vm", "strat", "web"}), 2,
+                     "'hearth vm' has no subcommand 'strat'; did you mean start?");
+  ExpectOneLineError(Hearth({"vm", "ls", "--lable", "a=b"}), 2, "did you mean --label?");
+  // A VM name the rule refuses is a usage error, found before any request.
+  RunResult bad_name = Hearth({"vm", "create", "Web_1", "--kernel", "/bin/true"});
+  ExpectOneLineError(bad_name, 2, "'Web_1' does not start with a lowercase letter");
+  ExpectOneLineError(Hearth({"vm", "start", "web-"}), 2, "ends with '-'");
+  EXPECT_EQ(json::parse(Hearth({"vm", "ls", "-o", "json"}).out)["vms"].size(), 0u);
+}
+
+TEST_F(CliTest, EachCommandHasItsOwnHelp) {
+  RunResult create = Hearth({"vm", "create", "--help"});
+  ASSERT_EQ(create.exit_code, 0);
+  EXPECT_NE(create.out.find("(default 1)"), std::string::npos) << create.out;
+  EXPECT_NE(create.out.find("default 256M"), std::string::npos) << create.out;
+  EXPECT_NE(create.out.find("kernel plus an initrd or a root disk"), std::string::npos);
+  EXPECT_NE(create.out.find("hearth vm create web --image default"), std::string::npos);
+  EXPECT_EQ(create.out.find("hearth usage"), std::string::npos) << "another command's example";
+  RunResult ls = Hearth({"vm", "ls", "--help"});
+  EXPECT_NE(ls.out.find("-o,--output"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("wide"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("--state"), std::string::npos) << ls.out;
+  EXPECT_EQ(ls.out.find("hearth vm create web"), std::string::npos) << ls.out;
+  RunResult top = Hearth({"--help"});
+  EXPECT_NE(top.out.find("kebab-case"), std::string::npos) << top.out;
+}
+
+TEST_F(CliTest, VersionShowsClientAndDaemon) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"version"}, std::vector<std::string>{"--version"}}) {
+    RunResult v = Hearth(args);
+    ASSERT_EQ(v.exit_code, 0) << v.err;
+    EXPECT_NE(v.out.find(fmt::format("hearth  {}", HEARTH_VERSION)), std::string::npos) << v.out;
+    EXPECT_NE(v.out.find(fmt::format("hearthd {}", HEARTH_VERSION)), std::string::npos) << v.out;
+  }
+  json j = json::parse(Hearth({"version", "-o", "json"}).out);
+  EXPECT_EQ(j["hearth"], HEARTH_VERSION);
+  EXPECT_EQ(j["hearthd"], HEARTH_VERSION);
+  // hearthd down: the client's version, what went wrong, exit 1.
+  RunResult down = RunProgram(
+      {(BuildDir() / "hearth").string(), "--socket", (dir_ / "nope.sock").string(), "version"});
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_EQ(down.out, fmt::format("hearth  {}\n", HEARTH_VERSION));
+  ExpectOneLineError(down, 1, "hearthd's version is unknown");
+}
+
+// Labels end to end, and `vm ls` filters applied by hearthd.
+TEST_F(CliTest, LabelsAndListFilters) {
+  ASSERT_EQ(Hearth({"vm", "create", "web", "--kernel", "/bin/true", "--label", "env=prod",
+                    "--label", "team=a"})
+                .exit_code,
+            0);
+  ASSERT_EQ(
+      Hearth({"vm", "create", "db", "--kernel", "/bin/true", "--label", "env=prod"}).exit_code, 0);
+  ASSERT_EQ(Hearth({"vm", "create", "dev", "--kernel", "/bin/true"}).exit_code, 0);
+  auto names = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"vm", "ls", "-o", "json"});
+    RunResult r = Hearth(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::vector<std::string> out;
+    json list = json::parse(r.out);
+    for (const auto& vm : list["vms"]) out.push_back(vm["name"]);
+    return out;
+  };
+  using Names = std::vector<std::string>;
+  EXPECT_EQ(names({"--label", "env=prod"}), (Names{"db", "web"}));
+  EXPECT_EQ(names({"--label", "env=prod", "--label", "team=a"}), Names{"web"});
+  EXPECT_EQ(names({"--state", "created,running"}), (Names{"db", "dev", "web"}));
+  EXPECT_EQ(names({"--state", "running"}), Names{});
+  ExpectOneLineError(Hearth({"vm", "ls", "--state", "sleeping"}), 1,
+                     "state: 'sleeping' is not a VM state");
+  ExpectOneLineError(Hearth({"vm", "ls", "--label", "env"}), 1, "label: 'env' is not KEY=VALUE");
+
+  ASSERT_EQ(Hearth({"vm", "edit", "web", "--label", "team-", "--label", "tier=front"}).exit_code,
+            0);
+  json web = ShowVm(*daemon_, "web");
+  EXPECT_EQ(web["labels"], json({{"env", "prod"}, {"tier", "front"}}));
+  EXPECT_NE(Hearth({"vm", "show", "web"}).out.find("env=prod,tier=front"), std::string::npos);
+  RunResult wide = Hearth({"vm", "ls", "-o", "wide"});
+  EXPECT_NE(wide.out.find("LABELS"), std::string::npos) << wide.out;
+  EXPECT_NE(wide.out.find(web["id"].get<std::string>()), std::string::npos) << wide.out;
+  ExpectOneLineError(Hearth({"vm", "edit", "web", "--label", "bad key=x"}), 1,
+                     "is not a label key");
+  ExpectOneLineError(Hearth({"vm", "show", "web", "-o", "wide"}), 2,
+                     "--output: wide not in {table,json,yaml}");
+  ExpectOneLineError(Hearth({"-o", "wide", "vm", "show", "web"}), 2,
+                     "-o wide: only lists (`hearth vm ls`, `hearth image ls`) have a wide form");
+  // Kept across a restart of hearthd (the spec is stored as JSON).
+  daemon_.reset();
+  auto d = DaemonProcess::Start(dir_ / "data");
+  ASSERT_TRUE(d) << d.error().message;
+  daemon_ = std::move(*d);
+  EXPECT_EQ(names({"--label", "tier=front"}), Names{"web"});
+}
+
+// `vm logs --tail N` and `--timestamps`: hearthd stamps each line with when it first saw it, the
+// same on every read.
+TEST_F(CliTest, LogsTailAndTimestamps) {
+  ASSERT_EQ(Hearth({"vm", "create", "web", "--kernel", "/bin/true"}).exit_code, 0);
+  std::string id = ShowVm(*daemon_, "web")["id"];
+  auto vm_dir = daemon_->data_dir() / "vms" / id;
+  std::filesystem::create_directories(vm_dir);
+  std::ofstream(vm_dir / "console.log") << "one\ntwo\nthree\n";
+  RunResult tail = Hearth({"vm", "logs", "web", "--tail", "2"});
+  ASSERT_EQ(tail.exit_code, 0) << tail.err;
+  EXPECT_EQ(tail.out, "two\nthree\n");
+  RunResult stamped = Hearth({"vm", "logs", "web", "--timestamps"});
+  ASSERT_EQ(stamped.exit_code, 0) << stamped.err;
+  ASSERT_EQ(std::count(stamped.out.begin(), stamped.out.end(), '\n'), 3) << stamped.out;
+  std::string first = stamped.out.substr(0, stamped.out.find(' '));
+  auto when = ParseTime(first);
+  ASSERT_TRUE(when) << stamped.out;
+  EXPECT_LE(std::chrono::abs(*when - SystemClock().Now()), std::chrono::minutes(1));
+  EXPECT_NE(stamped.out.find(first + " three\n"), std::string::npos) << stamped.out;
+  EXPECT_EQ(Hearth({"vm", "logs", "web", "--timestamps"}).out, stamped.out);  // stable
+  std::ofstream(vm_dir / "console.log", std::ios::app) << "four\n";
+  RunResult later = Hearth({"vm", "logs", "web", "--timestamps", "--tail", "2"});
+  ASSERT_EQ(later.exit_code, 0) << later.err;
+  EXPECT_EQ(later.out.rfind(first + " three\n", 0), 0u) << later.out;
+  EXPECT_NE(later.out.find(" four\n"), std::string::npos) << later.out;
+  EXPECT_TRUE(std::filesystem::exists(vm_dir / "console.times"));
+  ExpectOneLineError(Hearth({"vm", "logs", "web", "--tail", "0"}), 2, "--tail");
 }
 
 TEST_F(CliTest, TcpNeedsAToken) {

@@ -370,6 +370,8 @@ void OpenApiConformanceTest::DriveVms() {
   Expect(400, "GET", "/v1/node?x=%zz");
   Expect(200, "GET", "/v1/vms");
   EXPECT_EQ(ErrorField(Expect(400, "GET", "/v1/vms?limit=1")), "limit");
+  EXPECT_EQ(ErrorField(Expect(400, "GET", "/v1/vms?state=asleep")), "state");
+  EXPECT_EQ(ErrorField(Expect(400, "GET", "/v1/vms?label=novalue")), "label");
 
   // Create: the smallest body, a body with every field, and one from an image.
   json web = Create({{"name", "web"}, {"kernel", kKernel}});
@@ -403,8 +405,13 @@ void OpenApiConformanceTest::DriveVms() {
       {"wake", "on-packet"},
       {"wake_ports", {"tcp:80", "udp:53"}},
       {"restart", "always"},
+      {"labels", {{"env", "prod"}, {"app.example.com/tier", "front"}}},
   };
   json full = Create(full_body);
+  EXPECT_EQ(full["labels"]["env"], "prod");
+  json only = Body(Expect(200, "GET", "/v1/vms?state=created,running&label=env%3Dprod"));
+  ASSERT_EQ(only["vms"].size(), 1u);
+  EXPECT_EQ(only["vms"][0]["name"], "full");
   EXPECT_EQ(full["timers"]["stop_at"], "2098-12-31T22:00:00Z");
   EXPECT_EQ(
       full["publish"][0],
@@ -629,7 +636,11 @@ void OpenApiConformanceTest::DriveEventsAndLogs() {
   std::ofstream(log / "console.log") << "booting\nlogin: ";
   EXPECT_EQ(Expect(200, "GET", "/v1/vms/logged/logs").body, "booting\nlogin: ");
   EXPECT_EQ(Expect(200, "GET", "/v1/vms/logged/logs?tail_bytes=7").body, "login: ");
-  for (const char* bad : {"tail_bytes=0", "tail_bytes=1048577", "tail_bytes=-1", "follow=1"}) {
+  EXPECT_EQ(Expect(200, "GET", "/v1/vms/logged/logs?tail_lines=1").body, "login: ");
+  std::string stamped = Expect(200, "GET", "/v1/vms/logged/logs?timestamps=true").body;
+  EXPECT_NE(stamped.find("Z booting\n"), std::string::npos) << stamped;
+  for (const char* bad : {"tail_bytes=0", "tail_bytes=1048577", "tail_bytes=-1", "follow=1",
+                          "tail_lines=0", "timestamps=maybe"}) {
     Expect(400, "GET", fmt::format("/v1/vms/logged/logs?{}", bad));
   }
   Expect(404, "GET", "/v1/vms/nope/logs");

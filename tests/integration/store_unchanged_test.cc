@@ -287,6 +287,9 @@ TEST_F(StoreUnchangedTest, RefusedCreatesLeaveTheStoreUnchanged) {
       create("cmdline too long", {{"cmdline", std::string(2049, 'x')}}, "cmdline"),
       create("newline in cmdline", {{"cmdline", "console=ttyS0\ninit=/bin/sh"}}, "cmdline"),
       create("NUL in cmdline", {{"cmdline", std::string("a\0b", 3)}}, "cmdline"),
+      create("label key with a space", {{"labels", {{"bad key", "v"}}}}, "labels.bad key"),
+      create("label value too long", {{"labels", {{"env", std::string(64, 'v')}}}}, "labels.env"),
+      create("label not a string", {{"labels", {{"env", 1}}}}, "labels.env"),
       // Root filesystem.
       create("missing rootfs", {{"rootfs", Path("no-such.img")}}, "rootfs"),
       create("relative rootfs", {{"rootfs", "alpha.img"}}, "rootfs"),
@@ -482,6 +485,9 @@ TEST_F(StoreUnchangedTest, RefusedDeletesActionsAndUnauthenticatedRequestsLeaveT
        json{{"kernel", kernel_}, {"generation", 9}}.dump(), 409, state, "generation"},
       // Reads with bad parameters.
       {"list with a parameter", "GET", "/v1/vms?all=1", "", 400, bad, "all"},
+      {"list with an unknown state", "GET", "/v1/vms?state=asleep", "", 400, bad, "state"},
+      {"list with a label without =", "GET", "/v1/vms?label=env", "", 400, bad, "label"},
+      {"logs tail_lines 0", "GET", "/v1/vms/beta/logs?tail_lines=0", "", 400, bad, "tail_lines"},
       {"events limit 0", "GET", "/v1/vms/beta/events?limit=0", "", 400, bad, "limit"},
       {"events limit not a number", "GET", "/v1/vms/beta/events?limit=ten", "", 400, bad, "limit"},
       {"logs tail_bytes 0", "GET", "/v1/vms/beta/logs?tail_bytes=0", "", 400, bad, "tail_bytes"},

@@ -1,6 +1,9 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <ctime>
 
 #include "cli/output.h"
 
@@ -106,7 +109,7 @@ TEST(CliOutputTest, TablesAlignAndShowSuspendedState) {
   EXPECT_NE(table.find("NAME  STATE"), std::string::npos) << table;
   EXPECT_NE(table.find("suspended (5 MiB on disk)"), std::string::npos) << table;
   EXPECT_NE(table.find("5432:5432/tcp"), std::string::npos);
-  EXPECT_NE(table.find("idle_timeout=30s -> suspend"), std::string::npos);
+  EXPECT_NE(table.find("idle-timeout=30s on-timer=suspend"), std::string::npos) << table;
   EXPECT_NE(VmListTable({{"vms", json::array()}}).find("No VMs"), std::string::npos);
 }
 
@@ -127,9 +130,9 @@ TEST(CliOutputTest, TablesShowTheNextTimerRelativeToNow) {
       {"version", 3}};
   std::string list = VmListTable({{"vms", {vm}}}, now);
   EXPECT_NE(list.find("NEXT TIMER"), std::string::npos) << list;
-  EXPECT_NE(list.find("suspend in 4m12s"), std::string::npos) << list;
+  EXPECT_NE(list.find("idle-timeout: suspend in 4m12s"), std::string::npos) << list;
   std::string detail = VmDetailTable(vm, now);
-  EXPECT_NE(detail.find("suspend in 4m12s (idle-timeout, at 2026-11-26T07:44:11.500Z)"),
+  EXPECT_NE(detail.find("idle-timeout: suspend in 4m12s (at 2026-11-26T07:44:11.500Z)"),
             std::string::npos)
       << detail;
   EXPECT_NE(detail.find("running_since:"), std::string::npos) << detail;
@@ -245,6 +248,62 @@ TEST(CliOutputTest, YamlAndJsonCarryControlCharactersOnlyEscaped) {
     ASSERT_TRUE(back) << out;
     EXPECT_EQ((*back)["state_reason"], HostileVm()["state_reason"]) << "scripts get the exact text";
   }
+}
+
+// -o wide shows what the narrow table leaves out, labels included.
+TEST(CliOutputTest, WideListShowsIdImageWakeBackendPidAndLabels) {
+  json vm = {{"name", "web"},         {"id", "vm-0123456789abcdef"},
+             {"state", "running"},    {"vcpus", 2},
+             {"memory_mib", 512},     {"image", "default"},
+             {"ip", "172.30.0.2"},    {"publish", json::array()},
+             {"wake", "on-packet"},   {"timers", json::object()},
+             {"next_timer", nullptr}, {"backend", "qemu-tcg"},
+             {"pid", 4242},           {"labels", {{"env", "prod"}, {"team", "a"}}},
+             {"version", 7}};
+  std::string wide = VmWideTable({{"vms", {vm}}});
+  for (const char* want : {"ID", "WAKE", "BACKEND", "PID", "LABELS", "vm-0123456789abcdef",
+                           "default", "on-packet", "qemu-tcg", "4242", "env=prod,team=a"}) {
+    EXPECT_NE(wide.find(want), std::string::npos) << want << "\n" << wide;
+  }
+  std::string narrow = VmListTable({{"vms", {vm}}});
+  EXPECT_EQ(narrow.find("vm-0123456789abcdef"), std::string::npos) << narrow;
+  EXPECT_NE(VmDetailTable(vm).find("env=prod,team=a"), std::string::npos);
+  EXPECT_EQ(*ParseFormat("wide"), Format::kWide);
+}
+
+TEST(CliOutputTest, LabelFlagsSetAndRemove) {
+  auto labels = ParseLabelFlags({"env=prod", "team-", "empty="});
+  ASSERT_TRUE(labels) << labels.error().message;
+  EXPECT_EQ(*labels, json({{"env", "prod"}, {"team", nullptr}, {"empty", ""}}));
+  for (const char* bad : {"env", "=prod", "-"}) {
+    auto r = ParseLabelFlags({bad});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().message.find(fmt::format("--label: '{}' is neither KEY=VALUE", bad)),
+              std::string::npos)
+        << r.error().message;
+  }
+}
+
+// On a terminal, `vm events` shows local times; the API's (and a pipe's) stay UTC.
+TEST(CliOutputTest, EventTimesInTheLocalZone) {
+  const char* old = std::getenv("TZ");
+  std::string saved = old ? old : "";
+  setenv("TZ", "UTC-2", 1);  // POSIX: two hours east of UTC
+  tzset();
+  Timestamp t = *ParseTime("2026-11-26T07:40:28.250Z");
+  std::string local = FormatLocalTime(t);
+  json events = {
+      {"events", {{{"time", "2026-11-26T07:40:28Z"}, {"type", "created"}, {"message", "m"}}}}};
+  std::string local_table = LocalEventsTable(events), utc_table = EventsTable(events);
+  if (old) {
+    setenv("TZ", saved.c_str(), 1);
+  } else {
+    unsetenv("TZ");
+  }
+  tzset();
+  EXPECT_EQ(local, "2026-11-26T09:40:28.250+02:00");
+  EXPECT_NE(local_table.find("2026-11-26T09:40:28+02:00"), std::string::npos) << local_table;
+  EXPECT_NE(utc_table.find("2026-11-26T07:40:28Z"), std::string::npos) << utc_table;
 }
 
 }  // namespace

@@ -99,7 +99,7 @@ TEST(DaemonConfigTest, LoadsYamlAndRefusesUnknownKeys) {
                                    << "hypervisor: firecracker\nfirecracker: /opt/fc/firecracker\n"
                                    << "jailer: /opt/fc/jailer\njailer-uid: 123\njailer-gid: 100\n"
                                    << "jailer-chroot-base: /srv/fc\n";
-    std::ofstream(dir / "unknown.yaml") << "data_dir: /srv/hearth\n";
+    std::ofstream(dir / "unknown.yaml") << "data_dri: /srv/hearth\n";
     std::ofstream(dir / "type.yaml") << "memory-ratio: lots\n";
     std::ofstream(dir / "broken.yaml") << "listen: [\n";
   }
@@ -116,7 +116,7 @@ TEST(DaemonConfigTest, LoadsYamlAndRefusesUnknownKeys) {
   EXPECT_EQ(cfg.jailer_chroot_base, "/srv/fc");
   auto unknown = LoadConfigFile(dir / "unknown.yaml", cfg);
   ASSERT_FALSE(unknown);
-  EXPECT_NE(unknown.error().message.find("unknown key 'data_dir'"), std::string::npos);
+  EXPECT_NE(unknown.error().message.find("unknown key 'data_dri'"), std::string::npos);
   auto type = LoadConfigFile(dir / "type.yaml", cfg);
   ASSERT_FALSE(type);
   EXPECT_NE(type.error().message.find("'memory-ratio'"), std::string::npos);
@@ -175,6 +175,25 @@ TEST(DaemonConfigTest, RefusesDuplicateYamlKeys) {
   auto s = LoadConfigFile(dir / "dup.yaml", cfg);
   ASSERT_FALSE(s);
   EXPECT_NE(s.error().message.find("key 'network-pool' is given twice (again on line 3)"),
+            std::string::npos)
+      << s.error().message;
+}
+
+// One naming rule: YAML fields are snake_case, flags kebab-case; the config file takes both.
+TEST(DaemonConfigTest, AcceptsSnakeCaseKeysButNotBothSpellings) {
+  testing::TempDir dir;
+  std::ofstream(dir / "snake.yaml") << "data_dir: /srv/snake\nmemory_ratio: 1.5\n"
+                                    << "max-connections-per-address: 9\n";
+  std::ofstream(dir / "both.yaml") << "data-dir: /srv/a\nlisten: none\ndata_dir: /srv/b\n";
+  DaemonConfig cfg;
+  ASSERT_TRUE(LoadConfigFile(dir / "snake.yaml", cfg));
+  EXPECT_EQ(cfg.data_dir, "/srv/snake");
+  EXPECT_EQ(cfg.memory_ratio, 1.5);
+  EXPECT_EQ(cfg.max_connections_per_address, 9);
+  auto s = LoadConfigFile(dir / "both.yaml", cfg);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("keys 'data-dir' and 'data_dir' are the same option (again on "
+                                   "line 3)"),
             std::string::npos)
       << s.error().message;
 }
